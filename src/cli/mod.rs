@@ -1,0 +1,423 @@
+//! The command line: argument parsing, logging set-up, and the one-shot commands
+//! (`clouds`, `servers`, `flavors`, `images`, `volumes`, `backups`), the simulator
+//! (`sim`) and the demo. This is the edge where modules are wired together.
+
+pub mod output;
+
+use crate::cloud::Client;
+use crate::config::clouds::CloudsFile;
+use crate::config::paths::{self, ProcessEnv};
+use crate::config::{CloudConfig, Settings};
+use clap::{Args, Parser, Subcommand};
+use output::{Format, Table};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stackpilot",
+    version,
+    about = "Keyboard-driven operations console for OpenStack, with an autopilot inside"
+)]
+pub struct Cli {
+    /// Cloud from clouds.yaml (default: OS_CLOUD, the OS_* variables, or the only cloud).
+    #[arg(long, global = true)]
+    pub cloud: Option<String>,
+    /// Region (overrides region_name and OS_REGION_NAME).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// stackpilot settings file (default: $XDG_CONFIG_HOME/stackpilot/config.toml).
+    #[arg(long, global = true, env = "STACKPILOT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Never change anything: actions are not even bound.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    /// Start the embedded OpenStack simulator and open the console on it.
+    #[arg(long)]
+    pub demo: bool,
+    /// Simulated seconds per real second in the demo.
+    #[arg(long, default_value_t = 10.0)]
+    pub speed: f64,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List configured clouds and where each came from.
+    Clouds(ListArgs),
+    /// List servers (like `openstack server list`).
+    Servers(ListArgs),
+    /// List flavors.
+    Flavors(ListArgs),
+    /// List images.
+    Images(ListArgs),
+    /// List volumes.
+    Volumes(ListArgs),
+    /// List volume backups.
+    Backups(ListArgs),
+    /// Run the OpenStack simulator alone (point any OpenStack client at it).
+    Sim(SimArgs),
+    /// Run the policy engine without the console.
+    Engine,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Simulated seconds per real second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// World file (default: the built-in world; `demo` for the demo world).
+    #[arg(long)]
+    pub world: Option<String>,
+    /// Persist the world in this file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Seed of the simulator's random choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Token lifetime in real seconds.
+    #[arg(long)]
+    pub token_lifetime: Option<u64>,
+    /// Inject 5xx answers: SERVICE=RATE, e.g. compute=0.1 (repeatable; `all` for every service).
+    #[arg(long = "error-rate", value_parser = parse_kv)]
+    pub error_rate: Vec<(String, f64)>,
+    /// Add latency in milliseconds: SERVICE=MS (repeatable).
+    #[arg(long = "latency", value_parser = parse_kv)]
+    pub latency: Vec<(String, f64)>,
+}
+
+fn parse_kv(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=VALUE, got `{s}`"))?;
+    let v: f64 = v.parse().map_err(|_| format!("`{v}` is not a number"))?;
+    Ok((k.to_string(), v))
+}
+
+/// An error for the user: printed on one line, exit code 1 (2 for usage).
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// Logs go to a file in the state directory, never to a terminal the console owns.
+pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("stackpilot=info,warn"));
+    if to_stderr {
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        return None;
+    }
+    let dir = paths::state_dir(&ProcessEnv);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return None;
+    }
+    let path = dir.join("stackpilot.log");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Some(path)
+}
+
+pub fn load_settings(cli: &Cli) -> CliResult<Settings> {
+    let path = cli.config.clone().unwrap_or_else(|| paths::config_file(&ProcessEnv));
+    Ok(Settings::load(&path)?)
+}
+
+/// The cloud this invocation talks to.
+pub fn selected_cloud(cli: &Cli) -> CliResult<CloudConfig> {
+    let cf = CloudsFile::discover(&ProcessEnv)?;
+    Ok(cf.resolve_selected(cli.cloud.as_deref(), cli.region.as_deref())?)
+}
+
+pub fn client(cli: &Cli) -> CliResult<Client> {
+    Ok(Client::new(selected_cloud(cli)?)?)
+}
+
+pub async fn run(cli: Cli) -> CliResult<()> {
+    if cli.demo {
+        return demo(&cli).await;
+    }
+    match &cli.command {
+        None => {
+            let cloud = selected_cloud(&cli)?;
+            let _ = load_settings(&cli)?;
+            Err(CliError(format!(
+                "the console is not built yet; `stackpilot servers` lists the servers of `{}`",
+                cloud.name
+            )))
+        }
+        Some(Command::Clouds(a)) => clouds(a.output),
+        Some(Command::Servers(a)) => servers(&client(&cli)?, a.output).await,
+        Some(Command::Flavors(a)) => flavors(&client(&cli)?, a.output).await,
+        Some(Command::Images(a)) => images(&client(&cli)?, a.output).await,
+        Some(Command::Volumes(a)) => volumes(&client(&cli)?, a.output).await,
+        Some(Command::Backups(a)) => backups(&client(&cli)?, a.output).await,
+        Some(Command::Sim(a)) => sim(a).await,
+        Some(Command::Engine) => Err(CliError("the headless engine is not built yet".into())),
+    }
+}
+
+fn clouds(f: Format) -> CliResult<()> {
+    let cf = CloudsFile::discover(&ProcessEnv)?;
+    let mut t = Table::new(&["Name", "Auth URL", "Region", "Auth Type", "Source", "Problem"]);
+    for name in cf.names() {
+        match cf.resolve(&name) {
+            Ok(c) => t.push(vec![
+                name,
+                c.auth_url.clone(),
+                c.region.clone().unwrap_or_default(),
+                c.auth.kind().into(),
+                c.source.to_string(),
+                String::new(),
+            ]),
+            Err(e) => t.push(vec![
+                name,
+                String::new(),
+                String::new(),
+                String::new(),
+                cf.clouds_path().map(|p| p.display().to_string()).unwrap_or_default(),
+                e.to_string(),
+            ]),
+        }
+    }
+    t.print(f);
+    if cf.names().is_empty() {
+        eprintln!("no clouds configured: create clouds.yaml, set OS_* variables, or try `stackpilot --demo`");
+    }
+    Ok(())
+}
+
+pub async fn server_table(c: &Client) -> CliResult<Table> {
+    let q = Default::default();
+    let (compute, image) = (c.compute(), c.image());
+    let (servers, images) = tokio::join!(compute.list_servers(&q), image.list_images());
+    let servers = servers?;
+    let image_names: HashMap<String, String> =
+        images.unwrap_or_default().into_iter().map(|i| (i.id, i.name.unwrap_or_default())).collect();
+    let mut t = Table::new(&["ID", "Name", "Status", "Networks", "Image", "Flavor"]);
+    for s in servers {
+        let nets = {
+            let mut by: Vec<(String, Vec<String>)> = Vec::new();
+            for a in &s.addresses {
+                match by.iter_mut().find(|(n, _)| n == &a.network) {
+                    Some((_, v)) => v.push(a.addr.clone()),
+                    None => by.push((a.network.clone(), vec![a.addr.clone()])),
+                }
+            }
+            by.into_iter().map(|(n, v)| format!("{n}={}", v.join(", "))).collect::<Vec<_>>().join("; ")
+        };
+        let image = match &s.image_id {
+            None => "N/A (booted from volume)".to_string(),
+            Some(i) => image_names.get(i).cloned().unwrap_or_else(|| i.clone()),
+        };
+        t.push(vec![
+            s.id.clone(),
+            s.display_name().to_string(),
+            s.status.to_string(),
+            nets,
+            image,
+            s.flavor.label().to_string(),
+        ]);
+    }
+    Ok(t)
+}
+
+async fn servers(c: &Client, f: Format) -> CliResult<()> {
+    server_table(c).await?.print(f);
+    Ok(())
+}
+
+async fn flavors(c: &Client, f: Format) -> CliResult<()> {
+    let mut t = Table::new(&["ID", "Name", "RAM", "Disk", "Ephemeral", "VCPUs", "Is Public"]);
+    for fl in c.compute().list_flavors().await? {
+        t.push(vec![
+            fl.id,
+            fl.name,
+            fl.ram_mb.to_string(),
+            fl.disk_gb.to_string(),
+            fl.ephemeral_gb.to_string(),
+            fl.vcpus.to_string(),
+            if fl.is_public { "True" } else { "False" }.into(),
+        ]);
+    }
+    t.print(f);
+    Ok(())
+}
+
+async fn images(c: &Client, f: Format) -> CliResult<()> {
+    let mut t = Table::new(&["ID", "Name", "Status"]);
+    for i in c.image().list_images().await? {
+        t.push(vec![i.id, i.name.unwrap_or_default(), i.status]);
+    }
+    t.print(f);
+    Ok(())
+}
+
+async fn volumes(c: &Client, f: Format) -> CliResult<()> {
+    let mut t = Table::new(&["ID", "Name", "Status", "Size", "Attached to"]);
+    for v in c.volume().list_volumes().await? {
+        let att = v
+            .attachments
+            .iter()
+            .map(|a| format!("Attached to {} on {}", a.server_id, a.device.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        t.push(vec![v.id.clone(), v.name.clone().unwrap_or_default(), v.status.clone(), v.size_gb.to_string(), att]);
+    }
+    t.print(f);
+    Ok(())
+}
+
+async fn backups(c: &Client, f: Format) -> CliResult<()> {
+    let mut t = Table::new(&["ID", "Name", "Description", "Status", "Size", "Incremental", "Volume"]);
+    for b in c.volume().list_backups().await? {
+        t.push(vec![
+            b.id.clone(),
+            b.name.clone().unwrap_or_default(),
+            b.description.clone().unwrap_or_default(),
+            b.status.clone(),
+            b.size_gb.to_string(),
+            if b.is_incremental { "True" } else { "False" }.into(),
+            b.volume_id.clone(),
+        ]);
+    }
+    t.print(f);
+    Ok(())
+}
+
+fn sim_config(a: &SimArgs) -> CliResult<crate::sim::SimConfig> {
+    use crate::sim::{http::ServiceFaults, SimConfig, WorldSource};
+    let world = match a.world.as_deref() {
+        None => WorldSource::Default,
+        Some("demo") => WorldSource::Demo,
+        Some(p) => WorldSource::File(PathBuf::from(p)),
+    };
+    let mut faults: std::collections::BTreeMap<String, ServiceFaults> = Default::default();
+    for (svc, rate) in &a.error_rate {
+        if !(0.0..=1.0).contains(rate) {
+            return Err(CliError(format!("--error-rate {svc}={rate}: the rate is a fraction between 0 and 1")));
+        }
+        faults.entry(svc.clone()).or_default().error_rate = *rate;
+    }
+    for (svc, ms) in &a.latency {
+        faults.entry(svc.clone()).or_default().latency_ms = *ms as u64;
+    }
+    Ok(SimConfig {
+        port: a.port,
+        speed: a.speed,
+        world,
+        state: a.state.clone(),
+        seed: a.seed,
+        faults,
+        token_lifetime_secs: a.token_lifetime,
+        boot_secs: None,
+    })
+}
+
+async fn sim(a: &SimArgs) -> CliResult<()> {
+    let cfg = sim_config(a)?;
+    let h = crate::sim::start(cfg).await.map_err(CliError)?;
+    println!("# stackpilot simulator on {} (speed {}x). Add this to clouds.yaml:", h.base_url, a.speed);
+    print!("{}", crate::sim::clouds_yaml(&h.base_url, "sim", "admin", "secret", "admin"));
+    println!("# then: OS_CLOUD=sim openstack server list   |   stackpilot --cloud sim servers");
+    println!("# control API: {}/_sim/state   (Ctrl-C stops)", h.base_url);
+    wait_for_signal().await;
+    h.shutdown().await;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut hup = signal(SignalKind::hangup()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+            _ = async { match hup.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The cloud definition of the demo (user `demo` on the simulator).
+pub fn demo_cloud(base_url: &str) -> CloudConfig {
+    use crate::config::clouds::{AuthMethod, CloudSource, DomainRef, Interface, Scope, UserRef};
+    use crate::config::Secret;
+    CloudConfig {
+        name: "demo".into(),
+        source: CloudSource::Env,
+        auth_url: format!("{base_url}/identity/v3"),
+        auth: AuthMethod::Password {
+            user: UserRef {
+                id: None,
+                name: Some("demo".into()),
+                domain: DomainRef { id: Some("default".into()), name: None },
+            },
+            password: Secret::new("demo"),
+            scope: Scope::Project {
+                id: None,
+                name: Some("demo".into()),
+                domain: DomainRef { id: Some("default".into()), name: None },
+            },
+        },
+        region: Some("RegionOne".into()),
+        regions: vec![],
+        interface: Interface::Public,
+        verify: true,
+        cacert: None,
+        client_cert: None,
+        client_key: None,
+        endpoint_overrides: Default::default(),
+    }
+}
+
+async fn demo(cli: &Cli) -> CliResult<()> {
+    let state = paths::state_dir(&ProcessEnv).join("demo");
+    let cfg = crate::sim::SimConfig {
+        speed: cli.speed,
+        world: crate::sim::WorldSource::Demo,
+        state: Some(state.join("world.json")),
+        ..Default::default()
+    };
+    let h = crate::sim::start(cfg).await.map_err(CliError)?;
+    let client = Client::new(demo_cloud(&h.base_url))?;
+    println!("stackpilot demo: simulator on {} (speed {}x); Ctrl-C stops", h.base_url, cli.speed);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match server_table(&client).await {
+                    Ok(t) => print!("\x1b[2J\x1b[H{}", t.render()),
+                    Err(e) => eprintln!("{}", e.0),
+                }
+            }
+            _ = wait_for_signal() => break,
+        }
+    }
+    h.shutdown().await;
+    Ok(())
+}

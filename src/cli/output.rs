@@ -1,0 +1,112 @@
+//! Tables and JSON for the one-shot commands, shaped like `openstack ... list`.
+
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
+
+/// Rows of string cells under named columns.
+pub struct Table {
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[&'static str]) -> Self {
+        Table { columns: columns.to_vec(), rows: Vec::new() }
+    }
+    pub fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    /// The `openstack` CLI's box table.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self.columns.iter().map(|c| c.chars().count()).collect();
+        for r in &self.rows {
+            for (i, c) in r.iter().enumerate() {
+                if i < widths.len() {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+        }
+        let sep: String = {
+            let mut s = String::from("+");
+            for w in &widths {
+                s.push_str(&"-".repeat(w + 2));
+                s.push('+');
+            }
+            s
+        };
+        let line = |cells: &[String]| {
+            let mut s = String::from("|");
+            for (i, w) in widths.iter().enumerate() {
+                let c = cells.get(i).map(String::as_str).unwrap_or("");
+                s.push(' ');
+                s.push_str(c);
+                s.push_str(&" ".repeat(w - c.chars().count()));
+                s.push_str(" |");
+            }
+            s
+        };
+        let mut out = String::new();
+        out.push_str(&sep);
+        out.push('\n');
+        out.push_str(&line(&self.columns.iter().map(|c| c.to_string()).collect::<Vec<_>>()));
+        out.push('\n');
+        out.push_str(&sep);
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&line(r));
+            out.push('\n');
+        }
+        if !self.rows.is_empty() {
+            out.push_str(&sep);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// A JSON array of objects keyed by column name (`openstack -f json`).
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.rows
+                .iter()
+                .map(|r| {
+                    let mut m = Map::new();
+                    for (i, c) in self.columns.iter().enumerate() {
+                        m.insert(c.to_string(), Value::String(r.get(i).cloned().unwrap_or_default()));
+                    }
+                    Value::Object(m)
+                })
+                .collect(),
+        )
+    }
+
+    pub fn print(&self, f: Format) {
+        match f {
+            Format::Table => print!("{}", self.render()),
+            Format::Json => println!("{}", serde_json::to_string_pretty(&self.to_json()).unwrap_or_default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_the_openstack_cli() {
+        let mut t = Table::new(&["ID", "Name"]);
+        t.push(vec!["1".into(), "m1.tiny".into()]);
+        assert_eq!(
+            t.render(),
+            "+----+---------+\n| ID | Name    |\n+----+---------+\n| 1  | m1.tiny |\n+----+---------+\n"
+        );
+        assert_eq!(t.to_json()[0]["Name"], "m1.tiny");
+        assert_eq!(Table::new(&["A"]).render(), "+---+\n| A |\n+---+\n");
+    }
+}

@@ -1,0 +1,347 @@
+//! stackpilot's own settings (`config.toml`): refresh intervals, metric retention,
+//! theme, key bindings and engine mode. Parsing is strict: an unknown key or a wrong
+//! type is an error with file:line:col.
+
+use crate::domain::time::parse_duration;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A duration written as `30s`, `5m`, `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
+            Raw::S(s) => parse_duration(&s).map(Dur).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid duration `{s}`, expected a number with a unit such as 500ms, 30s, 5m, 1h or 2d"
+                ))
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineMode {
+    /// The engine plans nothing and acts on nothing.
+    #[default]
+    Off,
+    /// The engine plans and shows its plan; an operator approves it.
+    DryRun,
+    /// The engine acts on its plan.
+    Auto,
+}
+
+impl EngineMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EngineMode::Off => "off",
+            EngineMode::DryRun => "dry-run",
+            EngineMode::Auto => "auto",
+        }
+    }
+    pub fn parse(s: &str) -> Option<EngineMode> {
+        match s {
+            "off" => Some(EngineMode::Off),
+            "dry-run" | "dryrun" | "dry_run" => Some(EngineMode::DryRun),
+            "auto" => Some(EngineMode::Auto),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Theme {
+    #[default]
+    Dark,
+    Light,
+    Mono,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Refresh {
+    pub servers: Dur,
+    pub flavors: Dur,
+    pub images: Dur,
+    pub networks: Dur,
+    pub volumes: Dur,
+    pub backups: Dur,
+    pub metrics: Dur,
+    pub limits: Dur,
+    /// A full server list every so often catches deletions `changes-since` can miss.
+    pub full_resync: Dur,
+    /// Per-request timeout of a poll.
+    pub timeout: Dur,
+    /// Longest backoff after failures.
+    pub max_backoff: Dur,
+}
+
+impl Default for Refresh {
+    fn default() -> Self {
+        let s = |n| Dur(Duration::from_secs(n));
+        Refresh {
+            servers: s(5),
+            flavors: s(600),
+            images: s(600),
+            networks: s(600),
+            volumes: s(15),
+            backups: s(30),
+            metrics: s(30),
+            limits: s(60),
+            full_resync: s(300),
+            timeout: s(20),
+            max_backoff: s(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// How much history each series keeps.
+    pub retention: Dur,
+    /// Gnocchi granularity (seconds) read; must exist in the archive policy.
+    pub granularity: u32,
+    /// At most this many servers have their metrics polled (busiest apps first).
+    pub max_servers: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { retention: Dur(Duration::from_secs(3600)), granularity: 60, max_servers: 500 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiSettings {
+    pub theme: Theme,
+    pub ascii: bool,
+    pub max_fps: u32,
+    /// Data older than this many refresh intervals is shown as stale.
+    pub stale_after: u32,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings { theme: Theme::Dark, ascii: false, max_fps: 30, stale_after: 3 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineSettings {
+    pub mode: EngineMode,
+    pub policies_dir: Option<PathBuf>,
+    pub tick: Dur,
+    pub concurrency: usize,
+    /// Loopback port of `/metrics` and `/healthz` for `stackpilot engine`.
+    pub metrics_port: u16,
+    pub create_visibility_timeout: Dur,
+    pub build_timeout: Dur,
+    pub orphan_grace: Dur,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            mode: EngineMode::Off,
+            policies_dir: None,
+            tick: Dur(Duration::from_secs(10)),
+            concurrency: 4,
+            metrics_port: 9187,
+            create_visibility_timeout: Dur(Duration::from_secs(120)),
+            build_timeout: Dur(Duration::from_secs(1200)),
+            orphan_grace: Dur(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// The whole `config.toml`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub refresh: Refresh,
+    pub metrics: MetricsSettings,
+    pub ui: UiSettings,
+    pub engine: EngineSettings,
+    /// Key bindings: action name → key (`""` unbinds).
+    pub keys: BTreeMap<String, String>,
+    /// Clouds marked protected ask the operator to type the name before dangerous actions.
+    pub protected_clouds: Vec<String>,
+    /// Extra clouds shown side by side in the console.
+    pub clouds: Vec<String>,
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Line of each key binding in the file (for conflict reports).
+    #[serde(skip)]
+    pub key_lines: BTreeMap<String, usize>,
+}
+
+/// A settings error with its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Parse settings text; `file` is used in error messages.
+    pub fn parse(text: &str, file: &Path) -> Result<Settings, SettingsError> {
+        let mut s: Settings = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |sp| super::line_col(text, sp.start));
+            SettingsError { file: file.to_path_buf(), line, col, message: e.message().trim().replace('\n', " ") }
+        })?;
+        s.source = Some(file.to_path_buf());
+        // Record where each key binding was written.
+        let mut in_keys = false;
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                in_keys = t == "[keys]";
+                continue;
+            }
+            if in_keys {
+                if let Some((k, _)) = t.split_once('=') {
+                    let k = k.trim().trim_matches('"').trim_matches('\'').to_string();
+                    s.key_lines.insert(k, i + 1);
+                }
+            }
+        }
+        if s.ui.max_fps == 0 || s.ui.max_fps > 120 {
+            let (line, col) = find_line(text, "max_fps");
+            return Err(SettingsError {
+                file: file.to_path_buf(),
+                line,
+                col,
+                message: format!("ui.max_fps must be between 1 and 120, got {}", s.ui.max_fps),
+            });
+        }
+        if s.engine.concurrency == 0 {
+            let (line, col) = find_line(text, "concurrency");
+            return Err(SettingsError {
+                file: file.to_path_buf(),
+                line,
+                col,
+                message: "engine.concurrency must be at least 1".into(),
+            });
+        }
+        Ok(s)
+    }
+
+    /// Load from a path; a missing file gives the defaults.
+    pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Settings::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+            Err(e) => {
+                Err(SettingsError { file: path.to_path_buf(), line: 1, col: 1, message: format!("cannot read: {e}") })
+            }
+        }
+    }
+}
+
+fn find_line(text: &str, key: &str) -> (usize, usize) {
+    for (i, line) in text.lines().enumerate() {
+        if let Some(c) = line.find(key) {
+            return (i + 1, c + 1);
+        }
+    }
+    (1, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let s = Settings::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(s.refresh.servers.0, Duration::from_secs(5));
+        assert_eq!(s.engine.mode, EngineMode::Off);
+    }
+
+    #[test]
+    fn parses_a_full_file() {
+        let text = r#"
+[refresh]
+servers = "3s"
+metrics = 45
+
+[ui]
+theme = "mono"
+
+[engine]
+mode = "dry-run"
+
+[keys]
+reboot = "R"
+delete = ""
+"#;
+        let s = Settings::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(s.refresh.servers.0, Duration::from_secs(3));
+        assert_eq!(s.refresh.metrics.0, Duration::from_secs(45));
+        assert_eq!(s.ui.theme, Theme::Mono);
+        assert_eq!(s.engine.mode, EngineMode::DryRun);
+        assert_eq!(s.keys.get("reboot").map(String::as_str), Some("R"));
+        assert_eq!(s.key_lines.get("delete"), Some(&14));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_position() {
+        let text = "[refresh]\nservers = \"5s\"\nserverz = \"1s\"\n";
+        let e = Settings::parse(text, Path::new("/etc/c.toml")).unwrap_err();
+        assert_eq!((e.line, e.col), (3, 1));
+        assert!(e.to_string().starts_with("/etc/c.toml:3:1: unknown field `serverz`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_with_position() {
+        let e = Settings::parse("[refresh]\nservers = \"5 minutes\"\n", Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("invalid duration"), "{e}");
+        let e = Settings::parse("[engine]\nmode = \"yolo\"\n", Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("off") && e.message.contains("dry-run"), "{e}");
+        let e = Settings::parse("[ui]\nmax_fps = 0\n", Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.line, 2);
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_parses_to_the_defaults() {
+        let text = include_str!("../../config/config.example.toml");
+        let s = Settings::parse(text, Path::new("config.example.toml")).unwrap();
+        assert_eq!(s.refresh, Refresh::default());
+        assert_eq!(s.metrics, MetricsSettings::default());
+        assert_eq!(s.ui, UiSettings::default());
+        assert_eq!(s.engine, EngineSettings::default());
+    }
+}

@@ -1,0 +1,45 @@
+//! Plain data shared by every module: servers, flavors, images, networks, volumes,
+//! backups, metric series, alerts, events, the cloud scope and the clock.
+//! No I/O lives here.
+
+pub mod event;
+pub mod metrics;
+pub mod resources;
+pub mod time;
+
+pub use event::{Alert, Event, Severity};
+pub use metrics::MetricSeries;
+pub use resources::*;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+
+/// Metadata key prefix of everything the engine creates.
+pub const META_PREFIX: &str = "stackpilot:";
+/// Metadata key that names the application a server belongs to.
+pub const META_APP: &str = "stackpilot:app";
+
+/// Where a resource lives: `cloud@region/project`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
+pub struct CloudScope {
+    pub cloud: String,
+    pub region: Option<String>,
+    pub project: Option<String>,
+}
+
+impl CloudScope {
+    pub fn new(cloud: impl Into<String>) -> Self {
+        CloudScope { cloud: cloud.into(), region: None, project: None }
+    }
+}
+
+impl std::fmt::Display for CloudScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.cloud)?;
+        if let Some(r) = &self.region {
+            write!(f, "@{r}")?;
+        }
+        if let Some(p) = &self.project {
+            write!(f, "/{p}")?;
+        }
+        Ok(())
+    }
+}

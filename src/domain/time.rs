@@ -1,0 +1,234 @@
+//! Time: the `Clock` trait every time-dependent component takes, and the lenient
+//! timestamp parser that accepts every shape OpenStack services emit.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+pub type Timestamp = DateTime<Utc>;
+
+/// A source of "now". Planners never read a clock; their callers pass `now` in.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Utc::now()
+    }
+}
+
+/// A clock that only moves when told to (tests, snapshots).
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    micros: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    pub fn new(at: Timestamp) -> Self {
+        ManualClock { micros: Arc::new(AtomicI64::new(at.timestamp_micros())) }
+    }
+    pub fn set(&self, at: Timestamp) {
+        self.micros.store(at.timestamp_micros(), Ordering::SeqCst);
+    }
+    pub fn advance(&self, by: std::time::Duration) {
+        self.micros.fetch_add(by.as_micros() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Utc.timestamp_micros(self.micros.load(Ordering::SeqCst)).single().unwrap_or_default()
+    }
+}
+
+/// Parse a timestamp as OpenStack services write them: RFC 3339 with `Z` or an
+/// offset, or naive (taken as UTC), with or without a fraction, `T` or a space
+/// between date and time, seconds optional. Returns `None` for anything else
+/// (some fixtures carry malformed values such as `2014-06-10T2:55:16Z`).
+pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    if s.len() < 10 {
+        return None;
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // Offsets without a colon (+0000) and naive forms.
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    let naive = s.strip_suffix('Z').unwrap_or(s);
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(naive, fmt) {
+            if strict_fields(naive) {
+                return Some(Utc.from_utc_datetime(&t));
+            }
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(naive, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| Utc.from_utc_datetime(&t));
+    }
+    None
+}
+
+/// chrono accepts one-digit hours; OpenStack never writes them, and a value like
+/// `2014-06-10T2:55:16` is a corrupt fixture, not a time.
+fn strict_fields(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 16 && b[4] == b'-' && b[7] == b'-' && b[13] == b':'
+}
+
+/// Format a timestamp the way Nova and Keystone do (`2013-09-03T04:01:32Z`).
+pub fn format_z(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Format with microseconds and `Z` (Keystone `expires_at`).
+pub fn format_micros_z(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Format with microseconds and no zone (Cinder, Nova `launched_at`).
+pub fn format_naive_micros(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6f").to_string()
+}
+
+/// Format with `+00:00` (Gnocchi).
+pub fn format_offset(t: &Timestamp) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+}
+
+/// Human "age" of a duration: `42s`, `5m`, `3h`, `2d`.
+pub fn human_age(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        format!("{s}s")
+    } else if s < 7200 {
+        format!("{}m", s / 60)
+    } else if s < 172_800 {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}d", s / 86_400)
+    }
+}
+
+/// Parse durations written by people in config and policy files:
+/// `500ms`, `30s`, `5m`, `1h`, `2d`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(n));
+    }
+    let mut total_ms: u64 = 0;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let mult = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 604_800_000,
+            _ => return None,
+        };
+        total_ms = total_ms.checked_add(n.checked_mul(mult)?)?;
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return None;
+    }
+    Some(std::time::Duration::from_millis(total_ms))
+}
+
+/// Render a duration compactly, the inverse of `parse_duration` for whole units.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis() as u64;
+    if !ms.is_multiple_of(1000) {
+        return format!("{ms}ms");
+    }
+    let s = ms / 1000;
+    if s != 0 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s != 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s != 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_openstack_shape() {
+        let cases = [
+            ("2013-09-03T04:01:32Z", 1378180892),
+            ("2013-09-23T13:53:12.774549", 1379944392),
+            ("2015-11-07T02:58:43.578887Z", 1446865123),
+            ("2014-10-06T14:00:00+00:00", 1412604000),
+            ("2016-03-08T20:19:41", 1457468381),
+            ("2014-10-06T14:34", 1412606040),
+            ("2018-11-28 06:25:15", 1543386315),
+            ("2020-01-01T00:00:00+0100", 1577833200),
+        ];
+        for (s, epoch) in cases {
+            assert_eq!(parse_timestamp(s).map(|t| t.timestamp()), Some(epoch), "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_corrupt_fixture_values() {
+        assert_eq!(parse_timestamp("2014-06-10T2:55:16.806001Z"), None);
+        assert_eq!(parse_timestamp("201406-10T20:55:16.806027Z"), None);
+        assert_eq!(parse_timestamp(""), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        for (s, secs) in [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("45", 45)] {
+            assert_eq!(parse_duration(s), Some(std::time::Duration::from_secs(secs)), "{s}");
+        }
+        assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("5 minutes"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(format_duration(std::time::Duration::from_secs(300)), "5m");
+        assert_eq!(format_duration(std::time::Duration::from_secs(90)), "90s");
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let t0 = parse_timestamp("2026-01-01T00:00:00Z").unwrap();
+        let c = ManualClock::new(t0);
+        assert_eq!(c.now(), t0);
+        c.advance(std::time::Duration::from_secs(61));
+        assert_eq!((c.now() - t0).num_seconds(), 61);
+    }
+}

@@ -1,0 +1,1 @@
+//! Pollers that keep an observed snapshot of each cloud fresh and collect metrics.

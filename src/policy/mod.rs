@@ -1,0 +1,1 @@
+//! Policy model (deploy, scaling, recovery, backup), strict TOML loading, validation.

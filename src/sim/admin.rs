@@ -1,0 +1,283 @@
+//! The simulator's own control API under `/_sim/` (never reachable through the
+//! OpenStack paths): faults, failing creates, forced server states, token expiry,
+//! quotas, capacity, simulated time, app load, bulk seeding and counters.
+
+use super::http::*;
+use super::world::{FailCreates, Quota, SimError};
+use crate::domain::Clock;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<S> {
+    Router::new()
+        .route("/_sim/state", get(state))
+        .route("/_sim/stats", get(stats))
+        .route("/_sim/faults", post(set_faults).delete(clear_faults).get(get_faults))
+        .route("/_sim/fail-creates", post(fail_creates))
+        .route("/_sim/servers/{id}/state", post(server_state))
+        .route("/_sim/tokens/expire", post(expire_tokens))
+        .route("/_sim/quota", post(quota))
+        .route("/_sim/capacity", post(capacity))
+        .route("/_sim/clock/advance", post(advance))
+        .route("/_sim/apps/{name}/load", post(app_load))
+        .route("/_sim/seed", post(seed))
+        .route("/_sim/clouds.yaml", get(clouds_yaml))
+}
+
+fn bad(m: impl Into<String>) -> Response {
+    json_response(400, &json!({"error": m.into()}))
+}
+
+fn body_json(b: &Bytes) -> Result<Value, Response> {
+    if b.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(b).map_err(|e| bad(format!("invalid JSON: {e}")))
+}
+
+async fn state(State(s): State<S>) -> Response {
+    let w = s.world();
+    let now = s.clock.now();
+    let by_status = w.servers.values().fold(BTreeMap::<&str, u64>::new(), |mut m, sv| {
+        *m.entry(sv.status()).or_default() += 1;
+        m
+    });
+    json_response(
+        200,
+        &json!({
+            "time": crate::domain::time::format_z(&now), "speed": s.clock.speed(),
+            "servers": by_status, "volumes": w.volumes.len(), "backups": w.backups.len(), "snapshots": w.snapshots.len(),
+            "resources": w.resources.len(), "metrics": w.metrics.len(), "pending": w.pending.len(),
+            "fail_creates": w.fail_creates, "host_vcpus": w.settings.host_vcpus,
+            "apps": w.workload.apps.values().map(|a| json!({"name": a.name, "load": a.load_at(now.timestamp(), w.workload.epoch), "override": a.override_factor})).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+async fn stats(State(s): State<S>) -> Response {
+    let counters = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
+    let w = s.world();
+    json_response(
+        200,
+        &json!({"requests": counters, "server_creates": w.stats.server_creates, "server_deletes": w.stats.server_deletes, "creates_by_op_tag": w.stats.creates_by_op_tag}),
+    )
+}
+
+async fn get_faults(State(s): State<S>) -> Response {
+    let f = s.faults.lock().map(|f| f.clone()).unwrap_or_default();
+    json_response(200, &json!(f))
+}
+
+async fn set_faults(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let service = b.get("service").and_then(Value::as_str).unwrap_or("all").to_string();
+    let valid = ["all", "identity", "compute", "image", "network", "block-storage", "metric"];
+    if !valid.contains(&service.as_str()) {
+        return bad(format!("unknown service `{service}`; use one of {}", valid.join(", ")));
+    }
+    let f: ServiceFaults = match serde_json::from_value(b.clone()) {
+        Ok(f) => f,
+        Err(e) => return bad(format!("{e}")),
+    };
+    if let Ok(mut m) = s.faults.lock() {
+        m.insert(service.clone(), f.clone());
+    }
+    json_response(200, &json!({"service": service, "faults": f}))
+}
+
+async fn clear_faults(State(s): State<S>) -> Response {
+    if let Ok(mut m) = s.faults.lock() {
+        m.clear();
+    }
+    if let Ok(mut w) = s.world.lock() {
+        w.fail_creates = None;
+    }
+    empty(204)
+}
+
+async fn fail_creates(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let count = b.get("count").and_then(Value::as_u64).unwrap_or(1) as u32;
+    let mode = b.get("mode").and_then(Value::as_str).unwrap_or("error").to_string();
+    if mode != "error" && mode != "http" {
+        return bad("mode is `error` (server goes to ERROR) or `http` (500 on POST)");
+    }
+    let message = b
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or(if mode == "http" { "Unexpected API Error. Please report this at http://bugs.launchpad.net/nova/ and attach the Nova API log if possible." } else { "Build of instance aborted: Failed to allocate the network(s), not rescheduling." })
+        .to_string();
+    let mut w = s.world();
+    w.fail_creates = (count > 0).then_some(FailCreates { count, mode, message });
+    json_response(200, &json!({"fail_creates": w.fail_creates}))
+}
+
+async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let status = b.get("status").and_then(Value::as_str).unwrap_or("ERROR").to_string();
+    let message = b.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    let now = s.now();
+    let mut w = s.world();
+    match w.force_state(&id, &status, &message, now) {
+        Ok(()) => json_response(200, &json!({"id": id, "status": w.servers[&id].status()})),
+        Err(SimError { status, message, .. }) => json_response(status, &json!({"error": message})),
+    }
+}
+
+async fn expire_tokens(State(s): State<S>) -> Response {
+    let n = match s.tokens.lock() {
+        Ok(mut t) => {
+            let n = t.len();
+            t.clear();
+            n
+        }
+        Err(_) => 0,
+    };
+    json_response(200, &json!({"expired": n}))
+}
+
+async fn quota(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut w = s.world();
+    let targets: Vec<String> = match b.get("project").and_then(Value::as_str) {
+        Some(p) => match w.projects.iter().find(|x| x.id == p || x.name == p) {
+            Some(x) => vec![x.id.clone()],
+            None => return bad(format!("no project `{p}`")),
+        },
+        None => w.projects.iter().map(|p| p.id.clone()).collect(),
+    };
+    for pid in targets {
+        let mut q: Quota = w.quota(&pid);
+        if b.get("exhaust").and_then(Value::as_bool).unwrap_or(false) {
+            let (i, c, r) = w.compute_usage(&pid);
+            q.instances = i;
+            q.cores = c;
+            q.ram = r;
+        }
+        if let Some(o) = b.as_object() {
+            for (k, v) in o {
+                if let Some(n) = v.as_i64() {
+                    q.set(k, n);
+                }
+            }
+        }
+        w.quotas.insert(pid, q);
+    }
+    json_response(200, &json!({"quotas": w.quotas}))
+}
+
+async fn capacity(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut w = s.world();
+    w.settings.host_vcpus = b.get("host_vcpus").and_then(Value::as_u64).map(|v| v as u32);
+    json_response(200, &json!({"host_vcpus": w.settings.host_vcpus}))
+}
+
+async fn advance(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let secs = b.get("seconds").and_then(Value::as_f64).unwrap_or(0.0);
+    if !(0.0..=86_400.0 * 30.0).contains(&secs) {
+        return bad("seconds must be between 0 and 30 days");
+    }
+    s.clock.advance(secs);
+    let now = s.now();
+    let mut w = s.world();
+    w.tick_metrics(now);
+    json_response(200, &json!({"time": crate::domain::time::format_z(&now)}))
+}
+
+async fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut w = s.world();
+    let Some(a) = w.workload.apps.get_mut(&name) else {
+        return json_response(404, &json!({"error": format!("no app `{name}`")}));
+    };
+    a.override_factor = b.get("factor").and_then(Value::as_f64);
+    json_response(200, &json!({"app": name, "override": a.override_factor}))
+}
+
+async fn seed(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let count = b.get("count").and_then(Value::as_u64).unwrap_or(1).min(100_000);
+    let prefix = b.get("prefix").and_then(Value::as_str).unwrap_or("bulk").to_string();
+    let metrics = b.get("metrics").and_then(Value::as_bool).unwrap_or(false);
+    let now = s.now();
+    let mut w = s.world();
+    let project = b.get("project").and_then(Value::as_str).unwrap_or("admin");
+    let Some(p) = w.projects.iter().find(|x| x.id == project || x.name == project).cloned() else {
+        return bad(format!("no project `{project}`"));
+    };
+    let user =
+        w.users.iter().find(|u| u.roles.iter().any(|(rp, _)| rp == &p.id)).map(|u| u.id.clone()).unwrap_or_default();
+    let flavor = b.get("flavor").and_then(Value::as_str).unwrap_or("m1.tiny");
+    let Some(fid) = w.flavor(flavor).map(|f| f.id.clone()) else { return bad(format!("no flavor `{flavor}`")) };
+    let image = w.images.first().map(|i| i.id.clone());
+    let net = w.networks.iter().find(|n| !n.external).map(|n| n.id.clone());
+    let mut meta = BTreeMap::new();
+    if let Some(app) = b.get("app").and_then(Value::as_str) {
+        meta.insert(crate::domain::META_APP.to_string(), app.to_string());
+    }
+    let images = b.get("images").and_then(Value::as_u64).unwrap_or(0).min(10_000);
+    for i in 0..images {
+        let mut img = w.images[0].clone();
+        img.id = super::world::new_id();
+        img.name = format!("{prefix}-image-{i:05}");
+        img.created_at = now;
+        w.images.push(img);
+    }
+    let count = if b.get("count").is_none() && images > 0 { 0 } else { count };
+    let mut ids = Vec::new();
+    for i in 0..count {
+        match w.seed_server(
+            &format!("{prefix}-{i:05}"),
+            &p.id,
+            &user,
+            &fid,
+            image.as_deref(),
+            net.as_deref(),
+            meta.clone(),
+            metrics,
+            now,
+        ) {
+            Ok(id) => ids.push(id),
+            Err(e) => return bad(e.message),
+        }
+    }
+    json_response(200, &json!({"created": ids.len(), "images": images}))
+}
+
+async fn clouds_yaml(State(s): State<S>) -> Response {
+    let mut r =
+        axum::response::IntoResponse::into_response(super::clouds_yaml(&s.base(), "sim", "admin", "secret", "admin"));
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/yaml"));
+    r
+}

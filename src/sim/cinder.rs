@@ -1,0 +1,752 @@
+//! Simulated Cinder v3 (microversions 3.0–3.70): volumes, snapshots, backups
+//! (full/incremental chains, forced, restore, refused delete of a parent),
+//! limits, with the `creating → available` lifecycles.
+
+use super::http::*;
+use super::world::{Backup, SimError, Snapshot, Volume, World};
+use crate::domain::time::format_naive_micros;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const MIN_MV: (u32, u32) = (3, 0);
+pub const MAX_MV: (u32, u32) = (3, 70);
+
+pub fn router() -> Router<S> {
+    let p = "/volume/v3/{pid}";
+    Router::new()
+        .route("/volume", get(versions))
+        .route("/volume/", get(versions))
+        .route("/volume/v3", get(versions))
+        .route("/volume/v3/", get(versions))
+        .route(
+            &format!("{p}/volumes"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| vol_list(s, h, p, q, false)).post(vol_create),
+        )
+        .route(
+            &format!("{p}/volumes/detail"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| vol_list(s, h, p, q, true)),
+        )
+        .route(&format!("{p}/volumes/{{id}}"), get(vol_show).delete(vol_delete).put(vol_update))
+        .route(
+            &format!("{p}/snapshots"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| snap_list(s, h, p, q, false))
+                .post(snap_create),
+        )
+        .route(
+            &format!("{p}/snapshots/detail"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| snap_list(s, h, p, q, true)),
+        )
+        .route(&format!("{p}/snapshots/{{id}}"), get(snap_show).delete(snap_delete))
+        .route(
+            &format!("{p}/backups"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| backup_list(s, h, p, q, false))
+                .post(backup_create),
+        )
+        .route(
+            &format!("{p}/backups/detail"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| backup_list(s, h, p, q, true)),
+        )
+        .route(&format!("{p}/backups/{{id}}"), get(backup_show).delete(backup_delete))
+        .route(&format!("{p}/backups/{{id}}/restore"), post(backup_restore))
+        .route(&format!("{p}/backups/{{id}}/action"), post(backup_action))
+        .route(&format!("{p}/limits"), get(limits))
+        .route(&format!("{p}/types"), get(types))
+}
+
+fn version_entry(base: &str) -> Value {
+    json!({
+        "id": "v3.0", "status": "CURRENT", "version": format!("{}.{}", MAX_MV.0, MAX_MV.1), "min_version": "3.0",
+        "updated": "2023-08-31T00:00:00Z", "links": [{"rel": "self", "href": format!("{base}/volume/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.volume+json;version=3"}]
+    })
+}
+
+async fn versions(State(s): State<S>) -> Response {
+    json_response(300, &json!({"versions": [version_entry(&s.base())]}))
+}
+
+type Ctx = (Caller, (u32, u32));
+
+fn ctx(s: &SimShared, h: &HeaderMap, pid: &str) -> Result<Ctx, Response> {
+    let c = authenticate(s, h)?;
+    let mv = microversion(h, "volume", None, MIN_MV, MAX_MV).map_err(|e| nova_error(e.status, &e.message))?;
+    if pid != c.project_id && !c.admin {
+        return Err(with_mv(nova_error(400, "Malformed request url"), mv));
+    }
+    Ok((c, mv))
+}
+
+fn with_mv(mut r: Response, mv: (u32, u32)) -> Response {
+    if let Ok(h) = HeaderValue::from_str(&format!("volume {}.{}", mv.0, mv.1)) {
+        r.headers_mut().insert("openstack-api-version", h);
+    }
+    r.headers_mut().insert("vary", HeaderValue::from_static("OpenStack-API-Version"));
+    r
+}
+
+fn ok(status: u16, v: &Value, mv: (u32, u32)) -> Response {
+    with_mv(json_response(status, v), mv)
+}
+
+fn err(e: SimError, mv: (u32, u32)) -> Response {
+    with_mv(nova_error(e.status, &e.message), mv)
+}
+
+fn links(base: &str, pid: &str, kind: &str, id: &str) -> Value {
+    json!([
+        {"rel": "self", "href": format!("{base}/volume/v3/{pid}/{kind}/{id}")},
+        {"rel": "bookmark", "href": format!("{base}/volume/{pid}/{kind}/{id}")}
+    ])
+}
+
+fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool) -> Value {
+    if !detail {
+        return json!({"id": v.id, "name": v.name, "links": links(base, &v.project_id, "volumes", &v.id)});
+    }
+    let mut j = json!({
+        "id": v.id, "name": v.name, "description": v.description, "status": v.status, "size": v.size,
+        "availability_zone": v.availability_zone, "bootable": if v.bootable { "true" } else { "false" },
+        "encrypted": false, "multiattach": false, "volume_type": v.volume_type,
+        "attachments": v.attachments.iter().map(|a| json!({
+            "id": v.id, "attachment_id": a.attachment_id, "volume_id": v.id, "server_id": a.server_id,
+            "device": a.device, "host_name": null, "attached_at": format_naive_micros(&a.attached_at)
+        })).collect::<Vec<_>>(),
+        "metadata": v.metadata, "created_at": format_naive_micros(&v.created_at),
+        "updated_at": v.updated_at.map(|t| format_naive_micros(&t)), "user_id": v.user_id,
+        "os-vol-tenant-attr:tenant_id": v.project_id, "snapshot_id": v.snapshot_id, "source_volid": v.source_volid,
+        "consistencygroup_id": null, "replication_status": null, "migration_status": null,
+        "links": links(base, &v.project_id, "volumes", &v.id)
+    });
+    if mv >= (3, 48) {
+        j["shared_targets"] = json!(false);
+        j["service_uuid"] = Value::Null;
+    }
+    if mv >= (3, 13) {
+        j["group_id"] = Value::Null;
+    }
+    if mv >= (3, 63) {
+        j["volume_type_id"] = json!("5f9c1ad1-0000-4000-8000-00000000d3f1");
+    }
+    if mv >= (3, 65) {
+        j["consumes_quota"] = json!(true);
+    }
+    j
+}
+
+fn snapshot_json(base: &str, s: &Snapshot, mv: (u32, u32), detail: bool) -> Value {
+    let mut j = json!({
+        "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id, "status": s.status,
+        "size": s.size, "metadata": s.metadata, "created_at": format_naive_micros(&s.created_at),
+        "updated_at": s.updated_at.map(|t| format_naive_micros(&t))
+    });
+    if detail {
+        j["os-extended-snapshot-attributes:progress"] = json!(if s.status == "available" { "100%" } else { "0%" });
+        j["os-extended-snapshot-attributes:project_id"] = json!(s.project_id);
+        if mv >= (3, 41) {
+            j["user_id"] = json!(s.user_id);
+        }
+        if mv >= (3, 14) {
+            j["group_snapshot_id"] = Value::Null;
+        }
+        if mv >= (3, 65) {
+            j["consumes_quota"] = json!(true);
+        }
+    }
+    let _ = base;
+    j
+}
+
+fn backup_json(w: &World, base: &str, b: &Backup, mv: (u32, u32), detail: bool) -> Value {
+    let l = links(base, &b.project_id, "backups", &b.id);
+    if !detail {
+        return json!({"id": b.id, "name": b.name, "links": l});
+    }
+    let mut j = json!({
+        "id": b.id, "name": b.name, "description": b.description, "status": b.status, "fail_reason": b.fail_reason,
+        "volume_id": b.volume_id, "snapshot_id": b.snapshot_id, "size": b.size, "object_count": b.object_count,
+        "container": b.container, "availability_zone": b.availability_zone, "is_incremental": b.is_incremental,
+        "has_dependent_backups": w.has_dependents(&b.id), "data_timestamp": format_naive_micros(&b.data_timestamp),
+        "created_at": format_naive_micros(&b.created_at), "updated_at": b.updated_at.map(|t| format_naive_micros(&t)), "links": l
+    });
+    if mv >= (3, 18) {
+        j["os-backup-project-attr:project_id"] = json!(b.project_id);
+    }
+    if mv >= (3, 43) {
+        j["metadata"] = json!(b.metadata);
+    }
+    if mv >= (3, 56) {
+        j["user_id"] = json!(b.user_id);
+    }
+    if mv >= (3, 64) {
+        j["encryption_key_id"] = Value::Null;
+    }
+    j
+}
+
+/// Apply `limit`/`marker`/`sort`/`offset` and the `<kind>_links` next link.
+fn page(
+    base: &str,
+    pid: &str,
+    kind: &str,
+    detail: bool,
+    q: &[(String, String)],
+    mut items: Vec<Value>,
+    mv: (u32, u32),
+) -> Result<Value, SimError> {
+    let (key, dir) = match q_get(q, "sort") {
+        Some(s) => {
+            let first = s.split(',').next().unwrap_or("created_at");
+            let (k, d) = first.split_once(':').unwrap_or((first, "desc"));
+            (k.to_string(), d.to_string())
+        }
+        None => (
+            q_get(q, "sort_key").unwrap_or("created_at").to_string(),
+            q_get(q, "sort_dir").unwrap_or("desc").to_string(),
+        ),
+    };
+    items.sort_by(|a, b| {
+        let ka = a.get(&key).map(|v| v.to_string()).unwrap_or_default();
+        let kb = b.get(&key).map(|v| v.to_string()).unwrap_or_default();
+        let o = ka.cmp(&kb).then_with(|| a["id"].as_str().cmp(&b["id"].as_str()));
+        if dir == "asc" {
+            o
+        } else {
+            o.reverse()
+        }
+    });
+    let total = items.len();
+    if let Some(m) = q_get(q, "marker") {
+        match items.iter().position(|v| v["id"] == m) {
+            Some(i) => {
+                items.drain(..=i);
+            }
+            None => return Err(SimError::not_found(format!("Marker {m} could not be found."))),
+        }
+    }
+    if let Some(off) = q_get(q, "offset").and_then(|o| o.parse::<usize>().ok()) {
+        items.drain(..off.min(items.len()));
+    }
+    let mut body = Map::new();
+    let limit = q_get(q, "limit").and_then(|l| l.parse::<usize>().ok());
+    let max = 1000;
+    let eff = limit.unwrap_or(max).min(max);
+    if items.len() > eff {
+        items.truncate(eff);
+    }
+    let last = items.last().and_then(|v| v["id"].as_str()).map(String::from);
+    let n = items.len();
+    body.insert(kind.into(), Value::Array(items));
+    if n == eff && eff > 0 {
+        if let Some(last) = last {
+            let suffix = if detail { "/detail" } else { "" };
+            body.insert(format!("{kind}_links"), json!([{"rel": "next", "href": format!("{base}/volume/v3/{pid}/{kind}{suffix}?limit={eff}&marker={last}")}]));
+        }
+    }
+    if mv >= (3, 45) && q_get(q, "with_count").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        body.insert("count".into(), json!(total));
+    }
+    Ok(Value::Object(body))
+}
+
+fn filters_ok(v: &Value, q: &[(String, String)]) -> bool {
+    if let Some(n) = q_get(q, "name") {
+        if v["name"].as_str() != Some(n) {
+            return false;
+        }
+    }
+    if let Some(st) = q_get(q, "status") {
+        if v["status"].as_str() != Some(st) {
+            return false;
+        }
+    }
+    if let Some(vid) = q_get(q, "volume_id") {
+        if v["volume_id"].as_str() != Some(vid) {
+            return false;
+        }
+    }
+    if let Some(m) = q_get(q, "metadata") {
+        // `{"k": "v"}` (JSON or Python-literal quoting).
+        let parsed: Option<BTreeMap<String, String>> =
+            serde_json::from_str(m).ok().or_else(|| serde_json::from_str(&m.replace('\'', "\"")).ok());
+        if let Some(want) = parsed {
+            let have = v["metadata"].as_object();
+            if !want.iter().all(|(k, val)| have.and_then(|h| h.get(k)).and_then(Value::as_str) == Some(val.as_str())) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+async fn vol_list(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+    RawQuery(raw): RawQuery,
+    detail: bool,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = query_pairs(raw.as_deref());
+    let w = s.world();
+    let base = s.base();
+    let items: Vec<Value> = w
+        .volumes
+        .values()
+        .filter(|v| v.project_id == c.project_id)
+        .map(|v| volume_json(&base, v, mv, true))
+        .filter(|v| filters_ok(v, &q))
+        .collect();
+    match page(&base, &pid, "volumes", detail, &q, items, mv) {
+        Ok(mut b) => {
+            if !detail {
+                if let Some(a) = b["volumes"].as_array_mut() {
+                    for v in a.iter_mut() {
+                        *v = json!({"id": v["id"], "name": v["name"], "links": v["links"]});
+                    }
+                }
+            }
+            ok(200, &b, mv)
+        }
+        Err(e) => err(e, mv),
+    }
+}
+
+fn str_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|o| o.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let Some(v) = body.get("volume") else {
+        return err(SimError::bad("Missing required element 'volume' in request body."), mv);
+    };
+    let size = v.get("size").and_then(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok())));
+    let Some(size) = size else {
+        return err(
+            SimError::bad(
+                "Invalid input for field/attribute size. Value: None. None is not of type 'integer', 'string'",
+            ),
+            mv,
+        );
+    };
+    let now = s.now();
+    let mut w = s.world();
+    let name = v.get("name").and_then(Value::as_str).map(String::from);
+    let desc = v.get("description").and_then(Value::as_str).map(String::from);
+    let az = v.get("availability_zone").and_then(Value::as_str).map(String::from);
+    match w.create_volume(&c.project_id, &c.user_id, size, name, desc, str_map(v.get("metadata")), az, now) {
+        Ok(id) => ok(202, &json!({"volume": volume_json(&s.base(), &w.volumes[&id], mv, true)}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn vol_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    match w.volumes.get(&id).filter(|v| v.project_id == c.project_id) {
+        Some(v) => ok(200, &json!({"volume": volume_json(&s.base(), v, mv, true)}), mv),
+        None => err(SimError::not_found(format!("Volume {id} could not be found.")), mv),
+    }
+}
+
+async fn vol_update(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let now = s.now();
+    let mut w = s.world();
+    let Some(v) = w.volumes.get_mut(&id).filter(|v| v.project_id == c.project_id) else {
+        return err(SimError::not_found(format!("Volume {id} could not be found.")), mv);
+    };
+    if let Some(n) = body.pointer("/volume/name").and_then(Value::as_str) {
+        v.name = Some(n.to_string());
+    }
+    if let Some(d) = body.pointer("/volume/description").and_then(Value::as_str) {
+        v.description = Some(d.to_string());
+    }
+    if let Some(m) = body.pointer("/volume/metadata") {
+        v.metadata = str_map(Some(m));
+    }
+    v.updated_at = Some(now);
+    let v = v.clone();
+    ok(200, &json!({"volume": volume_json(&s.base(), &v, mv, true)}), mv)
+}
+
+async fn vol_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = s.now();
+    let mut w = s.world();
+    match w.delete_volume(&id, &c.project_id, now) {
+        Ok(()) => with_mv(empty(202), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn snap_list(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+    RawQuery(raw): RawQuery,
+    detail: bool,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = query_pairs(raw.as_deref());
+    let w = s.world();
+    let base = s.base();
+    let items: Vec<Value> = w
+        .snapshots
+        .values()
+        .filter(|x| x.project_id == c.project_id)
+        .map(|x| snapshot_json(&base, x, mv, detail))
+        .filter(|v| filters_ok(v, &q))
+        .collect();
+    match page(&base, &pid, "snapshots", detail, &q, items, mv) {
+        Ok(b) => ok(200, &b, mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn snap_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let Some(sn) = body.get("snapshot") else {
+        return err(SimError::bad("Missing required element 'snapshot' in request body."), mv);
+    };
+    let Some(vid) = sn.get("volume_id").and_then(Value::as_str) else {
+        return err(SimError::bad("'volume_id' is a required property"), mv);
+    };
+    let force = sn
+        .get("force")
+        .is_some_and(|f| f.as_bool().unwrap_or(false) || f.as_str().is_some_and(|x| x.eq_ignore_ascii_case("true")));
+    let now = s.now();
+    let mut w = s.world();
+    match w.create_snapshot(
+        &c.project_id,
+        &c.user_id,
+        vid,
+        sn.get("name").and_then(Value::as_str).map(String::from),
+        force,
+        str_map(sn.get("metadata")),
+        now,
+    ) {
+        Ok(id) => ok(202, &json!({"snapshot": snapshot_json(&s.base(), &w.snapshots[&id], mv, true)}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn snap_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    match w.snapshots.get(&id).filter(|x| x.project_id == c.project_id) {
+        Some(x) => ok(200, &json!({"snapshot": snapshot_json(&s.base(), x, mv, true)}), mv),
+        None => err(SimError::not_found(format!("Snapshot {id} could not be found.")), mv),
+    }
+}
+
+async fn snap_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = s.now();
+    let mut w = s.world();
+    match w.delete_snapshot(&id, &c.project_id, now) {
+        Ok(()) => with_mv(empty(202), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn backup_list(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+    RawQuery(raw): RawQuery,
+    detail: bool,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let q = query_pairs(raw.as_deref());
+    let w = s.world();
+    let base = s.base();
+    let items: Vec<Value> = w
+        .backups
+        .values()
+        .filter(|b| b.project_id == c.project_id)
+        .map(|b| backup_json(&w, &base, b, mv.max((3, 43)), true))
+        .filter(|v| filters_ok(v, &q))
+        .collect();
+    match page(&base, &pid, "backups", detail, &q, items, mv) {
+        Ok(mut b) => {
+            if let Some(a) = b["backups"].as_array_mut() {
+                for v in a.iter_mut() {
+                    if !detail {
+                        *v = json!({"id": v["id"], "name": v["name"], "links": v["links"]});
+                    } else if let Some(o) = v.as_object_mut() {
+                        if mv < (3, 43) {
+                            o.remove("metadata");
+                        }
+                    }
+                }
+            }
+            ok(200, &b, mv)
+        }
+        Err(e) => err(e, mv),
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    v.is_some_and(|f| f.as_bool().unwrap_or(false) || f.as_str().is_some_and(|x| x.eq_ignore_ascii_case("true")))
+}
+
+/// A parsed `POST /backups` body.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackupCreate {
+    pub volume_id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub incremental: bool,
+    pub force: bool,
+    pub snapshot_id: Option<String>,
+    pub container: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+pub fn parse_backup_create(body: &Value, mv: (u32, u32)) -> Result<BackupCreate, SimError> {
+    let Some(b) = body.get("backup") else {
+        return Err(SimError::bad("Missing required element 'backup' in request body."));
+    };
+    let Some(vid) = b.get("volume_id").and_then(Value::as_str) else {
+        return Err(SimError::bad("Invalid input for field/attribute backup. 'volume_id' is a required property"));
+    };
+    if b.get("metadata").is_some() && mv < (3, 43) {
+        return Err(SimError::bad("Invalid input for field/attribute backup. Additional properties are not allowed ('metadata' was unexpected)"));
+    }
+    let s = |k: &str| b.get(k).and_then(Value::as_str).map(String::from);
+    Ok(BackupCreate {
+        volume_id: vid.to_string(),
+        name: s("name"),
+        description: s("description"),
+        incremental: truthy(b.get("incremental")),
+        force: truthy(b.get("force")),
+        snapshot_id: s("snapshot_id"),
+        container: s("container"),
+        metadata: str_map(b.get("metadata")),
+    })
+}
+
+async fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let req = match parse_body(&body).and_then(|b| parse_backup_create(&b, mv)) {
+        Ok(r) => r,
+        Err(e) => return err(e, mv),
+    };
+    let now = s.now();
+    let mut w = s.world();
+    let res = w.create_backup(
+        &c.project_id,
+        &c.user_id,
+        &req.volume_id,
+        req.name,
+        req.description,
+        req.incremental,
+        req.force,
+        req.snapshot_id,
+        req.container,
+        req.metadata,
+        now,
+    );
+    match res {
+        Ok(id) => {
+            let bk = &w.backups[&id];
+            let mut v = json!({"id": id, "name": bk.name, "links": links(&s.base(), &c.project_id, "backups", &id)});
+            if mv >= (3, 43) {
+                v["metadata"] = json!(bk.metadata);
+            }
+            ok(202, &json!({"backup": v}), mv)
+        }
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn backup_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    match w.backups.get(&id).filter(|b| b.project_id == c.project_id) {
+        Some(b) => ok(200, &json!({"backup": backup_json(&w, &s.base(), b, mv, true)}), mv),
+        None => err(SimError::not_found(format!("Backup {id} could not be found.")), mv),
+    }
+}
+
+async fn backup_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = s.now();
+    let mut w = s.world();
+    match w.delete_backup(&id, &c.project_id, now) {
+        Ok(()) => with_mv(empty(202), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+/// Parse a restore request body (both fields optional).
+pub fn parse_restore(body: &Value) -> Result<(Option<String>, Option<String>), SimError> {
+    let Some(r) = body.get("restore") else {
+        return Err(SimError::bad("Missing required element 'restore' in request body."));
+    };
+    if !r.is_object() && !r.is_null() {
+        return Err(SimError::bad("Invalid input for field/attribute restore."));
+    }
+    Ok((
+        r.get("volume_id").and_then(Value::as_str).map(String::from),
+        r.get("name").and_then(Value::as_str).map(String::from),
+    ))
+}
+
+async fn backup_restore(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (vid, name) = match parse_body(&body).and_then(|b| parse_restore(&b)) {
+        Ok(x) => x,
+        Err(e) => return err(e, mv),
+    };
+    let now = s.now();
+    let mut w = s.world();
+    match w.restore_backup(&id, &c.project_id, &c.user_id, vid.as_deref(), name, now) {
+        Ok((vid, vname)) => ok(202, &json!({"restore": {"backup_id": id, "volume_id": vid, "volume_name": vname}}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn backup_action(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let now = s.now();
+    let mut w = s.world();
+    if w.backups.get(&id).is_none_or(|b| b.project_id != c.project_id) {
+        return err(SimError::not_found(format!("Backup {id} could not be found.")), mv);
+    }
+    if body.get("os-force_delete").is_some() {
+        if w.has_dependents(&id) {
+            return err(SimError::bad("Invalid backup: Incremental backups exist for this backup."), mv);
+        }
+        w.backups.remove(&id);
+        return with_mv(empty(202), mv);
+    }
+    if let Some(st) = body.pointer("/os-reset_status/status").and_then(Value::as_str) {
+        if !c.admin {
+            return err(SimError::new(403, "Policy doesn't allow backup:backup-reset_status to be performed."), mv);
+        }
+        if let Some(b) = w.backups.get_mut(&id) {
+            b.status = st.to_string();
+            b.updated_at = Some(now);
+        }
+        return with_mv(empty(202), mv);
+    }
+    err(SimError::bad("Invalid request body"), mv)
+}
+
+async fn limits(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    let q = w.quota(&c.project_id);
+    let (vols, gb, snaps, baks, bgb) = w.volume_usage(&c.project_id);
+    ok(
+        200,
+        &json!({"limits": {"rate": [], "absolute": {
+            "maxTotalVolumes": q.volumes, "maxTotalSnapshots": q.snapshots, "maxTotalVolumeGigabytes": q.gigabytes,
+            "maxTotalBackups": q.backups, "maxTotalBackupGigabytes": q.backup_gigabytes,
+            "totalVolumesUsed": vols, "totalGigabytesUsed": gb, "totalSnapshotsUsed": snaps,
+            "totalBackupsUsed": baks, "totalBackupGigabytesUsed": bgb
+        }}}),
+        mv,
+    )
+}
+
+async fn types(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+    let (_, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    ok(
+        200,
+        &json!({"volume_types": [{"id": "5f9c1ad1-0000-4000-8000-00000000d3f1", "name": "__DEFAULT__", "description": "Default Volume Type", "is_public": true, "extra_specs": {}, "qos_specs_id": null, "os-volume-type-access:is_public": true}]}),
+        mv,
+    )
+}

@@ -1,0 +1,475 @@
+//! Simulated Keystone v3: version documents, token issue (password by user id or
+//! name with domains, application credential by id or name, token), validation,
+//! revocation and the catalog of every simulated service.
+
+use super::http::*;
+use super::world::World;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{Duration as ChronoDuration, Utc};
+use serde_json::{json, Value};
+
+pub fn router() -> Router<S> {
+    Router::new()
+        .route("/identity", get(versions))
+        .route("/identity/", get(versions))
+        .route("/identity/v3", get(version))
+        .route("/identity/v3/", get(version))
+        .route("/identity/v3/auth/tokens", get(validate).head(check).post(issue).delete(revoke))
+        .route("/identity/v3/auth/catalog", get(catalog_of_token))
+        .route("/identity/v3/auth/projects", get(token_projects))
+}
+
+fn stable_id(name: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple().to_string()
+}
+
+fn version_doc(base: &str) -> Value {
+    json!({
+        "id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+        "links": [{"rel": "self", "href": format!("{base}/identity/v3/")}],
+        "media-types": [{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}]
+    })
+}
+
+async fn versions(State(s): State<S>) -> Response {
+    json_response(300, &json!({"versions": {"values": [version_doc(&s.base())]}}))
+}
+
+async fn version(State(s): State<S>) -> Response {
+    json_response(200, &json!({"version": version_doc(&s.base())}))
+}
+
+/// The service catalog for a project (URLs with the project id substituted).
+pub fn catalog(base: &str, region: &str, project_id: &str) -> Value {
+    let services = [
+        ("identity", "keystone", format!("{base}/identity")),
+        ("compute", "nova", format!("{base}/compute/v2.1")),
+        ("image", "glance", format!("{base}/image")),
+        ("network", "neutron", format!("{base}/networking")),
+        ("block-storage", "cinder", format!("{base}/volume/v3/{project_id}")),
+        ("volumev3", "cinderv3", format!("{base}/volume/v3/{project_id}")),
+        ("metric", "gnocchi", format!("{base}/metric")),
+    ];
+    Value::Array(
+        services
+            .iter()
+            .map(|(t, n, url)| {
+                let eps: Vec<Value> = ["public", "internal", "admin"]
+                    .iter()
+                    .map(|i| json!({"id": stable_id(&format!("{t}-{i}")), "interface": i, "region_id": region, "region": region, "url": url}))
+                    .collect();
+                json!({"type": t, "name": n, "id": stable_id(t), "endpoints": eps})
+            })
+            .collect(),
+    )
+}
+
+fn domain_json(w: &World, id: &str) -> Value {
+    let name = w.domains.iter().find(|d| d.id == id).map(|d| d.name.clone()).unwrap_or_default();
+    json!({"id": id, "name": name})
+}
+
+fn token_body(s: &SimShared, w: &World, t: &TokenRec, with_catalog: bool) -> Value {
+    let user = w.users.iter().find(|u| u.id == t.user_id);
+    let mut tok = json!({
+        "methods": t.methods,
+        "user": {
+            "domain": user.map(|u| domain_json(w, &u.domain_id)).unwrap_or(Value::Null),
+            "id": t.user_id,
+            "name": user.map(|u| u.name.clone()),
+            "password_expires_at": Value::Null
+        },
+        "audit_ids": [t.audit_id],
+        "expires_at": crate::domain::time::format_micros_z(&t.expires),
+        "issued_at": crate::domain::time::format_micros_z(&t.issued),
+        "is_domain": false,
+        "roles": t.roles.iter().map(|r| json!({"id": stable_id(&format!("role-{r}")), "name": r})).collect::<Vec<_>>(),
+    });
+    if let Some(p) = t.project_id.as_ref().and_then(|p| w.project(p)) {
+        tok["project"] = json!({"domain": domain_json(w, &p.domain_id), "id": p.id, "name": p.name});
+        if with_catalog {
+            tok["catalog"] = catalog(&s.base(), &w.settings.region, &p.id);
+        }
+    } else if let Some(d) = &t.domain_scope {
+        tok["domain"] = domain_json(w, d);
+        if with_catalog {
+            tok["catalog"] = json!([]);
+        }
+    } else if t.system {
+        tok["system"] = json!({"all": true});
+        if with_catalog {
+            tok["catalog"] = json!([]);
+        }
+    }
+    if let Some(ac) = &t.app_cred {
+        if let Some(a) = w.app_creds.iter().find(|a| &a.id == ac) {
+            tok["application_credential"] = json!({"id": a.id, "name": a.name, "restricted": true});
+        }
+    }
+    json!({"token": tok})
+}
+
+/// A domain named in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DomainSel {
+    Id(String),
+    Name(String),
+}
+
+/// A user or project named in a request: by id, or by name within a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    Id(String),
+    Name { name: String, domain: DomainSel },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppCredSel {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub user: Option<Named>,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeSel {
+    Project(Named),
+    Domain(DomainSel),
+    System,
+}
+
+/// A parsed `POST /v3/auth/tokens` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthRequest {
+    pub methods: Vec<String>,
+    pub password: Option<(Named, String)>,
+    pub token: Option<String>,
+    pub application_credential: Option<AppCredSel>,
+    pub scope: Option<ScopeSel>,
+}
+
+const MALFORMED: &str = "The server could not comply with the request since it is either malformed or otherwise incorrect. The client is assumed to be in error.";
+
+fn domain_sel(d: &Value) -> Option<DomainSel> {
+    d.get("id")
+        .and_then(Value::as_str)
+        .map(|i| DomainSel::Id(i.into()))
+        .or_else(|| d.get("name").and_then(Value::as_str).map(|n| DomainSel::Name(n.into())))
+}
+
+fn named(v: &Value, what: &str) -> Result<Named, String> {
+    if let Some(id) = v.get("id").and_then(Value::as_str) {
+        return Ok(Named::Id(id.to_string()));
+    }
+    let Some(name) = v.get("name").and_then(Value::as_str) else {
+        return Err(format!("Expecting to find id or name in {what} - {MALFORMED}"));
+    };
+    let domain = v
+        .get("domain")
+        .and_then(domain_sel)
+        .ok_or_else(|| format!("Expecting to find domain in {what}. {MALFORMED}"))?;
+    Ok(Named::Name { name: name.to_string(), domain })
+}
+
+/// Parse an authentication request as Keystone reads it.
+pub fn parse_auth(body: &Value) -> Result<AuthRequest, String> {
+    let auth = body.get("auth").ok_or_else(|| format!("Expecting to find auth in request body. {MALFORMED}"))?;
+    let identity = auth.get("identity").ok_or_else(|| format!("Expecting to find identity in auth. {MALFORMED}"))?;
+    let methods: Vec<String> = identity
+        .get("methods")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    if methods.is_empty() {
+        return Err(format!("Expecting to find methods in identity. {MALFORMED}"));
+    }
+    let mut r = AuthRequest {
+        methods: methods.clone(),
+        password: None,
+        token: None,
+        application_credential: None,
+        scope: None,
+    };
+    for m in &methods {
+        match m.as_str() {
+            "password" => {
+                let u = identity
+                    .pointer("/password/user")
+                    .ok_or_else(|| format!("Expecting to find user in password. {MALFORMED}"))?;
+                let pw = u.get("password").and_then(Value::as_str).unwrap_or("").to_string();
+                r.password = Some((named(u, "user")?, pw));
+            }
+            "token" => {
+                r.token = Some(identity.pointer("/token/id").and_then(Value::as_str).unwrap_or("").to_string());
+            }
+            "application_credential" => {
+                let ac = identity.get("application_credential").cloned().unwrap_or(Value::Null);
+                let id = ac.get("id").and_then(Value::as_str).map(String::from);
+                let name = ac.get("name").and_then(Value::as_str).map(String::from);
+                if id.is_none() && name.is_none() {
+                    return Err(format!("Expecting to find id or name in application_credential. {MALFORMED}"));
+                }
+                let user = match (&id, ac.get("user")) {
+                    (None, Some(u)) => Some(named(u, "user")?),
+                    (None, None) => {
+                        return Err(format!("Expecting to find user in application_credential. {MALFORMED}"))
+                    }
+                    _ => None,
+                };
+                let secret = ac.get("secret").and_then(Value::as_str).unwrap_or("").to_string();
+                r.application_credential = Some(AppCredSel { id, name, user, secret });
+            }
+            other => return Err(format!("unsupported:{other}")),
+        }
+    }
+    if let Some(scope) = auth.get("scope") {
+        r.scope = if let Some(p) = scope.get("project") {
+            Some(ScopeSel::Project(named(p, "project")?))
+        } else if let Some(d) = scope.get("domain") {
+            Some(ScopeSel::Domain(
+                domain_sel(d).ok_or_else(|| format!("Expecting to find id or name in domain. {MALFORMED}"))?,
+            ))
+        } else if scope.get("system").is_some() {
+            Some(ScopeSel::System)
+        } else {
+            None
+        };
+    }
+    Ok(r)
+}
+
+fn find_domain(w: &World, d: &DomainSel) -> Option<String> {
+    match d {
+        DomainSel::Id(id) => w.domains.iter().find(|x| &x.id == id).map(|x| x.id.clone()),
+        DomainSel::Name(n) => w.domains.iter().find(|x| &x.name == n).map(|x| x.id.clone()),
+    }
+}
+
+fn find_user(w: &World, u: &Named) -> Option<String> {
+    match u {
+        Named::Id(id) => w.users.iter().find(|x| &x.id == id).map(|x| x.id.clone()),
+        Named::Name { name, domain } => {
+            let did = find_domain(w, domain)?;
+            w.users.iter().find(|x| &x.name == name && x.domain_id == did).map(|x| x.id.clone())
+        }
+    }
+}
+
+fn find_project(w: &World, p: &Named) -> Option<String> {
+    match p {
+        Named::Id(id) => w.projects.iter().find(|x| &x.id == id).map(|x| x.id.clone()),
+        Named::Name { name, domain } => {
+            let did = find_domain(w, domain)?;
+            w.projects.iter().find(|x| &x.name == name && x.domain_id == did).map(|x| x.id.clone())
+        }
+    }
+}
+
+const UNAUTH: &str = "The request you have made requires authentication.";
+
+async fn issue(State(s): State<S>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    let q = query_pairs(q.as_deref());
+    let nocatalog = q.iter().any(|(k, _)| k == "nocatalog");
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(_) => return keystone_error(400, &format!("Expecting to find auth in request body. {MALFORMED}")),
+    };
+    let req = match parse_auth(&body) {
+        Ok(r) => r,
+        Err(e) if e.starts_with("unsupported:") => {
+            return keystone_error(
+                401,
+                &format!("Attempted to authenticate with an unsupported method ({}).", &e[12..]),
+            )
+        }
+        Err(e) => return keystone_error(400, &e),
+    };
+    let w = s.world();
+    let mut user_id: Option<String> = None;
+    let mut app_cred: Option<String> = None;
+    let mut bound_project: Option<String> = None;
+    if let Some((u, pw)) = &req.password {
+        match find_user(&w, u).and_then(|id| w.users.iter().find(|x| x.id == id)) {
+            Some(user) if &user.password == pw => user_id = Some(user.id.clone()),
+            _ => return keystone_error(401, UNAUTH),
+        }
+    }
+    if let Some(tid) = &req.token {
+        let rec = s.tokens.lock().ok().and_then(|t| t.get(tid).cloned());
+        match rec {
+            Some(r) if r.expires > Utc::now() => user_id = Some(r.user_id),
+            _ => return keystone_error(404, &format!("Could not find token: {tid}.")),
+        }
+    }
+    if let Some(ac) = &req.application_credential {
+        let found = match (&ac.id, &ac.name, &ac.user) {
+            (Some(id), _, _) => w.app_creds.iter().find(|a| &a.id == id),
+            (None, Some(name), Some(u)) => {
+                let Some(uid) = find_user(&w, u) else { return keystone_error(401, UNAUTH) };
+                w.app_creds.iter().find(|a| &a.name == name && a.user_id == uid)
+            }
+            _ => None,
+        };
+        match found {
+            Some(a) if a.secret == ac.secret => {
+                user_id = Some(a.user_id.clone());
+                app_cred = Some(a.id.clone());
+                bound_project = Some(a.project_id.clone());
+            }
+            _ => return keystone_error(401, UNAUTH),
+        }
+        if body.pointer("/auth/scope").is_some() {
+            return keystone_error(401, "Application credentials cannot request a scope.");
+        }
+    }
+    let Some(uid) = user_id else { return keystone_error(401, UNAUTH) };
+    let user = w.users.iter().find(|u| u.id == uid).cloned();
+    let Some(user) = user else { return keystone_error(401, UNAUTH) };
+    // Scope.
+    let mut project_id = bound_project;
+    let mut domain_scope = None;
+    let mut system = false;
+    match &req.scope {
+        Some(ScopeSel::Project(p)) => {
+            let Some(pid) = find_project(&w, p) else { return keystone_error(401, UNAUTH) };
+            if !user.roles.iter().any(|(rp, _)| rp == &pid) {
+                return keystone_error(401, &format!("User {} has no access to project {pid}", user.id));
+            }
+            project_id = Some(pid);
+        }
+        Some(ScopeSel::Domain(d)) => match find_domain(&w, d) {
+            Some(did) => domain_scope = Some(did),
+            None => return keystone_error(401, UNAUTH),
+        },
+        Some(ScopeSel::System) => system = true,
+        None => {}
+    }
+    let roles: Vec<String> = match &project_id {
+        Some(p) => user.roles.iter().filter(|(rp, _)| rp == p).map(|(_, r)| r.clone()).collect(),
+        None if system || domain_scope.is_some() => user.roles.iter().map(|(_, r)| r.clone()).collect(),
+        None => vec![],
+    };
+    let now = Utc::now();
+    let rec = TokenRec {
+        user_id: user.id.clone(),
+        project_id,
+        domain_scope,
+        system,
+        expires: now + ChronoDuration::seconds(w.settings.token_lifetime_secs as i64),
+        issued: now,
+        methods: req.methods.clone(),
+        app_cred,
+        roles,
+        audit_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
+    };
+    let token_id = format!("gAAAAA{}", uuid::Uuid::new_v4().simple());
+    let body = token_body(&s, &w, &rec, !nocatalog);
+    drop(w);
+    if let Ok(mut t) = s.tokens.lock() {
+        // Drop expired tokens now and then so the table stays small.
+        if t.len() > 10_000 {
+            let n = Utc::now();
+            t.retain(|_, r| r.expires > n);
+        }
+        t.insert(token_id.clone(), rec);
+    }
+    let mut r = json_response(201, &body);
+    if let Ok(v) = HeaderValue::from_str(&token_id) {
+        r.headers_mut().insert("x-subject-token", v);
+    }
+    r.headers_mut().insert("vary", HeaderValue::from_static("X-Auth-Token"));
+    r
+}
+
+fn subject(s: &SimShared, h: &HeaderMap) -> Result<(String, TokenRec), Response> {
+    authenticate_any(s, h)?;
+    let sub = h.get("x-subject-token").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let rec = s.tokens.lock().ok().and_then(|t| t.get(&sub).cloned());
+    match rec {
+        Some(r) if r.expires > Utc::now() => Ok((sub, r)),
+        _ => Err(keystone_error(404, &format!("Could not find token: {sub}."))),
+    }
+}
+
+/// Any valid token (unscoped allowed) in X-Auth-Token.
+fn authenticate_any(s: &SimShared, h: &HeaderMap) -> Result<TokenRec, Response> {
+    let tok = h.get("x-auth-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let rec = s.tokens.lock().ok().and_then(|t| t.get(tok).cloned());
+    match rec {
+        Some(r) if r.expires > Utc::now() => Ok(r),
+        _ => Err(keystone_error(401, UNAUTH)),
+    }
+}
+
+async fn validate(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let (sub, rec) = match subject(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let nocatalog = query_pairs(q.as_deref()).iter().any(|(k, _)| k == "nocatalog");
+    let w = s.world();
+    let mut r = json_response(200, &token_body(&s, &w, &rec, !nocatalog));
+    if let Ok(v) = HeaderValue::from_str(&sub) {
+        r.headers_mut().insert("x-subject-token", v);
+    }
+    r
+}
+
+async fn check(State(s): State<S>, h: HeaderMap) -> Response {
+    match subject(&s, &h) {
+        Ok(_) => empty(200),
+        Err(r) => r,
+    }
+}
+
+async fn revoke(State(s): State<S>, h: HeaderMap) -> Response {
+    match subject(&s, &h) {
+        Ok((sub, _)) => {
+            if let Ok(mut t) = s.tokens.lock() {
+                t.remove(&sub);
+            }
+            empty(204)
+        }
+        Err(r) => r,
+    }
+}
+
+async fn catalog_of_token(State(s): State<S>, h: HeaderMap) -> Response {
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    let cat = match &rec.project_id {
+        Some(p) => catalog(&s.base(), &w.settings.region, p),
+        None => json!([]),
+    };
+    json_response(
+        200,
+        &json!({"catalog": cat, "links": {"self": format!("{}/identity/v3/auth/catalog", s.base()), "previous": null, "next": null}}),
+    )
+}
+
+async fn token_projects(State(s): State<S>, h: HeaderMap) -> Response {
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    let Some(user) = w.users.iter().find(|u| u.id == rec.user_id) else { return keystone_error(401, UNAUTH) };
+    let projects: Vec<Value> = w
+        .projects
+        .iter()
+        .filter(|p| user.roles.iter().any(|(rp, _)| rp == &p.id))
+        .map(|p| json!({"id": p.id, "name": p.name, "domain_id": p.domain_id, "enabled": true, "is_domain": false, "parent_id": p.domain_id, "description": "", "links": {"self": format!("{}/identity/v3/projects/{}", s.base(), p.id)}}))
+        .collect();
+    json_response(
+        200,
+        &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/auth/projects", s.base()), "previous": null, "next": null}}),
+    )
+}

@@ -1,0 +1,1 @@
+//! SQLite store: events, intents, engine control state, policy revisions.

@@ -1,0 +1,85 @@
+//! Shared test helpers: start the simulator, build cloud configs for it, and call
+//! its control API.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use stackpilot::config::clouds::{AuthMethod, CloudSource, DomainRef, Interface, Scope, UserRef};
+use stackpilot::config::{CloudConfig, Secret};
+use stackpilot::sim::{SimConfig, SimHandle};
+
+pub async fn sim(cfg: SimConfig) -> SimHandle {
+    stackpilot::sim::start(cfg).await.expect("simulator starts")
+}
+
+pub async fn sim_fast() -> SimHandle {
+    sim(SimConfig { speed: 60.0, ..Default::default() }).await
+}
+
+pub fn password_cloud(h: &SimHandle, user: &str, password: &str, project: &str) -> CloudConfig {
+    let d = DomainRef { id: None, name: Some("Default".into()) };
+    CloudConfig {
+        name: "sim".into(),
+        source: CloudSource::Env,
+        auth_url: h.auth_url(),
+        auth: AuthMethod::Password {
+            user: UserRef { id: None, name: Some(user.into()), domain: d.clone() },
+            password: Secret::new(password),
+            scope: Scope::Project { id: None, name: Some(project.into()), domain: d },
+        },
+        region: Some("RegionOne".into()),
+        regions: vec![],
+        interface: Interface::Public,
+        verify: true,
+        cacert: None,
+        client_cert: None,
+        client_key: None,
+        endpoint_overrides: Default::default(),
+    }
+}
+
+pub fn admin_cloud(h: &SimHandle) -> CloudConfig {
+    password_cloud(h, "admin", "secret", "admin")
+}
+
+pub fn client(h: &SimHandle) -> stackpilot::cloud::Client {
+    stackpilot::cloud::Client::new(admin_cloud(h)).expect("client")
+}
+
+/// POST to the simulator's control API.
+pub async fn control(h: &SimHandle, path: &str, body: Value) -> Value {
+    let r = reqwest::Client::new()
+        .post(format!("{}/_sim/{path}", h.base_url))
+        .json(&body)
+        .send()
+        .await
+        .expect("control API");
+    assert!(r.status().is_success(), "control {path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+pub async fn control_get(h: &SimHandle, path: &str) -> Value {
+    reqwest::get(format!("{}/_sim/{path}", h.base_url)).await.expect("control API").json().await.expect("json")
+}
+
+/// Requests the simulator saw for a "service METHOD" key.
+pub async fn requests(h: &SimHandle, key: &str) -> u64 {
+    control_get(h, "stats").await["requests"][key].as_u64().unwrap_or(0)
+}
+
+/// Poll until `f` returns Some, or panic after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
