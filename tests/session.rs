@@ -174,9 +174,20 @@ async fn changes_since_returns_only_what_changed_including_deletions() {
 async fn microversion_is_negotiated_and_sent() {
     let h = sim_fast().await;
     let c = client(&h);
-    assert_eq!(c.session.microversion("compute").await, Some((2, 96)));
-    assert_eq!(c.session.microversion("block-storage").await, Some((3, 64)));
-    assert_eq!(c.session.microversion("image").await, None);
+    assert_eq!(c.session.microversion("compute").await.unwrap(), Some((2, 96)));
+    assert_eq!(c.session.microversion("block-storage").await.unwrap(), Some((3, 64)));
+    assert_eq!(c.session.microversion("image").await.unwrap(), None);
     let v = c.compute().version().await.unwrap();
     assert_eq!(v.min_version, "2.1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_version_discovery_is_retried_not_remembered() {
+    let h = sim_fast().await;
+    control(&h, "faults", serde_json::json!({"service": "compute", "error_rate": 1.0})).await;
+    let c = client(&h);
+    let e = c.compute().list_flavors().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient);
+    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    assert_eq!(c.session.microversion("compute").await.unwrap(), Some((2, 96)), "negotiated once the service answers");
 }

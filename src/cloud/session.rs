@@ -463,17 +463,19 @@ impl Session {
     }
 
     /// The microversion sent to a service: min(tested ceiling, server maximum),
-    /// negotiated once from the service's version document.
-    pub async fn microversion(&self, service: &str) -> Option<(u32, u32)> {
+    /// negotiated once from the service's version document. A discovery that fails
+    /// transiently is not remembered (the next request tries again) and fails the
+    /// request: sending none would silently fall back to the oldest API.
+    pub async fn microversion(&self, service: &str) -> Result<Option<(u32, u32)>> {
         let ceiling = match service {
             "compute" => COMPUTE_MICROVERSION,
             "block-storage" => VOLUME_MICROVERSION,
-            _ => return None,
+            _ => return Ok(None),
         };
         if let Some(v) = self.microversions.lock().ok().and_then(|m| m.get(service).cloned()) {
-            return v;
+            return Ok(v);
         }
-        let negotiated = match self.discover_versions(service).await {
+        let negotiated = match self.discover_versions(service).await? {
             Some((min, max)) if min <= ceiling => Some(if max < ceiling { max } else { ceiling }),
             Some((min, _)) => {
                 tracing::warn!(cloud = %self.cloud.name, service, "service minimum microversion {}.{} is above the tested {}.{}", min.0, min.1, ceiling.0, ceiling.1);
@@ -484,16 +486,16 @@ impl Session {
         if let Ok(mut m) = self.microversions.lock() {
             m.insert(service.to_string(), negotiated);
         }
-        negotiated
+        Ok(negotiated)
     }
 
-    async fn discover_versions(&self, service: &str) -> Option<((u32, u32), (u32, u32))> {
-        let token = self.token().await.ok()?;
-        let ep = self.endpoint_in(&token, service).ok()?;
+    async fn discover_versions(&self, service: &str) -> Result<Option<((u32, u32), (u32, u32))>> {
+        let token = self.token().await?;
+        let ep = self.endpoint_in(&token, service)?;
         // Cut the URL after its version segment: .../v2.1/<project> → .../v2.1/
         let mut root = ep.clone();
-        let segs: Vec<String> = ep.path_segments()?.map(String::from).collect();
-        let idx = segs.iter().position(|s| is_version_segment(s))?;
+        let segs: Vec<String> = ep.path_segments().map(|s| s.map(String::from).collect()).unwrap_or_default();
+        let Some(idx) = segs.iter().position(|s| is_version_segment(s)) else { return Ok(None) };
         let major = segs[idx].clone();
         root.set_path(&format!("{}/", segs[..=idx].join("/")));
         let mut candidates = vec![root.clone()];
@@ -510,11 +512,21 @@ impl Session {
                 .timeout(self.timeout)
                 .send()
                 .await
-                .ok()?;
-            if !resp.status().is_success() && resp.status().as_u16() != 300 {
+                .map_err(|e| self.transport_error(service, "GET", url.path(), e))?;
+            let status = resp.status().as_u16();
+            if status >= 500 {
+                let mut e =
+                    self.err(ErrorKind::Transient, service, format!("version discovery answered HTTP {status}"));
+                e.status = Some(status);
+                e.method = "GET".into();
+                e.path = url.path().to_string();
+                e.request_id = request_id(resp.headers());
+                return Err(e);
+            }
+            if !resp.status().is_success() && status != 300 {
                 continue;
             }
-            let v: Value = resp.json().await.ok()?;
+            let Ok(v) = resp.json::<Value>().await else { continue };
             let mut docs = Vec::new();
             if let Some(d) = v.get("version") {
                 docs.push(d.clone());
@@ -535,11 +547,11 @@ impl Session {
                 let max = d.get("version").and_then(Value::as_str).and_then(parse_version);
                 let min = d.get("min_version").and_then(Value::as_str).and_then(parse_version);
                 if let (Some(min), Some(max)) = (min, max) {
-                    return Some((min, max));
+                    return Ok(Some((min, max)));
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     fn transport_error(&self, service: &str, method: &str, path: &str, e: reqwest::Error) -> ApiError {
@@ -576,7 +588,7 @@ impl Session {
     /// failure into a classified `ApiError`.
     pub async fn request(&self, service: &str, req: Req) -> Result<Response> {
         let service = canonical_service_type(service).to_string();
-        let mv = self.microversion(&service).await;
+        let mv = self.microversion(&service).await?;
         let mut reauthed = false;
         let mut rate_retries = 0;
         loop {

@@ -658,10 +658,11 @@ impl World {
         )
     }
 
+    /// vCPUs claimed on the hypervisors (servers already placed on a host).
     fn used_host_vcpus(&self) -> u32 {
         self.servers
             .values()
-            .filter(|s| !s.is_deleted() && s.vm_state != "error")
+            .filter(|s| !s.is_deleted() && s.vm_state != "error" && !s.host.is_empty())
             .filter_map(|s| self.flavor(&s.flavor_id).map(|f| f.vcpus))
             .sum()
     }
@@ -987,9 +988,7 @@ impl World {
                     }
                 }
                 if let Some(cap) = self.settings.host_vcpus {
-                    let used = self.used_host_vcpus();
-                    if used > cap {
-                        let _ = vcpus;
+                    if self.used_host_vcpus() + vcpus > cap {
                         self.fail_server(
                             &id,
                             500,

@@ -1,0 +1,316 @@
+//! The simulator behaves like a cloud, seen through the client over HTTP:
+//! lifecycles, quotas, capacity, faults, volumes and backups, metrics that follow
+//! the workload, persistence.
+
+mod common;
+use common::*;
+use serde_json::json;
+use stackpilot::cloud::compute::{CreateServer, NetworkSpec, RebootKind, ServerAction};
+use stackpilot::cloud::volume::CreateBackup;
+use stackpilot::cloud::{Client, ErrorKind};
+use stackpilot::domain::ServerStatus;
+use stackpilot::sim::{SimConfig, WorldSource};
+use std::time::Duration;
+
+async fn ids(c: &Client) -> (String, String) {
+    let img = c
+        .image()
+        .list_images()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.name.as_deref() == Some("cirros-0.6.2-x86_64-disk"))
+        .unwrap()
+        .id;
+    let net = c.network().list_networks().await.unwrap().into_iter().find(|n| n.name == "private").unwrap().id;
+    (img, net)
+}
+
+fn spec(name: &str, img: &str, net: &str) -> CreateServer {
+    CreateServer {
+        name: name.into(),
+        image_id: Some(img.into()),
+        flavor_id: "1".into(),
+        networks: vec![NetworkSpec::Uuid(net.into())],
+        user_data: Some("#cloud-config\nruncmd: [echo hello]\n".into()),
+        metadata: [("stackpilot:app".to_string(), "t".to_string())].into(),
+        tags: vec!["stackpilot-op-t1".into()],
+        ..Default::default()
+    }
+}
+
+async fn wait_status(c: &Client, id: &str, want: ServerStatus) -> stackpilot::domain::Server {
+    eventually(20, &format!("{id} to be {want}"), || {
+        let c = c.clone();
+        let want = want.clone();
+        async move { c.compute().get_server(id).await.ok().filter(|s| s.status == want) }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lifecycle_build_active_actions_delete() {
+    let h = sim_fast().await;
+    let c = client(&h);
+    let (img, net) = ids(&c).await;
+    let created = c.compute().create_server(&spec("life", &img, &net)).await.unwrap();
+    assert!(created.request_id.is_some());
+    let s = c.compute().get_server(&created.id).await.unwrap();
+    assert_eq!(s.status, ServerStatus::Build);
+    assert_eq!(s.tags, vec!["stackpilot-op-t1"], "tags set at birth");
+    assert_eq!(s.app(), Some("t"));
+    let s = wait_status(&c, &created.id, ServerStatus::Active).await;
+    assert!(s.primary_ip().unwrap().starts_with("10.0.0."));
+    assert_eq!(s.flavor.vcpus, Some(1), "embedded flavor at 2.96");
+    let log = eventually(20, "cloud-init to finish", || {
+        let c = c.clone();
+        let id = created.id.clone();
+        async move {
+            c.compute().console_output(&id, Some(5)).await.ok().filter(|l| l.contains("Cloud-init v. 23.4 finished"))
+        }
+    })
+    .await;
+    assert!(log.lines().count() <= 5, "length is honoured");
+    assert!(c.compute().console_output(&created.id, None).await.unwrap().contains("user-data: runcmd: [echo hello]"));
+
+    // A soft reboot of a SHUTOFF server is refused with Nova's 409.
+    c.compute().action(&created.id, &ServerAction::Stop).await.unwrap();
+    wait_status(&c, &created.id, ServerStatus::Shutoff).await;
+    let e = c.compute().action(&created.id, &ServerAction::Reboot(RebootKind::Soft)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict);
+    assert!(e.message.contains("while it is in vm_state stopped"), "{e}");
+    c.compute().action(&created.id, &ServerAction::Start).await.unwrap();
+    wait_status(&c, &created.id, ServerStatus::Active).await;
+    c.compute().action(&created.id, &ServerAction::Reboot(RebootKind::Hard)).await.unwrap();
+    assert_eq!(c.compute().get_server(&created.id).await.unwrap().status, ServerStatus::HardReboot);
+    wait_status(&c, &created.id, ServerStatus::Active).await;
+    c.compute()
+        .action(&created.id, &ServerAction::Rebuild { image_id: img.clone(), user_data: None, metadata: None })
+        .await
+        .unwrap();
+    assert_eq!(c.compute().get_server(&created.id).await.unwrap().status, ServerStatus::Rebuild);
+    wait_status(&c, &created.id, ServerStatus::Active).await;
+
+    c.compute().delete_server(&created.id).await.unwrap();
+    eventually(20, "the server to be gone", || {
+        let c = c.clone();
+        let id = created.id.clone();
+        async move { matches!(c.compute().get_server(&id).await, Err(e) if e.kind == ErrorKind::NotFound).then_some(()) }
+    })
+    .await;
+    let e = c.compute().get_server(&created.id).await.unwrap_err();
+    assert!(e.message.contains("could not be found") && e.request_id.is_some(), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_and_capacity_limits() {
+    let h = sim_fast().await;
+    let c = client(&h);
+    let (img, net) = ids(&c).await;
+    let project = {
+        c.compute().list_flavors().await.unwrap();
+        c.session.current_token().unwrap().project_id.clone().unwrap()
+    };
+    c.compute().update_quota(&project, &[("instances".to_string(), 1i64)].into()).await.unwrap();
+    c.compute().create_server(&spec("q1", &img, &net)).await.unwrap();
+    let e = c.compute().create_server(&spec("q2", &img, &net)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::QuotaExceeded);
+    assert_eq!(e.status, Some(403));
+    assert_eq!(e.message, "Quota exceeded for instances: Requested 1, but already used 1 of 1 instances");
+    let limits = c.compute().limits().await.unwrap();
+    assert_eq!((limits.max_instances, limits.instances_used), (Some(1), 1));
+    assert_eq!(limits.headroom(1, 512), Some(0));
+
+    c.compute().update_quota(&project, &[("instances".to_string(), 10i64)].into()).await.unwrap();
+    control(&h, "capacity", json!({"host_vcpus": 1})).await;
+    let id = c.compute().create_server(&spec("nohost", &img, &net)).await.unwrap().id;
+    let s = wait_status(&c, &id, ServerStatus::Error).await;
+    let f = s.fault.unwrap();
+    assert_eq!(f.code, Some(500));
+    assert!(f.message.starts_with("No valid host was found"), "{}", f.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_reach_the_client_classified() {
+    let h = sim_fast().await;
+    let c = Client::with_timeout(admin_cloud(&h), Duration::from_millis(800)).unwrap();
+    let (img, net) = ids(&c).await;
+    c.compute().list_flavors().await.unwrap(); // microversion negotiated before the faults
+
+    control(&h, "faults", json!({"service": "compute", "error_rate": 1.0})).await;
+    let e = c.compute().list_flavors().await.unwrap_err();
+    assert_eq!((e.kind, e.status), (ErrorKind::Transient, Some(503)));
+    assert!(c.image().list_images().await.is_ok(), "other services are untouched");
+
+    // A create that Nova carries out but answers too late: the server exists.
+    control(&h, "faults", json!({"service": "compute", "timeout_rate": 1.0, "timeout_ms": 3000})).await;
+    let e = c.compute().create_server(&spec("late", &img, &net)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient);
+    assert!(e.message.contains("timed out"), "{e}");
+    let stats = control_get(&h, "stats").await;
+    assert_eq!(stats["creates_by_op_tag"]["stackpilot-op-t1"], 1, "accepted once");
+
+    control(&h, "faults", json!({"service": "compute", "drop_rate": 1.0})).await;
+    let e = c.compute().list_flavors().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Transient);
+    assert!(e.message.contains("dropped") || e.message.contains("failed"), "{e}");
+
+    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    let servers = c.compute().list_servers(&Default::default()).await.unwrap();
+    assert_eq!(servers.len(), 1);
+
+    control(&h, "fail-creates", json!({"count": 1, "mode": "http"})).await;
+    let e = c.compute().create_server(&spec("f1", &img, &net)).await.unwrap_err();
+    assert_eq!((e.kind, e.status), (ErrorKind::Transient, Some(500)));
+    control(&h, "fail-creates", json!({"count": 1})).await;
+    let id = c.compute().create_server(&spec("f2", &img, &net)).await.unwrap().id;
+    let s = wait_status(&c, &id, ServerStatus::Error).await;
+    assert!(s.fault.unwrap().message.contains("Build of instance aborted"));
+    let id = c.compute().create_server(&spec("f3", &img, &net)).await.unwrap().id;
+    wait_status(&c, &id, ServerStatus::Active).await;
+
+    control(&h, &format!("servers/{id}/state"), json!({"status": "SHUTOFF"})).await;
+    assert_eq!(c.compute().get_server(&id).await.unwrap().status, ServerStatus::Shutoff);
+    control(&h, &format!("servers/{id}/state"), json!({"status": "ERROR", "message": "hypervisor lost"})).await;
+    assert_eq!(c.compute().get_server(&id).await.unwrap().fault.unwrap().message, "hypervisor lost");
+
+    control(&h, "quota", json!({"exhaust": true})).await;
+    let e = c.compute().create_server(&spec("f4", &img, &net)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::QuotaExceeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volumes_and_backup_chains() {
+    let h = sim_fast().await;
+    let c = client(&h);
+    let v = c.volume().create_volume(2, "data", &Default::default()).await.unwrap();
+    assert_eq!(v.status, "creating");
+    let vol = c.volume();
+    eventually(20, "volume available", || async {
+        vol.get_volume(&v.id).await.ok().filter(|x| x.status == "available")
+    })
+    .await;
+
+    let e = vol
+        .create_backup(&CreateBackup { volume_id: v.id.clone(), incremental: true, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    assert!(e.message.contains("No backups available to do an incremental backup"), "{e}");
+
+    let meta = [("stackpilot:policy".to_string(), "p1".to_string())].into();
+    let (full, _) = vol
+        .create_backup(&CreateBackup {
+            volume_id: v.id.clone(),
+            name: Some("full".into()),
+            metadata: meta,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(vol.get_volume(&v.id).await.unwrap().status, "backing-up");
+    eventually(20, "full backup", || async { vol.get_backup(&full).await.ok().filter(|b| b.status == "available") })
+        .await;
+    let (inc, _) = vol
+        .create_backup(&CreateBackup { volume_id: v.id.clone(), incremental: true, ..Default::default() })
+        .await
+        .unwrap();
+    let b = eventually(20, "incremental backup", || async {
+        vol.get_backup(&inc).await.ok().filter(|b| b.status == "available")
+    })
+    .await;
+    assert!(b.is_incremental);
+    let f = vol.get_backup(&full).await.unwrap();
+    assert!(f.has_dependent_backups);
+    assert_eq!(f.metadata.get("stackpilot:policy").map(String::as_str), Some("p1"));
+
+    let e = vol.delete_backup(&full).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    assert_eq!(e.message, "Invalid backup: Incremental backups exist for this backup.");
+
+    let r = vol.restore_backup(&inc, None, Some("restored")).await.unwrap();
+    assert_eq!(r.volume_name.as_deref(), Some("restored"));
+    eventually(20, "restored volume", || async {
+        vol.get_volume(&r.volume_id).await.ok().filter(|x| x.status == "available")
+    })
+    .await;
+
+    vol.delete_backup(&inc).await.unwrap();
+    eventually(20, "incremental gone", || async {
+        vol.get_backup(&inc).await.err().filter(|e| e.kind == ErrorKind::NotFound)
+    })
+    .await;
+    vol.delete_backup(&full).await.unwrap();
+    assert_eq!(vol.list_backups().await.unwrap().iter().filter(|b| b.status != "deleting").count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_follows_the_app_load_shared_by_its_active_servers() {
+    // Demo world: `worker` is a steady 0.8 vCPU of work on one 1-vCPU server.
+    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
+    let c = Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    let servers = c.compute().list_servers(&Default::default()).await.unwrap();
+    let w1 = servers.iter().find(|s| s.app() == Some("worker")).unwrap().clone();
+    let cpu_of = |ids: Vec<String>| {
+        let c = c.clone();
+        let h_now = h.now();
+        async move {
+            let pairs: Vec<(String, u32)> = ids.into_iter().map(|i| (i, 1)).collect();
+            c.metric().server_metrics(&pairs, 60, h_now - chrono::Duration::minutes(5)).await.unwrap()
+        }
+    };
+    control(&h, "clock/advance", json!({"seconds": 600})).await;
+    let m = cpu_of(vec![w1.id.clone()]).await;
+    let last = m[&w1.id].cpu_pct.last().unwrap().1;
+    assert!((70.0..=90.0).contains(&last), "one worker carries 80 %: {last}");
+    assert!(m[&w1.id].memory_mb.last().unwrap().1 > 0.0);
+    assert!(m[&w1.id].net_in_bps.last().unwrap().1 > 0.0, "network rates from instance_network_interface");
+
+    // A second worker halves the share.
+    let mut sp = CreateServer {
+        name: "worker-2".into(),
+        image_id: w1.image_id.clone(),
+        flavor_id: "2".into(),
+        networks: vec![NetworkSpec::Auto],
+        metadata: [("stackpilot:app".to_string(), "worker".to_string())].into(),
+        ..Default::default()
+    };
+    sp.networks = vec![NetworkSpec::Uuid(
+        c.network().list_networks().await.unwrap().into_iter().find(|n| n.name == "private").unwrap().id,
+    )];
+    let w2 = c.compute().create_server(&sp).await.unwrap().id;
+    wait_status(&c, &w2, ServerStatus::Active).await;
+    control(&h, "clock/advance", json!({"seconds": 600})).await;
+    let m = cpu_of(vec![w1.id.clone(), w2.clone()]).await;
+    for id in [&w1.id, &w2] {
+        let v = m[id].cpu_pct.last().unwrap().1;
+        assert!((30.0..=50.0).contains(&v), "two workers carry 40 % each: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_world_survives_a_restart_with_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("world.json");
+    let cfg = SimConfig { speed: 60.0, state: Some(state.clone()), ..Default::default() };
+    let h = sim(cfg.clone()).await;
+    let c = client(&h);
+    let (img, net) = ids(&c).await;
+    let id = c.compute().create_server(&spec("keep", &img, &net)).await.unwrap().id;
+    h.shutdown().await;
+    assert!(state.exists());
+    let h = sim(cfg).await;
+    let c = client(&h);
+    let s = c.compute().get_server(&id).await.unwrap();
+    assert_eq!(s.display_name(), "keep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_servers_list_completely() {
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 10000, "prefix": "scale"})).await;
+    let c = client(&h);
+    let all = c.compute().list_servers(&Default::default()).await.unwrap();
+    assert_eq!(all.len(), 10_000);
+    assert!(all.iter().all(|s| s.status == ServerStatus::Active));
+}
