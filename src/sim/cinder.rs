@@ -105,7 +105,7 @@ fn links(base: &str, pid: &str, kind: &str, id: &str) -> Value {
     ])
 }
 
-fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool) -> Value {
+fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool, admin: bool) -> Value {
     if !detail {
         return json!({"id": v.id, "name": v.name, "links": links(base, &v.project_id, "volumes", &v.id)});
     }
@@ -123,6 +123,13 @@ fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool) -> Value {
         "consistencygroup_id": null, "replication_status": null, "migration_status": null,
         "links": links(base, &v.project_id, "volumes", &v.id)
     });
+    if admin {
+        j["os-vol-host-attr:host"] = json!("cinder-volume@fake#fake");
+        j["os-vol-mig-status-attr:migstat"] = Value::Null;
+        j["os-vol-mig-status-attr:name_id"] = Value::Null;
+        j["provider_id"] = Value::Null;
+        j["cluster_name"] = Value::Null;
+    }
     if mv >= (3, 48) {
         j["shared_targets"] = json!(false);
         j["service_uuid"] = Value::Null;
@@ -182,9 +189,6 @@ fn backup_json(w: &World, base: &str, b: &Backup, mv: (u32, u32), detail: bool) 
     }
     if mv >= (3, 56) {
         j["user_id"] = json!(b.user_id);
-    }
-    if mv >= (3, 64) {
-        j["encryption_key_id"] = Value::Null;
     }
     j
 }
@@ -302,7 +306,7 @@ async fn vol_list(
         .volumes
         .values()
         .filter(|v| v.project_id == c.project_id)
-        .map(|v| volume_json(&base, v, mv, true))
+        .map(|v| volume_json(&base, v, mv, true, c.admin))
         .filter(|v| filters_ok(v, &q))
         .collect();
     match page(&base, &pid, "volumes", detail, &q, items, mv) {
@@ -353,7 +357,7 @@ async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, b
     let desc = v.get("description").and_then(Value::as_str).map(String::from);
     let az = v.get("availability_zone").and_then(Value::as_str).map(String::from);
     match w.create_volume(&c.project_id, &c.user_id, size, name, desc, str_map(v.get("metadata")), az, now) {
-        Ok(id) => ok(202, &json!({"volume": volume_json(&s.base(), &w.volumes[&id], mv, true)}), mv),
+        Ok(id) => ok(202, &json!({"volume": volume_json(&s.base(), &w.volumes[&id], mv, true, c.admin)}), mv),
         Err(e) => err(e, mv),
     }
 }
@@ -365,7 +369,7 @@ async fn vol_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Strin
     };
     let w = s.world();
     match w.volumes.get(&id).filter(|v| v.project_id == c.project_id) {
-        Some(v) => ok(200, &json!({"volume": volume_json(&s.base(), v, mv, true)}), mv),
+        Some(v) => ok(200, &json!({"volume": volume_json(&s.base(), v, mv, true, c.admin)}), mv),
         None => err(SimError::not_found(format!("Volume {id} could not be found.")), mv),
     }
 }
@@ -400,7 +404,7 @@ async fn vol_update(
     }
     v.updated_at = Some(now);
     let v = v.clone();
-    ok(200, &json!({"volume": volume_json(&s.base(), &v, mv, true)}), mv)
+    ok(200, &json!({"volume": volume_json(&s.base(), &v, mv, true, c.admin)}), mv)
 }
 
 async fn vol_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
@@ -608,11 +612,9 @@ async fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>
     );
     match res {
         Ok(id) => {
+            // Cinder answers a create with id, name and links only.
             let bk = &w.backups[&id];
-            let mut v = json!({"id": id, "name": bk.name, "links": links(&s.base(), &c.project_id, "backups", &id)});
-            if mv >= (3, 43) {
-                v["metadata"] = json!(bk.metadata);
-            }
+            let v = json!({"id": id, "name": bk.name, "links": links(&s.base(), &c.project_id, "backups", &id)});
             ok(202, &json!({"backup": v}), mv)
         }
         Err(e) => err(e, mv),

@@ -35,7 +35,8 @@ pub fn image_json(i: &Image) -> Value {
         "checksum": format!("{:032x}", i.size.wrapping_mul(2654435761)), "os_hash_algo": "sha512",
         "os_hash_value": format!("{:0128x}", i.size.wrapping_mul(11400714819323198485)),
         "tags": i.tags, "created_at": crate::domain::time::format_z(&i.created_at), "updated_at": crate::domain::time::format_z(&i.updated_at),
-        "self": format!("/v2/images/{}", i.id), "file": format!("/v2/images/{}/file", i.id), "schema": "/v2/schemas/image"
+        "self": format!("/v2/images/{}", i.id), "file": format!("/v2/images/{}/file", i.id), "schema": "/v2/schemas/image",
+        "stores": "file"
     });
     if let Some(o) = v.as_object_mut() {
         for (k, val) in &i.properties {

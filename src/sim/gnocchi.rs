@@ -26,7 +26,8 @@ pub fn router() -> Router<S> {
         .route(&format!("{p}/metric"), get(metric_list).post(metric_create))
         .route(&format!("{p}/metric/{{id}}"), get(metric_show))
         .route(&format!("{p}/metric/{{id}}/measures"), get(metric_measures).post(metric_post))
-        .route(&format!("{p}/resource_type"), get(resource_types))
+        .route(&format!("{p}/resource_type"), get(resource_types).post(resource_type_create))
+        .route(&format!("{p}/resource_type/{{name}}"), get(resource_type_show))
         .route(&format!("{p}/resource/{{rtype}}"), get(resource_list).post(resource_create))
         .route(&format!("{p}/resource/{{rtype}}/{{id}}"), get(resource_show).delete(resource_delete))
         .route(&format!("{p}/resource/{{rtype}}/{{id}}/metric"), get(resource_metrics))
@@ -481,14 +482,76 @@ async fn metric_post(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, b
     empty(202)
 }
 
+/// Attributes of the resource types Ceilometer creates.
+fn type_attributes(name: &str) -> Value {
+    let s = |required: bool| json!({"type": "string", "required": required, "min_length": 0, "max_length": 255});
+    match name {
+        "instance" => json!({
+            "display_name": s(true), "flavor_id": s(true), "flavor_name": s(false), "host": s(true), "image_ref": s(false),
+            "server_group": s(false), "launched_at": {"type": "datetime", "required": false}, "created_at": {"type": "datetime", "required": false},
+            "deleted_at": {"type": "datetime", "required": false}, "availability_zone": s(false)
+        }),
+        "instance_network_interface" | "instance_disk" => {
+            json!({"name": s(true), "instance_id": {"type": "uuid", "required": true}})
+        }
+        _ => json!({}),
+    }
+}
+
+fn known_type(w: &World, name: &str) -> bool {
+    RESOURCE_TYPES.contains(&name) || w.extra_resource_types.contains_key(name)
+}
+
 async fn resource_types(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
-    json_response(
-        200,
-        &Value::Array(RESOURCE_TYPES.iter().map(|t| json!({"name": t, "state": "active", "attributes": {}})).collect()),
-    )
+    let w = s.world();
+    let mut v: Vec<Value> = RESOURCE_TYPES
+        .iter()
+        .map(|t| json!({"name": t, "state": "active", "attributes": type_attributes(t)}))
+        .collect();
+    v.extend(w.extra_resource_types.iter().map(|(n, a)| json!({"name": n, "state": "active", "attributes": a})));
+    json_response(200, &Value::Array(v))
+}
+
+async fn resource_type_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
+    if let Err(r) = authenticate(&s, &h) {
+        return r;
+    }
+    let w = s.world();
+    if RESOURCE_TYPES.contains(&name.as_str()) {
+        return json_response(200, &json!({"name": name, "state": "active", "attributes": type_attributes(&name)}));
+    }
+    match w.extra_resource_types.get(&name) {
+        Some(a) => json_response(200, &json!({"name": name, "state": "active", "attributes": a})),
+        None => gerr(&h, 404, format!("Resource type {name} does not exist")),
+    }
+}
+
+async fn resource_type_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+    let c = match authenticate(&s, &h) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return gerr(&h, 403, "Access was denied to this resource.");
+    }
+    let Ok(b) = serde_json::from_slice::<Value>(&body) else { return gerr(&h, 400, "Unable to decode body") };
+    let Some(name) = b.get("name").and_then(Value::as_str) else {
+        return gerr(
+            &h,
+            400,
+            json!({"cause": "Invalid input", "reason": "required key not provided @ data['name']", "detail": ["name"]}),
+        );
+    };
+    let mut w = s.world();
+    if known_type(&w, name) {
+        return gerr(&h, 409, format!("Resource type {name} already exists"));
+    }
+    let attrs = b.get("attributes").cloned().unwrap_or(json!({}));
+    w.extra_resource_types.insert(name.to_string(), attrs.clone());
+    json_response(201, &json!({"name": name, "state": "active", "attributes": attrs}))
 }
 
 fn page_resources(
@@ -561,11 +624,11 @@ async fn resource_list(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !RESOURCE_TYPES.contains(&rtype.as_str()) {
-        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
-    }
     let q = query_pairs(raw.as_deref());
     let w = s.world();
+    if !known_type(&w, &rtype) {
+        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
+    }
     let items: Vec<&Resource> = w.resources.values().filter(|r| type_ok(&rtype, r) && visible(&c, r)).collect();
     page_resources(&s, &h, &rtype, items, &q, "resource")
 }
@@ -583,9 +646,6 @@ async fn resource_create(State(s): State<S>, h: HeaderMap, Path(rtype): Path<Str
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !RESOURCE_TYPES.contains(&rtype.as_str()) {
-        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
-    }
     let Ok(b) = serde_json::from_slice::<Value>(&body) else { return gerr(&h, 400, "Unable to decode body") };
     let Some(raw_id) = b.get("id").and_then(Value::as_str) else {
         return gerr(
@@ -597,6 +657,9 @@ async fn resource_create(State(s): State<S>, h: HeaderMap, Path(rtype): Path<Str
     let id = resource_id(raw_id);
     let now = s.now();
     let mut w = s.world();
+    if !known_type(&w, &rtype) {
+        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
+    }
     if w.resources.contains_key(&id) {
         return gerr(&h, 409, format!("Resource {id} already exists"));
     }
@@ -888,15 +951,15 @@ async fn search(
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !RESOURCE_TYPES.contains(&rtype.as_str()) {
-        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
-    }
     let q = query_pairs(raw.as_deref());
     let f = match search_filter(&h, &q, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
     let w = s.world();
+    if !known_type(&w, &rtype) {
+        return gerr(&h, 404, format!("Resource type {rtype} does not exist"));
+    }
     let mut items = Vec::new();
     for r in w.resources.values().filter(|r| type_ok(&rtype, r) && visible(&c, r)) {
         match filter_match(&f, r) {
@@ -1300,7 +1363,7 @@ async fn aggregates(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, b
     type Group<'a> = (BTreeMap<String, Value>, Option<Vec<&'a Resource>>);
     let mut groups: Vec<Group> = Vec::new();
     if let Some(rt) = b.get("resource_type").and_then(Value::as_str) {
-        if !RESOURCE_TYPES.contains(&rt) {
+        if !known_type(&w, rt) {
             return gerr(&h, 404, format!("Resource type {rt} does not exist"));
         }
         let filter = match b.get("search") {

@@ -22,6 +22,11 @@ pub fn router() -> Router<S> {
         .route("/identity/v3/auth/tokens", get(validate).head(check).post(issue).delete(revoke))
         .route("/identity/v3/auth/catalog", get(catalog_of_token))
         .route("/identity/v3/auth/projects", get(token_projects))
+        .route(
+            "/identity/v3/users/{uid}/application_credentials",
+            axum::routing::post(app_cred_create).get(app_cred_list),
+        )
+        .route("/identity/v3/users/{uid}/application_credentials/{id}", axum::routing::delete(app_cred_delete))
 }
 
 fn stable_id(name: &str) -> String {
@@ -472,4 +477,115 @@ async fn token_projects(State(s): State<S>, h: HeaderMap) -> Response {
         200,
         &json!({"projects": projects, "links": {"self": format!("{}/identity/v3/auth/projects", s.base()), "previous": null, "next": null}}),
     )
+}
+
+fn app_cred_json(base: &str, a: &super::world::AppCred, secret: bool) -> Value {
+    let mut v = json!({
+        "id": a.id, "name": a.name, "project_id": a.project_id, "user_id": a.user_id, "description": null,
+        "expires_at": null, "unrestricted": false, "roles": [], "access_rules": [],
+        "links": {"self": format!("{base}/identity/v3/users/{}/application_credentials/{}", a.user_id, a.id)}
+    });
+    if secret {
+        v["secret"] = json!(a.secret);
+    }
+    v
+}
+
+/// `POST /v3/users/{user_id}/application_credentials`: bound to the token's project.
+async fn app_cred_create(
+    State(s): State<S>,
+    h: HeaderMap,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+    body: Bytes,
+) -> Response {
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if rec.user_id != uid {
+        return keystone_error(
+            403,
+            "You are not authorized to perform the requested action: identity:create_application_credential.",
+        );
+    }
+    if rec.app_cred.is_some() {
+        return keystone_error(
+            403,
+            "Using method 'application_credential' is not allowed for managing additional application credentials.",
+        );
+    }
+    let Some(project) = rec.project_id.clone() else {
+        return keystone_error(400, "Application credentials need a project-scoped token.");
+    };
+    let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(ac) = b.get("application_credential") else {
+        return keystone_error(400, &format!("Expecting to find application_credential in request body. {MALFORMED}"));
+    };
+    let Some(name) = ac.get("name").and_then(Value::as_str) else {
+        return keystone_error(400, &format!("'name' is a required property. {MALFORMED}"));
+    };
+    let mut w = s.world();
+    if w.app_creds.iter().any(|a| a.user_id == uid && a.name == name) {
+        return keystone_error(409, "Conflict occurred attempting to store application_credential - Duplicate entry.");
+    }
+    let secret = ac
+        .get("secret")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let a = super::world::AppCred {
+        id: uuid::Uuid::new_v4().simple().to_string(),
+        name: name.to_string(),
+        secret,
+        user_id: uid,
+        project_id: project,
+    };
+    let v = app_cred_json(&s.base(), &a, true);
+    w.app_creds.push(a);
+    json_response(201, &json!({"application_credential": v}))
+}
+
+async fn app_cred_list(
+    State(s): State<S>,
+    h: HeaderMap,
+    axum::extract::Path(uid): axum::extract::Path<String>,
+) -> Response {
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if rec.user_id != uid {
+        return keystone_error(
+            403,
+            "You are not authorized to perform the requested action: identity:list_application_credentials.",
+        );
+    }
+    let w = s.world();
+    let v: Vec<Value> =
+        w.app_creds.iter().filter(|a| a.user_id == uid).map(|a| app_cred_json(&s.base(), a, false)).collect();
+    json_response(200, &json!({"application_credentials": v, "links": {"self": null, "previous": null, "next": null}}))
+}
+
+async fn app_cred_delete(
+    State(s): State<S>,
+    h: HeaderMap,
+    axum::extract::Path((uid, id)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if rec.user_id != uid {
+        return keystone_error(
+            403,
+            "You are not authorized to perform the requested action: identity:delete_application_credential.",
+        );
+    }
+    let mut w = s.world();
+    let before = w.app_creds.len();
+    w.app_creds.retain(|a| !(a.id == id && a.user_id == uid));
+    if w.app_creds.len() == before {
+        return keystone_error(404, &format!("Could not find application credential: {id}."));
+    }
+    empty(204)
 }

@@ -87,14 +87,20 @@ fn all(w: &World, kind: &str, project: &str, admin: bool) -> Vec<Value> {
             .iter()
             .filter(|n| visible(&n.project_id, n.shared || n.external))
             .map(|n| {
-                json!({
+                let mut v = json!({
                     "id": n.id, "name": n.name, "status": "ACTIVE", "admin_state_up": true, "shared": n.shared,
                     "router:external": n.external, "subnets": [n.subnet_id], "mtu": n.mtu, "project_id": n.project_id,
-                    "tenant_id": n.project_id, "availability_zones": ["nova"], "availability_zone_hints": [], "tags": [],
+                    "tenant_id": n.project_id, "availability_zones": [], "availability_zone_hints": [], "tags": [],
                     "port_security_enabled": true, "ipv4_address_scope": null, "ipv6_address_scope": null,
-                    "description": "", "is_default": false, "created_at": format_z(&n.created_at), "updated_at": format_z(&n.created_at),
-                    "revision_number": 1, "l2_adjacency": true, "dns_domain": "", "qos_policy_id": null
-                })
+                    "description": "", "created_at": format_z(&n.created_at), "updated_at": format_z(&n.created_at),
+                    "revision_number": 1, "qinq": false, "vlan_transparent": null
+                });
+                if admin {
+                    v["provider:network_type"] = json!("flat");
+                    v["provider:physical_network"] = json!("physnet1");
+                    v["provider:segmentation_id"] = Value::Null;
+                }
+                v
             })
             .collect(),
         "subnets" => w
@@ -117,14 +123,22 @@ fn all(w: &World, kind: &str, project: &str, admin: bool) -> Vec<Value> {
             .filter(|p| visible(&p.project_id, false))
             .map(|p| {
                 let subnet = w.networks.iter().find(|n| n.id == p.network_id).map(|n| n.subnet_id.clone()).unwrap_or_default();
-                json!({
+                let mut v = json!({
                     "id": p.id, "name": p.name, "network_id": p.network_id, "device_id": p.device_id, "device_owner": p.device_owner,
                     "mac_address": p.mac, "fixed_ips": [{"subnet_id": subnet, "ip_address": p.ip}], "status": p.status,
                     "admin_state_up": true, "security_groups": p.security_groups.iter().filter_map(|g| w.security_groups.iter().find(|x| &x.name == g || &x.id == g).map(|x| x.id.clone())).collect::<Vec<_>>(),
                     "project_id": p.project_id, "tenant_id": p.project_id, "tags": p.tags, "description": "",
                     "allowed_address_pairs": [], "extra_dhcp_opts": [], "port_security_enabled": true,
                     "binding:vnic_type": "normal", "created_at": format_z(&p.created_at), "updated_at": format_z(&p.updated_at), "revision_number": 1
-                })
+                });
+                if admin {
+                    let host = w.servers.get(&p.device_id).map(|s| s.host.clone()).unwrap_or_default();
+                    v["binding:host_id"] = json!(host);
+                    v["binding:profile"] = json!({});
+                    v["binding:vif_details"] = json!({"port_filter": true, "ovs_hybrid_plug": false, "bound_drivers": {"0": "alwaysbind"}});
+                    v["binding:vif_type"] = json!(if host.is_empty() { "unbound" } else { "ovs" });
+                }
+                v
             })
             .collect(),
         "security_groups" => w

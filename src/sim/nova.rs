@@ -206,6 +206,17 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
         v["OS-EXT-SRV-ATTR:hypervisor_hostname"] =
             json!(if s.host.is_empty() { None } else { Some(format!("{}.sim", s.host)) });
         v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &s.id[..8]));
+        if ge(mv, 2, 3) {
+            use base64::Engine as _;
+            v["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!("r-{}", &s.id[..8]));
+            v["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
+            v["OS-EXT-SRV-ATTR:hostname"] = json!(s.name.to_lowercase().replace(['_', ' '], "-"));
+            v["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
+            v["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
+            v["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
+            v["OS-EXT-SRV-ATTR:user_data"] =
+                json!(s.user_data.as_ref().map(|u| base64::engine::general_purpose::STANDARD.encode(u)));
+        }
     }
     if ge(mv, 2, 9) {
         v["locked"] = json!(s.locked);

@@ -571,6 +571,8 @@ pub struct World {
     pub net_bytes: BTreeMap<String, (f64, f64)>,
     /// Port id → its `instance_network_interface` resource id.
     pub port_iface: BTreeMap<String, String>,
+    /// Gnocchi resource types created through the API (name → attributes).
+    pub extra_resource_types: BTreeMap<String, serde_json::Value>,
 }
 
 pub const BOOT_MARKER_PREFIX: &str = "Cloud-init v. 23.4 finished at";
@@ -693,6 +695,24 @@ impl World {
             format!("{}.{}.{}.{}", parts[0], parts[1], (parts[2] + net.next_host / 250) % 256, net.next_host % 250 + 2)
         };
         let id = new_id();
+        // Ports get the project's `default` group unless others are asked for.
+        let sgs: Vec<String> = if sgs.is_empty() {
+            self.security_groups
+                .iter()
+                .filter(|g| g.project_id == project && g.name == "default")
+                .map(|g| g.id.clone())
+                .collect()
+        } else {
+            sgs.iter()
+                .map(|n| {
+                    self.security_groups
+                        .iter()
+                        .find(|g| (g.name == *n || g.id == *n) && g.project_id == project)
+                        .map(|g| g.id.clone())
+                        .unwrap_or_else(|| n.clone())
+                })
+                .collect()
+        };
         let port = Port {
             id: id.clone(),
             name: String::new(),
@@ -1059,6 +1079,10 @@ impl World {
                 s.power_state = 0;
                 s.updated = at;
                 s.terminated_at = Some(at);
+                // Nova removes tags and metadata with the instance: a deleted record
+                // answers `tags: []`, `metadata: {}` and no addresses.
+                s.tags.clear();
+                s.metadata.clear();
                 let ports = std::mem::take(&mut s.ports);
                 let vols = std::mem::take(&mut s.volumes_attached);
                 for pid in ports {
