@@ -1132,7 +1132,9 @@ async fn shape_parity() {
         let r = real.get(*ep).cloned().unwrap_or_default();
         let s = sim_shapes.get(*ep).cloned().unwrap_or_default();
         drift.extend(r.difference(&s).map(|p| format!("{ep}: only real: {p}")));
-        drift.extend(s.difference(&r).filter(|p| !WORLD_DATA.contains(&p.as_str())).map(|p| format!("{ep}: only sim: {p}")));
+        drift.extend(
+            s.difference(&r).filter(|p| !WORLD_DATA.contains(&p.as_str())).map(|p| format!("{ep}: only sim: {p}")),
+        );
     }
     assert!(drift.is_empty(), "the simulator drifted from the real services: {drift:#?}");
 }
