@@ -101,6 +101,24 @@ impl Req {
     }
 }
 
+tokio::task_local! {
+    static REQUEST_TALLY: std::cell::Cell<u64>;
+}
+
+/// Run `f` and count the HTTP requests it made (through any session).
+pub async fn counting<F: std::future::Future>(f: F) -> (F::Output, u64) {
+    REQUEST_TALLY
+        .scope(std::cell::Cell::new(0), async move {
+            let out = f.await;
+            (out, REQUEST_TALLY.with(|c| c.get()))
+        })
+        .await
+}
+
+fn tally() {
+    let _ = REQUEST_TALLY.try_with(|c| c.set(c.get() + 1));
+}
+
 /// Counters of what a session did (benchmarks, tests, the Clouds view).
 #[derive(Debug, Default)]
 pub struct SessionStats {
@@ -349,6 +367,7 @@ impl Session {
         let url = self.auth_url();
         let body = auth_body(&self.cloud.auth);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        tally();
         let resp = self
             .http
             .post(&url)
@@ -504,6 +523,7 @@ impl Session {
         candidates.push(host_root);
         for url in candidates {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            tally();
             let resp = self
                 .http
                 .get(url.clone())
@@ -632,6 +652,7 @@ impl Session {
                 rb = rb.json(b);
             }
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            tally();
             let resp = rb
                 .send()
                 .await
