@@ -23,18 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InventoryConfig {
     pub refresh: Refresh,
     pub metrics: MetricsSettings,
     /// Server page size (`None`: the cloud's maximum).
     pub page_size: Option<u32>,
-}
-
-impl Default for InventoryConfig {
-    fn default() -> Self {
-        InventoryConfig { refresh: Refresh::default(), metrics: MetricsSettings::default(), page_size: None }
-    }
 }
 
 impl InventoryConfig {
