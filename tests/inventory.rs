@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use stackpilot::config::settings::Dur;
-use stackpilot::inventory::{Inventory, InventoryConfig, Kind, Snapshot};
+use stackpilot::inventory::{Inventory, InventoryConfig, Snapshot};
 use stackpilot::sim::{SimConfig, WorldSource};
 use std::sync::Arc;
 use std::time::Duration;
