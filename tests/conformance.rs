@@ -197,12 +197,50 @@ async fn fixture(c: &Client) -> Fixture {
         c.metric().create_archive_policy("stackpilot-rate-60s", &["mean", "rate:mean"], 60, 1440).await.unwrap();
     }
     let tok = c.session.token().await.unwrap();
-    Fixture {
-        flavor_id,
-        image_id,
-        network_id,
-        project_id: tok.project_id.clone().unwrap(),
-        user_id: tok.user_id.clone().unwrap(),
+    let project_id = tok.project_id.clone().unwrap();
+    // Room for the cases (a real cloud starts at 10 instances).
+    let q = c.compute().quota_set(&project_id).await.unwrap();
+    let mut raise: BTreeMap<String, i64> = BTreeMap::new();
+    for (k, want) in [("instances", 40), ("cores", 80), ("ram", 81920)] {
+        if q.limit(k).is_some_and(|l| l >= 0 && l < want) {
+            raise.insert(k.to_string(), want);
+        }
+    }
+    if !raise.is_empty() {
+        c.compute().update_quota(&project_id, &raise).await.unwrap();
+    }
+    cleanup_leftovers(c).await;
+    Fixture { flavor_id, image_id, network_id, project_id, user_id: tok.user_id.clone().unwrap() }
+}
+
+/// Remove what interrupted runs left behind: everything named `sp-conf-*` belongs
+/// to this suite (cases run one at a time, so none of it is in use).
+async fn cleanup_leftovers(c: &Client) {
+    let mine = |n: Option<&str>| n.is_some_and(|n| n.starts_with("sp-conf-"));
+    for s in c.compute().list_servers(&ServerQuery::default()).await.unwrap_or_default() {
+        if mine(s.name.as_deref()) {
+            let _ = c.compute().delete_server(&s.id).await;
+        }
+    }
+    // Backups: incrementals before the fulls they depend on.
+    for _ in 0..3 {
+        let backups = c.volume().list_backups().await.unwrap_or_default();
+        let mut left = false;
+        for b in backups.iter().filter(|b| mine(b.name.as_deref())) {
+            left = true;
+            if !b.has_dependent_backups && b.status != "deleting" {
+                let _ = c.volume().delete_backup(&b.id).await;
+            }
+        }
+        if !left {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    for v in c.volume().list_volumes().await.unwrap_or_default() {
+        if mine(v.name.as_deref()) && v.status == "available" {
+            let _ = c.volume().delete_volume(&v.id).await;
+        }
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Cli {
     /// Simulated seconds per real second in the demo.
     #[arg(long, default_value_t = 10.0)]
     pub speed: f64,
+    /// ASCII charts and sparklines (also chosen when the terminal is not UTF-8).
+    #[arg(long, global = true)]
+    pub ascii: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -158,12 +161,16 @@ pub async fn run(cli: Cli) -> CliResult<()> {
     }
     match &cli.command {
         None => {
-            let cloud = selected_cloud(&cli)?;
-            let _ = load_settings(&cli)?;
-            Err(CliError(format!(
-                "the console is not built yet; `stackpilot servers` lists the servers of `{}`",
-                cloud.name
-            )))
+            let settings = load_settings(&cli)?;
+            let cf = CloudsFile::discover(&ProcessEnv)?;
+            let main = cf.resolve_selected(cli.cloud.as_deref(), cli.region.as_deref())?;
+            let mut clients = vec![Client::with_timeout(main.clone(), settings.refresh.timeout.0)?];
+            for extra in &settings.clouds {
+                if extra != &main.name {
+                    clients.push(Client::with_timeout(cf.resolve(extra)?, settings.refresh.timeout.0)?);
+                }
+            }
+            console(&cli, &settings, clients, None).await
         }
         Some(Command::Clouds(a)) => clouds(a.output),
         Some(Command::Servers(a)) => servers(&client(&cli)?, a.output).await,
@@ -395,7 +402,40 @@ pub fn demo_cloud(base_url: &str) -> CloudConfig {
     }
 }
 
+/// The terminal does not speak UTF-8 (charts fall back to ASCII).
+fn ascii_terminal() -> bool {
+    let loc = ["LC_ALL", "LC_CTYPE", "LANG"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    match loc {
+        Some(l) => {
+            let l = l.to_ascii_lowercase();
+            !(l.contains("utf-8") || l.contains("utf8"))
+        }
+        None => false,
+    }
+}
+
+async fn console(cli: &Cli, settings: &Settings, clients: Vec<Client>, greeting: Option<String>) -> CliResult<()> {
+    let file = settings.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.toml".into());
+    let keymap = crate::tui::keymap::Keymap::new(&settings.keys, &settings.key_lines, &file, cli.read_only)?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let inventory =
+        crate::inventory::Inventory::start(clients.clone(), crate::inventory::InventoryConfig::from_settings(settings));
+    let console = crate::tui::Console {
+        clients,
+        keymap,
+        theme: crate::tui::theme::Theme::new(settings.ui.theme, no_color),
+        ascii: cli.ascii || settings.ui.ascii || ascii_terminal(),
+        read_only: cli.read_only,
+        max_fps: settings.ui.max_fps,
+        stale_after: settings.ui.stale_after,
+        protected_clouds: settings.protected_clouds.clone(),
+        greeting,
+    };
+    crate::tui::run(console, inventory).await.map_err(CliError)
+}
+
 async fn demo(cli: &Cli) -> CliResult<()> {
+    let settings = load_settings(cli)?;
     let state = paths::state_dir(&ProcessEnv).join("demo");
     let cfg = crate::sim::SimConfig {
         speed: cli.speed,
@@ -404,20 +444,14 @@ async fn demo(cli: &Cli) -> CliResult<()> {
         ..Default::default()
     };
     let h = crate::sim::start(cfg).await.map_err(CliError)?;
-    let client = Client::new(demo_cloud(&h.base_url))?;
-    println!("stackpilot demo: simulator on {} (speed {}x); Ctrl-C stops", h.base_url, cli.speed);
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                match server_table(&client).await {
-                    Ok(t) => print!("\x1b[2J\x1b[H{}", t.render()),
-                    Err(e) => eprintln!("{}", e.0),
-                }
-            }
-            _ = wait_for_signal() => break,
-        }
-    }
+    let client = Client::with_timeout(demo_cloud(&h.base_url), settings.refresh.timeout.0)?;
+    let greeting = format!(
+        "demo: simulated OpenStack at {} ({}x speed), state in {}; ? lists the keys, q quits",
+        h.base_url,
+        cli.speed,
+        state.display()
+    );
+    let r = console(cli, &settings, vec![client], Some(greeting)).await;
     h.shutdown().await;
-    Ok(())
+    r
 }

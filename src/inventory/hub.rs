@@ -207,6 +207,13 @@ impl Inventory {
                             .await
                         }
                         Kind::Metrics => {
+                            // Start as soon as the first servers are known.
+                            let mut first = snap.clone();
+                            while first.borrow().clouds.get(i).is_none_or(|c| c.servers.is_empty()) {
+                                if first.changed().await.is_err() {
+                                    return;
+                                }
+                            }
                             let mcfg = cfg2.metrics.clone();
                             poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
                                 let c = c.clone();

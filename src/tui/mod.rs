@@ -1,1 +1,299 @@
-//! The terminal console.
+//! The terminal console: state and pure `update` (app), the key registry (keymap),
+//! rows per view (rows), pure rendering (view), theme and widgets, and the runtime
+//! below that owns the terminal, reads keys on a thread, receives snapshots from the
+//! inventory, carries out effects in their own tasks, and redraws only on change
+//! (at most `max_fps` a second, inside synchronized output).
+
+pub mod app;
+pub mod fixture;
+pub mod keymap;
+pub mod rows;
+pub mod theme;
+pub mod view;
+pub mod widgets;
+
+use crate::cloud::compute::{RebootKind, ServerAction};
+use crate::cloud::Client;
+use crate::domain::{Event, Severity};
+use crate::inventory::{Inventory, InventoryCommand};
+use app::{update, App, ConsoleState, Effect, Msg, Pending};
+use keymap::{Action, Code, Key, Keymap};
+use ratatui::crossterm::event::{self, Event as CtEvent, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::terminal::{
+    self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::crossterm::{cursor, execute};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Everything the console needs to run.
+pub struct Console {
+    pub clients: Vec<Client>,
+    pub keymap: Keymap,
+    pub theme: theme::Theme,
+    pub ascii: bool,
+    pub read_only: bool,
+    pub max_fps: u32,
+    pub stale_after: u32,
+    pub protected_clouds: Vec<String>,
+    /// A line shown at start (e.g. where the demo keeps its state).
+    pub greeting: Option<String>,
+}
+
+/// Translate a terminal key event.
+pub fn key_of(k: event::KeyEvent) -> Option<Key> {
+    if !matches!(k.kind, KeyEventKind::Press | KeyEventKind::Repeat) {
+        return None;
+    }
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    let code = match k.code {
+        KeyCode::Char(c) => Code::Char(if ctrl { c.to_ascii_lowercase() } else { c }),
+        KeyCode::Enter => Code::Enter,
+        KeyCode::Esc => Code::Esc,
+        KeyCode::Tab => Code::Tab,
+        KeyCode::BackTab => Code::BackTab,
+        KeyCode::Backspace => Code::Backspace,
+        KeyCode::Delete => Code::Delete,
+        KeyCode::Up => Code::Up,
+        KeyCode::Down => Code::Down,
+        KeyCode::Left => Code::Left,
+        KeyCode::Right => Code::Right,
+        KeyCode::Home => Code::Home,
+        KeyCode::End => Code::End,
+        KeyCode::PageUp => Code::PageUp,
+        KeyCode::PageDown => Code::PageDown,
+        KeyCode::F(n) => Code::F(n),
+        _ => return None,
+    };
+    Some(Key { code, ctrl })
+}
+
+/// Puts the terminal back however the console ends (return, error or panic).
+pub struct TerminalGuard;
+
+fn restore_terminal() {
+    let mut out = std::io::stdout();
+    let _ = execute!(out, EndSynchronizedUpdate, LeaveAlternateScreen, cursor::Show);
+    let _ = terminal::disable_raw_mode();
+}
+
+impl TerminalGuard {
+    pub fn enter() -> std::io::Result<TerminalGuard> {
+        terminal::enable_raw_mode()?;
+        let mut out = std::io::stdout();
+        if let Err(e) = execute!(out, EnterAlternateScreen, cursor::Hide) {
+            restore_terminal();
+            return Err(e);
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            let dir = crate::config::paths::state_dir(&crate::config::paths::ProcessEnv);
+            let path = dir.join(format!("crash-{}.txt", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
+            let report = format!("stackpilot {} crashed: {info}\n", env!("CARGO_PKG_VERSION"));
+            if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, &report).is_ok() {
+                eprintln!("stackpilot crashed; the report is in {}", path.display());
+            }
+            previous(info);
+        }));
+        Ok(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+fn operator() -> String {
+    format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
+/// Carry out a confirmed server action and describe the outcome as an event.
+pub async fn perform(client: &Client, p: &Pending) -> Event {
+    let now = chrono::Utc::now();
+    let c = client.compute();
+    let (name, res) = match p.action {
+        Action::Start => ("start", c.action(&p.server_id, &ServerAction::Start).await),
+        Action::Stop => ("stop", c.action(&p.server_id, &ServerAction::Stop).await),
+        Action::Reboot => ("reboot", c.action(&p.server_id, &ServerAction::Reboot(RebootKind::Soft)).await),
+        Action::HardReboot => ("reboot --hard", c.action(&p.server_id, &ServerAction::Reboot(RebootKind::Hard)).await),
+        Action::Delete => ("delete", c.delete_server(&p.server_id).await),
+        other => (keymap::info_of(other).name, Ok(None)),
+    };
+    let e =
+        Event::new(now, &operator(), &p.cloud, name, "operator request from the console").target(p.server_name.clone());
+    match res {
+        Ok(rid) => e.request_id(rid),
+        Err(err) => e
+            .result("failed")
+            .severity(Severity::Warning)
+            .request_id(err.request_id.clone())
+            .detail(err.message.clone()),
+    }
+}
+
+fn spawn_effect(effect: Effect, clients: &[Client], inventory: &Inventory, tx: &mpsc::Sender<Msg>) -> bool {
+    match effect {
+        Effect::Quit => return false,
+        Effect::Refresh { cloud, kind } => inventory.command(InventoryCommand::RefreshNow { cloud, kind }),
+        Effect::ServerAction(p) => {
+            if let Some(c) = clients.iter().find(|c| c.name() == p.cloud).cloned() {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let e = perform(&c, &p).await;
+                    let _ = tx.send(Msg::ActionDone(e)).await;
+                });
+            }
+        }
+        Effect::FetchConsole { cloud, server_id } => {
+            if let Some(c) = clients.iter().find(|c| c.name() == cloud).cloned() {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let r = c.compute().console_output(&server_id, Some(200)).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Msg::Console { server_id, result: r }).await;
+                });
+            }
+        }
+        Effect::EngineControl(_) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let e = Event::new(chrono::Utc::now(), &operator(), "", "engine", "operator request")
+                    .result("failed")
+                    .detail("no engine runs in this console");
+                let _ = tx.send(Msg::ActionDone(e)).await;
+            });
+        }
+    }
+    true
+}
+
+/// Run the console until the operator quits or a signal arrives.
+pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
+    let mut snap_rx = inventory.subscribe();
+    let initial = snap_rx.borrow().clone();
+    let mut app = App::new(initial, console.keymap.clone(), console.theme, chrono::Utc::now());
+    app.ascii = console.ascii;
+    app.read_only = console.read_only;
+    app.stale_after = console.stale_after;
+    app.protected_clouds = console.protected_clouds.clone();
+    if let Some(g) = &console.greeting {
+        app.message = Some((g.clone(), Severity::Info));
+    }
+    let (w, h) = terminal::size().unwrap_or((80, 24));
+    update(&mut app, Msg::Resize(w, h));
+
+    let guard = TerminalGuard::enter().map_err(|e| format!("cannot take over the terminal: {e}"))?;
+    let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
+    let mut terminal = ratatui::Terminal::new(backend).map_err(|e| e.to_string())?;
+
+    let (tx, mut rx) = mpsc::channel::<Msg>(1024);
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let tx = tx.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match event::poll(Duration::from_millis(200)) {
+                    Ok(true) => match event::read() {
+                        Ok(CtEvent::Key(k)) => {
+                            if let Some(k) = key_of(k) {
+                                if tx.blocking_send(Msg::Key(k)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(CtEvent::Resize(w, h)) => {
+                            if tx.blocking_send(Msg::Resize(w, h)).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                    Ok(false) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            crate::cli::wait_for_signal().await;
+            let _ = tx.send(Msg::Quit).await;
+        });
+    }
+    let frame = Duration::from_secs_f64(1.0 / console.max_fps.clamp(1, 120) as f64);
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - frame;
+    let mut pending_resize: Option<(u16, u16, Instant)> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let far = Duration::from_secs(3600);
+    let result = loop {
+        let mut wake = if dirty { (last_draw + frame).max(Instant::now()) } else { Instant::now() + far };
+        if let Some((_, _, at)) = pending_resize {
+            wake = wake.min(at);
+        }
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { break Ok(()) };
+                if let Msg::Resize(w, h) = m {
+                    // Debounce: apply the size once the terminal stops moving.
+                    pending_resize = Some((w, h, Instant::now() + Duration::from_millis(60)));
+                    continue;
+                }
+                let effects = update(&mut app, m);
+                dirty = true;
+                let mut go_on = true;
+                for e in effects {
+                    go_on &= spawn_effect(e, &console.clients, &inventory, &tx);
+                }
+                if !go_on || app.quit {
+                    break Ok(());
+                }
+            }
+            changed = snap_rx.changed() => {
+                if changed.is_err() { break Ok(()) }
+                let s = snap_rx.borrow_and_update().clone();
+                update(&mut app, Msg::Snapshot(s));
+                dirty = true;
+            }
+            _ = tick.tick() => {
+                update(&mut app, Msg::Tick(chrono::Utc::now()));
+                dirty = true;
+            }
+            _ = tokio::time::sleep_until(wake.into()) => {
+                if let Some((w, h, at)) = pending_resize {
+                    if Instant::now() >= at {
+                        pending_resize = None;
+                        update(&mut app, Msg::Resize(w, h));
+                        let _ = terminal.autoresize();
+                        dirty = true;
+                    }
+                }
+                if dirty && Instant::now() >= last_draw + frame {
+                    let out = terminal.backend_mut();
+                    let _ = execute!(out, BeginSynchronizedUpdate);
+                    let r = terminal.draw(|f| view::draw(f, &app)).map(|_| ());
+                    let _ = execute!(terminal.backend_mut(), EndSynchronizedUpdate);
+                    let _ = terminal.backend_mut().flush();
+                    if let Err(e) = r {
+                        break Err(format!("cannot draw: {e}"));
+                    }
+                    last_draw = Instant::now();
+                    dirty = false;
+                }
+            }
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    drop(guard);
+    let _ = ConsoleState::Loading;
+    result
+}

@@ -1,0 +1,825 @@
+//! The console's state and its pure `update`: every key, snapshot and result is a
+//! `Msg`; `update` changes the state and returns the effects (cloud actions,
+//! console fetches, refreshes) for the runtime to carry out. Nothing here does I/O.
+
+use super::keymap::{info_of, Action, Code, Context, Key, Keymap};
+use super::rows::{self, RowSet};
+use super::theme::Theme;
+use crate::domain::{Event, Severity, Timestamp};
+use crate::inventory::{Kind, Snapshot};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use tui_input::{Input, InputRequest};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViewKind {
+    Overview,
+    Apps,
+    Servers,
+    ServerDetail,
+    Storage,
+    Alerts,
+    Events,
+    Clouds,
+    Plan,
+}
+
+impl ViewKind {
+    pub fn title(&self) -> &'static str {
+        match self {
+            ViewKind::Overview => "Overview",
+            ViewKind::Apps => "Apps",
+            ViewKind::Servers => "Servers",
+            ViewKind::ServerDetail => "Server",
+            ViewKind::Storage => "Volumes & Backups",
+            ViewKind::Alerts => "Alerts",
+            ViewKind::Events => "Events",
+            ViewKind::Clouds => "Clouds",
+            ViewKind::Plan => "Plan",
+        }
+    }
+    /// Key contexts active in this view.
+    pub fn contexts(&self) -> Vec<Context> {
+        let mut v = vec![Context::Global];
+        match self {
+            ViewKind::Servers => v.extend([Context::Server, Context::NoCharts]),
+            ViewKind::ServerDetail => v.extend([Context::Server, Context::Charts]),
+            ViewKind::Overview => v.push(Context::Charts),
+            ViewKind::Plan => v.extend([Context::Plan, Context::NoCharts]),
+            _ => v.push(Context::NoCharts),
+        }
+        v
+    }
+}
+
+/// `:` commands, their aliases, and the view each opens.
+pub const COMMANDS: &[(&str, &[&str], ViewKind)] = &[
+    ("overview", &["ov", "home"], ViewKind::Overview),
+    ("apps", &["app", "a"], ViewKind::Apps),
+    ("servers", &["server", "srv", "s", "vm", "vms"], ViewKind::Servers),
+    ("volumes", &["vol", "vols", "backups", "backup", "storage"], ViewKind::Storage),
+    ("alerts", &["alert", "al"], ViewKind::Alerts),
+    ("events", &["event", "ev", "audit"], ViewKind::Events),
+    ("clouds", &["cloud", "ctx"], ViewKind::Clouds),
+    ("plan", &["engine"], ViewKind::Plan),
+];
+
+/// One level of the navigation stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewState {
+    pub kind: ViewKind,
+    /// Selected row (index into the filtered, sorted rows).
+    pub selected: usize,
+    /// Id of the selected row, to keep the selection when rows move.
+    pub selected_id: Option<String>,
+    pub offset: usize,
+    pub filter: String,
+    /// Sort column (hotkey letter) and descending flag.
+    pub sort: Option<(char, bool)>,
+    /// Servers of one application (drilled in from Apps).
+    pub app: Option<String>,
+    /// The server of a Server view.
+    pub server: Option<String>,
+}
+
+impl ViewState {
+    pub fn new(kind: ViewKind) -> Self {
+        ViewState {
+            kind,
+            selected: 0,
+            selected_id: None,
+            offset: 0,
+            filter: String::new(),
+            sort: None,
+            app: None,
+            server: None,
+        }
+    }
+    /// Breadcrumb text; `name` resolves a server id to its name.
+    pub fn crumb(&self, name: impl Fn(&str) -> Option<String>) -> String {
+        match (&self.kind, &self.app, &self.server) {
+            (ViewKind::Servers, Some(a), _) => format!("Servers of {a}"),
+            (ViewKind::ServerDetail, _, Some(s)) => format!("Server {}", name(s).unwrap_or_else(|| s.clone())),
+            (k, _, _) => k.title().to_string(),
+        }
+    }
+}
+
+/// What a confirmation carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub action: Action,
+    pub cloud: String,
+    pub server_id: String,
+    pub server_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Normal,
+    Command {
+        input: Input,
+        completion: usize,
+    },
+    Filter {
+        input: Input,
+    },
+    /// Cancel is focused first; `confirm_focused` moves to the action.
+    Confirm {
+        pending: Pending,
+        confirm_focused: bool,
+        typed: Option<Input>,
+    },
+    Help {
+        scroll: u16,
+    },
+    Raw {
+        title: String,
+        text: String,
+        scroll: u16,
+    },
+}
+
+/// Input to `update`.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(Key),
+    /// Terminal size (debounced by the runtime).
+    Resize(u16, u16),
+    Snapshot(Arc<Snapshot>),
+    /// Once a second: ages on screen move.
+    Tick(Timestamp),
+    /// A cloud action ended (the event records who/what/why/result).
+    ActionDone(Event),
+    Console {
+        server_id: String,
+        result: Result<String, String>,
+    },
+    /// Events written by the engine or another console (from the store).
+    Events(Vec<Event>),
+    Quit,
+}
+
+/// Work for the runtime.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    ServerAction(Pending),
+    FetchConsole { cloud: String, server_id: String },
+    Refresh { cloud: String, kind: Kind },
+    EngineControl(EngineCommand),
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineCommand {
+    TogglePause,
+    ApprovePlan,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConsoleState {
+    Loading,
+    Text(String),
+    Failed(String),
+}
+
+/// Engine status shown in the header and the Plan view.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineView {
+    pub mode: String,
+    pub paused: bool,
+    pub lease_holder: Option<String>,
+    pub observer: bool,
+    pub last_tick: Option<Timestamp>,
+    /// (app, lines describing what the engine will do next and why).
+    pub plan: Vec<(String, Vec<String>)>,
+}
+
+pub struct App {
+    pub snapshot: Arc<Snapshot>,
+    /// Snapshot shown while frozen.
+    pub frozen: Option<Arc<Snapshot>>,
+    pub cloud: usize,
+    pub stack: Vec<ViewState>,
+    /// Last filter and sort per view kind (kept across `:` jumps).
+    pub remembered: BTreeMap<ViewKind, (String, Option<(char, bool)>)>,
+    pub mode: Mode,
+    pub events: VecDeque<Event>,
+    pub message: Option<(String, Severity)>,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub ascii: bool,
+    pub read_only: bool,
+    pub protected_clouds: Vec<String>,
+    pub now: Timestamp,
+    pub history: Vec<String>,
+    pub history_pos: Option<usize>,
+    pub console: BTreeMap<String, ConsoleState>,
+    pub stale_after: u32,
+    /// Chart window in seconds.
+    pub window_secs: i64,
+    pub size: (u16, u16),
+    pub rows: RowSet,
+    pub engine: Option<EngineView>,
+    pub quit: bool,
+}
+
+const MAX_EVENTS: usize = 2000;
+
+impl App {
+    pub fn new(snapshot: Arc<Snapshot>, keymap: Keymap, theme: Theme, now: Timestamp) -> App {
+        let mut a = App {
+            snapshot,
+            frozen: None,
+            cloud: 0,
+            stack: vec![ViewState::new(ViewKind::Overview)],
+            remembered: BTreeMap::new(),
+            mode: Mode::Normal,
+            events: VecDeque::new(),
+            message: None,
+            read_only: keymap.read_only(),
+            keymap,
+            theme,
+            ascii: false,
+            protected_clouds: vec![],
+            now,
+            history: vec![],
+            history_pos: None,
+            console: BTreeMap::new(),
+            stale_after: 3,
+            window_secs: 3600,
+            size: (80, 24),
+            rows: RowSet::default(),
+            engine: None,
+            quit: false,
+        };
+        a.refresh_rows();
+        a
+    }
+
+    pub fn view(&self) -> &ViewState {
+        self.stack.last().expect("the navigation stack is never empty")
+    }
+    fn view_mut(&mut self) -> &mut ViewState {
+        self.stack.last_mut().expect("the navigation stack is never empty")
+    }
+    /// The snapshot on screen (frozen or live).
+    pub fn shown(&self) -> &Arc<Snapshot> {
+        self.frozen.as_ref().unwrap_or(&self.snapshot)
+    }
+    pub fn cloud_snapshot(&self) -> Option<&crate::inventory::CloudSnapshot> {
+        self.shown().clouds.get(self.cloud)
+    }
+    pub fn cloud_name(&self) -> String {
+        self.cloud_snapshot().map(|c| c.name.clone()).unwrap_or_default()
+    }
+    /// Visible rows of a table (the body minus header and borders).
+    pub fn page(&self) -> usize {
+        (self.size.1 as usize).saturating_sub(6).max(1)
+    }
+
+    pub fn refresh_rows(&mut self) {
+        let keep = self.view().selected_id.clone();
+        self.rows = rows::compute(self);
+        let n = self.rows.len();
+        let sel = keep.and_then(|id| self.rows.position(&id)).unwrap_or(self.view().selected.min(n.saturating_sub(1)));
+        self.select(sel);
+    }
+
+    fn select(&mut self, i: usize) {
+        let n = self.rows.len();
+        let i = if n == 0 { 0 } else { i.min(n - 1) };
+        let id = self.rows.id(i);
+        let page = self.page();
+        let v = self.view_mut();
+        v.selected = i;
+        v.selected_id = id;
+        if i < v.offset {
+            v.offset = i;
+        } else if i >= v.offset + page {
+            v.offset = i + 1 - page;
+        }
+    }
+
+    fn push_event(&mut self, e: Event) {
+        self.events.push_front(e);
+        while self.events.len() > MAX_EVENTS {
+            self.events.pop_back();
+        }
+    }
+
+    fn goto(&mut self, kind: ViewKind) {
+        if self.view().kind == kind && self.view().app.is_none() {
+            return;
+        }
+        // Remember where we were for this kind of view.
+        let cur = self.view().clone();
+        self.remembered.insert(cur.kind, (cur.filter.clone(), cur.sort));
+        let mut v = ViewState::new(kind);
+        if let Some((f, s)) = self.remembered.get(&kind) {
+            v.filter = f.clone();
+            v.sort = *s;
+        }
+        self.stack.push(v);
+        if self.stack.len() > 32 {
+            self.stack.remove(0);
+        }
+        self.refresh_rows();
+    }
+
+    fn back(&mut self) {
+        if self.stack.len() > 1 {
+            let cur = self.stack.pop().expect("len > 1");
+            self.remembered.insert(cur.kind, (cur.filter, cur.sort));
+            self.refresh_rows();
+        }
+    }
+
+    fn notify(&mut self, m: impl Into<String>, s: Severity) {
+        self.message = Some((m.into(), s));
+    }
+}
+
+fn input_request(k: Key) -> Option<InputRequest> {
+    Some(match (k.code, k.ctrl) {
+        (Code::Char('w'), true) => InputRequest::DeletePrevWord,
+        (Code::Char('u'), true) => InputRequest::DeleteLine,
+        (Code::Char('a'), true) => InputRequest::GoToStart,
+        (Code::Char('e'), true) => InputRequest::GoToEnd,
+        (Code::Char(c), false) => InputRequest::InsertChar(c),
+        (Code::Backspace, _) => InputRequest::DeletePrevChar,
+        (Code::Delete, _) => InputRequest::DeleteNextChar,
+        (Code::Left, _) => InputRequest::GoToPrevChar,
+        (Code::Right, _) => InputRequest::GoToNextChar,
+        (Code::Home, _) => InputRequest::GoToStart,
+        (Code::End, _) => InputRequest::GoToEnd,
+        _ => return None,
+    })
+}
+
+/// Commands completing a prefix (names first, then aliases).
+pub fn completions(prefix: &str) -> Vec<&'static str> {
+    let p = prefix.trim_start_matches(':');
+    let mut v: Vec<&'static str> = COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(p)).collect();
+    v.extend(["quit"].iter().filter(|n| n.starts_with(p)));
+    v
+}
+
+/// A parsed `:` command line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommandLine {
+    pub view: Option<ViewKind>,
+    pub cloud: Option<String>,
+    pub filter: Option<String>,
+    pub quit: bool,
+}
+
+/// Parse `servers @cloud /filter` (and `q`/`quit`).
+pub fn parse_command(line: &str) -> Result<CommandLine, String> {
+    let line = line.trim().trim_start_matches(':');
+    let mut c = CommandLine::default();
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if let Some(cl) = w.strip_prefix('@') {
+            c.cloud = Some(cl.to_string());
+        } else if let Some(f) = w.strip_prefix('/') {
+            let mut f = f.to_string();
+            for rest in words.by_ref() {
+                f.push(' ');
+                f.push_str(rest);
+            }
+            c.filter = Some(f);
+        } else if c.view.is_none() && !c.quit {
+            let w = w.to_ascii_lowercase();
+            match COMMANDS.iter().find(|(n, aliases, _)| *n == w || aliases.contains(&w.as_str())) {
+                Some((_, _, k)) => c.view = Some(*k),
+                None if w == "q" || w == "quit" || w == "q!" => c.quit = true,
+                None => {
+                    let names: Vec<&str> = COMMANDS.iter().map(|c| c.0).collect();
+                    return Err(format!("unknown command `{w}`; try {}", names.join(", ")));
+                }
+            }
+        } else {
+            return Err(format!("unexpected `{w}`; use `:view @cloud /filter`"));
+        }
+    }
+    Ok(c)
+}
+
+/// Apply a message to the state; return the effects to carry out.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    match msg {
+        Msg::Quit => {
+            app.quit = true;
+            vec![Effect::Quit]
+        }
+        Msg::Resize(w, h) => {
+            app.size = (w, h);
+            let sel = app.view().selected;
+            app.select(sel);
+            vec![]
+        }
+        Msg::Tick(now) => {
+            app.now = now;
+            vec![]
+        }
+        Msg::Snapshot(s) => {
+            app.snapshot = s;
+            if app.cloud >= app.snapshot.clouds.len() {
+                app.cloud = 0;
+            }
+            if app.frozen.is_none() {
+                app.refresh_rows();
+            }
+            vec![]
+        }
+        Msg::ActionDone(e) => {
+            let sev = if e.result == "ok" { Severity::Info } else { Severity::Warning };
+            let text = format!(
+                "{} {}: {}{}",
+                e.action,
+                e.target.clone().unwrap_or_default(),
+                e.result,
+                e.detail.as_ref().map(|d| format!(" — {d}")).unwrap_or_default()
+            );
+            app.notify(text, sev);
+            let cloud = e.cloud.clone();
+            app.push_event(e);
+            if app.view().kind == ViewKind::Events {
+                app.refresh_rows();
+            }
+            vec![Effect::Refresh { cloud, kind: Kind::Servers }]
+        }
+        Msg::Events(list) => {
+            for e in list {
+                if !app.events.iter().any(|x| x.id != 0 && x.id == e.id) {
+                    app.push_event(e);
+                }
+            }
+            if app.view().kind == ViewKind::Events {
+                app.refresh_rows();
+            }
+            vec![]
+        }
+        Msg::Console { server_id, result } => {
+            app.console.insert(
+                server_id,
+                match result {
+                    Ok(t) => ConsoleState::Text(t),
+                    Err(e) => ConsoleState::Failed(e),
+                },
+            );
+            vec![]
+        }
+        Msg::Key(k) => key(app, k),
+    }
+}
+
+fn key(app: &mut App, k: Key) -> Vec<Effect> {
+    match app.mode.clone() {
+        Mode::Command { mut input, completion } => command_key(app, k, &mut input, completion),
+        Mode::Filter { mut input } => {
+            match k.code {
+                Code::Enter => app.mode = Mode::Normal,
+                Code::Esc => {
+                    app.view_mut().filter.clear();
+                    app.mode = Mode::Normal;
+                    app.refresh_rows();
+                }
+                _ => {
+                    if let Some(r) = input_request(k) {
+                        input.handle(r);
+                    }
+                    app.view_mut().filter = input.value().to_string();
+                    app.mode = Mode::Filter { input };
+                    app.refresh_rows();
+                }
+            }
+            vec![]
+        }
+        Mode::Confirm { pending, confirm_focused, typed } => confirm_key(app, k, pending, confirm_focused, typed),
+        Mode::Help { scroll } => {
+            app.mode = match k.code {
+                Code::Down | Code::Char('j') => Mode::Help { scroll: scroll.saturating_add(1) },
+                Code::Up | Code::Char('k') => Mode::Help { scroll: scroll.saturating_sub(1) },
+                _ => Mode::Normal,
+            };
+            vec![]
+        }
+        Mode::Raw { title, text, scroll } => {
+            let lines = text.lines().count() as u16;
+            let page = app.page() as u16;
+            app.mode = match k.code {
+                Code::Down | Code::Char('j') => Mode::Raw { title, text, scroll: (scroll + 1).min(lines) },
+                Code::Up | Code::Char('k') => Mode::Raw { title, text, scroll: scroll.saturating_sub(1) },
+                Code::PageDown | Code::Char(' ') => Mode::Raw { title, text, scroll: (scroll + page).min(lines) },
+                Code::PageUp => Mode::Raw { title, text, scroll: scroll.saturating_sub(page) },
+                _ => Mode::Normal,
+            };
+            vec![]
+        }
+        Mode::Normal => normal_key(app, k),
+    }
+}
+
+fn command_key(app: &mut App, k: Key, input: &mut Input, completion: usize) -> Vec<Effect> {
+    match k.code {
+        Code::Esc => {
+            app.mode = Mode::Normal;
+            vec![]
+        }
+        Code::Tab => {
+            let c = completions(input.value());
+            if let Some(first) = c.get(completion % c.len().max(1)) {
+                *input = Input::new(first.to_string());
+            }
+            app.mode = Mode::Command { input: input.clone(), completion: completion + 1 };
+            vec![]
+        }
+        Code::Up | Code::Down => {
+            if !app.history.is_empty() {
+                let n = app.history.len();
+                let pos = match (app.history_pos, k.code) {
+                    (None, Code::Up) => n - 1,
+                    (Some(p), Code::Up) => p.saturating_sub(1),
+                    (Some(p), _) => (p + 1).min(n - 1),
+                    (None, _) => n - 1,
+                };
+                app.history_pos = Some(pos);
+                *input = Input::new(app.history[pos].clone());
+            }
+            app.mode = Mode::Command { input: input.clone(), completion };
+            vec![]
+        }
+        Code::Enter => {
+            let line = input.value().to_string();
+            app.mode = Mode::Normal;
+            run_command(app, &line)
+        }
+        _ => {
+            if let Some(r) = input_request(k) {
+                input.handle(r);
+            }
+            app.mode = Mode::Command { input: input.clone(), completion: 0 };
+            vec![]
+        }
+    }
+}
+
+/// Carry out a `:` command line.
+pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
+    if line.trim().is_empty() {
+        return vec![];
+    }
+    app.history.retain(|h| h != line.trim());
+    app.history.push(line.trim().to_string());
+    app.history_pos = None;
+    match parse_command(line) {
+        Err(e) => {
+            app.notify(e, Severity::Warning);
+            vec![]
+        }
+        Ok(CommandLine { quit: true, .. }) => update(app, Msg::Quit),
+        Ok(CommandLine { view, cloud, filter, .. }) => {
+            if let Some(c) = cloud {
+                match app.shown().clouds.iter().position(|x| x.name == c) {
+                    Some(i) => app.cloud = i,
+                    None => {
+                        let names: Vec<String> = app.shown().clouds.iter().map(|x| x.name.clone()).collect();
+                        app.notify(format!("no cloud `{c}`; clouds: {}", names.join(", ")), Severity::Warning);
+                        return vec![];
+                    }
+                }
+            }
+            if let Some(v) = view {
+                app.goto(v);
+            }
+            if let Some(f) = filter {
+                app.view_mut().filter = f;
+            }
+            app.refresh_rows();
+            vec![]
+        }
+    }
+}
+
+fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Option<Input>) -> Vec<Effect> {
+    match k.code {
+        Code::Esc => {
+            app.mode = Mode::Normal;
+            app.notify(format!("{} cancelled", info_of(pending.action).name), Severity::Info);
+            vec![]
+        }
+        Code::Tab | Code::BackTab | Code::Left | Code::Right => {
+            app.mode = Mode::Confirm { pending, confirm_focused: !focused, typed };
+            vec![]
+        }
+        Code::Enter => {
+            app.mode = Mode::Normal;
+            if !focused {
+                app.notify(format!("{} cancelled", info_of(pending.action).name), Severity::Info);
+                return vec![];
+            }
+            if let Some(t) = &typed {
+                if t.value() != pending.server_name {
+                    app.notify(
+                        format!("the typed name does not match `{}`; nothing done", pending.server_name),
+                        Severity::Warning,
+                    );
+                    return vec![];
+                }
+            }
+            app.notify(format!("{} {}…", info_of(pending.action).name, pending.server_name), Severity::Info);
+            vec![Effect::ServerAction(pending)]
+        }
+        _ => {
+            let mut typed = typed;
+            if let (Some(t), Some(r)) = (typed.as_mut(), input_request(k)) {
+                t.handle(r);
+            } else if matches!(k.code, Code::Char('h')) {
+                return confirm_key(app, Key::code(Code::Left), pending, focused, typed);
+            } else if matches!(k.code, Code::Char('l')) {
+                return confirm_key(app, Key::code(Code::Right), pending, focused, typed);
+            }
+            app.mode = Mode::Confirm { pending, confirm_focused: focused, typed };
+            vec![]
+        }
+    }
+}
+
+fn normal_key(app: &mut App, k: Key) -> Vec<Effect> {
+    app.message = None;
+    let ctx = app.view().kind.contexts();
+    let Some(action) = app.keymap.action(k, &ctx) else {
+        // Shift + a column's letter sorts by it; again reverses.
+        if let Code::Char(c) = k.code {
+            if c.is_ascii_uppercase() && !k.ctrl && rows::sort_columns(app.view().kind).contains(&c) {
+                let v = app.view_mut();
+                v.sort = match v.sort {
+                    Some((s, desc)) if s == c => Some((c, !desc)),
+                    _ => Some((c, false)),
+                };
+                app.refresh_rows();
+            }
+        }
+        return vec![];
+    };
+    let page = app.page();
+    let sel = app.view().selected;
+    match action {
+        Action::Quit => return update(app, Msg::Quit),
+        Action::Help => app.mode = Mode::Help { scroll: 0 },
+        Action::Command => app.mode = Mode::Command { input: Input::default(), completion: 0 },
+        Action::Filter => {
+            let f = app.view().filter.clone();
+            app.mode = Mode::Filter { input: Input::new(f) };
+        }
+        Action::Back => {
+            if !app.view().filter.is_empty() {
+                app.view_mut().filter.clear();
+                app.refresh_rows();
+            } else {
+                app.back();
+            }
+        }
+        Action::PreviousView => app.back(),
+        Action::Up => app.select(sel.saturating_sub(1)),
+        Action::Down => app.select(sel + 1),
+        Action::Top => app.select(0),
+        Action::Bottom => app.select(usize::MAX),
+        Action::PageUp => app.select(sel.saturating_sub(page)),
+        Action::PageDown => app.select(sel + page),
+        Action::HalfPageUp => app.select(sel.saturating_sub(page / 2)),
+        Action::HalfPageDown => app.select(sel + page / 2),
+        Action::Open => return open(app),
+        Action::Raw => raw(app),
+        Action::HistoryPrev | Action::HistoryNext => {
+            if !app.history.is_empty() {
+                let n = app.history.len();
+                let pos = match (app.history_pos, action) {
+                    (None, _) => n - 1,
+                    (Some(p), Action::HistoryPrev) => p.saturating_sub(1),
+                    (Some(p), _) => (p + 1).min(n - 1),
+                };
+                app.history_pos = Some(pos);
+                let line = app.history[pos].clone();
+                let saved = app.history.clone();
+                let effects = run_command(app, &line);
+                app.history = saved;
+                app.history_pos = Some(pos);
+                return effects;
+            }
+        }
+        Action::Freeze => {
+            if app.frozen.take().is_none() {
+                app.frozen = Some(app.snapshot.clone());
+                app.notify("frozen: data stops moving until f", Severity::Info);
+            } else {
+                app.refresh_rows();
+            }
+        }
+        Action::ZoomIn => app.window_secs = (app.window_secs / 2).max(300),
+        Action::ZoomOut => app.window_secs = (app.window_secs * 2).min(86_400),
+        Action::NextCloud => {
+            let n = app.shown().clouds.len().max(1);
+            app.cloud = (app.cloud + 1) % n;
+            app.refresh_rows();
+        }
+        Action::Refresh => {
+            let cloud = app.cloud_name();
+            return Kind::ALL.iter().map(|k| Effect::Refresh { cloud: cloud.clone(), kind: *k }).collect();
+        }
+        Action::Start | Action::Stop | Action::Reboot | Action::HardReboot | Action::Delete => return ask(app, action),
+        Action::ConsoleLog => {
+            if let Some((cloud, id)) = selected_server(app) {
+                app.console.insert(id.clone(), ConsoleState::Loading);
+                if app.view().kind != ViewKind::ServerDetail {
+                    open_server(app, &id);
+                }
+                return vec![Effect::FetchConsole { cloud, server_id: id }];
+            }
+        }
+        Action::PauseEngine => return vec![Effect::EngineControl(EngineCommand::TogglePause)],
+        Action::ApprovePlan => {
+            app.notify("approving the plan: the engine carries it out on its next tick", Severity::Info);
+            return vec![Effect::EngineControl(EngineCommand::ApprovePlan)];
+        }
+    }
+    vec![]
+}
+
+/// The server a server action applies to (selected row, or the detail view's).
+pub fn selected_server(app: &App) -> Option<(String, String)> {
+    let v = app.view();
+    let id = match v.kind {
+        ViewKind::ServerDetail => v.server.clone(),
+        ViewKind::Servers => v.selected_id.clone(),
+        _ => None,
+    }?;
+    Some((app.cloud_name(), id))
+}
+
+fn ask(app: &mut App, action: Action) -> Vec<Effect> {
+    let Some((cloud, id)) = selected_server(app) else {
+        app.notify("no server selected", Severity::Warning);
+        return vec![];
+    };
+    let name = app
+        .cloud_snapshot()
+        .and_then(|c| c.server(&id))
+        .map(|s| s.display_name().to_string())
+        .unwrap_or_else(|| id.clone());
+    let typed = app.protected_clouds.contains(&cloud).then(Input::default);
+    app.mode = Mode::Confirm {
+        pending: Pending { action, cloud, server_id: id, server_name: name },
+        confirm_focused: false,
+        typed,
+    };
+    vec![]
+}
+
+fn open_server(app: &mut App, id: &str) {
+    let cur = app.view().clone();
+    app.remembered.insert(cur.kind, (cur.filter.clone(), cur.sort));
+    let mut v = ViewState::new(ViewKind::ServerDetail);
+    v.server = Some(id.to_string());
+    app.stack.push(v);
+    app.refresh_rows();
+}
+
+fn open(app: &mut App) -> Vec<Effect> {
+    let v = app.view().clone();
+    match v.kind {
+        ViewKind::Overview | ViewKind::Apps => {
+            if let Some(name) = v.selected_id.clone() {
+                let mut s = ViewState::new(ViewKind::Servers);
+                s.app = Some(name);
+                app.stack.push(s);
+                app.refresh_rows();
+            }
+        }
+        ViewKind::Servers => {
+            if let Some(id) = v.selected_id.clone() {
+                open_server(app, &id);
+            }
+        }
+        ViewKind::Clouds => {
+            if let Some(name) = v.selected_id.clone() {
+                if let Some(i) = app.shown().clouds.iter().position(|c| c.name == name) {
+                    app.cloud = i;
+                    app.goto(ViewKind::Overview);
+                }
+            }
+        }
+        _ => raw(app),
+    }
+    vec![]
+}
+
+fn raw(app: &mut App) {
+    if let Some((title, text)) = rows::raw_of_selection(app) {
+        app.mode = Mode::Raw { title, text, scroll: 0 };
+    } else {
+        app.notify("nothing selected", Severity::Info);
+    }
+}

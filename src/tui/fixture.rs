@@ -1,0 +1,253 @@
+//! A fixed, deterministic snapshot and clock for view snapshots, tests and
+//! benchmarks: three applications, a bastion, volumes, backups, alerts and an hour
+//! of metrics — or ten thousand servers for the benchmarks.
+
+use crate::domain::*;
+use crate::inventory::snapshot::{summarize_apps, CloudSnapshot, PollState, ServerSeries, Snapshot};
+use crate::inventory::Kind;
+use chrono::TimeZone;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 2026-11-25 12:00:00 UTC.
+pub fn now() -> Timestamp {
+    chrono::Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).single().unwrap_or_default()
+}
+
+fn server(i: usize, name: &str, app: Option<&str>, status: ServerStatus, flavor: &str, vcpus: u32) -> Server {
+    let mut s = Server::new(format!("00000000-0000-4000-8000-{i:012}"), name, status);
+    s.flavor = FlavorInfo {
+        id: None,
+        name: Some(flavor.into()),
+        vcpus: Some(vcpus),
+        ram_mb: Some(2048 * vcpus as u64),
+        disk_gb: Some(20),
+    };
+    s.image_id = Some("img-debian".into());
+    s.addresses = vec![Address {
+        network: "private".into(),
+        addr: format!("10.0.{}.{}", i / 250, i % 250 + 2),
+        version: 4,
+        kind: Some("fixed".into()),
+        mac: None,
+    }];
+    s.availability_zone = Some("nova".into());
+    s.created = Some(now() - chrono::Duration::hours(3 + (i % 48) as i64));
+    s.updated = s.created;
+    s.launched_at = s.created;
+    s.vm_state = Some("active".into());
+    s.power_state = Some(1);
+    s.key_name = Some("ops".into());
+    if let Some(a) = app {
+        s.metadata.insert(META_APP.into(), a.into());
+    }
+    s.raw = Some(format!(r#"{{"id": "{}", "name": "{name}", "status": "{}"}}"#, s.id, s.status).into());
+    s
+}
+
+fn series(seed: usize, base: f64, points: usize) -> ServerSeries {
+    let mut m = ServerSeries::new(points + 2, 7200);
+    let end = now().timestamp();
+    for k in 0..points {
+        let t = end - ((points - 1 - k) as i64) * 60;
+        let wave = ((k + seed) as f64 / 7.0).sin() * 12.0;
+        m.cpu.push(t, (base + wave).clamp(0.5, 100.0));
+        m.mem.push(t, 900.0 + wave * 10.0);
+        m.net_in.push(t, 150_000.0 + wave * 5000.0);
+        m.net_out.push(t, 90_000.0 + wave * 3000.0);
+    }
+    m
+}
+
+fn poll(secs_ago: i64, interval: u64) -> PollState {
+    PollState {
+        last_ok: Some(now() - chrono::Duration::seconds(secs_ago)),
+        last_attempt: Some(now() - chrono::Duration::seconds(secs_ago)),
+        interval: Duration::from_secs(interval),
+        last_requests: 1,
+        ..Default::default()
+    }
+}
+
+/// The demo-like snapshot used by view tests.
+pub fn snapshot() -> Snapshot {
+    let mut servers = vec![
+        server(1, "web-1", Some("web"), ServerStatus::Active, "m1.small", 1),
+        server(2, "web-2", Some("web"), ServerStatus::Active, "m1.small", 1),
+        server(3, "web-3", Some("web"), ServerStatus::Build, "m1.small", 1),
+        server(4, "api-1", Some("api"), ServerStatus::Active, "m1.medium", 2),
+        server(5, "api-2", Some("api"), ServerStatus::Active, "m1.medium", 2),
+        server(6, "worker-1", Some("worker"), ServerStatus::Error, "m1.small", 1),
+        server(7, "bastion", None, ServerStatus::Shutoff, "m1.tiny", 1),
+    ];
+    servers[2].task_state = Some("spawning".into());
+    servers[5].fault = Some(Fault {
+        code: Some(500),
+        message: "No valid host was found. There are not enough hosts available.".into(),
+        created: Some(now()),
+    });
+    let mut metrics: HashMap<String, Arc<ServerSeries>> = HashMap::new();
+    for (i, s) in servers.iter().enumerate() {
+        if s.status == ServerStatus::Active {
+            let base = match s.app() {
+                Some("web") => 78.0,
+                Some("api") => 41.0,
+                _ => 6.0,
+            };
+            metrics.insert(s.id.clone(), Arc::new(series(i, base, 60)));
+        }
+    }
+    cloud_snapshot("demo", servers, metrics, 60)
+}
+
+fn cloud_snapshot(
+    name: &str,
+    servers: Vec<Server>,
+    metrics: HashMap<String, Arc<ServerSeries>>,
+    points: usize,
+) -> Snapshot {
+    let mut servers: Vec<Arc<Server>> = servers.into_iter().map(Arc::new).collect();
+    servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
+    let apps = summarize_apps(name, &servers, &metrics, points + 2, 7200);
+    let vol = |id: &str, name: &str, size: u64, status: &str, att: Option<&str>| Volume {
+        id: id.into(),
+        name: Some(name.into()),
+        status: status.into(),
+        size_gb: size,
+        availability_zone: Some("nova".into()),
+        bootable: false,
+        encrypted: false,
+        volume_type: Some("__DEFAULT__".into()),
+        attachments: att
+            .map(|s| {
+                vec![VolumeAttachment { server_id: s.into(), device: Some("/dev/vdb".into()), attachment_id: None }]
+            })
+            .unwrap_or_default(),
+        metadata: BTreeMap::new(),
+        created_at: Some(now() - chrono::Duration::days(3)),
+        updated_at: None,
+        raw: None,
+    };
+    let backup = |id: &str, name: &str, inc: bool, status: &str| Backup {
+        id: id.into(),
+        name: Some(name.into()),
+        description: None,
+        volume_id: "vol-web-data".into(),
+        snapshot_id: None,
+        status: status.into(),
+        fail_reason: None,
+        size_gb: 20,
+        is_incremental: inc,
+        has_dependent_backups: !inc,
+        container: None,
+        availability_zone: None,
+        object_count: None,
+        metadata: BTreeMap::new(),
+        created_at: Some(now() - chrono::Duration::hours(if inc { 2 } else { 26 })),
+        updated_at: None,
+        data_timestamp: None,
+        raw: None,
+    };
+    let mut polls = std::collections::BTreeMap::new();
+    for k in Kind::ALL {
+        polls.insert(k, poll(3, 5));
+    }
+    let c = CloudSnapshot {
+        name: name.into(),
+        scope: CloudScope { cloud: name.into(), region: Some("RegionOne".into()), project: Some("demo".into()) },
+        servers: Arc::new(servers),
+        flavors: Arc::new(vec![]),
+        images: Arc::new(vec![Image {
+            id: "img-debian".into(),
+            name: Some("debian-12-genericcloud-amd64".into()),
+            status: "active".into(),
+            visibility: Some("public".into()),
+            size: None,
+            min_disk: None,
+            min_ram: None,
+            disk_format: None,
+            created_at: None,
+            tags: vec![],
+            properties: BTreeMap::new(),
+        }]),
+        networks: Arc::new(vec![]),
+        volumes: Arc::new(vec![
+            vol("vol-web-data", "web-data", 20, "in-use", Some("00000000-0000-4000-8000-000000000001")),
+            vol("vol-scratch", "scratch", 10, "available", None),
+        ]),
+        backups: Arc::new(vec![
+            backup("bak-1", "web-data-full", false, "available"),
+            backup("bak-2", "web-data-inc", true, "creating"),
+        ]),
+        limits: Some(ComputeLimits {
+            max_instances: Some(30),
+            max_cores: Some(60),
+            max_ram_mb: Some(122880),
+            instances_used: 7,
+            cores_used: 9,
+            ram_used_mb: 18432,
+        }),
+        metrics: Arc::new(metrics),
+        apps: Arc::new(apps),
+        polls,
+    };
+    let mut snap = Snapshot { clouds: vec![c], seq: 1, ..Default::default() };
+    snap.alerts = Arc::new(crate::inventory::snapshot::derive_alerts(&snap, now()));
+    snap
+}
+
+/// `n` servers in 50 applications, `with_metrics` of them with an hour of metrics.
+pub fn big_snapshot(n: usize, with_metrics: usize) -> Snapshot {
+    let servers: Vec<Server> = (0..n)
+        .map(|i| {
+            let app = format!("app-{:02}", i % 50);
+            server(
+                i,
+                &format!("{app}-{i:05}"),
+                Some(&app),
+                if i % 97 == 0 { ServerStatus::Error } else { ServerStatus::Active },
+                "m1.small",
+                1,
+            )
+        })
+        .collect();
+    let metrics: HashMap<String, Arc<ServerSeries>> = servers
+        .iter()
+        .take(with_metrics)
+        .enumerate()
+        .map(|(i, s)| (s.id.clone(), Arc::new(series(i, 40.0, 60))))
+        .collect();
+    cloud_snapshot("scale", servers, metrics, 60)
+}
+
+/// A sample of events (operator and engine).
+pub fn events() -> Vec<Event> {
+    vec![
+        Event::new(
+            now() - chrono::Duration::minutes(2),
+            "engine:host-1",
+            "demo",
+            "create",
+            "scale out: cpu 78% > target 60%",
+        )
+        .app("web")
+        .target("web-3")
+        .request_id(Some("req-5e1c".into())),
+        Event::new(
+            now() - chrono::Duration::minutes(9),
+            "operator:ops",
+            "demo",
+            "reboot",
+            "operator request from the console",
+        )
+        .target("api-2")
+        .request_id(Some("req-77aa".into())),
+        Event::new(now() - chrono::Duration::minutes(15), "engine:host-1", "demo", "create", "replace failed member")
+            .app("worker")
+            .target("worker-1")
+            .result("failed")
+            .severity(Severity::Warning)
+            .detail("No valid host was found."),
+    ]
+}

@@ -1,0 +1,366 @@
+//! The rows of each view: which items, filtered (`/text`, `/!text`, `/~regex`) and
+//! sorted (Shift + the column's letter), as ids into the snapshot on screen.
+//! Computed when data, filter or sort change — never while drawing.
+
+use super::app::{App, ViewKind};
+use crate::domain::Server;
+use std::cmp::Ordering;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowSet {
+    pub ids: Vec<String>,
+}
+
+impl RowSet {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn id(&self, i: usize) -> Option<String> {
+        self.ids.get(i).cloned()
+    }
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|x| x == id)
+    }
+}
+
+/// Sort hotkeys of a view's columns.
+pub fn sort_columns(kind: ViewKind) -> &'static [char] {
+    match kind {
+        ViewKind::Apps | ViewKind::Overview => &['N', 'S', 'C', 'E'],
+        ViewKind::Servers => &['N', 'S', 'A', 'F', 'I', 'Z', 'O', 'T', 'C'],
+        ViewKind::Storage => &['N', 'S', 'Z', 'K', 'O'],
+        ViewKind::Alerts => &['S', 'O', 'A'],
+        ViewKind::Events => &['O', 'A', 'R'],
+        ViewKind::Clouds => &['N'],
+        _ => &[],
+    }
+}
+
+/// A compiled filter.
+pub enum Filter {
+    All,
+    Contains(String, bool),
+    Regex(regex_lite::Regex),
+}
+
+impl Filter {
+    pub fn new(f: &str) -> Filter {
+        if f.is_empty() {
+            return Filter::All;
+        }
+        if let Some(re) = f.strip_prefix('~') {
+            return match regex_lite::RegexBuilder::new(re).case_insensitive(true).build() {
+                Ok(r) => Filter::Regex(r),
+                // An unfinished pattern matches as text until it compiles.
+                Err(_) => Filter::Contains(re.to_lowercase(), false),
+            };
+        }
+        match f.strip_prefix('!') {
+            Some(rest) => Filter::Contains(rest.to_lowercase(), true),
+            None => Filter::Contains(f.to_lowercase(), false),
+        }
+    }
+    /// Whether a row matches: any of its fields contains the text (or matches the
+    /// regex, so `^` and `$` anchor to a field); `!` inverts.
+    pub fn matches(&self, fields: &[&str]) -> bool {
+        match self {
+            Filter::All => true,
+            Filter::Contains(s, invert) => fields.iter().any(|f| f.to_lowercase().contains(s.as_str())) != *invert,
+            Filter::Regex(r) => fields.iter().any(|f| r.is_match(f)),
+        }
+    }
+}
+
+pub fn server_cpu(app: &App, s: &Server) -> f64 {
+    app.cloud_snapshot().and_then(|c| c.metrics.get(&s.id)).and_then(|m| m.cpu.last()).map(|x| x.1).unwrap_or(-1.0)
+}
+
+fn server_matches(f: &Filter, s: &Server, image: &str) -> bool {
+    let status = s.status.to_string();
+    let addresses = s.addresses_label();
+    f.matches(&[
+        s.display_name(),
+        &s.id,
+        &status,
+        s.app().unwrap_or(""),
+        s.flavor.label(),
+        image,
+        &addresses,
+        s.availability_zone.as_deref().unwrap_or(""),
+    ])
+}
+
+fn ord<T: PartialOrd>(a: T, b: T) -> Ordering {
+    a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+}
+
+/// The rows of the current view.
+pub fn compute(app: &App) -> RowSet {
+    let v = app.view();
+    let filter = Filter::new(&v.filter);
+    let sort = v.sort;
+    let Some(cloud) = app.cloud_snapshot() else { return RowSet::default() };
+    let apply_sort = |ids: &mut Vec<(String, Vec<SortKey>)>, cols: &[char]| {
+        if let Some((c, desc)) = sort {
+            if let Some(i) = cols.iter().position(|x| *x == c) {
+                ids.sort_by(|a, b| {
+                    let o = a.1[i].cmp(&b.1[i]);
+                    if desc {
+                        o.reverse()
+                    } else {
+                        o
+                    }
+                });
+            }
+        }
+    };
+    let ids: Vec<String> = match v.kind {
+        ViewKind::Overview | ViewKind::Apps | ViewKind::Plan => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = cloud
+                .apps
+                .iter()
+                .filter(|a| filter.matches(&[a.name.as_str(), &a.flavors.join(" ")]))
+                .map(|a| {
+                    let cpu = a.cpu.last().map(|x| x.1).unwrap_or(-1.0);
+                    (
+                        a.name.clone(),
+                        vec![
+                            SortKey::S(a.name.clone()),
+                            SortKey::N(a.total() as f64),
+                            SortKey::N(cpu),
+                            SortKey::N(a.error as f64),
+                        ],
+                    )
+                })
+                .collect();
+            apply_sort(&mut rows, sort_columns(ViewKind::Apps));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+        ViewKind::Servers => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = cloud
+                .servers
+                .iter()
+                .filter(|s| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
+                .filter_map(|s| {
+                    let image = s.image_id.as_deref().and_then(|i| cloud.image_name(i)).unwrap_or("");
+                    if !server_matches(&filter, s, image) {
+                        return None;
+                    }
+                    let keys = if sort.is_some() {
+                        vec![
+                            SortKey::S(s.display_name().to_string()),
+                            SortKey::S(s.status.to_string()),
+                            SortKey::S(s.app().unwrap_or("").to_string()),
+                            SortKey::S(s.flavor.label().to_string()),
+                            SortKey::S(image.to_string()),
+                            SortKey::S(s.availability_zone.clone().unwrap_or_default()),
+                            SortKey::N(-(s.created.map(|t| t.timestamp()).unwrap_or(0) as f64)),
+                            SortKey::S(s.task_state.clone().unwrap_or_default()),
+                            SortKey::N(server_cpu(app, s)),
+                        ]
+                    } else {
+                        vec![]
+                    };
+                    Some((s.id.clone(), keys))
+                })
+                .collect();
+            apply_sort(&mut rows, sort_columns(ViewKind::Servers));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+        ViewKind::ServerDetail => v.server.iter().cloned().collect(),
+        ViewKind::Storage => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = Vec::new();
+            for vol in cloud.volumes.iter() {
+                let att = vol.attachments.iter().map(|a| a.server_id.as_str()).collect::<Vec<_>>().join(" ");
+                if filter.matches(&["volume", vol.label(), &vol.id, &vol.status, &att]) {
+                    rows.push((
+                        format!("vol:{}", vol.id),
+                        vec![
+                            SortKey::S(vol.label().to_string()),
+                            SortKey::S(vol.status.clone()),
+                            SortKey::N(vol.size_gb as f64),
+                            SortKey::S("volume".into()),
+                            SortKey::N(-(vol.created_at.map(|t| t.timestamp()).unwrap_or(0) as f64)),
+                        ],
+                    ));
+                }
+            }
+            for b in cloud.backups.iter() {
+                if filter.matches(&["backup", b.label(), &b.id, &b.status, &b.volume_id]) {
+                    rows.push((
+                        format!("bak:{}", b.id),
+                        vec![
+                            SortKey::S(b.label().to_string()),
+                            SortKey::S(b.status.clone()),
+                            SortKey::N(b.size_gb as f64),
+                            SortKey::S("backup".into()),
+                            SortKey::N(-(b.created_at.map(|t| t.timestamp()).unwrap_or(0) as f64)),
+                        ],
+                    ));
+                }
+            }
+            apply_sort(&mut rows, sort_columns(ViewKind::Storage));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+        ViewKind::Alerts => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = app
+                .shown()
+                .alerts
+                .iter()
+                .filter(|a| {
+                    filter.matches(&[a.severity.as_str(), &a.cloud, a.app.as_deref().unwrap_or(""), &a.message])
+                })
+                .map(|a| {
+                    (
+                        a.key.clone(),
+                        vec![
+                            SortKey::N(-(a.severity as u8 as f64)),
+                            SortKey::N(-(a.since.timestamp() as f64)),
+                            SortKey::S(a.app.clone().unwrap_or_default()),
+                        ],
+                    )
+                })
+                .collect();
+            rows.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+            apply_sort(&mut rows, sort_columns(ViewKind::Alerts));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+        ViewKind::Events => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = app
+                .events
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| {
+                    filter.matches(&[
+                        &e.actor,
+                        &e.action,
+                        e.target.as_deref().unwrap_or(""),
+                        &e.result,
+                        &e.reason,
+                        e.app.as_deref().unwrap_or(""),
+                        e.detail.as_deref().unwrap_or(""),
+                    ])
+                })
+                .map(|(i, e)| {
+                    (
+                        format!("ev:{i}"),
+                        vec![
+                            SortKey::N(-(e.at.timestamp_micros() as f64)),
+                            SortKey::S(e.action.clone()),
+                            SortKey::S(e.result.clone()),
+                        ],
+                    )
+                })
+                .collect();
+            // Newest first unless another order is asked for.
+            rows.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+            apply_sort(&mut rows, sort_columns(ViewKind::Events));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+        ViewKind::Clouds => {
+            let mut rows: Vec<(String, Vec<SortKey>)> = app
+                .shown()
+                .clouds
+                .iter()
+                .filter(|c| filter.matches(&[c.name.as_str()]))
+                .map(|c| (c.name.clone(), vec![SortKey::S(c.name.clone())]))
+                .collect();
+            apply_sort(&mut rows, sort_columns(ViewKind::Clouds));
+            rows.into_iter().map(|r| r.0).collect()
+        }
+    };
+    RowSet { ids }
+}
+
+/// A sortable value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SortKey {
+    S(String),
+    N(f64),
+}
+
+impl Eq for SortKey {}
+
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (SortKey::S(a), SortKey::S(b)) => a.to_lowercase().cmp(&b.to_lowercase()),
+            (SortKey::N(a), SortKey::N(b)) => ord(*a, *b),
+            (SortKey::S(_), SortKey::N(_)) => Ordering::Less,
+            (SortKey::N(_), SortKey::S(_)) => Ordering::Greater,
+        }
+    }
+}
+
+fn pretty(raw: Option<&str>, fallback: &impl serde::Serialize) -> String {
+    raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        .or_else(|| serde_json::to_value(fallback).ok())
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_default()
+}
+
+/// The raw object of the selection, pretty-printed (`y`).
+pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
+    let v = app.view();
+    let cloud = app.cloud_snapshot()?;
+    let id = v.selected_id.clone().or_else(|| v.server.clone())?;
+    match v.kind {
+        ViewKind::Servers | ViewKind::ServerDetail => {
+            let id = v.server.clone().filter(|_| v.kind == ViewKind::ServerDetail).unwrap_or(id);
+            let s = cloud.server(&id)?;
+            Some((format!("server {}", s.display_name()), pretty(s.raw.as_deref(), s.as_ref())))
+        }
+        ViewKind::Storage => {
+            if let Some(vid) = id.strip_prefix("vol:") {
+                let vol = cloud.volumes.iter().find(|x| x.id == vid)?;
+                Some((format!("volume {}", vol.label()), pretty(vol.raw.as_deref(), vol)))
+            } else {
+                let bid = id.strip_prefix("bak:")?;
+                let b = cloud.backups.iter().find(|x| x.id == bid)?;
+                Some((format!("backup {}", b.label()), pretty(b.raw.as_deref(), b)))
+            }
+        }
+        ViewKind::Apps | ViewKind::Overview => {
+            let a = cloud.apps.iter().find(|a| a.name == id)?;
+            let members: Vec<&str> =
+                a.members.iter().filter_map(|m| cloud.server(m)).map(|s| s.display_name()).collect();
+            let v = serde_json::json!({"app": a.name, "cloud": a.cloud, "members": members, "active": a.active, "building": a.building, "error": a.error, "flavors": a.flavors});
+            Some((format!("app {}", a.name), serde_json::to_string_pretty(&v).unwrap_or_default()))
+        }
+        ViewKind::Alerts => {
+            let a = app.shown().alerts.iter().find(|a| a.key == id)?;
+            Some((format!("alert {}", a.key), serde_json::to_string_pretty(a).unwrap_or_default()))
+        }
+        ViewKind::Events => {
+            let i: usize = id.strip_prefix("ev:")?.parse().ok()?;
+            let e = app.events.get(i)?;
+            Some((format!("event {}", e.action), serde_json::to_string_pretty(e).unwrap_or_default()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_substring_inverted_and_regex() {
+        assert!(Filter::new("web").matches(&["prod-WEB-1"]));
+        assert!(!Filter::new("!web").matches(&["web-1", "ACTIVE"]));
+        assert!(Filter::new("!web").matches(&["api-1", "ACTIVE"]));
+        assert!(Filter::new("~^web-[0-9]+$").matches(&["id-1", "web-12"]), "anchors apply per field");
+        assert!(!Filter::new("~^web-[0-9]+$").matches(&["web-x"]));
+        assert!(Filter::new("~web-(").matches(&["web-("]), "unfinished regex falls back to text");
+        assert!(Filter::new("").matches(&["anything"]));
+    }
+}

@@ -1,0 +1,952 @@
+//! Pure rendering: `draw(frame, &app)` paints the header, the current view, the
+//! footer and any overlay from the state alone. Only visible rows are rendered.
+
+use super::app::{App, ConsoleState, Mode, ViewKind};
+use super::keymap::{info_of, Action};
+use super::widgets::{col, fit, sparkline, truncate, Col};
+use crate::domain::time::human_age;
+use crate::domain::{Server, Severity};
+use crate::inventory::CloudSnapshot;
+use ratatui::layout::{Constraint, Direction, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Borders, Chart, Clear, Dataset, GraphType, Paragraph, Wrap};
+use ratatui::Frame;
+
+pub fn draw(f: &mut Frame, app: &App) {
+    let area = f.area();
+    if area.width < 2 || area.height < 2 {
+        return;
+    }
+    let [head, body, foot] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    header(f, app, head);
+    match app.view().kind {
+        ViewKind::Overview => overview(f, app, body),
+        ViewKind::Apps => apps(f, app, body),
+        ViewKind::Servers => servers(f, app, body),
+        ViewKind::ServerDetail => server_detail(f, app, body),
+        ViewKind::Storage => storage(f, app, body),
+        ViewKind::Alerts => alerts(f, app, body),
+        ViewKind::Events => events(f, app, body),
+        ViewKind::Clouds => clouds(f, app, body),
+        ViewKind::Plan => plan(f, app, body),
+    }
+    footer(f, app, foot);
+    match &app.mode {
+        Mode::Help { scroll } => help(f, app, area, *scroll),
+        Mode::Raw { title, text, scroll } => raw(f, app, area, title, text, *scroll),
+        Mode::Confirm { pending, confirm_focused, typed } => {
+            confirm(f, app, area, pending, *confirm_focused, typed.as_ref())
+        }
+        _ => {}
+    }
+}
+
+fn age_style(app: &App, c: Option<&CloudSnapshot>) -> (String, Style) {
+    let t = &app.theme;
+    let Some(c) = c else { return ("no cloud".into(), t.dim()) };
+    let p = c.servers_poll();
+    let age = p.age(app.now);
+    let txt = match age {
+        Some(a) => format!("updated {} ago", human_age(a)),
+        None => "loading…".to_string(),
+    };
+    if c.unreachable() {
+        (format!("unreachable · {txt}"), t.bad())
+    } else if age.is_some() && p.is_stale(app.now, app.stale_after) {
+        (format!("stale · {txt}"), t.warn())
+    } else if p.last_error.is_some() {
+        (format!("errors · {txt}"), t.warn())
+    } else {
+        (txt, t.dim())
+    }
+}
+
+fn header(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let c = app.cloud_snapshot();
+    let scope = c.map(|c| c.scope.to_string()).unwrap_or_else(|| "no cloud".into());
+    let name = |id: &str| c.and_then(|c| c.server(id)).map(|s| s.display_name().to_string());
+    let crumbs: Vec<String> = app.stack.iter().map(|v| v.crumb(name)).collect();
+    let (age, age_st) = age_style(app, c);
+    let mut left = vec![
+        Span::styled(" stackpilot ", t.title()),
+        Span::styled(format!(" {scope} "), t.accent()),
+        Span::raw(" "),
+        Span::styled(crumbs.join(" › "), t.base().add_modifier(Modifier::BOLD)),
+    ];
+    if app.frozen.is_some() {
+        left.push(Span::styled("  FROZEN", t.warn()));
+    }
+    let mut right = vec![Span::raw("  "), Span::styled(age, age_st)];
+    if let Some(e) = &app.engine {
+        let st = if e.observer {
+            format!("engine {} (observer, lease: {})", e.mode, e.lease_holder.clone().unwrap_or_default())
+        } else if e.paused {
+            format!("engine {} PAUSED", e.mode)
+        } else {
+            format!("engine {}", e.mode)
+        };
+        right.push(Span::styled(format!("  {st}"), if e.paused { t.warn() } else { t.dim() }));
+    }
+    if app.read_only {
+        right.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
+    }
+    right.push(Span::raw(" "));
+    let rw: u16 = right.iter().map(|s| s.width() as u16).sum();
+    let [l, r] = Layout::horizontal([Constraint::Min(0), Constraint::Length(rw.min(area.width))]).areas(area);
+    f.render_widget(Paragraph::new(Line::from(left)).style(t.header()), l);
+    f.render_widget(Paragraph::new(Line::from(right)).style(t.header()), r);
+}
+
+fn hint(app: &App, a: Action) -> Option<String> {
+    app.keymap.hint(a).map(|k| format!("{k}:{}", info_of(a).name))
+}
+
+fn footer(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let line = match &app.mode {
+        Mode::Command { input, .. } => {
+            let comp = super::app::completions(input.value());
+            let mut spans = vec![
+                Span::styled(":", t.accent()),
+                Span::raw(input.value().to_string()),
+                Span::styled("▏", t.accent()),
+            ];
+            if !comp.is_empty() && !input.value().is_empty() {
+                spans.push(Span::styled(format!("   tab: {}", comp.join(" ")), t.dim()));
+            }
+            Line::from(spans)
+        }
+        Mode::Filter { input } => Line::from(vec![
+            Span::styled("/", t.accent()),
+            Span::raw(input.value().to_string()),
+            Span::styled("▏", t.accent()),
+        ]),
+        _ => match &app.message {
+            Some((m, s)) => Line::from(Span::styled(format!(" {m}"), t.severity(*s))),
+            None => {
+                let mut parts: Vec<String> =
+                    [Action::Help, Action::Command, Action::Filter, Action::Open, Action::Back]
+                        .iter()
+                        .filter_map(|a| hint(app, *a))
+                        .collect();
+                if matches!(app.view().kind, ViewKind::Servers | ViewKind::ServerDetail) {
+                    parts.extend(
+                        [Action::Reboot, Action::Stop, Action::Start, Action::Delete, Action::ConsoleLog]
+                            .iter()
+                            .filter_map(|a| hint(app, *a)),
+                    );
+                }
+                let filter = &app.view().filter;
+                let mut spans = vec![Span::styled(format!(" {}", parts.join("  ")), t.dim())];
+                if !filter.is_empty() {
+                    spans.push(Span::styled(format!("   filter: /{filter}"), t.accent()));
+                }
+                if let Some((c, desc)) = app.view().sort {
+                    spans.push(Span::styled(format!("   sort: {c}{}", if desc { "↓" } else { "↑" }), t.accent()));
+                }
+                Line::from(spans)
+            }
+        },
+    };
+    f.render_widget(Paragraph::new(line), area);
+}
+
+/// A boxed table of the visible rows. `cells(row_id, widths)` renders one row.
+fn table<F>(f: &mut Frame, app: &App, area: Rect, title: &str, cols: &[Col], mut cells: F)
+where
+    F: FnMut(&str, &[(usize, u16)]) -> Vec<Span<'static>>,
+{
+    let t = &app.theme;
+    let v = app.view();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.dim())
+        .title(Span::styled(format!(" {title} [{}] ", app.rows.len()), t.title()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height == 0 || inner.width == 0 {
+        return;
+    }
+    let widths = fit(cols, inner.width);
+    let mut lines: Vec<Line> = Vec::with_capacity(inner.height as usize);
+    let sort = v.sort;
+    let head: Vec<Span> = widths
+        .iter()
+        .enumerate()
+        .flat_map(|(n, (i, w))| {
+            let c = &cols[*i];
+            let mut title = c.title.to_string();
+            if let (Some(k), Some((s, desc))) = (c.sort_key, sort) {
+                if k == s {
+                    title.push(if desc { '↓' } else { '↑' });
+                }
+            }
+            let mut v = vec![Span::styled(
+                format!("{:<w$}", truncate(&title, *w as usize), w = *w as usize),
+                t.dim().add_modifier(Modifier::BOLD),
+            )];
+            if n + 1 < widths.len() {
+                v.push(Span::raw(" "));
+            }
+            v
+        })
+        .collect();
+    lines.push(Line::from(head));
+    let visible = (inner.height as usize).saturating_sub(1);
+    let start = v.offset.min(app.rows.len().saturating_sub(1));
+    for (n, id) in app.rows.ids.iter().enumerate().skip(start).take(visible) {
+        let mut spans = cells(id, &widths);
+        if n == v.selected {
+            for s in spans.iter_mut() {
+                s.style = s.style.patch(t.selected());
+            }
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used < inner.width as usize {
+                spans.push(Span::styled(" ".repeat(inner.width as usize - used), t.selected()));
+            }
+        }
+        lines.push(Line::from(spans));
+    }
+    if app.rows.is_empty() {
+        let msg = if v.filter.is_empty() { "nothing here yet" } else { "no row matches the filter (esc clears it)" };
+        lines.push(Line::from(Span::styled(format!("  {msg}"), t.dim())));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
+}
+
+/// Pad/cut cells to their column widths, with a separating space.
+fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) -> Vec<Span<'static>> {
+    let mut out = Vec::new();
+    for (n, (i, w)) in widths.iter().enumerate() {
+        let (text, style) = values.get(*i).cloned().unwrap_or_default();
+        let w = *w as usize;
+        let cut = truncate(&text, w);
+        let pad = w.saturating_sub(unicode_width::UnicodeWidthStr::width(cut.as_str()));
+        out.push(Span::styled(format!("{cut}{}", " ".repeat(pad)), style));
+        if n + 1 < widths.len() {
+            out.push(Span::raw(" "));
+        }
+    }
+    out
+}
+
+fn cpu_cell(app: &App, values: &[f64], last: Option<f64>, width: u16) -> (String, Style) {
+    let w = (width as usize).saturating_sub(5);
+    let spark = sparkline(values, w, Some(100.0), app.ascii);
+    let pct = match last {
+        Some(v) => format!("{:>4.0}%", v),
+        None => "    -".into(),
+    };
+    let st = match last {
+        Some(v) if v >= 90.0 => app.theme.bad(),
+        Some(v) if v >= 70.0 => app.theme.warn(),
+        _ => app.theme.accent(),
+    };
+    (format!("{spark}{pct}"), st)
+}
+
+const SERVER_COLS: [Col; 10] = [
+    col("STATUS", 11, 6, 0, Some('S')),
+    col("NAME", 24, 10, 0, Some('N')),
+    col("APP", 10, 5, 3, Some('A')),
+    col("FLAVOR", 10, 6, 4, Some('F')),
+    col("IMAGE", 22, 8, 7, Some('I')),
+    col("ADDRESSES", 24, 10, 5, None),
+    col("AZ", 6, 4, 8, Some('Z')),
+    col("AGE", 5, 4, 6, Some('O')),
+    col("TASK", 12, 6, 9, Some('T')),
+    col("CPU", 24, 10, 1, Some('C')),
+];
+
+fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Vec<(String, Style)> {
+    let t = &app.theme;
+    let image = match &s.image_id {
+        Some(i) => c.image_name(i).unwrap_or(i).to_string(),
+        None => "(volume)".into(),
+    };
+    let age = s.created.map(|cr| human_age((app.now - cr).num_seconds())).unwrap_or_default();
+    let (vals, last) = match c.metrics.get(&s.id) {
+        Some(m) => (m.cpu.tail_values(cpu_width as usize), m.cpu.last().map(|x| x.1)),
+        None => (vec![], None),
+    };
+    vec![
+        (s.status.to_string(), t.status(&s.status)),
+        (s.display_name().to_string(), t.base()),
+        (s.app().unwrap_or("-").to_string(), t.accent()),
+        (s.flavor.label().to_string(), t.base()),
+        (image, t.dim()),
+        (s.addresses_label(), t.base()),
+        (s.availability_zone.clone().unwrap_or_default(), t.dim()),
+        (age, t.dim()),
+        (s.task_state.clone().unwrap_or_default(), t.warn()),
+        cpu_cell(app, &vals, last, cpu_width),
+    ]
+}
+
+fn servers(f: &mut Frame, app: &App, area: Rect) {
+    let Some(c) = app.cloud_snapshot() else { return };
+    let title = match &app.view().app {
+        Some(a) => format!("servers of {a}"),
+        None => "servers".to_string(),
+    };
+    table(f, app, area, &title, &SERVER_COLS, |id, widths| {
+        let Some(s) = c.server(id) else { return vec![] };
+        let cpu_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(10);
+        cells_of(server_values(app, c, s, cpu_w), widths)
+    });
+}
+
+const APP_COLS: [Col; 7] = [
+    col("APP", 16, 6, 0, Some('N')),
+    col("SERVERS", 8, 7, 0, Some('S')),
+    col("ACTIVE", 7, 6, 2, None),
+    col("BUILD", 6, 5, 4, None),
+    col("ERROR", 6, 5, 1, Some('E')),
+    col("FLAVORS", 16, 6, 5, None),
+    col("CPU", 40, 10, 0, Some('C')),
+];
+
+fn apps(f: &mut Frame, app: &App, area: Rect) {
+    let Some(c) = app.cloud_snapshot() else { return };
+    let t = &app.theme;
+    table(f, app, area, "apps", &APP_COLS, |id, widths| {
+        let Some(a) = c.apps.iter().find(|a| a.name == id) else { return vec![] };
+        let cpu_w = widths.iter().find(|(i, _)| *i == 6).map(|w| w.1).unwrap_or(10);
+        let vals = a.cpu.tail_values(cpu_w as usize);
+        cells_of(
+            vec![
+                (a.name.clone(), t.accent()),
+                (a.total().to_string(), t.base()),
+                (a.active.to_string(), t.ok()),
+                (a.building.to_string(), if a.building > 0 { t.warn() } else { t.dim() }),
+                (a.error.to_string(), if a.error > 0 { t.bad() } else { t.dim() }),
+                (a.flavors.join(","), t.dim()),
+                cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
+            ],
+            widths,
+        )
+    });
+}
+
+fn overview(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(c) = app.cloud_snapshot() else {
+        f.render_widget(Paragraph::new("no cloud"), area);
+        return;
+    };
+    let [tiles_area, ticker, health] =
+        Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(1)]).areas(area);
+    let n = app.rows.len();
+    let per_row = ((tiles_area.width / 30).max(1)) as usize;
+    let tile_h = 7u16;
+    let rows_fit = (tiles_area.height / tile_h).max(1) as usize;
+    let sel = app.view().selected;
+    let first_row = (sel / per_row).saturating_sub(rows_fit.saturating_sub(1));
+    if n == 0 {
+        f.render_widget(
+            Paragraph::new(Span::styled(
+                "  no applications yet: servers with `stackpilot:app` metadata appear here",
+                t.dim(),
+            )),
+            tiles_area,
+        );
+    }
+    for (k, id) in app.rows.ids.iter().enumerate().skip(first_row * per_row).take(per_row * rows_fit) {
+        let r = (k / per_row - first_row) as u16;
+        let col_i = (k % per_row) as u16;
+        let w = tiles_area.width / per_row as u16;
+        let rect = Rect {
+            x: tiles_area.x + col_i * w,
+            y: tiles_area.y + r * tile_h,
+            width: w,
+            height: tile_h.min(tiles_area.height.saturating_sub(r * tile_h)),
+        };
+        if rect.height < 3 || rect.width < 8 {
+            continue;
+        }
+        let Some(a) = c.apps.iter().find(|a| &a.name == id) else { continue };
+        let desired = app.engine.as_ref().and(None::<usize>).unwrap_or(a.total());
+        let border = if a.error > 0 {
+            t.bad()
+        } else if a.building > 0 {
+            t.warn()
+        } else {
+            t.dim()
+        };
+        let border = if k == sel { border.add_modifier(Modifier::BOLD).patch(t.accent()) } else { border };
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(border)
+            .title(Span::styled(format!(" {} ", a.name), t.title()))
+            .title_top(
+                Line::from(Span::styled(format!(" {}/{}/{} ", desired, a.active, a.healthy()), t.base()))
+                    .right_aligned(),
+            );
+        let inner = block.inner(rect);
+        f.render_widget(block, rect);
+        let sw = (inner.width as usize).saturating_sub(6);
+        let cpu = a.cpu.last().map(|x| format!("{:>4.0}%", x.1)).unwrap_or_else(|| "    -".into());
+        let mut lines = vec![
+            Line::from(vec![
+                Span::styled(sparkline(&a.cpu.tail_values(sw), sw, Some(100.0), app.ascii), t.accent()),
+                Span::raw(cpu),
+            ]),
+            Line::from(Span::styled(
+                format!("active {} · build {} · error {}", a.active, a.building, a.error),
+                if a.error > 0 { t.bad() } else { t.dim() },
+            )),
+            Line::from(Span::styled(a.flavors.join(", "), t.dim())),
+        ];
+        for e in app
+            .events
+            .iter()
+            .filter(|e| e.app.as_deref() == Some(a.name.as_str()))
+            .take(inner.height.saturating_sub(3) as usize)
+        {
+            lines
+                .push(Line::from(Span::styled(format!("{} {} {}", e.at.format("%H:%M"), e.action, e.result), t.dim())));
+        }
+        f.render_widget(Paragraph::new(lines), inner);
+    }
+    // Alert ticker: the newest alerts, most severe first.
+    let alerts = &app.shown().alerts;
+    let tick = if alerts.is_empty() {
+        Line::from(Span::styled(" no alerts", t.ok()))
+    } else {
+        let mut v: Vec<&crate::domain::Alert> = alerts.iter().collect();
+        v.sort_by_key(|a| std::cmp::Reverse(a.severity));
+        let idx = (app.now.timestamp() / 5) as usize % v.len();
+        let a = v[idx];
+        Line::from(vec![
+            Span::styled(format!(" ▲ {} ", a.severity.as_str().to_uppercase()), t.severity(a.severity)),
+            Span::raw(a.message.clone()),
+            Span::styled(format!("   ({} alerts)", v.len()), t.dim()),
+        ])
+    };
+    f.render_widget(Paragraph::new(tick), ticker);
+    let (age, st) = age_style(app, Some(c));
+    let lim = c
+        .limits
+        .as_ref()
+        .map(|l| {
+            format!(
+                " · instances {}/{}",
+                l.instances_used,
+                l.max_instances.map(|m| m.to_string()).unwrap_or("∞".into())
+            )
+        })
+        .unwrap_or_default();
+    let line = Line::from(vec![
+        Span::styled(format!(" {} ", c.name), t.accent()),
+        Span::styled(
+            format!("{} servers · {} volumes · {} backups{lim} · ", c.servers.len(), c.volumes.len(), c.backups.len()),
+            t.dim(),
+        ),
+        Span::styled(age, st),
+    ]);
+    f.render_widget(Paragraph::new(line), health);
+}
+
+fn field(t: &super::theme::Theme, k: &str, v: String) -> Line<'static> {
+    Line::from(vec![Span::styled(format!("{k:>11} "), t.dim()), Span::styled(v, t.base())])
+}
+
+fn server_detail(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(c) = app.cloud_snapshot() else { return };
+    let id = app.view().server.clone().unwrap_or_default();
+    let Some(s) = c.server(&id) else {
+        f.render_widget(
+            Paragraph::new(Span::styled(format!("  server {id} is gone (deleted, or not visible any more)"), t.warn())),
+            area,
+        );
+        return;
+    };
+    let console = app.console.get(&id);
+    let (top, bottom) = if console.is_some() && area.height > 14 {
+        let [a, b] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+        (a, Some(b))
+    } else {
+        (area, None)
+    };
+    let split = if top.width >= 100 { Direction::Horizontal } else { Direction::Vertical };
+    let [info, charts] = Layout::default()
+        .direction(split)
+        .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
+        .areas(top);
+    let image = s
+        .image_id
+        .as_deref()
+        .map(|i| format!("{} ({i})", c.image_name(i).unwrap_or("?")))
+        .unwrap_or_else(|| "(boot from volume)".into());
+    let mut lines = vec![
+        field(t, "name", s.display_name().to_string()),
+        Line::from(vec![
+            Span::styled(format!("{:>11} ", "status"), t.dim()),
+            Span::styled(s.status.to_string(), t.status(&s.status)),
+            Span::styled(s.task_state.as_ref().map(|x| format!(" ({x})")).unwrap_or_default(), t.warn()),
+        ]),
+        field(t, "id", s.id.clone()),
+        field(t, "app", s.app().unwrap_or("-").to_string()),
+        field(
+            t,
+            "flavor",
+            format!(
+                "{} ({} vCPU, {} MiB)",
+                s.flavor.label(),
+                s.flavor.vcpus.map(|v| v.to_string()).unwrap_or("?".into()),
+                s.flavor.ram_mb.map(|v| v.to_string()).unwrap_or("?".into())
+            ),
+        ),
+        field(t, "image", image),
+        field(t, "addresses", s.addresses_label()),
+        field(t, "az", s.availability_zone.clone().unwrap_or_default()),
+        field(t, "key", s.key_name.clone().unwrap_or_default()),
+        field(
+            t,
+            "created",
+            s.created
+                .map(|x| format!("{} ({} ago)", x.format("%Y-%m-%d %H:%M:%S"), human_age((app.now - x).num_seconds())))
+                .unwrap_or_default(),
+        ),
+        field(t, "launched", s.launched_at.map(|x| x.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()),
+        field(t, "tags", s.tags.join(", ")),
+    ];
+    if let Some(fl) = &s.fault {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>11} ", "fault"), t.dim()),
+            Span::styled(fl.message.clone(), t.bad()),
+        ]));
+    }
+    for (k, v) in &s.metadata {
+        lines.push(field(t, "meta", format!("{k}={v}")));
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.dim())
+                    .title(Span::styled(format!(" {} ", s.display_name()), t.title())),
+            )
+            .wrap(Wrap { trim: false }),
+        info,
+    );
+    let m = c.metrics.get(&id);
+    let [a, b, cc] =
+        Layout::vertical([Constraint::Ratio(1, 3), Constraint::Ratio(1, 3), Constraint::Ratio(1, 3)]).areas(charts);
+    chart(f, app, a, "CPU %", m.map(|m| &m.cpu), Some(100.0));
+    chart(f, app, b, "memory MiB", m.map(|m| &m.mem), s.flavor.ram_mb.map(|r| r as f64));
+    chart(f, app, cc, "net in B/s", m.map(|m| &m.net_in), None);
+    if let Some(b) = bottom {
+        let text = match console {
+            Some(ConsoleState::Loading) => "loading…".to_string(),
+            Some(ConsoleState::Text(x)) => {
+                let lines: Vec<&str> = x.lines().collect();
+                let keep = (b.height as usize).saturating_sub(2);
+                lines[lines.len().saturating_sub(keep)..].join("\n")
+            }
+            Some(ConsoleState::Failed(e)) => format!("could not fetch the console log: {e}"),
+            None => String::new(),
+        };
+        f.render_widget(
+            Paragraph::new(text).block(
+                Block::default()
+                    .borders(Borders::ALL)
+                    .border_style(t.dim())
+                    .title(Span::styled(" console log ", t.title())),
+            ),
+            b,
+        );
+    }
+}
+
+fn chart(f: &mut Frame, app: &App, area: Rect, title: &str, s: Option<&crate::domain::MetricSeries>, max: Option<f64>) {
+    let t = &app.theme;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.dim())
+        .title(Span::styled(format!(" {title} "), t.title()));
+    let now = s.and_then(|s| s.last_time()).unwrap_or(app.now.timestamp());
+    let from = now - app.window_secs;
+    let data: Vec<(f64, f64)> =
+        s.map(|s| s.since(from).map(|(t, v)| ((t - now) as f64 / 60.0, v)).collect()).unwrap_or_default();
+    if area.height < 4 || area.width < 12 || data.is_empty() {
+        let last = data.last().map(|d| format!("{:.1}", d.1)).unwrap_or_else(|| "no data yet".into());
+        f.render_widget(Paragraph::new(Span::styled(format!(" {last}"), t.dim())).block(block), area);
+        return;
+    }
+    let top = max.unwrap_or_else(|| data.iter().map(|d| d.1).fold(0.0, f64::max) * 1.2).max(1.0);
+    let last = data.last().map(|d| d.1).unwrap_or(0.0);
+    let ds = Dataset::default()
+        .marker(if app.ascii { Marker::Dot } else { Marker::Braille })
+        .graph_type(GraphType::Line)
+        .style(t.accent())
+        .data(&data);
+    let mins = app.window_secs as f64 / 60.0;
+    let c = Chart::new(vec![ds])
+        .block(block.title_top(Line::from(Span::styled(format!(" {last:.1} "), t.base())).right_aligned()))
+        .x_axis(
+            Axis::default()
+                .bounds([-mins, 0.0])
+                .labels(vec![Span::styled(format!("-{}m", mins as i64), t.dim()), Span::styled("now", t.dim())])
+                .style(t.dim()),
+        )
+        .y_axis(
+            Axis::default()
+                .bounds([0.0, top])
+                .labels(vec![Span::styled("0", t.dim()), Span::styled(format!("{top:.0}"), t.dim())])
+                .style(t.dim()),
+        );
+    f.render_widget(c, area);
+}
+
+const STORAGE_COLS: [Col; 6] = [
+    col("KIND", 7, 6, 1, Some('K')),
+    col("NAME", 24, 10, 0, Some('N')),
+    col("STATUS", 12, 8, 0, Some('S')),
+    col("SIZE", 6, 5, 2, Some('Z')),
+    col("DETAIL", 40, 10, 3, None),
+    col("AGE", 5, 4, 4, Some('O')),
+];
+
+fn storage(f: &mut Frame, app: &App, area: Rect) {
+    let Some(c) = app.cloud_snapshot() else { return };
+    let t = &app.theme;
+    let status_style = |s: &str| {
+        if s.starts_with("error") {
+            t.bad()
+        } else if matches!(s, "available" | "in-use") {
+            t.ok()
+        } else {
+            t.warn()
+        }
+    };
+    table(f, app, area, "volumes & backups", &STORAGE_COLS, |id, widths| {
+        let age =
+            |x: Option<crate::domain::Timestamp>| x.map(|x| human_age((app.now - x).num_seconds())).unwrap_or_default();
+        if let Some(vid) = id.strip_prefix("vol:") {
+            let Some(v) = c.volumes.iter().find(|x| x.id == vid) else { return vec![] };
+            let att = v
+                .attachments
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} on {}",
+                        c.server(&a.server_id).map(|s| s.display_name().to_string()).unwrap_or(a.server_id.clone()),
+                        a.device.clone().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            cells_of(
+                vec![
+                    ("volume".into(), t.dim()),
+                    (v.label().to_string(), t.base()),
+                    (v.status.clone(), status_style(&v.status)),
+                    (format!("{}G", v.size_gb), t.base()),
+                    (att, t.dim()),
+                    (age(v.created_at), t.dim()),
+                ],
+                widths,
+            )
+        } else {
+            let bid = id.trim_start_matches("bak:");
+            let Some(b) = c.backups.iter().find(|x| x.id == bid) else { return vec![] };
+            let vol = c
+                .volumes
+                .iter()
+                .find(|v| v.id == b.volume_id)
+                .map(|v| v.label().to_string())
+                .unwrap_or(b.volume_id.clone());
+            let detail = format!(
+                "{} of {vol}{}",
+                if b.is_incremental { "incremental" } else { "full" },
+                b.fail_reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
+            );
+            cells_of(
+                vec![
+                    ("backup".into(), t.dim()),
+                    (b.label().to_string(), t.base()),
+                    (b.status.clone(), status_style(&b.status)),
+                    (format!("{}G", b.size_gb), t.base()),
+                    (detail, t.dim()),
+                    (age(b.created_at), t.dim()),
+                ],
+                widths,
+            )
+        }
+    });
+}
+
+const ALERT_COLS: [Col; 5] = [
+    col("SEV", 9, 4, 0, Some('S')),
+    col("SINCE", 6, 5, 2, Some('O')),
+    col("CLOUD", 10, 5, 3, None),
+    col("APP", 10, 4, 1, Some('A')),
+    col("MESSAGE", 60, 20, 0, None),
+];
+
+fn alerts(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let alerts = app.shown().alerts.clone();
+    table(f, app, area, "alerts", &ALERT_COLS, |id, widths| {
+        let Some(a) = alerts.iter().find(|a| a.key == id) else { return vec![] };
+        cells_of(
+            vec![
+                (a.severity.as_str().to_uppercase(), t.severity(a.severity)),
+                (human_age((app.now - a.since).num_seconds()), t.dim()),
+                (a.cloud.clone(), t.dim()),
+                (a.app.clone().unwrap_or("-".into()), t.accent()),
+                (a.message.clone(), t.base()),
+            ],
+            widths,
+        )
+    });
+}
+
+const EVENT_COLS: [Col; 8] = [
+    col("TIME", 8, 8, 0, Some('O')),
+    col("ACTOR", 14, 6, 4, None),
+    col("ACTION", 12, 6, 0, Some('A')),
+    col("APP", 8, 4, 3, None),
+    col("TARGET", 18, 6, 2, None),
+    col("RESULT", 8, 6, 0, Some('R')),
+    col("WHY", 40, 10, 1, None),
+    col("REQUEST", 40, 10, 5, None),
+];
+
+fn events(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    table(f, app, area, "events", &EVENT_COLS, |id, widths| {
+        let Some(e) = id.strip_prefix("ev:").and_then(|i| i.parse::<usize>().ok()).and_then(|i| app.events.get(i))
+        else {
+            return vec![];
+        };
+        let rs = if e.result == "ok" {
+            t.ok()
+        } else if e.result == "planned" || e.result == "skipped" {
+            t.dim()
+        } else {
+            t.bad()
+        };
+        let why = match &e.detail {
+            Some(d) if !d.is_empty() => format!("{} — {d}", e.reason),
+            _ => e.reason.clone(),
+        };
+        cells_of(
+            vec![
+                (e.at.format("%H:%M:%S").to_string(), t.dim()),
+                (e.actor.clone(), t.dim()),
+                (e.action.clone(), t.base()),
+                (e.app.clone().unwrap_or_default(), t.accent()),
+                (e.target.clone().unwrap_or_default(), t.base()),
+                (e.result.clone(), rs),
+                (why, t.base()),
+                (e.request_id.clone().unwrap_or_default(), t.dim()),
+            ],
+            widths,
+        )
+    });
+}
+
+const CLOUD_COLS: [Col; 7] = [
+    col("CLOUD", 12, 6, 0, Some('N')),
+    col("REGION", 10, 6, 3, None),
+    col("PROJECT", 10, 6, 4, None),
+    col("STATUS", 24, 8, 0, None),
+    col("SERVERS", 7, 7, 1, None),
+    col("REQUESTS", 9, 8, 5, None),
+    col("LAST ERROR", 40, 10, 2, None),
+];
+
+fn clouds(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let snap = app.shown().clone();
+    table(f, app, area, "clouds", &CLOUD_COLS, |id, widths| {
+        let Some(c) = snap.clouds.iter().find(|c| c.name == id) else { return vec![] };
+        let (age, st) = age_style(app, Some(c));
+        let p = c.servers_poll();
+        let err = c.polls.values().find_map(|p| p.last_error.clone()).unwrap_or_default();
+        cells_of(
+            vec![
+                (c.name.clone(), t.accent()),
+                (c.scope.region.clone().unwrap_or_default(), t.base()),
+                (c.scope.project.clone().unwrap_or_default(), t.base()),
+                (age, st),
+                (c.servers.len().to_string(), t.base()),
+                (format!("{} last", p.last_requests), t.dim()),
+                (err, t.bad()),
+            ],
+            widths,
+        )
+    });
+}
+
+fn plan(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.dim())
+        .title(Span::styled(" plan: what the engine will do next, and why ", t.title()));
+    let mut lines = Vec::new();
+    match &app.engine {
+        None => lines.push(Line::from(Span::styled(
+            "  the engine is off: set `[engine] mode = \"dry-run\"` or \"auto\" in config.toml",
+            t.dim(),
+        ))),
+        Some(e) => {
+            lines.push(Line::from(vec![
+                Span::styled(format!("  mode {}", e.mode), t.accent()),
+                Span::styled(if e.paused { "  PAUSED" } else { "" }, t.warn()),
+                Span::styled(
+                    e.last_tick
+                        .map(|x| format!("  last tick {} ago", human_age((app.now - x).num_seconds())))
+                        .unwrap_or_default(),
+                    t.dim(),
+                ),
+                Span::styled(e.lease_holder.as_ref().map(|h| format!("  lease {h}")).unwrap_or_default(), t.dim()),
+            ]));
+            for (appname, steps) in &e.plan {
+                lines.push(Line::from(Span::styled(format!("  {appname}"), t.title())));
+                for s in steps {
+                    lines.push(Line::from(Span::raw(format!("    {s}"))));
+                }
+            }
+            if e.plan.is_empty() {
+                lines.push(Line::from(Span::styled("  nothing to do: every app is where its policy wants it", t.ok())));
+            }
+        }
+    }
+    f.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+}
+
+fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
+    let t = &app.theme;
+    let kind = app.view().kind;
+    let mut lines: Vec<Line> = app
+        .keymap
+        .help(&kind.contexts())
+        .into_iter()
+        .map(|(k, h, dangerous)| {
+            Line::from(vec![
+                Span::styled(format!("{k:>16}  "), t.accent()),
+                Span::styled(h.to_string(), if dangerous { t.warn() } else { t.base() }),
+            ])
+        })
+        .collect();
+    let sorts = super::rows::sort_columns(kind);
+    if !sorts.is_empty() {
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!("{:>16}  ", sorts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")),
+                t.accent(),
+            ),
+            Span::raw("sort by that column (again: reverse)"),
+        ]));
+    }
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(
+        "  commands: :overview :apps :servers :vol :alerts :events :clouds :plan   (:view @cloud /filter)",
+        t.dim(),
+    )));
+    let r = centered(area, 84, (lines.len() as u16 + 2).min(area.height));
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).scroll((scroll, 0)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.accent())
+                .title(Span::styled(format!(" keys of {} (any key closes) ", kind.title()), t.title())),
+        ),
+        r,
+    );
+}
+
+fn raw(f: &mut Frame, app: &App, area: Rect, title: &str, text: &str, scroll: u16) {
+    let t = &app.theme;
+    let r = centered(area, area.width.saturating_sub(4), area.height.saturating_sub(2));
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(text.to_string()).scroll((scroll, 0)).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.accent())
+                .title(Span::styled(format!(" {title} (j/k scroll, any key closes) "), t.title())),
+        ),
+        r,
+    );
+}
+
+fn confirm(
+    f: &mut Frame,
+    app: &App,
+    area: Rect,
+    p: &super::app::Pending,
+    focused: bool,
+    typed: Option<&tui_input::Input>,
+) {
+    let t = &app.theme;
+    let verb = match p.action {
+        Action::Start => "Start",
+        Action::Stop => "Stop",
+        Action::Reboot => "Reboot (soft)",
+        Action::HardReboot => "Reboot (hard)",
+        Action::Delete => "Delete",
+        _ => "Do",
+    };
+    let h = if typed.is_some() { 8 } else { 6 };
+    let r = centered(area, 60, h);
+    f.render_widget(Clear, r);
+    let mut lines = vec![Line::from(vec![
+        Span::raw(format!(" {verb} server ")),
+        Span::styled(p.server_name.clone(), t.accent().add_modifier(Modifier::BOLD)),
+        Span::raw(format!(" on {}?", p.cloud)),
+    ])];
+    if let Some(i) = typed {
+        lines.push(Line::from(Span::styled(
+            format!(" {} is protected: type the server name to confirm", p.cloud),
+            t.warn(),
+        )));
+        lines.push(Line::from(vec![Span::raw(" > "), Span::raw(i.value().to_string()), Span::styled("▏", t.accent())]));
+    }
+    lines.push(Line::from(""));
+    let btn = |label: &str, on: bool, danger: bool| {
+        let st = if on {
+            if danger {
+                t.bad().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+            } else {
+                t.selected()
+            }
+        } else {
+            t.dim()
+        };
+        Span::styled(format!("[ {label} ]"), st)
+    };
+    lines.push(Line::from(vec![
+        Span::raw("      "),
+        btn("Cancel", !focused, false),
+        Span::raw("    "),
+        btn(verb, focused, true),
+    ]));
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.warn())
+                .title(Span::styled(" confirm (tab switches, enter chooses, esc cancels) ", t.title())),
+        ),
+        r,
+    );
+    let _ = Severity::Info;
+}

@@ -1,0 +1,114 @@
+//! The real binary in a real terminal: tmux runs `stackpilot` against the
+//! simulator, keys are typed, and the screen is read back with `capture-pane`.
+//! Needs tmux (installed by .ci/run).
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(cmd: &str, w: u16, h: u16) -> Tmux {
+        let session = format!("sp-e2e-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &session, "-x", &w.to_string(), "-y", &h.to_string(), cmd])
+            .status()
+            .expect("tmux must be installed (apt-get install tmux)")
+            .success();
+        assert!(ok, "tmux new-session failed");
+        Tmux { session }
+    }
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let st = Command::new("tmux").args(["send-keys", "-t", &self.session, k]).status().unwrap();
+            assert!(st.success());
+            std::thread::sleep(Duration::from_millis(120));
+        }
+    }
+    fn literal(&self, text: &str) {
+        let st = Command::new("tmux").args(["send-keys", "-t", &self.session, "-l", text]).status().unwrap();
+        assert!(st.success());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    fn screen(&self) -> String {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    /// Wait until the screen contains `text`.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(text) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("`{text}` never appeared; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.session]).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_tmux_against_the_simulator() {
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 3, "prefix": "web", "app": "web"})).await;
+    control(&h, "seed", json!({"count": 2, "prefix": "api", "app": "api"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clouds = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds, stackpilot::sim::clouds_yaml(&h.base_url, "sim", "admin", "secret", "admin")).unwrap();
+    let cmd = format!(
+        "env -u OS_CLOUD OS_CLIENT_CONFIG_FILE={} XDG_STATE_HOME={} XDG_CONFIG_HOME={} {} --cloud sim",
+        clouds.display(),
+        dir.path().join("state").display(),
+        dir.path().join("config").display(),
+        env!("CARGO_BIN_EXE_stackpilot")
+    );
+    let t = Tmux::start(&cmd, 120, 35);
+    let s = t.wait_for("sim@RegionOne/admin");
+    assert!(s.contains("Overview"), "{s}");
+    t.wait_for("web");
+
+    t.keys(&[":"]);
+    t.literal("servers");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("servers [5]");
+    assert!(s.contains("web-00000") && s.contains("api-00001") && s.contains("ACTIVE"), "{s}");
+
+    t.keys(&["/"]);
+    t.literal("web");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("servers [3]");
+    assert!(!s.contains("api-00000"), "filtered: {s}");
+    assert!(s.contains("filter: /web"));
+
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Server web-00000");
+    assert!(s.contains("status ACTIVE") && s.contains("CPU %"), "{s}");
+
+    t.keys(&["?"]);
+    let s = t.wait_for("keys of Server");
+    assert!(s.contains("reboot (soft)") && s.contains("console log"), "{s}");
+    t.keys(&["Escape", "Escape"]);
+    let s = t.wait_for("servers [3]");
+    assert!(s.contains("filter: /web"), "the filter survived going back: {s}");
+
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Command::new("tmux").args(["has-session", "-t", &t.session]).status().map(|s| s.success()).unwrap_or(false) {
+        assert!(Instant::now() < deadline, "q quits");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,343 @@
+//! The console without a terminal: `update` (navigation, filter, sort, drill-in and
+//! back, confirmation, read-only) and every view rendered into a `TestBackend` from a
+//! fixed snapshot and a fixed clock (insta snapshots at 80x24, 120x40 and 200x60),
+//! plus a property test that no view panics at any size.
+
+use proptest::prelude::*;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use stackpilot::config::settings::Theme as ThemeName;
+use stackpilot::tui::app::{update, App, ConsoleState, Effect, EngineView, Mode, Msg, ViewKind};
+use stackpilot::tui::fixture;
+use stackpilot::tui::keymap::{Action, Code, Key, Keymap};
+use stackpilot::tui::theme::Theme;
+use std::sync::Arc;
+
+fn app_with(read_only: bool) -> App {
+    let mut a = App::new(
+        Arc::new(fixture::snapshot()),
+        Keymap::defaults(read_only),
+        Theme::new(ThemeName::Dark, false),
+        fixture::now(),
+    );
+    for e in fixture::events() {
+        update(&mut a, Msg::ActionDone(e));
+    }
+    a.message = None;
+    update(&mut a, Msg::Resize(120, 40));
+    a
+}
+
+fn app() -> App {
+    app_with(false)
+}
+
+fn keys(a: &mut App, ks: &[Key]) -> Vec<Effect> {
+    ks.iter().flat_map(|k| update(a, Msg::Key(*k))).collect()
+}
+
+fn typed(a: &mut App, s: &str) -> Vec<Effect> {
+    s.chars().flat_map(|c| update(a, Msg::Key(Key::ch(c)))).collect()
+}
+
+const ENTER: Key = Key { code: Code::Enter, ctrl: false };
+const ESC: Key = Key { code: Code::Esc, ctrl: false };
+const TAB: Key = Key { code: Code::Tab, ctrl: false };
+
+fn selected_name(a: &App) -> String {
+    let id = a.view().selected_id.clone().unwrap_or_default();
+    a.cloud_snapshot().and_then(|c| c.server(&id)).map(|s| s.display_name().to_string()).unwrap_or(id)
+}
+
+#[test]
+fn command_line_with_completion_aliases_and_history() {
+    let mut a = app();
+    assert_eq!(a.view().kind, ViewKind::Overview);
+    typed(&mut a, ":srv");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.view().kind, ViewKind::Servers, "alias");
+    typed(&mut a, ":al");
+    keys(&mut a, &[TAB, ENTER]);
+    assert_eq!(a.view().kind, ViewKind::Alerts, "tab completes `al` to alerts");
+    typed(&mut a, ":servers @demo /web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!((a.view().kind, a.view().filter.as_str()), (ViewKind::Servers, "web"));
+    assert_eq!(a.rows.len(), 3);
+    typed(&mut a, ":nonsense");
+    keys(&mut a, &[ENTER]);
+    assert!(a.message.as_ref().unwrap().0.contains("unknown command `nonsense`"));
+    typed(&mut a, ":servers @nowhere");
+    keys(&mut a, &[ENTER]);
+    assert!(a.message.as_ref().unwrap().0.contains("no cloud `nowhere`"));
+    // `[` walks back through the history.
+    keys(&mut a, &[Key::ch('[')]);
+    assert_eq!(a.view().kind, ViewKind::Servers);
+}
+
+#[test]
+fn navigation_filter_sort_and_back_keep_state() {
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.len(), 7);
+    assert_eq!(selected_name(&a), "api-1", "sorted by name");
+    keys(&mut a, &[Key::ch('j'), Key::ch('j')]);
+    assert_eq!(selected_name(&a), "bastion");
+    keys(&mut a, &[Key::ch('G')]);
+    assert_eq!(selected_name(&a), "worker-1");
+    keys(&mut a, &[Key::ch('g')]);
+    assert_eq!(selected_name(&a), "api-1");
+    // Filter: substring, inverted, regex.
+    keys(&mut a, &[Key::ch('/')]);
+    typed(&mut a, "web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.len(), 3);
+    keys(&mut a, &[Key::ch('/'), Key { code: Code::Char('u'), ctrl: true }]);
+    typed(&mut a, "!web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.len(), 4);
+    keys(&mut a, &[Key::ch('/'), Key { code: Code::Char('u'), ctrl: true }]);
+    typed(&mut a, "~^(api|worker)-[0-9]$");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.len(), 3);
+    // Sort by CPU, then reverse.
+    keys(&mut a, &[Key::ch('/'), Key { code: Code::Char('u'), ctrl: true }, ENTER, Key::ch('C')]);
+    assert_eq!(a.view().sort, Some(('C', false)));
+    keys(&mut a, &[Key::ch('G')]);
+    assert!(selected_name(&a).starts_with("web-"), "highest CPU last: {}", selected_name(&a));
+    keys(&mut a, &[Key::ch('C'), Key::ch('g')]);
+    assert!(selected_name(&a).starts_with("web-"), "reversed: highest first");
+    keys(&mut a, &[Key::ch('j')]);
+    let before = (a.view().selected_id.clone(), a.view().sort, a.view().filter.clone());
+    // Drill in, then back: selection, filter and sort intact.
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.view().kind, ViewKind::ServerDetail);
+    assert_eq!(a.view().server, before.0);
+    keys(&mut a, &[ESC]);
+    assert_eq!(a.view().kind, ViewKind::Servers);
+    assert_eq!((a.view().selected_id.clone(), a.view().sort, a.view().filter.clone()), before);
+    // Esc clears a filter before it goes back.
+    keys(&mut a, &[Key::ch('/')]);
+    typed(&mut a, "api");
+    keys(&mut a, &[ENTER, ESC]);
+    assert_eq!((a.view().kind, a.view().filter.as_str()), (ViewKind::Servers, ""));
+    keys(&mut a, &[ESC]);
+    assert_eq!(a.view().kind, ViewKind::Overview);
+}
+
+#[test]
+fn apps_drill_into_their_servers_and_filters_survive_jumps() {
+    let mut a = app();
+    typed(&mut a, ":apps");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.ids, vec!["api", "web", "worker"]);
+    keys(&mut a, &[Key::ch('j'), ENTER]);
+    assert_eq!((a.view().kind, a.view().app.as_deref()), (ViewKind::Servers, Some("web")));
+    assert_eq!(a.rows.len(), 3);
+    keys(&mut a, &[Key::ch('-')]);
+    assert_eq!(a.view().kind, ViewKind::Apps, "`-` goes back");
+    assert_eq!(a.view().selected_id.as_deref(), Some("web"));
+    // A filter set in Servers comes back when `:servers` is opened again.
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('/')]);
+    typed(&mut a, "api");
+    keys(&mut a, &[ENTER]);
+    typed(&mut a, ":events");
+    keys(&mut a, &[ENTER]);
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.view().filter, "api");
+}
+
+#[test]
+fn dangerous_actions_confirm_with_cancel_focused() {
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    let target = a.view().selected_id.clone().unwrap();
+    // Enter right away cancels: Cancel has the focus.
+    assert!(keys(&mut a, &[Key::ch('r')]).is_empty());
+    assert!(matches!(a.mode, Mode::Confirm { confirm_focused: false, .. }));
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(matches!(a.mode, Mode::Normal));
+    assert!(a.message.as_ref().unwrap().0.contains("cancelled"));
+    // Tab to the action, Enter: the effect carries the server.
+    let fx = keys(&mut a, &[Key::ch('r'), TAB, ENTER]);
+    match fx.as_slice() {
+        [Effect::ServerAction(p)] => {
+            assert_eq!(p.action, Action::Reboot);
+            assert_eq!(p.server_id, target);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Esc cancels too.
+    assert!(keys(&mut a, &[Key::ch('D'), TAB, ESC]).is_empty());
+    // A protected cloud asks for the server name.
+    a.protected_clouds = vec!["demo".into()];
+    keys(&mut a, &[Key::ch('x'), TAB]);
+    typed(&mut a, "wrong");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains("does not match"));
+    keys(&mut a, &[Key::ch('x'), TAB]);
+    typed(&mut a, "api-1");
+    assert!(matches!(keys(&mut a, &[ENTER]).as_slice(), [Effect::ServerAction(_)]));
+}
+
+#[test]
+fn read_only_has_no_dangerous_keys_and_says_so() {
+    let mut a = app_with(true);
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    for k in ['r', 'x', 'u', 'D'] {
+        assert!(keys(&mut a, &[Key::ch(k)]).is_empty());
+        assert!(matches!(a.mode, Mode::Normal), "{k} is not bound");
+    }
+    assert!(keys(&mut a, &[Key { code: Code::Char('r'), ctrl: true }]).is_empty());
+    // Console log is not dangerous.
+    assert!(matches!(keys(&mut a, &[Key::ch('l')]).as_slice(), [Effect::FetchConsole { .. }]));
+    assert!(render(&a, 120, 40).contains("READ-ONLY"));
+    keys(&mut a, &[Key::ch('?')]);
+    let help = render(&a, 120, 40);
+    assert!(help.contains("console log") && !help.contains("reboot"), "help lists exactly what works");
+}
+
+#[test]
+fn results_of_actions_become_events_and_refresh() {
+    let mut a = app();
+    let e = stackpilot::domain::Event::new(fixture::now(), "operator:ops", "demo", "reboot", "operator request")
+        .target("web-1")
+        .result("failed")
+        .detail("Cannot 'reboot' instance while it is in vm_state stopped")
+        .request_id(Some("req-1".into()));
+    let fx = update(&mut a, Msg::ActionDone(e));
+    assert!(matches!(fx.as_slice(), [Effect::Refresh { .. }]));
+    assert_eq!(a.events[0].request_id.as_deref(), Some("req-1"));
+    assert!(a.message.as_ref().unwrap().0.contains("failed"));
+    typed(&mut a, ":events");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.rows.len(), 4);
+    let screen = render(&a, 200, 60);
+    assert!(screen.contains("req-1") && screen.contains("Cannot 'reboot'"));
+}
+
+#[test]
+fn snapshots_move_rows_but_keep_the_selection() {
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('j'), Key::ch('j'), Key::ch('j')]);
+    let sel = a.view().selected_id.clone();
+    let mut snap = fixture::snapshot();
+    let c = &mut snap.clouds[0];
+    let mut servers: Vec<_> = c.servers.iter().cloned().collect();
+    servers.remove(0);
+    c.servers = Arc::new(servers);
+    update(&mut a, Msg::Snapshot(Arc::new(snap)));
+    assert_eq!(a.view().selected_id, sel, "same server after a row above disappeared");
+    // Frozen: new snapshots do not move the screen until `f` again.
+    keys(&mut a, &[Key::ch('f')]);
+    update(&mut a, Msg::Snapshot(Arc::new(fixture::snapshot())));
+    assert_eq!(a.rows.len(), 6);
+    keys(&mut a, &[Key::ch('f')]);
+    assert_eq!(a.rows.len(), 7);
+}
+
+// ---- rendering ------------------------------------------------------------------
+
+fn render(a: &App, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| stackpilot::tui::view::draw(f, a)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn at(kind: &str, w: u16, h: u16) -> App {
+    let mut a = app();
+    update(&mut a, Msg::Resize(w, h));
+    match kind {
+        "overview" => {}
+        "detail" => {
+            typed(&mut a, ":servers");
+            keys(&mut a, &[ENTER, Key::ch('j'), Key::ch('j'), Key::ch('j'), ENTER]);
+            let id = a.view().server.clone().unwrap();
+            update(
+                &mut a,
+                Msg::Console {
+                    server_id: id,
+                    result: Ok(
+                        "[  0.0] boot\nCloud-init v. 23.4 finished at Wed, 25 Nov 2026 11:59:00 +0000.\nweb-1 login:"
+                            .into(),
+                    ),
+                },
+            );
+        }
+        "plan" => {
+            a.engine = Some(EngineView {
+                mode: "dry-run".into(),
+                last_tick: Some(fixture::now() - chrono::Duration::seconds(4)),
+                lease_holder: Some("host-1/4242".into()),
+                plan: vec![(
+                    "web".into(),
+                    vec!["create web-r2-s3: scale out, cpu 78% > target 60% (desired 3 → 4)".into()],
+                )],
+                ..Default::default()
+            });
+            typed(&mut a, ":plan");
+            keys(&mut a, &[ENTER]);
+        }
+        "help" => {
+            typed(&mut a, ":servers");
+            keys(&mut a, &[ENTER, Key::ch('?')]);
+        }
+        "confirm" => {
+            typed(&mut a, ":servers");
+            keys(&mut a, &[ENTER, Key::ch('D')]);
+        }
+        other => {
+            typed(&mut a, &format!(":{other}"));
+            keys(&mut a, &[ENTER]);
+        }
+    }
+    a
+}
+
+const VIEWS: [&str; 11] =
+    ["overview", "apps", "servers", "detail", "volumes", "alerts", "events", "clouds", "plan", "help", "confirm"];
+
+#[test]
+fn every_view_at_three_sizes() {
+    for v in VIEWS {
+        for (w, h) in [(80u16, 24u16), (120, 40), (200, 60)] {
+            let a = at(v, w, h);
+            insta::assert_snapshot!(format!("{v}_{w}x{h}"), render(&a, w, h));
+        }
+    }
+}
+
+#[test]
+fn console_state_shows_in_the_detail_view() {
+    let a = at("detail", 120, 40);
+    assert!(matches!(a.console.values().next(), Some(ConsoleState::Text(_))));
+    let s = render(&a, 120, 40);
+    assert!(s.contains("console log") && s.contains("Cloud-init v. 23.4 finished"));
+    assert!(s.contains("CPU %") && s.contains("memory MiB"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #[test]
+    fn no_view_panics_at_any_size(v in 0usize..VIEWS.len(), w in 1u16..=300, h in 1u16..=100, ascii in any::<bool>()) {
+        let mut a = at(VIEWS[v], w, h);
+        a.ascii = ascii;
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
+    }
+}
