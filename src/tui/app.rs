@@ -263,6 +263,11 @@ impl App {
     fn view_mut(&mut self) -> &mut ViewState {
         self.stack.last_mut().expect("the navigation stack is never empty")
     }
+    /// The current view, writable (benchmarks set a sort directly).
+    #[doc(hidden)]
+    pub fn view_mut_for_bench(&mut self) -> &mut ViewState {
+        self.view_mut()
+    }
     /// The snapshot on screen (frozen or live).
     pub fn shown(&self) -> &Arc<Snapshot> {
         self.frozen.as_ref().unwrap_or(&self.snapshot)
