@@ -8,6 +8,8 @@
 // Errors are cold paths and carry what an operator needs (cloud, service, request
 // id, message); their size is not worth boxing them.
 #![allow(clippy::result_large_err)]
+// The JSON Schema of policies is one large `json!` literal.
+#![recursion_limit = "256"]
 
 pub mod cli;
 pub mod cloud;

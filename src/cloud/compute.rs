@@ -389,6 +389,15 @@ impl Compute<'_> {
         Ok(())
     }
 
+    /// Names of the key pairs the user can use.
+    pub async fn list_keypairs(&self) -> Result<Vec<String>> {
+        let (v, _): (Value, _) = self.0.json("compute", Req::get("/os-keypairs")).await?;
+        Ok(v["keypairs"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|k| k["keypair"]["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default())
+    }
+
     /// The version document of the compute endpoint.
     pub async fn version(&self) -> Result<VersionDoc> {
         let ep = self.0.endpoint("compute").await?;

@@ -42,6 +42,18 @@ impl NetworkService<'_> {
         Ok(())
     }
 
+    /// Names of the project's security groups.
+    pub async fn list_security_groups(&self) -> Result<Vec<String>> {
+        let (v, _): (serde_json::Value, _) = self.0.json("network", Req::get("/security-groups")).await?;
+        let mut names: Vec<String> = v["security_groups"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g["name"].as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     pub async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>> {
         paged(self.0, "network", "/floatingips", &[], "floatingips", None, None, |raw| {
             serde_json::from_str::<WFloatingIp>(raw).ok().filter(|f| !f.id.is_empty()).map(|f| {

@@ -2,6 +2,7 @@
 //! backups, metric series, alerts, events, the cloud scope and the clock.
 //! No I/O lives here.
 
+pub mod cron;
 pub mod event;
 pub mod metrics;
 pub mod resources;

@@ -1,1 +1,13 @@
-//! Policy model (deploy, scaling, recovery, backup), strict TOML loading, validation.
+//! Policies: one TOML file per application (`[app]`, `[deploy]`, `[readiness]`,
+//! `[scaling]`), parsed strictly (unknown keys and wrong types are errors with
+//! file:line:col and the expected form), validated (capacity bounds; names that
+//! must resolve on the cloud), hashed into launch-spec revisions, and described as
+//! a JSON Schema for editors.
+
+pub mod model;
+pub mod scaling;
+pub mod schema;
+pub mod validate;
+
+pub use model::*;
+pub use validate::{resolve, CloudCatalog, ResolvedSpec};

@@ -1,1 +1,461 @@
-//! SQLite store: events, intents, engine control state, policy revisions.
+//! The local store (SQLite, WAL): the event/audit log, write-ahead intents,
+//! launch-spec revisions, policy changes, engine control state (key/value JSON,
+//! including autoscaling histories) and the engine lease record. Observed,
+//! tagged OpenStack state stays the truth; this holds what happened and what is
+//! in flight.
+
+use crate::domain::{Event, Severity, Timestamp};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IntentStatus {
+    /// Written before the call; the outcome is not known yet.
+    Pending,
+    /// The cloud accepted it (server id known); waiting to be observed.
+    Running,
+    Done,
+    Failed,
+}
+
+impl IntentStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IntentStatus::Pending => "PENDING",
+            IntentStatus::Running => "RUNNING",
+            IntentStatus::Done => "DONE",
+            IntentStatus::Failed => "FAILED",
+        }
+    }
+    pub fn parse(s: &str) -> IntentStatus {
+        match s {
+            "RUNNING" => IntentStatus::Running,
+            "DONE" => IntentStatus::Done,
+            "FAILED" => IntentStatus::Failed,
+            _ => IntentStatus::Pending,
+        }
+    }
+}
+
+/// A write-ahead record of a mutating call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intent {
+    pub op_id: String,
+    pub policy_id: String,
+    pub cloud: String,
+    pub app: String,
+    /// `create`, `delete`, `mark-terminating`.
+    pub action: String,
+    pub slot: Option<u32>,
+    pub revision: Option<u32>,
+    pub generation: u64,
+    pub server_id: Option<String>,
+    pub status: IntentStatus,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub policy_id: String,
+    pub revision: u32,
+    pub spec_hash: String,
+    pub spec: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(format!("store: {e}"))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle to the store; cheap to clone, safe to share between tasks.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn ts(t: &Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> Timestamp {
+    crate::domain::time::parse_timestamp(s).unwrap_or_default()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, cloud TEXT NOT NULL,
+  app TEXT, action TEXT NOT NULL, target TEXT, reason TEXT NOT NULL, result TEXT NOT NULL,
+  severity TEXT NOT NULL, request_id TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TABLE IF NOT EXISTS intents (
+  op_id TEXT PRIMARY KEY, policy_id TEXT NOT NULL, cloud TEXT NOT NULL, app TEXT NOT NULL, action TEXT NOT NULL,
+  slot INTEGER, revision INTEGER, generation INTEGER NOT NULL, server_id TEXT, status TEXT NOT NULL, error TEXT,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS intents_open ON intents(status);
+CREATE TABLE IF NOT EXISTS revisions (
+  policy_id TEXT NOT NULL, revision INTEGER NOT NULL, spec_hash TEXT NOT NULL, spec TEXT NOT NULL, created_at TEXT NOT NULL,
+  PRIMARY KEY (policy_id, revision));
+CREATE TABLE IF NOT EXISTS policy_changes (
+  policy_id TEXT NOT NULL, generation INTEGER NOT NULL, app TEXT NOT NULL, file TEXT NOT NULL, content_hash TEXT NOT NULL,
+  at TEXT NOT NULL, PRIMARY KEY (policy_id, generation));
+CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+";
+
+impl Store {
+    /// Open (or create) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn =
+            Connection::open(path).map_err(|e| StoreError(format!("cannot open the store {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
+    }
+
+    /// A store in memory (tests).
+    pub fn memory() -> Result<Store> {
+        let conn = Connection::open_in_memory()?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: PathBuf::from(":memory:") })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let c = self.conn.lock().map_err(|_| StoreError("store lock poisoned".into()))?;
+        f(&c).map_err(StoreError::from)
+    }
+
+    // ---- events -------------------------------------------------------------
+
+    pub fn add_event(&self, e: &Event) -> Result<i64> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO events (at, actor, cloud, app, action, target, reason, result, severity, request_id, detail) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                params![ts(&e.at), e.actor, e.cloud, e.app, e.action, e.target, e.reason, e.result, e.severity.as_str(), e.request_id, e.detail],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Events with an id above `after`, oldest first (at most `limit`).
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<Event>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT id, at, actor, cloud, app, action, target, reason, result, severity, request_id, detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok(Event {
+                    id: r.get(0)?,
+                    at: parse_ts(&r.get::<_, String>(1)?),
+                    actor: r.get(2)?,
+                    cloud: r.get(3)?,
+                    app: r.get(4)?,
+                    action: r.get(5)?,
+                    target: r.get(6)?,
+                    reason: r.get(7)?,
+                    result: r.get(8)?,
+                    severity: Severity::parse(&r.get::<_, String>(9)?),
+                    request_id: r.get(10)?,
+                    detail: r.get(11)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn recent_events(&self, n: usize) -> Result<Vec<Event>> {
+        let max: i64 = self.with(|c| c.query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0)))?;
+        self.events_after((max - n as i64).max(0), n)
+    }
+
+    // ---- intents ------------------------------------------------------------
+
+    pub fn put_intent(&self, i: &Intent) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO intents (op_id, policy_id, cloud, app, action, slot, revision, generation, server_id, status, error, created_at, updated_at)
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)
+                 ON CONFLICT(op_id) DO UPDATE SET server_id=excluded.server_id, status=excluded.status, error=excluded.error, updated_at=excluded.updated_at",
+                params![i.op_id, i.policy_id, i.cloud, i.app, i.action, i.slot, i.revision, i.generation as i64, i.server_id, i.status.as_str(), i.error, ts(&i.created_at), ts(&i.updated_at)],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn set_intent_status(
+        &self,
+        op_id: &str,
+        status: IntentStatus,
+        server_id: Option<&str>,
+        error: Option<&str>,
+        now: &Timestamp,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE intents SET status=?2, server_id=COALESCE(?3, server_id), error=COALESCE(?4, error), updated_at=?5 WHERE op_id=?1",
+                params![op_id, status.as_str(), server_id, error, ts(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn intents_where(&self, clause: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<Intent>> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT op_id, policy_id, cloud, app, action, slot, revision, generation, server_id, status, error, created_at, updated_at FROM intents WHERE {clause} ORDER BY created_at"
+            ))?;
+            let rows = st.query_map(p, |r| {
+                Ok(Intent {
+                    op_id: r.get(0)?,
+                    policy_id: r.get(1)?,
+                    cloud: r.get(2)?,
+                    app: r.get(3)?,
+                    action: r.get(4)?,
+                    slot: r.get(5)?,
+                    revision: r.get(6)?,
+                    generation: r.get::<_, i64>(7)? as u64,
+                    server_id: r.get(8)?,
+                    status: IntentStatus::parse(&r.get::<_, String>(9)?),
+                    error: r.get(10)?,
+                    created_at: parse_ts(&r.get::<_, String>(11)?),
+                    updated_at: parse_ts(&r.get::<_, String>(12)?),
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// PENDING and RUNNING intents of a cloud.
+    pub fn open_intents(&self, cloud: &str) -> Result<Vec<Intent>> {
+        self.intents_where("cloud = ?1 AND status IN ('PENDING', 'RUNNING')", &[&cloud])
+    }
+
+    /// Intents that failed recently (their servers, if any appear, are orphans).
+    pub fn failed_intents(&self, cloud: &str, since: &Timestamp) -> Result<Vec<Intent>> {
+        let s = ts(since);
+        self.intents_where("cloud = ?1 AND status = 'FAILED' AND updated_at >= ?2", &[&cloud, &s])
+    }
+
+    pub fn intent(&self, op_id: &str) -> Result<Option<Intent>> {
+        Ok(self.intents_where("op_id = ?1", &[&op_id])?.into_iter().next())
+    }
+
+    pub fn count_intents(&self, status: IntentStatus) -> Result<i64> {
+        self.with(|c| {
+            c.query_row("SELECT COUNT(*) FROM intents WHERE status = ?1", params![status.as_str()], |r| r.get(0))
+        })
+    }
+
+    // ---- revisions and policy changes ---------------------------------------
+
+    pub fn revisions(&self, policy_id: &str) -> Result<Vec<Revision>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT policy_id, revision, spec_hash, spec, created_at FROM revisions WHERE policy_id = ?1 ORDER BY revision")?;
+            let rows = st.query_map(params![policy_id], |r| {
+                Ok(Revision { policy_id: r.get(0)?, revision: r.get(1)?, spec_hash: r.get(2)?, spec: r.get(3)?, created_at: parse_ts(&r.get::<_, String>(4)?) })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The revision of a launch spec: the existing one with this hash, else a new
+    /// one numbered after the highest known (`floor` lets a wiped store continue
+    /// from what the cloud's members carry). Keeps the newest `keep` revisions.
+    pub fn revision_for(
+        &self,
+        policy_id: &str,
+        spec_hash: &str,
+        spec: &str,
+        floor: u32,
+        keep: usize,
+        now: &Timestamp,
+    ) -> Result<(u32, bool)> {
+        let revs = self.revisions(policy_id)?;
+        if let Some(r) = revs.iter().rev().find(|r| r.spec_hash == spec_hash) {
+            return Ok((r.revision, false));
+        }
+        let next = revs.iter().map(|r| r.revision).max().unwrap_or(0).max(floor) + 1;
+        self.with(|c| {
+            c.execute("INSERT INTO revisions (policy_id, revision, spec_hash, spec, created_at) VALUES (?1,?2,?3,?4,?5)", params![policy_id, next, spec_hash, spec, ts(now)])?;
+            c.execute(
+                "DELETE FROM revisions WHERE policy_id = ?1 AND revision NOT IN (SELECT revision FROM revisions WHERE policy_id = ?1 ORDER BY revision DESC LIMIT ?2)",
+                params![policy_id, keep as i64],
+            )?;
+            Ok(())
+        })?;
+        Ok((next, true))
+    }
+
+    /// Record a policy file's content; returns its generation (bumped on change).
+    pub fn record_policy(
+        &self,
+        policy_id: &str,
+        app: &str,
+        file: &str,
+        content_hash: &str,
+        now: &Timestamp,
+    ) -> Result<(u64, bool)> {
+        let last: Option<(i64, String)> = self.with(|c| {
+            c.query_row("SELECT generation, content_hash FROM policy_changes WHERE policy_id = ?1 ORDER BY generation DESC LIMIT 1", params![policy_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })?;
+        match last {
+            Some((g, h)) if h == content_hash => Ok((g as u64, false)),
+            other => {
+                let g = other.map(|o| o.0 + 1).unwrap_or(1);
+                self.with(|c| {
+                    c.execute("INSERT INTO policy_changes (policy_id, generation, app, file, content_hash, at) VALUES (?1,?2,?3,?4,?5,?6)", params![policy_id, g, app, file, content_hash, ts(now)])
+                })?;
+                Ok((g as u64, true))
+            }
+        }
+    }
+
+    // ---- control state --------------------------------------------------------
+
+    pub fn put_control(&self, key: &str, value: &serde_json::Value, now: &Timestamp) -> Result<()> {
+        let v = value.to_string();
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO control (key, value, updated_at) VALUES (?1,?2,?3) ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                params![key, v, ts(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn control(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        let s: Option<String> = self
+            .with(|c| c.query_row("SELECT value FROM control WHERE key = ?1", params![key], |r| r.get(0)).optional())?;
+        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        crate::domain::time::parse_timestamp("2026-11-25T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn events_round_trip_in_order() {
+        let s = Store::memory().unwrap();
+        for i in 0..5 {
+            s.add_event(
+                &Event::new(now(), "engine:x", "demo", "create", format!("r{i}"))
+                    .app("web")
+                    .request_id(Some(format!("req-{i}"))),
+            )
+            .unwrap();
+        }
+        let all = s.events_after(0, 100).unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[4].reason, "r4");
+        assert_eq!(all[0].request_id.as_deref(), Some("req-0"));
+        assert_eq!(s.events_after(all[2].id, 100).unwrap().len(), 2);
+        assert_eq!(s.recent_events(2).unwrap().iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), vec!["r3", "r4"]);
+    }
+
+    #[test]
+    fn intents_move_through_their_states() {
+        let s = Store::memory().unwrap();
+        let i = Intent {
+            op_id: "op1".into(),
+            policy_id: "p".into(),
+            cloud: "demo".into(),
+            app: "web".into(),
+            action: "create".into(),
+            slot: Some(2),
+            revision: Some(1),
+            generation: 1,
+            server_id: None,
+            status: IntentStatus::Pending,
+            error: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        s.put_intent(&i).unwrap();
+        assert_eq!(s.open_intents("demo").unwrap().len(), 1);
+        s.set_intent_status("op1", IntentStatus::Running, Some("srv-1"), None, &now()).unwrap();
+        let got = s.intent("op1").unwrap().unwrap();
+        assert_eq!((got.status, got.server_id.as_deref(), got.slot), (IntentStatus::Running, Some("srv-1"), Some(2)));
+        s.set_intent_status("op1", IntentStatus::Failed, None, Some("not visible after 120 s"), &now()).unwrap();
+        assert!(s.open_intents("demo").unwrap().is_empty());
+        assert_eq!(
+            s.failed_intents("demo", &now()).unwrap()[0].server_id.as_deref(),
+            Some("srv-1"),
+            "the server id is kept"
+        );
+    }
+
+    #[test]
+    fn revisions_are_immutable_and_numbered_after_the_floor() {
+        let s = Store::memory().unwrap();
+        assert_eq!(s.revision_for("p", "h1", "{}", 0, 10, &now()).unwrap(), (1, true));
+        assert_eq!(s.revision_for("p", "h1", "{}", 0, 10, &now()).unwrap(), (1, false));
+        assert_eq!(s.revision_for("p", "h2", "{}", 0, 10, &now()).unwrap(), (2, true));
+        assert_eq!(
+            s.revision_for("p", "h1", "{}", 0, 10, &now()).unwrap(),
+            (1, false),
+            "an old spec keeps its revision"
+        );
+        assert_eq!(
+            s.revision_for("q", "h9", "{}", 7, 10, &now()).unwrap(),
+            (8, true),
+            "a wiped store continues after what members carry"
+        );
+        for k in 3..20 {
+            s.revision_for("p", &format!("h{k}"), "{}", 0, 10, &now()).unwrap();
+        }
+        assert_eq!(s.revisions("p").unwrap().len(), 10, "revision history is bounded");
+    }
+
+    #[test]
+    fn policy_generations_bump_on_change_only() {
+        let s = Store::memory().unwrap();
+        assert_eq!(s.record_policy("p", "web", "web.toml", "a", &now()).unwrap(), (1, true));
+        assert_eq!(s.record_policy("p", "web", "web.toml", "a", &now()).unwrap(), (1, false));
+        assert_eq!(s.record_policy("p", "web", "web.toml", "b", &now()).unwrap(), (2, true));
+    }
+
+    #[test]
+    fn the_file_store_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.db");
+        {
+            let s = Store::open(&p).unwrap();
+            s.put_control("engine", &serde_json::json!({"paused": true}), &now()).unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.control("engine").unwrap().unwrap()["paused"], true);
+    }
+}

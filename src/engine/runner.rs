@@ -1,0 +1,560 @@
+//! The engine loop: one tick per interval for every cloud with policies. Each tick
+//! holds (or waits for) the cloud's lease, reloads policies, resolves launch specs
+//! into revisions, checks readiness, plans from the inventory's snapshot and, in
+//! `auto` mode (or once per approval in `dry-run`), carries the plan out.
+
+use super::exec::{execute, ExecContext, LaunchInfo};
+use super::metrics::EngineMetrics;
+use super::plan::{orphan_bookkeeping, plan, AppInput, AppStatus, EngineState, PlanConfig};
+use crate::cloud::Client;
+use crate::config::settings::EngineMode;
+use crate::domain::{Alert, Event, ServerStatus, Severity, Timestamp};
+use crate::inventory::{Kind, Snapshot};
+use crate::policy::{self, CloudCatalog, Policy};
+use crate::store::Store;
+use chrono::Utc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub mode: EngineMode,
+    pub tick: Duration,
+    pub concurrency: usize,
+    pub plan: PlanConfig,
+    pub policies_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// `host/pid`, written on members (`stackpilot:engine`) and in events.
+    pub engine_id: String,
+    pub create_timeout: Duration,
+    /// Skip planning when the server data is older than this.
+    pub max_data_age: Duration,
+}
+
+impl EngineConfig {
+    pub fn from_settings(
+        s: &crate::config::settings::EngineSettings,
+        policies_dir: PathBuf,
+        state_dir: PathBuf,
+    ) -> EngineConfig {
+        let d = |x: &crate::config::settings::Dur| chrono::Duration::from_std(x.0).unwrap_or_default();
+        EngineConfig {
+            mode: s.mode,
+            tick: s.tick.0,
+            concurrency: s.concurrency,
+            plan: PlanConfig {
+                create_visibility_timeout: d(&s.create_visibility_timeout),
+                build_timeout: d(&s.build_timeout),
+                orphan_grace: d(&s.orphan_grace),
+                ..PlanConfig::default()
+            },
+            policies_dir,
+            state_dir,
+            engine_id: engine_id(),
+            create_timeout: Duration::from_secs(30),
+            max_data_age: Duration::from_secs(120),
+        }
+    }
+}
+
+pub fn engine_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}/{}", std::process::id())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineCommand {
+    SetMode(EngineMode),
+    TogglePause,
+    /// Carry out the next plan once (dry-run mode).
+    Approve,
+    TickNow,
+}
+
+/// What the console shows of the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineStatus {
+    pub mode: String,
+    pub paused: bool,
+    /// Another engine holds the lease; this one only watches.
+    pub observer: bool,
+    pub lease_holder: Option<String>,
+    pub last_tick: Option<Timestamp>,
+    pub ticks: u64,
+    /// Per application: what the engine will do next and why.
+    pub plans: Vec<(String, Vec<String>)>,
+    pub apps: Vec<AppStatus>,
+    pub policy_errors: Vec<String>,
+    pub alerts: Vec<Alert>,
+    pub approval_pending: bool,
+}
+
+pub struct EngineHandle {
+    pub status: watch::Receiver<EngineStatus>,
+    pub commands: mpsc::Sender<EngineCommand>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// A callback asking the inventory to poll a cloud's servers now.
+pub type Refresher = Arc<dyn Fn(&str, Kind) + Send + Sync>;
+
+struct CloudEngine {
+    name: String,
+    client: Client,
+    lease: Option<std::fs::File>,
+    state: EngineState,
+    catalog: Option<(CloudCatalog, Instant)>,
+    /// server id → (first seen ACTIVE, cloud-init marker seen).
+    readiness: BTreeMap<String, (Timestamp, bool)>,
+    last_status: Vec<AppStatus>,
+}
+
+pub struct Engine;
+
+fn marker_matches(marker: &str, log: &str) -> bool {
+    if marker.is_empty() {
+        return true;
+    }
+    let parts: Vec<&str> = marker.split('*').collect();
+    // Each piece must appear, in order, on one line.
+    log.lines().any(|line| {
+        let mut rest = line;
+        for p in &parts {
+            match rest.find(p) {
+                Some(idx) => rest = &rest[idx + p.len()..],
+                None => return false,
+            }
+        }
+        true
+    })
+}
+
+impl Engine {
+    /// Start the engine for every cloud it has a client for.
+    pub fn start(
+        cfg: EngineConfig,
+        clients: Vec<Client>,
+        snapshots: watch::Receiver<Arc<Snapshot>>,
+        refresh: Refresher,
+        store: Store,
+        metrics: Arc<EngineMetrics>,
+    ) -> EngineHandle {
+        let (status_tx, status_rx) =
+            watch::channel(EngineStatus { mode: cfg.mode.as_str().into(), ..Default::default() });
+        let (cmd_tx, mut cmd_rx) = mpsc::channel::<EngineCommand>(32);
+        let task = tokio::spawn(async move {
+            let mut clouds: Vec<CloudEngine> = clients
+                .into_iter()
+                .map(|c| CloudEngine {
+                    name: c.name().to_string(),
+                    client: c,
+                    lease: None,
+                    state: EngineState::default(),
+                    catalog: None,
+                    readiness: BTreeMap::new(),
+                    last_status: vec![],
+                })
+                .collect();
+            for c in &mut clouds {
+                if let Ok(Some(v)) = store.control(&format!("engine-state:{}", c.name)) {
+                    if let Ok(s) = serde_json::from_value(v) {
+                        c.state = s;
+                    }
+                }
+            }
+            let mut mode = cfg.mode;
+            let mut paused = store.control("engine-paused").ok().flatten().and_then(|v| v.as_bool()).unwrap_or(false);
+            let mut approved = false;
+            let mut ticks = 0u64;
+            let mut iv = tokio::time::interval(cfg.tick);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = iv.tick() => {}
+                    c = cmd_rx.recv() => match c {
+                        None => return,
+                        Some(EngineCommand::SetMode(m)) => { mode = m; }
+                        Some(EngineCommand::TogglePause) => {
+                            paused = !paused;
+                            let _ = store.put_control("engine-paused", &serde_json::json!(paused), &Utc::now());
+                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", if paused { "pause-engine" } else { "resume-engine" }, "operator request from the console");
+                            let _ = store.add_event(&e);
+                        }
+                        Some(EngineCommand::Approve) => {
+                            approved = true;
+                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", "approve-plan", "operator approved the plan shown");
+                            let _ = store.add_event(&e);
+                        }
+                        Some(EngineCommand::TickNow) => {}
+                    }
+                }
+                if mode == EngineMode::Off {
+                    let _ = status_tx.send(EngineStatus { mode: mode.as_str().into(), paused, ..Default::default() });
+                    continue;
+                }
+                ticks += 1;
+                let execute_now =
+                    mode == EngineMode::Auto && !paused || mode == EngineMode::DryRun && approved && !paused;
+                let snap = snapshots.borrow().clone();
+                let mut status = EngineStatus {
+                    mode: mode.as_str().into(),
+                    paused,
+                    ticks,
+                    last_tick: Some(Utc::now()),
+                    ..Default::default()
+                };
+                let (policies, errors) = policy::load_dir(&cfg.policies_dir);
+                status.policy_errors = errors.iter().map(|e| e.to_string()).collect();
+                for c in clouds.iter_mut() {
+                    let mine: Vec<&Policy> = policies.iter().filter(|p| p.cloud() == c.name).collect();
+                    tick_cloud(&cfg, c, &mine, &snap, &store, &metrics, &refresh, execute_now, &mut status).await;
+                }
+                if execute_now && approved {
+                    approved = false;
+                }
+                status.approval_pending = mode == EngineMode::DryRun && status.plans.iter().any(|(_, p)| !p.is_empty());
+                metrics.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = status_tx.send(status);
+            }
+        });
+        EngineHandle { status: status_rx, commands: cmd_tx, task }
+    }
+}
+
+fn try_lease(cfg: &EngineConfig, c: &mut CloudEngine, store: &Store) -> Result<(), String> {
+    if c.lease.is_some() {
+        return Ok(());
+    }
+    let path = cfg.state_dir.join(format!("engine-{}.lock", c.name.replace('/', "_")));
+    let _ = std::fs::create_dir_all(&cfg.state_dir);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => {
+            let epoch = store
+                .control(&format!("lease:{}", c.name))
+                .ok()
+                .flatten()
+                .and_then(|v| v["epoch"].as_u64())
+                .unwrap_or(0)
+                + 1;
+            let _ = store.put_control(
+                &format!("lease:{}", c.name),
+                &serde_json::json!({"holder": cfg.engine_id, "epoch": epoch, "since": Utc::now().to_rfc3339()}),
+                &Utc::now(),
+            );
+            let e = Event::new(
+                Utc::now(),
+                &format!("engine:{}", cfg.engine_id),
+                &c.name,
+                "lease",
+                format!("took the engine lease (epoch {epoch})"),
+            );
+            let _ = store.add_event(&e);
+            c.lease = Some(f);
+            Ok(())
+        }
+        Err(_) => {
+            let holder = store
+                .control(&format!("lease:{}", c.name))
+                .ok()
+                .flatten()
+                .and_then(|v| v["holder"].as_str().map(String::from))
+                .unwrap_or_else(|| "another engine".into());
+            Err(holder)
+        }
+    }
+}
+
+async fn catalog(c: &mut CloudEngine, snap: Option<&crate::inventory::CloudSnapshot>) -> CloudCatalog {
+    let fresh = c.catalog.as_ref().is_some_and(|(_, t)| t.elapsed() < Duration::from_secs(300));
+    if !fresh {
+        let kp = c.client.compute().list_keypairs().await.unwrap_or_default();
+        let sg = c.client.network().list_security_groups().await.unwrap_or_default();
+        let mut cat = CloudCatalog { keypairs: kp, security_groups: sg, ..Default::default() };
+        // Images, flavors and networks come from the snapshot when it has them.
+        match snap {
+            Some(s) if !s.flavors.is_empty() && !s.images.is_empty() && !s.networks.is_empty() => {
+                cat.images = s.images.to_vec();
+                cat.flavors = s.flavors.to_vec();
+                cat.networks = s.networks.to_vec();
+            }
+            _ => {
+                cat.images = c.client.image().list_images().await.unwrap_or_default();
+                cat.flavors = c.client.compute().list_flavors().await.unwrap_or_default();
+                cat.networks = c.client.network().list_networks().await.unwrap_or_default();
+            }
+        }
+        if cat.flavors.is_empty() || cat.images.is_empty() {
+            // Do not cache an answer from a cloud that did not answer.
+            return cat;
+        }
+        c.catalog = Some((cat, Instant::now()));
+    }
+    c.catalog.as_ref().map(|x| x.0.clone()).unwrap_or_default()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn tick_cloud(
+    cfg: &EngineConfig,
+    c: &mut CloudEngine,
+    policies: &[&Policy],
+    snap: &Snapshot,
+    store: &Store,
+    metrics: &EngineMetrics,
+    refresh: &Refresher,
+    execute_now: bool,
+    status: &mut EngineStatus,
+) {
+    let now = Utc::now();
+    if policies.is_empty()
+        && c.state.orphans.is_empty()
+        && !snap.cloud(&c.name).is_some_and(|s| s.servers.iter().any(|x| super::members::owner(x).is_some()))
+    {
+        return;
+    }
+    if let Err(holder) = try_lease(cfg, c, store) {
+        status.observer = true;
+        status.lease_holder = Some(holder);
+        if let Ok(Some(v)) = store.control(&format!("engine-status:{}", c.name)) {
+            if let Some(plans) = v["plans"].as_array() {
+                for p in plans {
+                    let app = p["app"].as_str().unwrap_or_default().to_string();
+                    let lines: Vec<String> = p["lines"]
+                        .as_array()
+                        .map(|l| l.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                        .unwrap_or_default();
+                    status.plans.push((app, lines));
+                }
+            }
+            status.last_tick = v["last_tick"].as_str().and_then(crate::domain::time::parse_timestamp);
+        }
+        metrics.set_lease(&c.name, false);
+        return;
+    }
+    metrics.set_lease(&c.name, true);
+    status.lease_holder = Some(cfg.engine_id.clone());
+    let Some(cs) = snap.cloud(&c.name) else { return };
+    let poll = cs.servers_poll();
+    let age = poll.last_ok.map(|t| (now - t).to_std().unwrap_or_default());
+    if age.is_none_or(|a| a > cfg.max_data_age) {
+        status.plans.push((
+            format!("({})", c.name),
+            vec![format!("waiting for fresh server data from {} before planning", c.name)],
+        ));
+        return;
+    }
+    let cat = catalog(c, Some(cs)).await;
+    // Policies → launch specs → revisions.
+    let mut inputs = Vec::new();
+    let mut launches = BTreeMap::new();
+    for p in policies {
+        let text = std::fs::read_to_string(&p.file).ok();
+        if let Ok((g, changed)) =
+            store.record_policy(&p.id, p.name(), &p.file.display().to_string(), &p.content_hash, &now)
+        {
+            if changed {
+                let e = Event::new(
+                    now,
+                    &format!("engine:{}", cfg.engine_id),
+                    &c.name,
+                    "policy",
+                    format!("{} generation {g}", p.file.display()),
+                )
+                .app(p.name());
+                let _ = store.add_event(&e);
+            }
+        }
+        let members: Vec<_> =
+            cs.servers.iter().filter_map(|s| super::members::member(s)).filter(|m| m.policy_id == p.id).collect();
+        let floor = members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
+        let cap = p.spec.deploy.capacity;
+        let desired = cap.desired.clamp(cap.min, cap.max);
+        let mut ready = BTreeMap::new();
+        for m in &members {
+            if m.status == ServerStatus::Active {
+                let (since, marker) = c.readiness.get(&m.server_id).copied().unwrap_or((now, false));
+                let mut marker = marker;
+                if !marker {
+                    // Cheap and bounded: one console call per new member until it shows.
+                    if let Ok(log) = c.client.compute().console_output(&m.server_id, Some(40)).await {
+                        marker = marker_matches(&p.spec.readiness.cloud_init_marker, &log);
+                    }
+                }
+                c.readiness.insert(m.server_id.clone(), (since, marker));
+                ready.insert(
+                    m.server_id.clone(),
+                    marker && (now - since).num_seconds() >= p.spec.readiness.min_ready_seconds as i64,
+                );
+            } else {
+                ready.insert(m.server_id.clone(), false);
+            }
+        }
+        match policy::resolve(p, &cat, text.as_deref()) {
+            Ok(spec) => {
+                let hash = spec.hash();
+                let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+                let (rev, new) =
+                    store.revision_for(&p.id, &hash, &spec_json, floor, 10, &now).unwrap_or((floor.max(1), false));
+                if new {
+                    let e = Event::new(
+                        now,
+                        &format!("engine:{}", cfg.engine_id),
+                        &c.name,
+                        "revision",
+                        format!("revision {rev}: image {} flavor {}", spec.image_name, spec.flavor_name),
+                    )
+                    .app(p.name())
+                    .detail(format!("spec {}", &hash[..12]));
+                    let _ = store.add_event(&e);
+                }
+                let short = hash[..12].to_string();
+                launches.insert(
+                    (p.id.clone(), rev),
+                    LaunchInfo {
+                        app: p.name().to_string(),
+                        policy_id: p.id.clone(),
+                        generation: 0,
+                        spec: spec.clone(),
+                        spec_short: short.clone(),
+                        app_tag: p.app_tag(),
+                    },
+                );
+                inputs.push(AppInput {
+                    policy_id: p.id.clone(),
+                    app: p.name().into(),
+                    revision: rev,
+                    spec: short,
+                    vcpus: spec.vcpus,
+                    ram_mb: spec.ram_mb,
+                    desired,
+                    invalid: None,
+                    zones: spec.availability_zones.clone(),
+                    ready,
+                });
+            }
+            Err(errs) => {
+                let why = errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
+                status.policy_errors.extend(errs.iter().map(|e| e.to_string()));
+                inputs.push(AppInput {
+                    policy_id: p.id.clone(),
+                    app: p.name().into(),
+                    revision: floor.max(1),
+                    spec: String::new(),
+                    vcpus: 1,
+                    ram_mb: 0,
+                    desired,
+                    invalid: Some(why),
+                    zones: vec![],
+                    ready,
+                });
+            }
+        }
+    }
+    c.readiness.retain(|id, _| cs.servers.iter().any(|s| &s.id == id));
+    let intents = store.open_intents(&c.name).unwrap_or_default();
+    let failed =
+        store.failed_intents(&c.name, &(now - cfg.plan.orphan_grace - cfg.plan.orphan_grace)).unwrap_or_default();
+    let known: BTreeSet<String> = policies.iter().map(|p| p.id.clone()).collect();
+    let failed_ops: BTreeSet<String> = failed.iter().map(|i| i.op_id.clone()).collect();
+    orphan_bookkeeping(&cs.servers, &known, &failed_ops, &mut c.state, now);
+    let the_plan = plan(&inputs, &cs.servers, cs.limits.as_ref(), &intents, &failed, &c.state, &cfg.plan, now);
+    for a in &inputs {
+        let lines: Vec<String> = the_plan
+            .actions
+            .iter()
+            .filter(|x| {
+                x.policy_id.as_deref() == Some(&a.policy_id)
+                    && !matches!(x.step, super::plan::Step::CompleteIntent { .. })
+            })
+            .map(|x| x.describe())
+            .collect();
+        status.plans.push((a.app.clone(), lines));
+    }
+    status.apps.extend(the_plan.apps.clone());
+    metrics.set_apps(&c.name, the_plan.apps.len(), the_plan.apps.iter().filter(|a| a.converged).count());
+    for (pid, b) in &c.state.blocked {
+        let app = inputs.iter().find(|a| &a.policy_id == pid).map(|a| a.app.clone());
+        status.alerts.push(Alert {
+            key: format!("{}:capacity:{pid}", c.name),
+            cloud: c.name.clone(),
+            app,
+            severity: Severity::Critical,
+            message: format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail),
+            since: b.since,
+            last_seen: now,
+            resolved_at: None,
+        });
+    }
+    if execute_now && !the_plan.actions.is_empty() {
+        let ctx = Arc::new(ExecContext {
+            client: c.client.clone(),
+            store: store.clone(),
+            cloud: c.name.clone(),
+            engine_id: cfg.engine_id.clone(),
+            launches,
+            concurrency: cfg.concurrency,
+            create_timeout: cfg.create_timeout,
+        });
+        let mutating = the_plan.actions.iter().any(|a| a.step.mutating());
+        let outcomes = execute(ctx, the_plan.actions.clone(), &mut c.state).await;
+        for o in &outcomes {
+            metrics.count_action(&c.name, o.kind, o.ok);
+            if let Some((pid, msg)) = &o.bad_spec {
+                let e = Event::new(
+                    now,
+                    &format!("engine:{}", cfg.engine_id),
+                    &c.name,
+                    "alert",
+                    format!("the cloud refused the launch spec: {msg}"),
+                )
+                .app(inputs.iter().find(|a| &a.policy_id == pid).map(|a| a.app.clone()).unwrap_or_default())
+                .result("blocked")
+                .severity(Severity::Critical);
+                let _ = store.add_event(&e);
+            }
+        }
+        if mutating {
+            refresh(&c.name, Kind::Servers);
+        }
+    }
+    c.last_status = the_plan.apps.clone();
+    metrics.set_intents(
+        store.count_intents(crate::store::IntentStatus::Pending).unwrap_or(0)
+            + store.count_intents(crate::store::IntentStatus::Running).unwrap_or(0),
+    );
+    let _ = store.put_control(
+        &format!("engine-state:{}", c.name),
+        &serde_json::to_value(&c.state).unwrap_or_default(),
+        &now,
+    );
+    let plans: Vec<serde_json::Value> =
+        status.plans.iter().map(|(a, l)| serde_json::json!({"app": a, "lines": l})).collect();
+    let _ = store.put_control(
+        &format!("engine-status:{}", c.name),
+        &serde_json::json!({"holder": cfg.engine_id, "last_tick": now.to_rfc3339(), "plans": plans}),
+        &now,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloud_init_markers_match_with_wildcards() {
+        let log = "[ 22.0] cloud-init[598]: Cloud-init v. 23.4 finished at Wed, 25 Nov 2026. Datasource x.\nlogin:";
+        assert!(marker_matches("Cloud-init v. * finished", log));
+        assert!(!marker_matches("Cloud-init v. * failed", log));
+        assert!(marker_matches("", ""));
+        assert!(!marker_matches("Cloud-init v. * finished", "Cloud-init v. 23.4 running 'init'"));
+    }
+}

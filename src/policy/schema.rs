@@ -1,0 +1,114 @@
+//! JSON Schema of policy files (`stackpilot policy schema`), for editors that
+//! validate TOML against a schema (taplo, even-better-toml).
+
+use serde_json::{json, Value};
+
+fn duration() -> Value {
+    json!({"oneOf": [{"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w))+$"}, {"type": "integer", "minimum": 0}], "description": "a duration: 30s, 10m, 1h, or seconds"})
+}
+
+fn rate_policy() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["type", "value", "period"], "properties": {
+        "type": {"enum": ["percent", "count"]}, "value": {"type": "integer", "minimum": 1}, "period": duration()}})
+}
+
+fn direction() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["stabilization", "policies"], "properties": {
+        "stabilization": duration(), "select": {"enum": ["max", "min", "disabled"]}, "policies": {"type": "array", "items": rate_policy()}}})
+}
+
+fn step_rule() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["adjust"], "properties": {
+        "lower": {"type": "number"}, "upper": {"type": "number"}, "adjust": {"type": "integer"}}})
+}
+
+/// The schema of a policy file.
+pub fn schema() -> Value {
+    json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "stackpilot application policy",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["app", "deploy"],
+        "properties": {
+            "app": {"type": "object", "additionalProperties": false, "required": ["name", "cloud"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,39}$"},
+                "cloud": {"type": "string", "description": "a cloud of clouds.yaml"}}},
+            "deploy": {"type": "object", "additionalProperties": false, "required": ["image", "flavor", "networks", "capacity"], "properties": {
+                "image": {"type": "string", "description": "image name or id (pinned by id in each revision)"},
+                "flavor": {"type": "string", "description": "flavor name or id"},
+                "networks": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                "key_name": {"type": "string"},
+                "security_groups": {"type": "array", "items": {"type": "string"}},
+                "user_data": {"type": "string", "description": "cloud-init; {app}, {revision}, {slot} and {cloud} are filled in"},
+                "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+                "availability_zones": {"type": "array", "items": {"type": "string"}},
+                "capacity": {"type": "object", "additionalProperties": false, "required": ["min", "max", "desired"], "properties": {
+                    "min": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 0, "maximum": 1000}, "desired": {"type": "integer", "minimum": 0}}}}},
+            "readiness": {"type": "object", "additionalProperties": false, "properties": {
+                "cloud_init_marker": {"type": "string"},
+                "http": {"type": "object", "additionalProperties": false, "required": ["url"], "properties": {
+                    "url": {"type": "string"}, "expect_status": {"type": "array", "items": {"type": "integer"}}, "timeout": duration()}},
+                "min_ready_seconds": {"type": "integer", "minimum": 0},
+                "startup_grace": duration()}},
+            "scaling": {"type": "object", "additionalProperties": false, "required": ["metrics"], "properties": {
+                "mode": {"enum": ["target_tracking", "step"]},
+                "evaluation_interval": duration(),
+                "warmup": duration(),
+                "tolerance": {"type": "object", "additionalProperties": false, "properties": {"up": {"type": "number"}, "down": {"type": "number"}}},
+                "min_fresh_share": {"type": "number", "minimum": 0, "maximum": 1},
+                "metrics": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["name", "target"], "properties": {
+                    "name": {"enum": ["cpu", "memory", "network_in", "network_out"]},
+                    "source": {"enum": ["gnocchi", "prometheus"]},
+                    "target": {"type": "number", "exclusiveMinimum": 0},
+                    "query": {"type": "string"}, "prometheus_url": {"type": "string"}, "max_staleness": duration()}}},
+                "behavior": {"type": "object", "additionalProperties": false, "properties": {"scale_up": direction(), "scale_down": direction()}},
+                "schedules": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["cron", "until_cron"], "properties": {
+                    "cron": {"type": "string"}, "until_cron": {"type": "string"}, "tz": {"type": "string"},
+                    "min": {"type": "integer", "minimum": 0}, "max": {"type": "integer", "minimum": 0}}}},
+                "step": {"type": "object", "additionalProperties": false, "required": ["out_threshold", "out_steps", "in_threshold", "in_steps"], "properties": {
+                    "adjustment_type": {"enum": ["change_in_capacity", "exact_capacity", "percent_change_in_capacity"]},
+                    "min_adjustment_step": {"type": "integer", "minimum": 1},
+                    "out_threshold": {"type": "number"}, "out_steps": {"type": "array", "items": step_rule()},
+                    "in_threshold": {"type": "number"}, "in_steps": {"type": "array", "items": step_rule()},
+                    "datapoints": {"type": "object", "additionalProperties": false, "required": ["m", "n"], "properties": {"m": {"type": "integer", "minimum": 1}, "n": {"type": "integer", "minimum": 1}}},
+                    "cooldown": {"type": "object", "additionalProperties": false, "required": ["out", "in"], "properties": {"out": duration(), "in": duration()}}}}}}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of a shipped policy is described by the schema (and nothing the
+    /// loader rejects is allowed by it).
+    #[test]
+    fn shipped_policies_only_use_keys_of_the_schema() {
+        fn walk(v: &toml::Value, schema: &Value, path: &str) {
+            if let toml::Value::Table(t) = v {
+                for (k, val) in t {
+                    let sub = schema
+                        .pointer(&format!("/properties/{k}"))
+                        .unwrap_or_else(|| panic!("{path}.{k} is not in the schema"));
+                    let sub = if sub.get("type") == Some(&json!("array")) {
+                        sub.get("items").cloned().unwrap_or(Value::Null)
+                    } else {
+                        sub.clone()
+                    };
+                    match val {
+                        toml::Value::Array(a) => a.iter().for_each(|x| walk(x, &sub, &format!("{path}.{k}[]"))),
+                        other => walk(other, &sub, &format!("{path}.{k}")),
+                    }
+                }
+            }
+        }
+        let s = schema();
+        for text in
+            [include_str!("../../assets/demo/policies/web.toml"), include_str!("../../config/policies/example.toml")]
+        {
+            let v: toml::Value = toml::from_str(text).unwrap();
+            walk(&v, &s, "");
+        }
+    }
+}

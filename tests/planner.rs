@@ -1,0 +1,349 @@
+//! The pure planner, rule by rule (ENGINE-SPEC sections 1, 2, 6 and 8).
+
+use stackpilot::domain::{ComputeLimits, Fault, Server, ServerStatus, Timestamp};
+use stackpilot::engine::plan::{Blocked, CapacityReason, Step};
+use stackpilot::engine::{plan, AppInput, EngineState, Plan, PlanConfig};
+use stackpilot::store::{Intent, IntentStatus};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const PID: &str = "11111111-1111-5111-8111-111111111111";
+
+fn now() -> Timestamp {
+    stackpilot::domain::time::parse_timestamp("2026-11-25T12:00:00Z").unwrap()
+}
+
+fn ago(secs: i64) -> Timestamp {
+    now() - chrono::Duration::seconds(secs)
+}
+
+fn app(desired: u32) -> AppInput {
+    AppInput {
+        policy_id: PID.into(),
+        app: "web".into(),
+        revision: 2,
+        spec: "abcdef123456".into(),
+        vcpus: 1,
+        ram_mb: 2048,
+        desired,
+        invalid: None,
+        zones: vec![],
+        ready: BTreeMap::new(),
+    }
+}
+
+/// A member of `web` (tags and metadata as the engine writes them).
+fn member(n: u32, slot: u32, rev: u32, status: ServerStatus, age_secs: i64) -> Arc<Server> {
+    let op = format!("op-{n:04}-0000-0000-000000000000");
+    let mut s = Server::new(format!("srv-{n}"), format!("web-r{rev}-s{slot}-{}", &op[..8]), status);
+    s.tags = vec![format!("stackpilot-app-{PID}"), format!("stackpilot-op-{op}")];
+    for (k, v) in [
+        ("stackpilot:app", "web".to_string()),
+        ("stackpilot:policy", PID.into()),
+        ("stackpilot:rev", rev.to_string()),
+        ("stackpilot:slot", slot.to_string()),
+        ("stackpilot:op", op.clone()),
+        ("stackpilot:state", "active".into()),
+    ] {
+        s.metadata.insert(k.into(), v);
+    }
+    s.created = Some(ago(age_secs));
+    Arc::new(s)
+}
+
+fn with_meta(s: Arc<Server>, k: &str, v: &str) -> Arc<Server> {
+    let mut s = (*s).clone();
+    s.metadata.insert(k.into(), v.into());
+    Arc::new(s)
+}
+
+fn intent(op: &str, slot: u32, age_secs: i64, status: IntentStatus) -> Intent {
+    Intent {
+        op_id: op.into(),
+        policy_id: PID.into(),
+        cloud: "demo".into(),
+        app: "web".into(),
+        action: "create".into(),
+        slot: Some(slot),
+        revision: Some(2),
+        generation: 1,
+        server_id: None,
+        status,
+        error: None,
+        created_at: ago(age_secs),
+        updated_at: ago(age_secs),
+    }
+}
+
+fn run(
+    apps: &[AppInput],
+    servers: &[Arc<Server>],
+    limits: Option<&ComputeLimits>,
+    intents: &[Intent],
+    state: &EngineState,
+) -> Plan {
+    plan(apps, servers, limits, intents, &[], state, &PlanConfig::default(), now())
+}
+
+fn creates(p: &Plan) -> Vec<u32> {
+    p.actions.iter().filter_map(|a| if let Step::Create { slot, .. } = a.step { Some(slot) } else { None }).collect()
+}
+
+fn marked(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(
+            |a| if let Step::MarkTerminating { server_id, .. } = &a.step { Some(server_id.clone()) } else { None },
+        )
+        .collect()
+}
+
+fn deleted(p: &Plan) -> Vec<String> {
+    p.actions
+        .iter()
+        .filter_map(|a| if let Step::Delete { server_id, .. } = &a.step { Some(server_id.clone()) } else { None })
+        .collect()
+}
+
+#[test]
+fn from_nothing_creates_the_lowest_free_slots_with_reasons() {
+    let p = run(&[app(3)], &[], None, &[], &EngineState::default());
+    assert_eq!(creates(&p), vec![0, 1, 2]);
+    assert!(p.actions.iter().all(|a| a.reason == "0 of 3 members"));
+    assert!(!p.apps[0].converged);
+    let p = run(&[app(3)], &[member(1, 1, 2, ServerStatus::Active, 600)], None, &[], &EngineState::default());
+    assert_eq!(creates(&p), vec![0, 2]);
+}
+
+#[test]
+fn open_intents_count_as_members_in_flight() {
+    let ops = [intent("aaaa1111-0000-0000-0000-000000000000", 0, 10, IntentStatus::Pending)];
+    let p = run(&[app(2)], &[], None, &ops, &EngineState::default());
+    assert_eq!(creates(&p), vec![1], "slot 0 is taken by the create in flight");
+    assert_eq!(p.apps[0].in_flight, 1);
+}
+
+#[test]
+fn an_intent_found_by_its_op_tag_is_adopted_and_completed() {
+    let m = member(7, 0, 2, ServerStatus::Active, 30);
+    let op = m.meta("stackpilot:op").unwrap().to_string();
+    let p = run(&[app(1)], &[m.clone()], None, &[intent(&op, 0, 30, IntentStatus::Pending)], &EngineState::default());
+    assert!(p.actions.iter().any(|a| a.step == Step::AdoptIntent { op_id: op.clone(), server_id: "srv-7".into() }));
+    assert!(p.actions.iter().any(|a| a.step == Step::CompleteIntent { op_id: op.clone() }));
+    assert!(creates(&p).is_empty(), "adopted, not created again");
+    assert!(p.apps[0].converged);
+    // Still building: adopted, not complete.
+    let b = member(7, 0, 2, ServerStatus::Build, 5);
+    let p = run(&[app(1)], &[b], None, &[intent(&op, 0, 5, IntentStatus::Pending)], &EngineState::default());
+    assert!(p.actions.iter().any(|a| matches!(a.step, Step::AdoptIntent { .. })));
+    assert!(!p.actions.iter().any(|a| matches!(a.step, Step::CompleteIntent { .. })));
+}
+
+#[test]
+fn an_invisible_create_is_given_up_after_the_visibility_timeout() {
+    let young = [intent("bbbb2222-0000-0000-0000-000000000000", 0, 60, IntentStatus::Pending)];
+    let p = run(&[app(1)], &[], None, &young, &EngineState::default());
+    assert!(creates(&p).is_empty(), "never re-POST while the outcome is unknown");
+    let old = [intent("bbbb2222-0000-0000-0000-000000000000", 0, 121, IntentStatus::Pending)];
+    let p = run(&[app(1)], &[], None, &old, &EngineState::default());
+    assert!(matches!(&p.actions[0].step, Step::FailIntent { why, .. } if why.contains("after 120s")));
+    assert_eq!(creates(&p), vec![0], "then a new operation may be tried");
+}
+
+#[test]
+fn scale_in_is_two_phase_and_prefers_outdated_unhealthy_then_oldest() {
+    let servers = vec![
+        member(1, 0, 2, ServerStatus::Active, 900),
+        member(2, 1, 1, ServerStatus::Active, 100),  // outdated revision
+        member(3, 2, 2, ServerStatus::Shutoff, 200), // unhealthy
+        member(4, 3, 2, ServerStatus::Active, 50),
+    ];
+    let p = run(&[app(2)], &servers, None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-2", "srv-3"]);
+    assert!(deleted(&p).is_empty(), "no delete before the drain");
+    let p = run(&[app(3)], &servers, None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-2"]);
+    // The oldest goes when all else is equal.
+    let same = vec![member(1, 0, 2, ServerStatus::Active, 900), member(4, 3, 2, ServerStatus::Active, 50)];
+    assert_eq!(marked(&run(&[app(1)], &same, None, &[], &EngineState::default())), vec!["srv-1"]);
+    // Protected members are never chosen.
+    let prot = vec![
+        with_meta(member(1, 0, 2, ServerStatus::Active, 900), "stackpilot:protect", "true"),
+        member(4, 3, 2, ServerStatus::Active, 50),
+    ];
+    assert_eq!(marked(&run(&[app(1)], &prot, None, &[], &EngineState::default())), vec!["srv-4"]);
+}
+
+#[test]
+fn terminating_members_are_deleted_after_the_drain_and_not_counted() {
+    let draining = with_meta(
+        with_meta(member(1, 0, 2, ServerStatus::Active, 900), "stackpilot:state", "terminating"),
+        "stackpilot:terminate_at",
+        &stackpilot::domain::time::format_z(&ago(10)),
+    );
+    let p = run(&[app(1)], &[draining.clone()], None, &[], &EngineState::default());
+    assert!(deleted(&p).is_empty());
+    assert_eq!(creates(&p), vec![0], "a draining member does not count toward capacity, and frees its slot");
+    let drained = with_meta(draining, "stackpilot:terminate_at", &stackpilot::domain::time::format_z(&ago(31)));
+    let p = run(&[app(0)], &[drained], None, &[], &EngineState::default());
+    assert_eq!(deleted(&p), vec!["srv-1"]);
+}
+
+#[test]
+fn error_members_are_deleted_and_no_valid_host_blocks_scale_out() {
+    let mut e = (*member(1, 0, 2, ServerStatus::Error, 60)).clone();
+    e.fault = Some(Fault {
+        code: Some(500),
+        message: "No valid host was found. There are not enough hosts available.".into(),
+        created: None,
+    });
+    let p = run(&[app(2)], &[Arc::new(e)], None, &[], &EngineState::default());
+    assert_eq!(deleted(&p), vec!["srv-1"]);
+    assert!(p
+        .actions
+        .iter()
+        .any(|a| matches!(&a.step, Step::Block(b) if b.reason == CapacityReason::NoValidHost && b.backoff_secs == 30)));
+    assert!(creates(&p).is_empty(), "back off instead of creating into a full cloud");
+    assert!(p.apps[0].blocked.as_deref().unwrap().contains("no valid host"));
+    // Other errors: replaced right away.
+    let mut e2 = (*member(2, 0, 2, ServerStatus::Error, 60)).clone();
+    e2.fault = Some(Fault { code: Some(500), message: "Build of instance aborted".into(), created: None });
+    let p = run(&[app(1)], &[Arc::new(e2)], None, &[], &EngineState::default());
+    assert_eq!((deleted(&p), creates(&p)), (vec!["srv-2".to_string()], vec![0]));
+}
+
+#[test]
+fn stuck_builds_are_deleted() {
+    let p = run(&[app(1)], &[member(1, 0, 2, ServerStatus::Build, 21 * 60)], None, &[], &EngineState::default());
+    assert_eq!(deleted(&p), vec!["srv-1"]);
+    let p = run(&[app(1)], &[member(1, 0, 2, ServerStatus::Build, 60)], None, &[], &EngineState::default());
+    assert!(p.actions.is_empty());
+}
+
+#[test]
+fn duplicate_slots_keep_the_older_ready_member() {
+    let mut a = app(2);
+    a.ready.insert("srv-2".into(), true);
+    a.ready.insert("srv-1".into(), false);
+    a.ready.insert("srv-3".into(), true);
+    let servers = vec![
+        member(1, 0, 2, ServerStatus::Active, 300),
+        member(2, 0, 2, ServerStatus::Active, 100),
+        member(3, 1, 2, ServerStatus::Active, 100),
+    ];
+    let p = run(&[a], &servers, None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-1"], "the ready one keeps slot 0");
+    assert!(p.actions[0].reason.contains("duplicate of slot 0"));
+}
+
+#[test]
+fn untagged_servers_are_never_touched_even_with_member_names() {
+    let mut lookalike = Server::new("legacy", "web-r2-s0-deadbeef", ServerStatus::Error);
+    lookalike.metadata.insert("stackpilot:app".into(), "web".into());
+    let p = run(&[app(0)], &[Arc::new(lookalike)], None, &[], &EngineState::default());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.untouched, vec!["web-r2-s0-deadbeef"]);
+}
+
+#[test]
+fn orphans_of_removed_policies_go_after_the_grace() {
+    let mut o = (*member(9, 0, 1, ServerStatus::Active, 3600)).clone();
+    o.tags[0] = "stackpilot-app-99999999-9999-5999-8999-999999999999".into();
+    let o = Arc::new(o);
+    let mut st = EngineState::default();
+    st.orphans.insert("srv-9".into(), ago(60));
+    assert!(deleted(&run(&[app(0)], &[o.clone()], None, &[], &st)).is_empty());
+    st.orphans.insert("srv-9".into(), ago(601));
+    let p = run(&[app(0)], &[o], None, &[], &st);
+    assert_eq!(deleted(&p), vec!["srv-9"]);
+    assert!(p.actions[0].reason.contains("policy no longer exists"));
+}
+
+#[test]
+fn servers_of_failed_operations_are_orphans_not_members() {
+    let late = member(5, 0, 2, ServerStatus::Active, 900);
+    let op = late.meta("stackpilot:op").unwrap().to_string();
+    let failed = [intent(&op, 0, 1000, IntentStatus::Failed)];
+    let mut st = EngineState::default();
+    st.orphans.insert("srv-5".into(), ago(700));
+    let p = plan(&[app(1)], &[late], None, &[], &failed, &st, &PlanConfig::default(), now());
+    assert_eq!(deleted(&p), vec!["srv-5"]);
+    assert_eq!(creates(&p), vec![0], "its slot is free");
+}
+
+#[test]
+fn quota_headroom_gives_a_partial_scale_out_and_a_block() {
+    let limits = ComputeLimits { max_instances: Some(10), instances_used: 8, ..Default::default() };
+    let p = run(&[app(5)], &[], Some(&limits), &[], &EngineState::default());
+    assert_eq!(creates(&p), vec![0, 1]);
+    assert!(p.actions.iter().any(|a| matches!(&a.step, Step::Block(b) if b.reason == CapacityReason::Quota)));
+    let full = ComputeLimits { max_cores: Some(4), cores_used: 4, ..Default::default() };
+    let p = run(&[app(2)], &[], Some(&full), &[], &EngineState::default());
+    assert!(creates(&p).is_empty(), "no request when the quota has no room");
+}
+
+#[test]
+fn a_blocked_scale_out_never_blocks_scale_in() {
+    let mut st = EngineState::default();
+    st.blocked.insert(
+        PID.into(),
+        Blocked {
+            reason: CapacityReason::Quota,
+            since: ago(10),
+            until: now() + chrono::Duration::seconds(50),
+            backoff_secs: 60,
+            detail: "quota".into(),
+        },
+    );
+    let p = run(&[app(3)], &[member(1, 0, 2, ServerStatus::Active, 600)], None, &[], &st);
+    assert!(creates(&p).is_empty());
+    assert!(p.apps[0].blocked.is_some());
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 600), member(2, 1, 2, ServerStatus::Active, 500)];
+    assert_eq!(marked(&run(&[app(1)], &servers, None, &[], &st)), vec!["srv-1"]);
+    // Expired block: scale out again, with the next backoff doubled if it repeats.
+    st.blocked.get_mut(PID).unwrap().until = ago(1);
+    let p = run(&[app(3)], &[member(1, 0, 2, ServerStatus::Active, 600)], None, &[], &st);
+    assert_eq!(creates(&p), vec![1, 2]);
+    let limits = ComputeLimits { max_instances: Some(1), instances_used: 1, ..Default::default() };
+    let p = run(&[app(3)], &[member(1, 0, 2, ServerStatus::Active, 600)], Some(&limits), &[], &st);
+    assert!(p.actions.iter().any(|a| matches!(&a.step, Step::Block(b) if b.backoff_secs == 120)));
+    // Capacity back at desired: unblock.
+    let p = run(&[app(1)], &[member(1, 0, 2, ServerStatus::Active, 600)], None, &[], &st);
+    assert!(p.actions.iter().any(|a| a.step == Step::Unblock));
+}
+
+#[test]
+fn an_invalid_spec_blocks_creates_only() {
+    let mut a = app(2);
+    a.invalid = Some("no active image `gone`".into());
+    let p = run(&[a.clone()], &[], None, &[], &EngineState::default());
+    assert!(creates(&p).is_empty());
+    assert!(p.apps[0].blocked.as_deref().unwrap().starts_with("bad spec"));
+    a.desired = 0;
+    assert_eq!(
+        marked(&run(&[a], &[member(1, 0, 2, ServerStatus::Active, 60)], None, &[], &EngineState::default())),
+        vec!["srv-1"]
+    );
+}
+
+#[test]
+fn scale_in_waits_for_creates_in_flight() {
+    let ops = [intent("cccc3333-0000-0000-0000-000000000000", 2, 10, IntentStatus::Running)];
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 600), member(2, 1, 2, ServerStatus::Active, 500)];
+    let p = run(&[app(1)], &servers, None, &ops, &EngineState::default());
+    assert!(marked(&p).is_empty());
+}
+
+#[test]
+fn zones_are_spread_round_robin_by_slot_and_plans_are_deterministic() {
+    let mut a = app(3);
+    a.zones = vec!["az1".into(), "az2".into()];
+    let p = run(&[a.clone()], &[], None, &[], &EngineState::default());
+    let zones: Vec<Option<String>> = p
+        .actions
+        .iter()
+        .filter_map(|x| if let Step::Create { zone, .. } = &x.step { Some(zone.clone()) } else { None })
+        .collect();
+    assert_eq!(zones, vec![Some("az1".into()), Some("az2".into()), Some("az1".into())]);
+    assert_eq!(p, run(&[a], &[], None, &[], &EngineState::default()));
+}
