@@ -3,7 +3,7 @@ use clap::Parser;
 fn main() {
     let cli = stackpilot::cli::Cli::parse();
     let to_stderr =
-        matches!(cli.command, Some(stackpilot::cli::Command::Sim(_)) | Some(stackpilot::cli::Command::Engine));
+        matches!(cli.command, Some(stackpilot::cli::Command::Sim(_)) | Some(stackpilot::cli::Command::Engine(_)));
     stackpilot::cli::init_logging(to_stderr);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -61,8 +61,46 @@ pub enum Command {
     Backups(ListArgs),
     /// Run the OpenStack simulator alone (point any OpenStack client at it).
     Sim(SimArgs),
-    /// Run the policy engine without the console.
-    Engine,
+    /// Run the policy engine without the console (logs to stderr, serves /metrics).
+    Engine(EngineArgs),
+    /// Check policy files, or print their JSON Schema.
+    Policy(PolicyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Policies directory (default: [engine] policies_dir, else $XDG_CONFIG_HOME/stackpilot/policies).
+    #[arg(long)]
+    pub policies: Option<PathBuf>,
+    /// off, dry-run or auto (default: [engine] mode).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Port of /healthz and /metrics on 127.0.0.1 (default: [engine] metrics_port; 0 picks one).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Seconds between ticks (default: [engine] tick).
+    #[arg(long)]
+    pub tick: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check policies (a file or a directory; default: the policies directory).
+    /// Names are resolved on each policy's cloud when it can be reached.
+    Check {
+        path: Option<PathBuf>,
+        /// Do not contact the clouds (syntax and bounds only).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print the JSON Schema of policy files.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +217,14 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Some(Command::Volumes(a)) => volumes(&client(&cli)?, a.output).await,
         Some(Command::Backups(a)) => backups(&client(&cli)?, a.output).await,
         Some(Command::Sim(a)) => sim(a).await,
-        Some(Command::Engine) => Err(CliError("the headless engine is not built yet".into())),
+        Some(Command::Engine(a)) => engine(&cli, a).await,
+        Some(Command::Policy(a)) => match &a.command {
+            PolicyCommand::Schema => {
+                println!("{}", serde_json::to_string_pretty(&crate::policy::schema::schema()).unwrap_or_default());
+                Ok(())
+            }
+            PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
+        },
     }
 }
 
@@ -414,12 +459,52 @@ fn ascii_terminal() -> bool {
     }
 }
 
+/// The policies directory: flag, else `[engine] policies_dir`, else the XDG default.
+pub fn policies_dir(flag: Option<PathBuf>, settings: &Settings) -> PathBuf {
+    flag.or_else(|| settings.engine.policies_dir.clone()).unwrap_or_else(|| paths::policies_dir(&ProcessEnv))
+}
+
+fn open_store() -> CliResult<crate::store::Store> {
+    let path = paths::state_dir(&ProcessEnv).join("stackpilot.db");
+    Ok(crate::store::Store::open(&path)?)
+}
+
 async fn console(cli: &Cli, settings: &Settings, clients: Vec<Client>, greeting: Option<String>) -> CliResult<()> {
+    let dir = policies_dir(None, settings);
+    console_with(cli, settings, clients, greeting, dir, paths::state_dir(&ProcessEnv)).await
+}
+
+async fn console_with(
+    cli: &Cli,
+    settings: &Settings,
+    clients: Vec<Client>,
+    greeting: Option<String>,
+    policies: PathBuf,
+    state_dir: PathBuf,
+) -> CliResult<()> {
+    use crate::config::settings::EngineMode;
     let file = settings.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.toml".into());
     let keymap = crate::tui::keymap::Keymap::new(&settings.keys, &settings.key_lines, &file, cli.read_only)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let inventory =
         crate::inventory::Inventory::start(clients.clone(), crate::inventory::InventoryConfig::from_settings(settings));
+    let store = crate::store::Store::open(&state_dir.join("stackpilot.db"))?;
+    // The engine runs inside the console unless it is off; a read-only console
+    // never acts (auto becomes dry-run, and approving is not bound).
+    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, policies, state_dir);
+    if cli.read_only && ecfg.mode == EngineMode::Auto {
+        ecfg.mode = EngineMode::DryRun;
+    }
+    let engine = (ecfg.mode != EngineMode::Off).then(|| {
+        crate::engine::Engine::start(
+            ecfg,
+            clients.clone(),
+            inventory.subscribe(),
+            inventory.notifier(),
+            store.clone(),
+            std::sync::Arc::new(crate::engine::metrics::EngineMetrics::default()),
+        )
+    });
     let console = crate::tui::Console {
         clients,
         keymap,
@@ -430,13 +515,30 @@ async fn console(cli: &Cli, settings: &Settings, clients: Vec<Client>, greeting:
         stale_after: settings.ui.stale_after,
         protected_clouds: settings.protected_clouds.clone(),
         greeting,
+        engine,
+        store: Some(store),
     };
     crate::tui::run(console, inventory).await.map_err(CliError)
 }
 
 async fn demo(cli: &Cli) -> CliResult<()> {
-    let settings = load_settings(cli)?;
+    let mut settings = load_settings(cli)?;
     let state = paths::state_dir(&ProcessEnv).join("demo");
+    // The demo's policies live in its state directory, where the operator may edit them.
+    let pdir = state.join("policies");
+    std::fs::create_dir_all(&pdir)?;
+    for (name, text) in DEMO_POLICIES {
+        let p = pdir.join(name);
+        if !p.exists() {
+            std::fs::write(&p, text)?;
+        }
+    }
+    if settings.engine.mode == crate::config::settings::EngineMode::Off {
+        settings.engine.mode = crate::config::settings::EngineMode::Auto;
+    }
+    settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs(3));
+    settings.refresh.servers = crate::config::settings::Dur(std::time::Duration::from_secs(2));
+    settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(10));
     let cfg = crate::sim::SimConfig {
         speed: cli.speed,
         world: crate::sim::WorldSource::Demo,
@@ -451,7 +553,155 @@ async fn demo(cli: &Cli) -> CliResult<()> {
         cli.speed,
         state.display()
     );
-    let r = console(cli, &settings, vec![client], Some(greeting)).await;
+    let r = console_with(cli, &settings, vec![client], Some(greeting), pdir, state).await;
     h.shutdown().await;
     r
+}
+
+/// The demo's application policies.
+pub const DEMO_POLICIES: [(&str, &str); 3] = [
+    ("web.toml", include_str!("../../assets/demo/policies/web.toml")),
+    ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
+    ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
+];
+
+async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliResult<()> {
+    let settings = load_settings(cli)?;
+    let path = path.unwrap_or_else(|| policies_dir(None, &settings));
+    if !path.exists() {
+        return Err(CliError(format!("{}: no such file or directory", path.display())));
+    }
+    let (policies, mut errors) = crate::policy::load_dir(&path);
+    let mut resolved = 0;
+    if !offline {
+        let cf = CloudsFile::discover(&ProcessEnv).ok();
+        for p in &policies {
+            let Some(cloud) = cf.as_ref().and_then(|cf| cf.resolve(p.cloud()).ok()) else {
+                println!("{}: cloud `{}` is not configured here; checked offline", p.file.display(), p.cloud());
+                continue;
+            };
+            let client = Client::new(cloud)?;
+            let c = client.compute();
+            let (n, i, f, k, g) =
+                (client.network(), client.image(), c.list_flavors(), c.list_keypairs(), client.network());
+            let cat = crate::policy::CloudCatalog {
+                images: i.list_images().await?,
+                flavors: f.await?,
+                networks: n.list_networks().await?,
+                keypairs: k.await?,
+                security_groups: g.list_security_groups().await?,
+            };
+            let text = std::fs::read_to_string(&p.file).ok();
+            match crate::policy::resolve(p, &cat, text.as_deref()) {
+                Ok(spec) => {
+                    resolved += 1;
+                    println!(
+                        "{}: ok (image {} {}, flavor {}, spec {})",
+                        p.file.display(),
+                        spec.image_name,
+                        spec.image_id,
+                        spec.flavor_name,
+                        &spec.hash()[..12]
+                    );
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if errors.is_empty() {
+        println!(
+            "{} polic{} ok{}",
+            policies.len(),
+            if policies.len() == 1 { "y" } else { "ies" },
+            if offline { " (offline)" } else { "" }
+        );
+        let _ = resolved;
+        Ok(())
+    } else {
+        Err(CliError(format!(
+            "{} problem{} in {}",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" },
+            path.display()
+        )))
+    }
+}
+
+async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
+    let mut settings = load_settings(cli)?;
+    if let Some(m) = &a.mode {
+        settings.engine.mode = crate::config::settings::EngineMode::parse(m)
+            .ok_or_else(|| CliError(format!("--mode {m}: use off, dry-run or auto")))?;
+    }
+    if let Some(t) = a.tick {
+        settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs_f64(t.max(0.1)));
+    }
+    let dir = policies_dir(a.policies.clone(), &settings);
+    let (policies, errors) = crate::policy::load_dir(&dir);
+    for e in &errors {
+        tracing::error!("{e}");
+    }
+    // A client for every cloud a policy names.
+    let cf = CloudsFile::discover(&ProcessEnv)?;
+    let mut names: Vec<String> = policies.iter().map(|p| p.cloud().to_string()).collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        if let Some(c) = &cli.cloud {
+            names.push(c.clone());
+        }
+    }
+    let mut clients = Vec::new();
+    for n in &names {
+        clients.push(Client::with_timeout(cf.resolve(n)?, settings.refresh.timeout.0)?);
+    }
+    let store = open_store()?;
+    let metrics = std::sync::Arc::new(crate::engine::metrics::EngineMetrics::default());
+    let port = a.metrics_port.unwrap_or(settings.engine.metrics_port);
+    let (addr, _srv) = crate::engine::metrics::serve(metrics.clone(), port)
+        .await
+        .map_err(|e| CliError(format!("cannot serve /metrics on 127.0.0.1:{port}: {e}")))?;
+    tracing::info!(
+        "engine {}: mode {}, policies {}, clouds [{}], metrics on http://{addr}/metrics",
+        crate::engine::runner::engine_id(),
+        settings.engine.mode.as_str(),
+        dir.display(),
+        names.join(", ")
+    );
+    eprintln!(
+        "stackpilot engine: mode {}, {} policies in {}, metrics on http://{addr}/metrics",
+        settings.engine.mode.as_str(),
+        policies.len(),
+        dir.display()
+    );
+    let inventory = crate::inventory::Inventory::start(
+        clients.clone(),
+        crate::inventory::InventoryConfig::from_settings(&settings),
+    );
+    let ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, paths::state_dir(&ProcessEnv));
+    let handle =
+        crate::engine::Engine::start(ecfg, clients, inventory.subscribe(), inventory.notifier(), store, metrics);
+    let mut status = handle.status.clone();
+    loop {
+        tokio::select! {
+            _ = wait_for_signal() => break,
+            changed = status.changed() => {
+                if changed.is_err() { break; }
+                let s = status.borrow().clone();
+                for (app, lines) in &s.plans {
+                    for l in lines {
+                        tracing::info!(app = %app, "plan: {l}");
+                    }
+                }
+                for e in &s.policy_errors {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+    handle.task.abort();
+    Ok(())
 }

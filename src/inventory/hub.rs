@@ -244,6 +244,16 @@ impl Inventory {
     pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshot.clone()
     }
+
+    /// A callback that asks for a poll now (for the engine, after it acted).
+    pub fn notifier(&self) -> Arc<dyn Fn(&str, Kind) + Send + Sync> {
+        let n = self.notify.clone();
+        Arc::new(move |cloud: &str, kind: Kind| {
+            if let Some(x) = n.get(&(cloud.to_string(), kind)) {
+                x.notify_one();
+            }
+        })
+    }
 }
 
 fn scope_of(c: &Client) -> CloudScope {

@@ -157,6 +157,8 @@ pub enum Msg {
     },
     /// Events written by the engine or another console (from the store).
     Events(Vec<Event>),
+    /// The engine's status changed.
+    Engine(EngineView),
     Quit,
 }
 
@@ -183,7 +185,7 @@ pub enum ConsoleState {
     Failed(String),
 }
 
-/// Engine status shown in the header and the Plan view.
+/// Engine status shown in the header, the Overview and the Plan view.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineView {
     pub mode: String,
@@ -193,6 +195,21 @@ pub struct EngineView {
     pub last_tick: Option<Timestamp>,
     /// (app, lines describing what the engine will do next and why).
     pub plan: Vec<(String, Vec<String>)>,
+    pub apps: Vec<EngineApp>,
+    pub alerts: Vec<crate::domain::Alert>,
+    pub policy_errors: Vec<String>,
+    pub approval_pending: bool,
+}
+
+/// One application as the engine sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineApp {
+    pub app: String,
+    pub desired: u32,
+    pub members: u32,
+    pub ready: u32,
+    pub blocked: Option<String>,
+    pub converged: bool,
 }
 
 pub struct App {
@@ -274,6 +291,14 @@ impl App {
     }
     pub fn cloud_snapshot(&self) -> Option<&crate::inventory::CloudSnapshot> {
         self.shown().clouds.get(self.cloud)
+    }
+    /// Alerts from the observed state and from the engine.
+    pub fn alerts(&self) -> Vec<crate::domain::Alert> {
+        let mut v: Vec<crate::domain::Alert> = self.shown().alerts.to_vec();
+        if let Some(e) = &self.engine {
+            v.extend(e.alerts.iter().cloned());
+        }
+        v
     }
     pub fn cloud_name(&self) -> String {
         self.cloud_snapshot().map(|c| c.name.clone()).unwrap_or_default()
@@ -466,6 +491,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             vec![]
         }
+        Msg::Engine(v) => {
+            app.engine = Some(v);
+            if matches!(app.view().kind, ViewKind::Alerts | ViewKind::Plan) {
+                app.refresh_rows();
+            }
+            vec![]
+        }
         Msg::Console { server_id, result } => {
             app.console.insert(
                 server_id,
@@ -635,7 +667,11 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
                 }
             }
             app.notify(format!("{} {}…", info_of(pending.action).name, pending.server_name), Severity::Info);
-            vec![Effect::ServerAction(pending)]
+            match pending.action {
+                Action::PauseEngine => vec![Effect::EngineControl(EngineCommand::TogglePause)],
+                Action::ApprovePlan => vec![Effect::EngineControl(EngineCommand::ApprovePlan)],
+                _ => vec![Effect::ServerAction(pending)],
+            }
         }
         _ => {
             let mut typed = typed;
@@ -744,10 +780,17 @@ fn normal_key(app: &mut App, k: Key) -> Vec<Effect> {
                 return vec![Effect::FetchConsole { cloud, server_id: id }];
             }
         }
-        Action::PauseEngine => return vec![Effect::EngineControl(EngineCommand::TogglePause)],
-        Action::ApprovePlan => {
-            app.notify("approving the plan: the engine carries it out on its next tick", Severity::Info);
-            return vec![Effect::EngineControl(EngineCommand::ApprovePlan)];
+        Action::PauseEngine | Action::ApprovePlan => {
+            if app.engine.is_none() {
+                app.notify("no engine runs in this console: set [engine] mode in config.toml", Severity::Warning);
+                return vec![];
+            }
+            let what = if action == Action::PauseEngine { "the engine" } else { "the plan" };
+            app.mode = Mode::Confirm {
+                pending: Pending { action, cloud: String::new(), server_id: String::new(), server_name: what.into() },
+                confirm_focused: false,
+                typed: None,
+            };
         }
     }
     vec![]

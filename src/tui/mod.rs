@@ -41,6 +41,37 @@ pub struct Console {
     pub protected_clouds: Vec<String>,
     /// A line shown at start (e.g. where the demo keeps its state).
     pub greeting: Option<String>,
+    /// The engine running in this process, if any.
+    pub engine: Option<crate::engine::EngineHandle>,
+    /// The store the Events view reads (and operator actions are written to).
+    pub store: Option<crate::store::Store>,
+}
+
+/// The console's view of the engine's status.
+pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
+    app::EngineView {
+        mode: s.mode.clone(),
+        paused: s.paused,
+        lease_holder: s.lease_holder.clone(),
+        observer: s.observer,
+        last_tick: s.last_tick,
+        plan: s.plans.clone(),
+        apps: s
+            .apps
+            .iter()
+            .map(|a| app::EngineApp {
+                app: a.app.clone(),
+                desired: a.desired,
+                members: a.members,
+                ready: a.ready,
+                blocked: a.blocked.clone(),
+                converged: a.converged,
+            })
+            .collect(),
+        alerts: s.alerts.clone(),
+        policy_errors: s.policy_errors.clone(),
+        approval_pending: s.approval_pending,
+    }
 }
 
 /// Translate a terminal key event.
@@ -137,15 +168,22 @@ pub async fn perform(client: &Client, p: &Pending) -> Event {
     }
 }
 
-fn spawn_effect(effect: Effect, clients: &[Client], inventory: &Inventory, tx: &mpsc::Sender<Msg>) -> bool {
+fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &mpsc::Sender<Msg>) -> bool {
+    let clients = &console.clients;
     match effect {
         Effect::Quit => return false,
         Effect::Refresh { cloud, kind } => inventory.command(InventoryCommand::RefreshNow { cloud, kind }),
         Effect::ServerAction(p) => {
             if let Some(c) = clients.iter().find(|c| c.name() == p.cloud).cloned() {
                 let tx = tx.clone();
+                let store = console.store.clone();
                 tokio::spawn(async move {
-                    let e = perform(&c, &p).await;
+                    let mut e = perform(&c, &p).await;
+                    if let Some(s) = &store {
+                        if let Ok(id) = s.add_event(&e) {
+                            e.id = id;
+                        }
+                    }
                     let _ = tx.send(Msg::ActionDone(e)).await;
                 });
             }
@@ -228,6 +266,35 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
             let _ = tx.send(Msg::Quit).await;
         });
     }
+    // Events written by the engine, other consoles and this one, from the store.
+    if let Some(store) = console.store.clone() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut last = 0i64;
+            if let Ok(recent) = store.recent_events(500) {
+                last = recent.last().map(|e| e.id).unwrap_or(0);
+                if tx.send(Msg::Events(recent)).await.is_err() {
+                    return;
+                }
+            }
+            let mut iv = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                iv.tick().await;
+                if let Ok(new) = store.events_after(last, 500) {
+                    if let Some(l) = new.last() {
+                        last = l.id;
+                    }
+                    if !new.is_empty() && tx.send(Msg::Events(new)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    let mut engine_rx = console.engine.as_ref().map(|h| h.status.clone());
+    if let Some(rx) = &engine_rx {
+        app.engine = Some(engine_view(&rx.borrow()));
+    }
     let frame = Duration::from_secs_f64(1.0 / console.max_fps.clamp(1, 120) as f64);
     let mut dirty = true;
     let mut last_draw = Instant::now() - frame;
@@ -252,7 +319,7 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
                 dirty = true;
                 let mut go_on = true;
                 for e in effects {
-                    go_on &= spawn_effect(e, &console.clients, &inventory, &tx);
+                    go_on &= spawn_effect(e, &console, &inventory, &tx);
                 }
                 if !go_on || app.quit {
                     break Ok(());
@@ -267,6 +334,17 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
             _ = tick.tick() => {
                 update(&mut app, Msg::Tick(chrono::Utc::now()));
                 dirty = true;
+            }
+            changed = async { match engine_rx.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } } => {
+                if changed.is_ok() {
+                    if let Some(rx) = engine_rx.as_mut() {
+                        let v = engine_view(&rx.borrow_and_update());
+                        update(&mut app, Msg::Engine(v));
+                        dirty = true;
+                    }
+                } else {
+                    engine_rx = None;
+                }
             }
             _ = tokio::time::sleep_until(wake.into()) => {
                 if let Some((w, h, at)) = pending_resize {
@@ -293,6 +371,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
         }
     };
     stop.store(true, Ordering::Relaxed);
+    if let Some(h) = &console.engine {
+        h.task.abort();
+    }
     drop(guard);
     let _ = ConsoleState::Loading;
     result

@@ -206,9 +206,8 @@ pub fn compute(app: &App) -> RowSet {
             rows.into_iter().map(|r| r.0).collect()
         }
         ViewKind::Alerts => {
-            let mut rows: Vec<(String, Vec<SortKey>)> = app
-                .shown()
-                .alerts
+            let alerts = app.alerts();
+            let mut rows: Vec<(String, Vec<SortKey>)> = alerts
                 .iter()
                 .filter(|a| {
                     filter.matches(&[a.severity.as_str(), &a.cloud, a.app.as_deref().unwrap_or(""), &a.message])
@@ -337,7 +336,8 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
             Some((format!("app {}", a.name), serde_json::to_string_pretty(&v).unwrap_or_default()))
         }
         ViewKind::Alerts => {
-            let a = app.shown().alerts.iter().find(|a| a.key == id)?;
+            let alerts = app.alerts();
+            let a = alerts.iter().find(|a| a.key == id)?;
             Some((format!("alert {}", a.key), serde_json::to_string_pretty(a).unwrap_or_default()))
         }
         ViewKind::Events => {

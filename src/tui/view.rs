@@ -369,7 +369,13 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
             continue;
         }
         let Some(a) = c.apps.iter().find(|a| &a.name == id) else { continue };
-        let desired = app.engine.as_ref().and(None::<usize>).unwrap_or(a.total());
+        // desired/ready/healthy: the engine's view of its members when a policy
+        // governs the app, else what the servers say.
+        let eng = app.engine.as_ref().and_then(|e| e.apps.iter().find(|x| x.app == a.name));
+        let (desired, ready, healthy) = match eng {
+            Some(e) => (e.desired as usize, e.ready as usize, e.members as usize),
+            None => (a.total(), a.active, a.healthy()),
+        };
         let border = if a.error > 0 {
             t.bad()
         } else if a.building > 0 {
@@ -382,10 +388,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
             .borders(Borders::ALL)
             .border_style(border)
             .title(Span::styled(format!(" {} ", a.name), t.title()))
-            .title_top(
-                Line::from(Span::styled(format!(" {}/{}/{} ", desired, a.active, a.healthy()), t.base()))
-                    .right_aligned(),
-            );
+            .title_top(Line::from(Span::styled(format!(" {desired}/{ready}/{healthy} "), t.base())).right_aligned());
         let inner = block.inner(rect);
         f.render_widget(block, rect);
         let sw = (inner.width as usize).saturating_sub(6);
@@ -413,7 +416,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Paragraph::new(lines), inner);
     }
     // Alert ticker: the newest alerts, most severe first.
-    let alerts = &app.shown().alerts;
+    let alerts = app.alerts();
     let tick = if alerts.is_empty() {
         Line::from(Span::styled(" no alerts", t.ok()))
     } else {
@@ -693,7 +696,7 @@ const ALERT_COLS: [Col; 5] = [
 
 fn alerts(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    let alerts = app.shown().alerts.clone();
+    let alerts = app.alerts();
     table(f, app, area, "alerts", &ALERT_COLS, |id, widths| {
         let Some(a) = alerts.iter().find(|a| a.key == id) else { return vec![] };
         cells_of(
@@ -811,14 +814,45 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                 ),
                 Span::styled(e.lease_holder.as_ref().map(|h| format!("  lease {h}")).unwrap_or_default(), t.dim()),
             ]));
+            for err in &e.policy_errors {
+                lines.push(Line::from(Span::styled(format!("  {err}"), t.bad())));
+            }
             for (appname, steps) in &e.plan {
-                lines.push(Line::from(Span::styled(format!("  {appname}"), t.title())));
+                let st = e.apps.iter().find(|a| &a.app == appname);
+                let head = match st {
+                    Some(a) => format!(
+                        "  {appname}  {}/{} members, {} ready{}",
+                        a.members,
+                        a.desired,
+                        a.ready,
+                        if a.converged { " · converged" } else { "" }
+                    ),
+                    None => format!("  {appname}"),
+                };
+                lines.push(Line::from(Span::styled(head, t.title())));
+                if let Some(b) = st.and_then(|a| a.blocked.clone()) {
+                    lines.push(Line::from(Span::styled(format!("    {b}"), t.bad())));
+                }
                 for s in steps {
                     lines.push(Line::from(Span::raw(format!("    {s}"))));
                 }
+                if steps.is_empty() {
+                    lines.push(Line::from(Span::styled("    nothing to do", t.dim())));
+                }
             }
             if e.plan.is_empty() {
-                lines.push(Line::from(Span::styled("  nothing to do: every app is where its policy wants it", t.ok())));
+                lines.push(Line::from(Span::styled("  no application policies for this cloud", t.dim())));
+            }
+            if e.approval_pending {
+                let k = app
+                    .keymap
+                    .hint(Action::ApprovePlan)
+                    .map(|k| k.to_string())
+                    .unwrap_or_else(|| "approve-plan".into());
+                lines.push(Line::from(Span::styled(
+                    format!("  dry-run: press {k} to carry this plan out once"),
+                    t.warn(),
+                )));
             }
         }
     }
