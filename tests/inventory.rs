@@ -88,6 +88,11 @@ async fn failures_back_off_keep_the_data_and_flag_unreachable_clouds() {
 async fn metrics_fill_series_and_apps_aggregate_them() {
     let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
     let c = stackpilot::cloud::Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    for app in ["web", "api", "worker"] {
+        let seed =
+            json!({"count": 1, "prefix": app, "app": app, "metrics": true, "project": "demo", "flavor": "m1.small"});
+        control(&h, "seed", seed).await;
+    }
     let mut cfg = fast_cfg();
     cfg.metrics.retention = Dur(Duration::from_secs(7200));
     let inv = Inventory::start(vec![c], cfg);

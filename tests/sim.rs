@@ -249,6 +249,8 @@ async fn cpu_follows_the_app_load_shared_by_its_active_servers() {
     // Demo world: `worker` is a steady 0.8 vCPU of work on one 1-vCPU server.
     let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
     let c = Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    control(&h, "seed", json!({"count": 1, "prefix": "worker", "app": "worker", "metrics": true, "project": "demo", "flavor": "m1.small"}))
+        .await;
     let servers = c.compute().list_servers(&Default::default()).await.unwrap();
     let w1 = servers.iter().find(|s| s.app() == Some("worker")).unwrap().clone();
     let cpu_of = |ids: Vec<String>| {

@@ -409,11 +409,11 @@ capacity = { min = 1, max = 5, desired = 2 }
     fn unknown_keys_and_types_point_at_the_line() {
         let bad = OK.replace("flavor = \"m1.small\"", "flavour = \"m1.small\"");
         let e = parse(&bad, Path::new("web.toml")).unwrap_err();
-        assert_eq!(e[0].line, Some(9));
-        assert!(e[0].to_string().starts_with("web.toml:9:1: unknown field `flavour`"), "{}", e[0]);
+        assert_eq!(e[0].line, Some(8));
+        assert!(e[0].to_string().starts_with("web.toml:8:1: unknown field `flavour`"), "{}", e[0]);
         let bad = OK.replace("min = 1,", "min = \"one\",");
         let e = parse(&bad, Path::new("web.toml")).unwrap_err();
-        assert_eq!(e[0].line, Some(14));
+        assert_eq!(e[0].line, Some(13));
         assert!(e[0].message.contains("invalid type"), "{}", e[0]);
     }
 
@@ -423,7 +423,7 @@ capacity = { min = 1, max = 5, desired = 2 }
         let e = parse(&bad, Path::new("web.toml")).unwrap_err();
         assert_eq!(e[0].field.as_deref(), Some("deploy.capacity"));
         assert!(
-            e[0].to_string().contains("web.toml:14:1: deploy.capacity: desired (9) is outside min..max (1..5)"),
+            e[0].to_string().contains("web.toml:13:1: deploy.capacity: desired (9) is outside min..max (1..5)"),
             "{}",
             e[0]
         );

@@ -272,7 +272,7 @@ async fn seed(State(s): State<S>, body: Bytes) -> Response {
             Err(e) => return bad(e.message),
         }
     }
-    json_response(200, &json!({"created": ids.len(), "images": images}))
+    json_response(200, &json!({"created": ids.len(), "ids": ids, "images": images}))
 }
 
 async fn clouds_yaml(State(s): State<S>) -> Response {
