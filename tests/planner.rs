@@ -1,7 +1,7 @@
 //! The pure planner, rule by rule (ENGINE-SPEC sections 1, 2, 6 and 8).
 
 use stackpilot::domain::{ComputeLimits, Fault, Server, ServerStatus, Timestamp};
-use stackpilot::engine::plan::{Blocked, CapacityReason, Step};
+use stackpilot::engine::plan::{Blocked, CapacityReason, Observed, Step};
 use stackpilot::engine::{plan, AppInput, EngineState, Plan, PlanConfig};
 use stackpilot::store::{Intent, IntentStatus};
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ fn run(
     intents: &[Intent],
     state: &EngineState,
 ) -> Plan {
-    plan(apps, servers, limits, intents, &[], state, &PlanConfig::default(), now())
+    plan(apps, Observed { servers, limits, intents, failed: &[] }, state, &PlanConfig::default(), now())
 }
 
 fn creates(p: &Plan) -> Vec<u32> {
@@ -127,7 +127,13 @@ fn open_intents_count_as_members_in_flight() {
 fn an_intent_found_by_its_op_tag_is_adopted_and_completed() {
     let m = member(7, 0, 2, ServerStatus::Active, 30);
     let op = m.meta("stackpilot:op").unwrap().to_string();
-    let p = run(&[app(1)], &[m.clone()], None, &[intent(&op, 0, 30, IntentStatus::Pending)], &EngineState::default());
+    let p = run(
+        &[app(1)],
+        std::slice::from_ref(&m),
+        None,
+        &[intent(&op, 0, 30, IntentStatus::Pending)],
+        &EngineState::default(),
+    );
     assert!(p.actions.iter().any(|a| a.step == Step::AdoptIntent { op_id: op.clone(), server_id: "srv-7".into() }));
     assert!(p.actions.iter().any(|a| a.step == Step::CompleteIntent { op_id: op.clone() }));
     assert!(creates(&p).is_empty(), "adopted, not created again");
@@ -181,7 +187,7 @@ fn terminating_members_are_deleted_after_the_drain_and_not_counted() {
         "stackpilot:terminate_at",
         &stackpilot::domain::time::format_z(&ago(10)),
     );
-    let p = run(&[app(1)], &[draining.clone()], None, &[], &EngineState::default());
+    let p = run(&[app(1)], std::slice::from_ref(&draining), None, &[], &EngineState::default());
     assert!(deleted(&p).is_empty());
     assert_eq!(creates(&p), vec![0], "a draining member does not count toward capacity, and frees its slot");
     let drained = with_meta(draining, "stackpilot:terminate_at", &stackpilot::domain::time::format_z(&ago(31)));
@@ -252,7 +258,7 @@ fn orphans_of_removed_policies_go_after_the_grace() {
     let o = Arc::new(o);
     let mut st = EngineState::default();
     st.orphans.insert("srv-9".into(), ago(60));
-    assert!(deleted(&run(&[app(0)], &[o.clone()], None, &[], &st)).is_empty());
+    assert!(deleted(&run(&[app(0)], std::slice::from_ref(&o), None, &[], &st)).is_empty());
     st.orphans.insert("srv-9".into(), ago(601));
     let p = run(&[app(0)], &[o], None, &[], &st);
     assert_eq!(deleted(&p), vec!["srv-9"]);
@@ -266,7 +272,13 @@ fn servers_of_failed_operations_are_orphans_not_members() {
     let failed = [intent(&op, 0, 1000, IntentStatus::Failed)];
     let mut st = EngineState::default();
     st.orphans.insert("srv-5".into(), ago(700));
-    let p = plan(&[app(1)], &[late], None, &[], &failed, &st, &PlanConfig::default(), now());
+    let p = plan(
+        &[app(1)],
+        Observed { servers: &[late], limits: None, intents: &[], failed: &failed },
+        &st,
+        &PlanConfig::default(),
+        now(),
+    );
     assert_eq!(deleted(&p), vec!["srv-5"]);
     assert_eq!(creates(&p), vec![0], "its slot is free");
 }

@@ -216,17 +216,19 @@ fn backoff_after(prev: Option<&Blocked>, cfg: &PlanConfig) -> u64 {
     }
 }
 
+/// What the planner reads about one cloud: the observed servers and limits and the
+/// engine's open and failed intents.
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    pub servers: &'a [Arc<Server>],
+    pub limits: Option<&'a ComputeLimits>,
+    pub intents: &'a [Intent],
+    pub failed: &'a [Intent],
+}
+
 /// Plan one tick for one cloud.
-pub fn plan(
-    apps: &[AppInput],
-    servers: &[Arc<Server>],
-    limits: Option<&ComputeLimits>,
-    intents: &[Intent],
-    failed: &[Intent],
-    state: &EngineState,
-    cfg: &PlanConfig,
-    now: Timestamp,
-) -> Plan {
+pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &PlanConfig, now: Timestamp) -> Plan {
+    let Observed { servers, limits, intents, failed } = obs;
     let mut out = Plan::default();
     let known: BTreeSet<&str> = apps.iter().map(|a| a.policy_id.as_str()).collect();
     let by_tag: HashMap<&str, &Arc<Server>> = servers

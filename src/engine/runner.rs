@@ -5,7 +5,7 @@
 
 use super::exec::{execute, ExecContext, LaunchInfo};
 use super::metrics::EngineMetrics;
-use super::plan::{orphan_bookkeeping, plan, AppInput, AppStatus, EngineState, PlanConfig};
+use super::plan::{orphan_bookkeeping, plan, AppInput, AppStatus, EngineState, Observed, PlanConfig};
 use crate::cloud::Client;
 use crate::config::settings::EngineMode;
 use crate::domain::{Alert, Event, ServerStatus, Severity, Timestamp};
@@ -99,7 +99,7 @@ pub struct EngineHandle {
 }
 
 /// A callback asking the inventory to poll a cloud's servers now.
-pub type Refresher = Arc<dyn Fn(&str, Kind) + Send + Sync>;
+pub type Refresher = crate::inventory::hub::Notifier;
 
 struct CloudEngine {
     name: String,
@@ -466,7 +466,13 @@ async fn tick_cloud(
     let known: BTreeSet<String> = policies.iter().map(|p| p.id.clone()).collect();
     let failed_ops: BTreeSet<String> = failed.iter().map(|i| i.op_id.clone()).collect();
     orphan_bookkeeping(&cs.servers, &known, &failed_ops, &mut c.state, now);
-    let the_plan = plan(&inputs, &cs.servers, cs.limits.as_ref(), &intents, &failed, &c.state, &cfg.plan, now);
+    let the_plan = plan(
+        &inputs,
+        Observed { servers: &cs.servers, limits: cs.limits.as_ref(), intents: &intents, failed: &failed },
+        &c.state,
+        &cfg.plan,
+        now,
+    );
     for a in &inputs {
         let lines: Vec<String> = the_plan
             .actions

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
+/// Asks the poller of (cloud, kind) to poll now.
+pub type Notifier = Arc<dyn Fn(&str, Kind) + Send + Sync>;
+
 #[derive(Debug, Clone, Default)]
 pub struct InventoryConfig {
     pub refresh: Refresh,
@@ -246,7 +249,7 @@ impl Inventory {
     }
 
     /// A callback that asks for a poll now (for the engine, after it acted).
-    pub fn notifier(&self) -> Arc<dyn Fn(&str, Kind) + Send + Sync> {
+    pub fn notifier(&self) -> Notifier {
         let n = self.notify.clone();
         Arc::new(move |cloud: &str, kind: Kind| {
             if let Some(x) = n.get(&(cloud.to_string(), kind)) {

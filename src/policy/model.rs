@@ -193,7 +193,7 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
         let t = line.trim();
         if t.starts_with('[') {
             let name = t.trim_matches(|c| c == '[' || c == ']').trim();
-            in_table = name == table || (table.is_empty() && false);
+            in_table = name == table;
             if !table.is_empty() && name == format!("{table}.{key}") {
                 return Some((i + 1, 1));
             }

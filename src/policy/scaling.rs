@@ -386,7 +386,7 @@ impl Scaling {
                 }
                 for (dir, steps) in [("out_steps", &st.out_steps), ("in_steps", &st.in_steps)] {
                     if let Err(e) = check_steps(steps) {
-                        v.push((format!("scaling.step"), format!("{dir}: {e}")));
+                        v.push(("scaling.step".to_string(), format!("{dir}: {e}")));
                     }
                 }
             }
