@@ -72,32 +72,6 @@ struct Cloud {
     _guard: tokio::sync::MutexGuard<'static, ()>,
 }
 
-fn env_or(k: &str, d: &str) -> String {
-    std::env::var(k).unwrap_or_else(|_| d.to_string())
-}
-
-fn real_cfg() -> CloudConfig {
-    let d = DomainRef { id: Some("default".into()), name: None };
-    CloudConfig {
-        name: "real".into(),
-        source: stackpilot::config::clouds::CloudSource::Env,
-        auth_url: env_or("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
-        auth: AuthMethod::Password {
-            user: UserRef { id: None, name: Some(env_or("OS_USERNAME", "admin")), domain: d.clone() },
-            password: Secret::new(env_or("OS_PASSWORD", "secret")),
-            scope: Scope::Project { id: None, name: Some(env_or("OS_PROJECT_NAME", "admin")), domain: d },
-        },
-        region: Some(env_or("OS_REGION_NAME", "RegionOne")),
-        regions: vec![],
-        interface: Interface::Public,
-        verify: true,
-        cacert: None,
-        client_cert: None,
-        client_key: None,
-        endpoint_overrides: Default::default(),
-    }
-}
-
 fn not_run(side: Side, case: &str, why: &str) {
     println!("NOT RUN on {}: {case}: {why}", side.name());
 }
@@ -252,7 +226,7 @@ async fn cloud() -> Cloud {
             let h = common::sim(SimConfig { speed: 10.0, boot_secs: Some(10.0), ..Default::default() }).await;
             (admin_cloud(&h), Some(h))
         }
-        Side::Real => (real_cfg(), None),
+        Side::Real => (real_cloud(), None),
     };
     let client = Client::with_timeout(cfg.clone(), Duration::from_secs(60)).unwrap();
     if side == Side::Real {

@@ -359,3 +359,61 @@ fn zones_are_spread_round_robin_by_slot_and_plans_are_deterministic() {
     assert_eq!(zones, vec![Some("az1".into()), Some("az2".into()), Some("az1".into())]);
     assert_eq!(p, run(&[a], &[], None, &[], &EngineState::default()));
 }
+
+#[test]
+fn a_building_member_chosen_for_termination_is_deleted_at_once() {
+    // Nova refuses metadata changes while a server builds (409): a duplicate still
+    // in BUILD goes straight to the (intent-backed) delete.
+    let mut a = app(1);
+    a.ready.insert("srv-1".into(), true);
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 0, 2, ServerStatus::Build, 5)];
+    let p = run(&[a.clone()], &servers, None, &[], &EngineState::default());
+    assert_eq!(deleted(&p), vec!["srv-2"]);
+    assert!(marked(&p).is_empty());
+    assert!(p.actions[0].reason.contains("still building"), "{}", p.actions[0].reason);
+    // Scale-in of a building member: the same.
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 1, 2, ServerStatus::Build, 5)];
+    let mut st = EngineState::default();
+    let p = run(&[app(1)], &servers, None, &[], &st);
+    assert_eq!((deleted(&p), marked(&p)), (vec!["srv-2".to_string()], vec![]), "unhealthy first, and not drained");
+    // An ACTIVE member is drained first.
+    st.blocked.clear();
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 1, 2, ServerStatus::Active, 200)];
+    let p = run(&[app(1)], &servers, None, &[], &st);
+    assert_eq!((deleted(&p), marked(&p)), (vec![], vec!["srv-1".to_string()]));
+}
+
+#[test]
+fn a_mark_the_inventory_has_not_seen_yet_is_not_repeated() {
+    let servers = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 1, 2, ServerStatus::Active, 200)];
+    let mut st = EngineState::default();
+    st.terminating.insert("srv-1".into(), ago(5));
+    let p = run(&[app(1)], &servers, None, &[], &st);
+    assert!(marked(&p).is_empty(), "srv-1 is already terminating: {:?}", p.actions);
+    assert!(deleted(&p).is_empty(), "draining for 30 s");
+    assert_eq!(p.apps[0].terminating, 1);
+    st.terminating.insert("srv-1".into(), ago(31));
+    let p = run(&[app(1)], &servers, None, &[], &st);
+    assert_eq!(deleted(&p), vec!["srv-1"], "drained from the time of the mark");
+}
+
+#[test]
+fn a_server_with_a_delete_under_way_is_not_deleted_again() {
+    // Nova deletes asynchronously: the server may still list as ACTIVE.
+    let drained = with_meta(
+        with_meta(member(1, 0, 2, ServerStatus::Active, 900), "stackpilot:state", "terminating"),
+        "stackpilot:terminate_at",
+        &stackpilot::domain::time::format_z(&ago(60)),
+    );
+    let mut del = intent("del-1", 0, 2, IntentStatus::Running);
+    del.action = "delete".into();
+    del.slot = None;
+    del.server_id = Some("srv-1".into());
+    let p = run(&[app(0)], std::slice::from_ref(&drained), None, std::slice::from_ref(&del), &EngineState::default());
+    assert!(deleted(&p).is_empty(), "{:?}", p.actions);
+    assert!(!p.apps[0].converged, "not converged until the server is gone");
+    // Gone: the intent completes.
+    let p = run(&[app(0)], &[], None, &[del], &EngineState::default());
+    assert!(p.actions.iter().any(|a| matches!(a.step, Step::CompleteIntent { .. })));
+    assert!(p.apps[0].converged);
+}

@@ -59,7 +59,13 @@ async fn server_lifecycle_build_active_actions_delete() {
     assert_eq!(s.status, ServerStatus::Build);
     assert_eq!(s.tags, vec!["stackpilot-op-t1"], "tags set at birth");
     assert_eq!(s.app(), Some("t"));
+    // Like Nova, metadata changes wait for the server to be at rest.
+    let item: std::collections::BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+    let e = c.compute().set_metadata(&created.id, &item).await.unwrap_err();
+    assert_eq!(e.kind, stackpilot::cloud::ErrorKind::Conflict);
+    assert!(e.message.contains("Cannot 'update metadata' instance") && e.message.contains("vm_state building"), "{e}");
     let s = wait_status(&c, &created.id, ServerStatus::Active).await;
+    c.compute().set_metadata(&created.id, &item).await.unwrap();
     assert!(s.primary_ip().unwrap().starts_with("10.0.0."));
     assert_eq!(s.flavor.vcpus, Some(1), "embedded flavor at 2.96");
     let log = eventually(20, "cloud-init to finish", || {

@@ -38,7 +38,7 @@ pub struct ExecContext {
 }
 
 /// What happened to one action.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outcome {
     pub kind: &'static str,
     pub ok: bool,
@@ -46,6 +46,14 @@ pub struct Outcome {
     pub block: Option<(String, Blocked)>,
     /// A launch spec the cloud refused (bad spec): (policy id, message).
     pub bad_spec: Option<(String, String)>,
+    /// A member marked `terminating` (server id).
+    pub marked: Option<String>,
+}
+
+impl Outcome {
+    fn new(kind: &'static str, ok: bool) -> Outcome {
+        Outcome { kind, ok, ..Default::default() }
+    }
 }
 
 fn actor(engine_id: &str) -> String {
@@ -85,7 +93,7 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
                     ));
                     let _ = ctx.store.add_event(&e);
                 }
-                outcomes.push(Outcome { kind: "capacity-blocked", ok: true, block: None, bad_spec: None });
+                outcomes.push(Outcome::new("capacity-blocked", true));
             }
             Step::Unblock => {
                 if let Some(pid) = &a.policy_id {
@@ -102,7 +110,7 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
                         let _ = ctx.store.add_event(&e);
                     }
                 }
-                outcomes.push(Outcome { kind: "capacity-unblocked", ok: true, block: None, bad_spec: None });
+                outcomes.push(Outcome::new("capacity-unblocked", true));
             }
             Step::AdoptIntent { op_id, server_id } => {
                 let _ = ctx.store.set_intent_status(op_id, IntentStatus::Running, Some(server_id), None, &now());
@@ -110,11 +118,11 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
                     .app(a.app.clone())
                     .target(server_id.clone());
                 let _ = ctx.store.add_event(&e);
-                outcomes.push(Outcome { kind: "adopt", ok: true, block: None, bad_spec: None });
+                outcomes.push(Outcome::new("adopt", true));
             }
             Step::CompleteIntent { op_id } => {
                 let _ = ctx.store.set_intent_status(op_id, IntentStatus::Done, None, None, &now());
-                outcomes.push(Outcome { kind: "complete", ok: true, block: None, bad_spec: None });
+                outcomes.push(Outcome::new("complete", true));
             }
             Step::FailIntent { op_id, why } => {
                 let _ = ctx.store.set_intent_status(op_id, IntentStatus::Failed, None, Some(why), &now());
@@ -125,7 +133,7 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
                     .severity(Severity::Warning)
                     .detail(why.clone());
                 let _ = ctx.store.add_event(&e);
-                outcomes.push(Outcome { kind: "fail-intent", ok: true, block: None, bad_spec: None });
+                outcomes.push(Outcome::new("fail-intent", true));
             }
             _ => {
                 let ctx = ctx.clone();
@@ -137,32 +145,41 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
             }
         }
     }
+    // Several creates refused in one tick make one block (and one alert) per app.
+    let mut refused: BTreeMap<String, Blocked> = BTreeMap::new();
     for t in tasks {
         if let Ok(o) = t.await {
             if let Some((pid, b)) = &o.block {
-                // The cloud refused a create for quota: back off like a planned block.
-                let prev = state.blocked.get(pid);
-                let secs = prev.map(|p| (p.backoff_secs * 2).min(600)).unwrap_or(b.backoff_secs);
-                if prev.is_none() {
-                    let e = Event::new(
-                        now(),
-                        &actor(&ctx.engine_id),
-                        &ctx.cloud,
-                        "alert",
-                        format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail),
-                    )
-                    .result("blocked")
-                    .severity(Severity::Critical)
-                    .detail(format!("scale-out resumes after {secs}s (backoff); scale-in and recovery go on"));
-                    let _ = ctx.store.add_event(&e);
-                }
-                let mut b = b.clone();
-                b.backoff_secs = secs;
-                b.until = b.since + chrono::Duration::seconds(secs as i64);
-                state.blocked.insert(pid.clone(), b);
+                refused.entry(pid.clone()).or_insert_with(|| b.clone());
+            }
+            if let Some(id) = &o.marked {
+                state.terminating.insert(id.clone(), now());
             }
             outcomes.push(o);
         }
+    }
+    for (pid, mut b) in refused {
+        // The cloud refused a create for quota: back off like a planned block.
+        let prev = state.blocked.get(&pid);
+        let secs = prev.map(|p| (p.backoff_secs * 2).min(600)).unwrap_or(b.backoff_secs);
+        if prev.is_none() {
+            let app = ctx.launches.values().find(|l| l.policy_id == pid).map(|l| l.app.clone());
+            let e = Event::new(
+                now(),
+                &actor(&ctx.engine_id),
+                &ctx.cloud,
+                "alert",
+                format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail),
+            )
+            .app(app.unwrap_or_default())
+            .result("blocked")
+            .severity(Severity::Critical)
+            .detail(format!("scale-out resumes after {secs}s (backoff); scale-in and recovery go on"));
+            let _ = ctx.store.add_event(&e);
+        }
+        b.backoff_secs = secs;
+        b.until = b.since + chrono::Duration::seconds(secs as i64);
+        state.blocked.insert(pid, b);
     }
     outcomes
 }
@@ -191,7 +208,8 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                 }
             };
             let _ = ctx.store.add_event(&e);
-            Outcome { kind: "mark-terminating", ok, block: None, bad_spec: None }
+            let marked = (ok && r.is_ok()).then_some(server_id);
+            Outcome { marked, ..Outcome::new("mark-terminating", ok) }
         }
         Step::Delete { server_id, name } => {
             let op = uuid::Uuid::new_v4().to_string();
@@ -213,7 +231,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
             };
             if let Err(e) = ctx.store.put_intent(&intent) {
                 tracing::error!("cannot write the intent, not deleting {server_id}: {e}");
-                return Outcome { kind: "delete", ok: false, block: None, bad_spec: None };
+                return Outcome::new("delete", false);
             }
             let r = ctx.client.compute().delete_server(&server_id).await;
             let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "delete", a.reason.clone())
@@ -245,9 +263,9 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                 }
             };
             let _ = ctx.store.add_event(&e);
-            Outcome { kind: "delete", ok, block: None, bad_spec: None }
+            Outcome::new("delete", ok)
         }
-        _ => Outcome { kind: "noop", ok: true, block: None, bad_spec: None },
+        _ => Outcome::new("noop", true),
     }
 }
 
@@ -296,7 +314,7 @@ pub fn create_request(
 async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, zone: Option<String>) -> Outcome {
     let pid = a.policy_id.clone().unwrap_or_default();
     let Some(info) = ctx.launches.get(&(pid.clone(), revision)) else {
-        return Outcome { kind: "create", ok: false, block: None, bad_spec: None };
+        return Outcome::new("create", false);
     };
     let op = uuid::Uuid::new_v4().to_string();
     let req = create_request(info, &ctx.engine_id, &op, slot, revision, zone, &ctx.cloud);
@@ -319,13 +337,13 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
     // Write-ahead: no intent, no create.
     if let Err(e) = ctx.store.put_intent(&intent) {
         tracing::error!("cannot write the intent, not creating: {e}");
-        return Outcome { kind: "create", ok: false, block: None, bad_spec: None };
+        return Outcome::new("create", false);
     }
     let r = ctx.client.compute().create_server_with_timeout(&req, ctx.create_timeout).await;
     let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "create", a.reason.clone())
         .app(a.app.clone())
         .target(req.name.clone());
-    let mut out = Outcome { kind: "create", ok: true, block: None, bad_spec: None };
+    let mut out = Outcome::new("create", true);
     match r {
         Ok(c) => {
             let _ = ctx.store.set_intent_status(&op, IntentStatus::Running, Some(&c.id), None, &now());

@@ -63,6 +63,10 @@ pub struct EngineState {
     pub blocked: BTreeMap<String, Blocked>,
     /// When a server was first seen as an orphan.
     pub orphans: BTreeMap<String, Timestamp>,
+    /// Members this engine marked `terminating`, until the mark shows in the
+    /// observed state (the inventory may lag a tick behind the engine's own writes).
+    #[serde(default)]
+    pub terminating: BTreeMap<String, Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -209,6 +213,18 @@ fn is_capacity_fault(f: &str) -> bool {
     f.contains("no valid host") || f.contains("exceeded maximum number of retries") || f.contains("not enough hosts")
 }
 
+/// The first step of terminating a member. Two-phase (mark `terminating`, drain,
+/// delete) for a member that may serve; a member still in BUILD never served and
+/// Nova refuses metadata changes until it is at rest (409), so it is deleted at
+/// once, under a write-ahead delete intent like every delete.
+fn terminate(m: &Member) -> (Step, &'static str) {
+    if m.status == ServerStatus::Build {
+        (Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() }, " (still building: nothing to drain)")
+    } else {
+        (Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() }, "")
+    }
+}
+
 fn backoff_after(prev: Option<&Blocked>, cfg: &PlanConfig) -> u64 {
     match prev {
         Some(b) => (b.backoff_secs * 2).clamp(cfg.backoff_min_secs, cfg.backoff_max_secs),
@@ -257,6 +273,9 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
     // 1. Intents: adopt what appeared, complete what finished, give up on what never
     // showed. Open create intents count as members in flight.
     let mut in_flight: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
+    // Servers with a delete under way: Nova deletes asynchronously and the
+    // inventory may not show `deleting` yet; one DELETE per server is enough.
+    let mut being_deleted: BTreeSet<String> = BTreeSet::new();
     for i in intents {
         let app = app_of(&i.policy_id);
         match i.action.as_str() {
@@ -321,6 +340,8 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
                         },
                         reason: "delete not visible: it will be retried".into(),
                     });
+                } else if let Some(id) = &i.server_id {
+                    being_deleted.insert(id.clone());
                 }
             }
             _ => {}
@@ -336,7 +357,7 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
                 continue;
             }
             orphan_ids.insert(m.server_id.clone());
-            if m.deleting {
+            if m.deleting || being_deleted.contains(&m.server_id) {
                 continue;
             }
             let first = state.orphans.get(&m.server_id).copied().unwrap_or(now);
@@ -369,10 +390,16 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
         let mut alive: Vec<&Member> = Vec::new();
         let mut capacity_fault: Option<String> = None;
         for m in &all {
-            if m.deleting {
+            if m.deleting || being_deleted.contains(&m.server_id) {
+                status.terminating += 1;
                 continue;
             }
-            match &m.state {
+            let marked = state.terminating.get(&m.server_id).map(|at| MemberState::Terminating(Some(*at)));
+            let m_state = match (&m.state, marked) {
+                (MemberState::Active, Some(t)) => t,
+                (st, _) => st.clone(),
+            };
+            match &m_state {
                 MemberState::Terminating(at) => {
                     status.terminating += 1;
                     let since = at.unwrap_or(now - cfg.drain);
@@ -441,11 +468,8 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
             });
             keep.push(ms[0]);
             for dup in &ms[1..] {
-                act(
-                    &mut out,
-                    Step::MarkTerminating { server_id: dup.server_id.clone(), name: dup.name.clone() },
-                    format!("duplicate of slot {slot}: {} keeps it", ms[0].name),
-                );
+                let (step, why) = terminate(dup);
+                act(&mut out, step, format!("duplicate of slot {slot}: {} keeps it{why}", ms[0].name));
             }
         }
         let flying = in_flight.get(&a.policy_id).cloned().unwrap_or_default();
@@ -531,11 +555,8 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
                     .then(y.slot.cmp(&x.slot))
             });
             for m in candidates.into_iter().take((current - a.desired) as usize) {
-                act(
-                    &mut out,
-                    Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() },
-                    format!("{current} members, {} desired", a.desired),
-                );
+                let (step, why) = terminate(m);
+                act(&mut out, step, format!("{current} members, {} desired{why}", a.desired));
             }
         }
         if prev_block.is_some() && blocked.is_none() && capacity_fault.is_none() && current >= a.desired {
@@ -577,4 +598,12 @@ pub fn orphan_bookkeeping(
         }
     }
     state.orphans.retain(|id, _| current.contains(id));
+    // A mark is remembered until the server shows it (or is gone).
+    state.terminating.retain(|id, _| {
+        servers.iter().any(|s| {
+            &s.id == id
+                && s.status != ServerStatus::Deleted
+                && member(s).is_some_and(|m| m.state == MemberState::Active)
+        })
+    });
 }

@@ -383,9 +383,14 @@ async fn tick_cloud(
             if m.status == ServerStatus::Active {
                 let (since, marker) = c.readiness.get(&m.server_id).copied().unwrap_or((now, false));
                 let mut marker = marker;
-                if !marker {
+                if !marker && p.spec.readiness.cloud_init_marker.is_empty() {
+                    marker = true;
+                } else if !marker {
                     // Cheap and bounded: one console call per new member until it shows.
-                    if let Ok(log) = c.client.compute().console_output(&m.server_id, Some(40)).await {
+                    // Bounded: a slow console never holds the tick.
+                    let compute = c.client.compute();
+                    let call = compute.console_output(&m.server_id, Some(40));
+                    if let Ok(Ok(log)) = tokio::time::timeout(Duration::from_secs(5), call).await {
                         marker = marker_matches(&p.spec.readiness.cloud_init_marker, &log);
                     }
                 }

@@ -44,6 +44,12 @@ pub struct ServiceFaults {
     pub timeout_ms: u64,
     /// Fraction of requests whose connection is cut before the body arrives.
     pub drop_rate: f64,
+    /// Only requests with these methods are hit (all when empty), e.g. `["POST"]`
+    /// to make creates time out while listings keep working.
+    pub methods: Vec<String>,
+    /// Only requests whose path ends with this are hit (all when unset), e.g.
+    /// `/servers` with `["POST"]` for server creates alone.
+    pub path_suffix: Option<String>,
 }
 
 pub struct SimShared {
@@ -389,6 +395,10 @@ pub async fn layer(axum::extract::State(s): axum::extract::State<S>, req: Reques
     } else {
         s.faults.lock().ok().and_then(|f| f.get(service).cloned().or_else(|| f.get("all").cloned())).unwrap_or_default()
     };
+    let method = req.method().as_str();
+    let path_hit = faults.path_suffix.as_deref().is_none_or(|p| req.uri().path().trim_end_matches('/').ends_with(p));
+    let method_hit = faults.methods.is_empty() || faults.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
+    let faults = if path_hit && method_hit { faults } else { ServiceFaults::default() };
     let (roll_err, roll_timeout, roll_drop) = match s.rng.lock() {
         Ok(mut r) => (r.f64(), r.f64(), r.f64()),
         Err(_) => (1.0, 1.0, 1.0),

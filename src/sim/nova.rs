@@ -1002,6 +1002,22 @@ async fn meta_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> R
     ok(200, &json!({"metadata": w.servers[&id].metadata}), mv)
 }
 
+/// Nova changes metadata only of servers at rest (`check_instance_state` on
+/// active, paused, suspended or stopped with no task): 409 otherwise.
+fn metadata_writable(w: &super::world::World, id: &str, what: &str) -> Result<(), SimError> {
+    let Some(sv) = w.servers.get(id) else { return Ok(()) };
+    if !["active", "paused", "suspended", "stopped"].contains(&sv.vm_state.as_str()) {
+        return Err(SimError::conflict(format!(
+            "Cannot '{what}' instance {id} while it is in vm_state {}",
+            sv.vm_state
+        )));
+    }
+    if let Some(t) = &sv.task_state {
+        return Err(SimError::conflict(format!("Cannot '{what}' instance {id} while it is in task_state {t}")));
+    }
+    Ok(())
+}
+
 async fn meta_write(s: &SimShared, h: &HeaderMap, id: &str, body: &Bytes, replace: bool) -> Response {
     let (c, mv) = match server_mut_check(s, h, id, (2, 1)) {
         Ok(x) => x,
@@ -1014,6 +1030,9 @@ async fn meta_write(s: &SimShared, h: &HeaderMap, id: &str, body: &Bytes, replac
     let now = s.now();
     let mut w = s.world();
     let limit = w.quota(&c.project_id).metadata_items;
+    if let Err(e) = metadata_writable(&w, id, "update metadata") {
+        return err(e, mv);
+    }
     let Some(sv) = w.servers.get_mut(id) else { return err(SimError::not_found("gone"), mv) };
     let mut new = if replace { BTreeMap::new() } else { sv.metadata.clone() };
     new.extend(m);
@@ -1073,6 +1092,9 @@ async fn meta_item_put(
     }
     let now = s.now();
     let mut w = s.world();
+    if let Err(e) = metadata_writable(&w, &id, "update metadata") {
+        return err(e, mv);
+    }
     if let Some(sv) = w.servers.get_mut(&id) {
         sv.metadata.extend(m.clone());
         sv.updated = now;
@@ -1087,6 +1109,9 @@ async fn meta_item_delete(State(s): State<S>, h: HeaderMap, Path((id, key)): Pat
     };
     let now = s.now();
     let mut w = s.world();
+    if let Err(e) = metadata_writable(&w, &id, "delete metadata") {
+        return err(e, mv);
+    }
     let Some(sv) = w.servers.get_mut(&id) else { return err(SimError::not_found("gone"), mv) };
     if sv.metadata.remove(&key).is_none() {
         return err(SimError::not_found("Metadata item was not found"), mv);

@@ -83,3 +83,31 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+pub fn env_or(k: &str, d: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| d.to_string())
+}
+
+/// The real services of ../shared/tools/openstack (`OS_AUTH_URL`, `OS_USERNAME`,
+/// `OS_PASSWORD`, `OS_PROJECT_NAME`, `OS_REGION_NAME` override the defaults).
+pub fn real_cloud() -> CloudConfig {
+    let d = DomainRef { id: Some("default".into()), name: None };
+    CloudConfig {
+        name: "real".into(),
+        source: CloudSource::Env,
+        auth_url: env_or("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+        auth: AuthMethod::Password {
+            user: UserRef { id: None, name: Some(env_or("OS_USERNAME", "admin")), domain: d.clone() },
+            password: Secret::new(env_or("OS_PASSWORD", "secret")),
+            scope: Scope::Project { id: None, name: Some(env_or("OS_PROJECT_NAME", "admin")), domain: d },
+        },
+        region: Some(env_or("OS_REGION_NAME", "RegionOne")),
+        regions: vec![],
+        interface: Interface::Public,
+        verify: true,
+        cacert: None,
+        client_cert: None,
+        client_key: None,
+        endpoint_overrides: Default::default(),
+    }
+}

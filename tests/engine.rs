@@ -1,0 +1,652 @@
+//! The engine against a cloud over HTTP. The cloud is chosen by
+//! `STACKPILOT_ENGINE_CLOUD`: `sim` (the default; each case starts its own
+//! simulator) or `real` (the upstream services of ../shared/tools/openstack, with
+//! the flavor, image and network the conformance suite's fixture creates; `OS_*`
+//! variables override the defaults as in tests/conformance.rs).
+//!
+//! Cases that need the simulator's fault injection or counters print
+//! `NOT RUN on real` with the reason: the real services cannot be told to fail
+//! (10% 5xx, late answers, exhausted quota with a stale limits cache) on demand.
+//! Converge, crash-restart and the untagged lookalike run on both.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use stackpilot::cloud::compute::{CreateServer, NetworkSpec, ServerQuery};
+use stackpilot::cloud::Client;
+use stackpilot::config::settings::{Dur, EngineMode};
+use stackpilot::config::CloudConfig;
+use stackpilot::domain::{Server, ServerStatus};
+use stackpilot::engine::metrics::EngineMetrics;
+use stackpilot::engine::{Engine, EngineConfig, EngineHandle, PlanConfig};
+use stackpilot::inventory::{Inventory, InventoryConfig};
+use stackpilot::policy::policy_id;
+use stackpilot::sim::{SimConfig, SimHandle};
+use stackpilot::store::Store;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The real cloud is shared: its cases run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Sim,
+    Real,
+}
+
+fn side() -> Side {
+    match std::env::var("STACKPILOT_ENGINE_CLOUD").as_deref() {
+        Ok("real") => Side::Real,
+        _ => Side::Sim,
+    }
+}
+
+/// Test apps are named `spe-<run>-<name>`; leftovers of earlier runs on the real
+/// cloud are removed by prefix.
+const PREFIX: &str = "spe-";
+
+struct Rig {
+    side: Side,
+    cloud: CloudConfig,
+    client: Client,
+    sim: Option<SimHandle>,
+    dir: tempfile::TempDir,
+    run: String,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+}
+
+struct Running {
+    handle: EngineHandle,
+    _inventory: Inventory,
+    store: Store,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.handle.task.abort();
+    }
+}
+
+fn inventory_cfg() -> InventoryConfig {
+    let mut c = InventoryConfig::default();
+    let ms = |n| Dur(Duration::from_millis(n));
+    c.refresh.servers = ms(200);
+    c.refresh.flavors = ms(2000);
+    c.refresh.images = ms(2000);
+    c.refresh.networks = ms(2000);
+    c.refresh.volumes = ms(60_000);
+    c.refresh.backups = ms(60_000);
+    c.refresh.metrics = ms(60_000);
+    c.refresh.limits = ms(300);
+    c.refresh.full_resync = ms(3000);
+    c.refresh.timeout = Dur(Duration::from_secs(5));
+    c.refresh.max_backoff = ms(500);
+    c
+}
+
+fn plan_cfg() -> PlanConfig {
+    PlanConfig {
+        create_visibility_timeout: chrono::Duration::seconds(6),
+        orphan_grace: chrono::Duration::seconds(3),
+        drain: chrono::Duration::milliseconds(500),
+        backoff_min_secs: 2,
+        backoff_max_secs: 4,
+        ..PlanConfig::default()
+    }
+}
+
+impl Rig {
+    async fn new(sim_cfg: SimConfig) -> Rig {
+        let guard = SERIAL.lock().await;
+        let side = side();
+        let (cloud, sim) = match side {
+            Side::Sim => {
+                let h = sim(SimConfig { speed: 60.0, ..sim_cfg }).await;
+                (admin_cloud(&h), Some(h))
+            }
+            Side::Real => (real_cloud(), None),
+        };
+        let client = Client::with_timeout(cloud.clone(), Duration::from_secs(20)).unwrap();
+        let run = format!("{:x}", std::process::id() as u64 * 1000 + fastrand::u64(0..1000));
+        let rig = Rig { side, cloud, client, sim, dir: tempfile::tempdir().unwrap(), run, _guard: guard };
+        std::fs::create_dir_all(rig.policies()).unwrap();
+        if side == Side::Real {
+            rig.remove_leftovers().await;
+        }
+        rig
+    }
+
+    fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The full app name of a case's short name.
+    fn app(&self, short: &str) -> String {
+        format!("{PREFIX}{}-{short}", self.run)
+    }
+
+    fn app_tag(&self, short: &str) -> String {
+        format!("stackpilot-app-{}", policy_id(&self.cloud.name, &self.app(short)))
+    }
+
+    /// Write (or rewrite) the policy of an app.
+    fn policy(&self, short: &str, desired: u32) {
+        // The fake virt driver of the real stack boots no guest: no cloud-init line.
+        let marker = match self.side {
+            Side::Sim => "Cloud-init v. * finished",
+            Side::Real => "",
+        };
+        let text = format!(
+            r##"[app]
+name = "{app}"
+cloud = "{cloud}"
+
+[deploy]
+image = "cirros-0.6.2-x86_64-disk"
+flavor = "m1.tiny"
+networks = ["private"]
+user_data = "#cloud-config\nruncmd: [echo {{app}} {{revision}} {{slot}}]\n"
+capacity = {{ min = 0, max = 10, desired = {desired} }}
+
+[readiness]
+cloud_init_marker = "{marker}"
+min_ready_seconds = 0
+"##,
+            app = self.app(short),
+            cloud = self.cloud.name,
+        );
+        let path = self.policies().join(format!("{short}.toml"));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
+    /// Creates on the real Nova take seconds under load; the simulator answers at once.
+    fn visibility_timeout(&self) -> u64 {
+        match self.side {
+            Side::Sim => 6,
+            Side::Real => 90,
+        }
+    }
+
+    fn engine_cfg(&self) -> EngineConfig {
+        EngineConfig {
+            mode: EngineMode::Auto,
+            tick: Duration::from_millis(300),
+            concurrency: 4,
+            plan: PlanConfig {
+                create_visibility_timeout: chrono::Duration::seconds(self.visibility_timeout() as i64),
+                ..plan_cfg()
+            },
+            policies_dir: self.policies(),
+            state_dir: self.state(),
+            engine_id: format!("test/{}", self.run),
+            create_timeout: Duration::from_secs(if self.side == Side::Real { 30 } else { 3 }),
+            max_data_age: Duration::from_secs(30),
+        }
+    }
+
+    /// The engine in this process, with its own inventory and store.
+    fn start(&self, cfg: EngineConfig) -> Running {
+        std::fs::create_dir_all(self.state()).unwrap();
+        let store = Store::open(&self.state().join("stackpilot.db")).unwrap();
+        let inventory = Inventory::start(vec![self.client.clone()], inventory_cfg());
+        let handle = Engine::start(
+            cfg,
+            vec![self.client.clone()],
+            inventory.subscribe(),
+            inventory.notifier(),
+            store.clone(),
+            Arc::new(EngineMetrics::default()),
+        );
+        Running { handle, _inventory: inventory, store }
+    }
+
+    /// Every live server carrying the app's tag.
+    async fn members(&self, short: &str) -> Vec<Server> {
+        let q = ServerQuery { tags: vec![self.app_tag(short)], ..Default::default() };
+        loop {
+            match self.client.compute().list_servers(&q).await {
+                Ok(v) => return v.into_iter().filter(|s| s.status != ServerStatus::Deleted).collect(),
+                // The list itself may hit an injected fault.
+                Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("listing members: {e}"),
+            }
+        }
+    }
+
+    /// Wait until every app has exactly its desired number of ACTIVE members, none
+    /// terminating, and that holds for a few more ticks.
+    async fn converged(&self, want: &[(&str, usize)], within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut stable = 0;
+        loop {
+            let mut ok = true;
+            let mut seen = vec![];
+            for (short, n) in want {
+                let ms = self.members(short).await;
+                let active = ms
+                    .iter()
+                    .filter(|s| {
+                        s.status == ServerStatus::Active
+                            && s.metadata.get("stackpilot:state").map(String::as_str) == Some("active")
+                    })
+                    .count();
+                seen.push(format!("{short}: {active}/{} of {n}", ms.len()));
+                ok &= active == *n && ms.len() == *n;
+            }
+            stable = if ok { stable + 1 } else { 0 };
+            if stable >= 4 {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("not converged after {within:?}: {}", seen.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+    }
+
+    async fn sim_stats(&self) -> Value {
+        let h = self.sim.as_ref().unwrap();
+        reqwest::get(format!("{}/_sim/stats", h.base_url)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Delete what earlier runs left on the real cloud.
+    async fn remove_leftovers(&self) {
+        let all = self.client.compute().list_servers(&ServerQuery::default()).await.unwrap();
+        for s in all.iter().filter(|s| s.display_name().starts_with(PREFIX)) {
+            let _ = self.client.compute().delete_server(&s.id).await;
+        }
+    }
+
+    async fn cleanup(&self) {
+        if self.side == Side::Real {
+            self.remove_leftovers().await;
+        }
+    }
+}
+
+/// Members have distinct slots and distinct op tags, and all carry the
+/// `stackpilot:*` metadata set at birth.
+fn assert_well_formed(app: &str, ms: &[Server]) {
+    let slots: BTreeSet<&str> =
+        ms.iter().filter_map(|s| s.metadata.get("stackpilot:slot").map(String::as_str)).collect();
+    assert_eq!(slots.len(), ms.len(), "{app}: one member per slot: {:?}", names(ms));
+    let ops: BTreeSet<&String> =
+        ms.iter().flat_map(|s| s.tags.iter().filter(|t| t.starts_with("stackpilot-op-"))).collect();
+    assert_eq!(ops.len(), ms.len(), "{app}: one op tag per member");
+    for s in ms {
+        for k in [
+            "stackpilot:app",
+            "stackpilot:policy",
+            "stackpilot:rev",
+            "stackpilot:spec",
+            "stackpilot:op",
+            "stackpilot:engine",
+        ] {
+            assert!(s.metadata.contains_key(k), "{}: {k} missing", s.display_name());
+        }
+    }
+}
+
+fn names(ms: &[Server]) -> Vec<String> {
+    ms.iter().map(|s| s.display_name().to_string()).collect()
+}
+
+/// On the simulator: no op tag was ever used by more than one accepted create.
+async fn assert_no_duplicate_creates(rig: &Rig) -> u64 {
+    let st = rig.sim_stats().await;
+    let by_tag: BTreeMap<String, u64> = serde_json::from_value(st["creates_by_op_tag"].clone()).unwrap();
+    let dup: Vec<_> = by_tag.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dup.is_empty(), "creates repeated under one op tag: {dup:?}");
+    st["server_creates"].as_u64().unwrap()
+}
+
+fn events(store: &Store, action: &str, app: &str) -> Vec<stackpilot::domain::Event> {
+    store
+        .recent_events(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == action && e.app.as_deref() == Some(app))
+        .collect()
+}
+
+fn not_run(case: &str, why: &str) {
+    println!("NOT RUN on real: {case}: {why}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_three_apps_and_follows_desired_up_and_down() {
+    let rig = Rig::new(SimConfig::default()).await;
+    rig.policy("web", 3);
+    rig.policy("api", 2);
+    rig.policy("worker", 1);
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 3), ("api", 2), ("worker", 1)], Duration::from_secs(90)).await;
+    let status = eng.handle.status.borrow().clone();
+    assert_eq!(status.apps.len(), 3);
+    assert!(status.apps.iter().all(|a| a.converged && a.ready == a.desired), "{:?}", status.apps);
+
+    rig.policy("web", 1);
+    rig.policy("api", 4);
+    rig.converged(&[("web", 1), ("api", 4), ("worker", 1)], Duration::from_secs(90)).await;
+    for short in ["web", "api", "worker"] {
+        assert_well_formed(short, &rig.members(short).await);
+    }
+    // 3 + 2 + 1 at first, then 2 more for api: eight creates, each once.
+    let creates: usize = ["web", "api", "worker"].iter().map(|s| events(&eng.store, "create", &rig.app(s)).len()).sum();
+    let journal: Vec<String> = eng
+        .store
+        .recent_events(1000)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} {} {} {:?}",
+                e.action,
+                e.result,
+                e.app,
+                e.reason,
+                e.target.clone().unwrap_or_default(),
+                e.detail
+            )
+        })
+        .collect();
+    assert_eq!(creates, 8, "{journal:#?}");
+    let deletes = events(&eng.store, "delete", &rig.app("web"));
+    assert_eq!(deletes.len(), 2, "web went from 3 to 1");
+    assert_eq!(events(&eng.store, "drain", &rig.app("web")).len(), 2, "two-phase: drained before deleted");
+    if rig.side == Side::Sim {
+        assert_eq!(assert_no_duplicate_creates(&rig).await, 8);
+    }
+    drop(eng);
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_errors_and_latency_do_not_duplicate_servers() {
+    if side() == Side::Real {
+        return not_run("nova 5xx and latency", "needs the simulator's fault injection");
+    }
+    let mut faults = BTreeMap::new();
+    faults.insert(
+        "compute".to_string(),
+        stackpilot::sim::http::ServiceFaults {
+            error_rate: 0.10,
+            latency_ms: 80,
+            drop_rate: 0.05,
+            ..Default::default()
+        },
+    );
+    let rig = Rig::new(SimConfig { faults, ..Default::default() }).await;
+    rig.policy("web", 4);
+    rig.policy("api", 3);
+    rig.policy("worker", 2);
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 4), ("api", 3), ("worker", 2)], Duration::from_secs(120)).await;
+    for short in ["web", "api", "worker"] {
+        assert_well_formed(short, &rig.members(short).await);
+    }
+    let creates = assert_no_duplicate_creates(&rig).await;
+    // Creates that failed with a 5xx never reached the world; dropped answers were
+    // adopted. Either way nine servers exist, each created once.
+    assert_eq!(creates, 9);
+    let st = rig.sim_stats().await;
+    assert!(st["requests"]["compute POST"].as_u64().unwrap() >= 9);
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_answered_too_late_is_adopted_not_repeated() {
+    if side() == Side::Real {
+        return not_run("create accepted then timed out", "needs the simulator's late answers");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    // Nova carries every create out but answers after the engine stopped waiting.
+    control(h, "faults", json!({"service": "compute", "timeout_rate": 1.0, "timeout_ms": 8000, "methods": ["POST"], "path_suffix": "/servers"}))
+        .await;
+    rig.policy("web", 2);
+    let mut cfg = rig.engine_cfg();
+    cfg.create_timeout = Duration::from_millis(800);
+    let eng = rig.start(cfg);
+    rig.converged(&[("web", 2)], Duration::from_secs(60)).await;
+    // The servers are there; the engine settles its two open intents.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !eng.store.open_intents(&rig.cloud.name).unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "intents still open: {:?}", eng.handle.status.borrow());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(assert_no_duplicate_creates(&rig).await, 2, "two creates, both adopted");
+    let app = rig.app("web");
+    let unknown: Vec<_> = events(&eng.store, "create", &app).into_iter().filter(|e| e.result == "unknown").collect();
+    assert_eq!(unknown.len(), 2, "both creates ended without an answer");
+    let adopted = events(&eng.store, "adopt", &app);
+    let mut all: Vec<String> = eng
+        .store
+        .recent_events(100)
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {} {:?}", e.action, e.result, e.reason, e.app))
+        .collect();
+    all.push(format!("{:?}", eng.handle.status.borrow().clone()));
+    all.push(format!("{:?}", eng.store.open_intents(&rig.cloud.name)));
+    assert_eq!(adopted.len(), 2, "both found by their op tag: {all:#?}");
+    assert!(events(&eng.store, "give-up", &app).is_empty());
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_quota_blocks_scale_out_with_one_alert_and_few_requests() {
+    if side() == Side::Real {
+        return not_run("quota exhausted", "lowering the shared real project's quota would disturb other cases");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    control(h, "quota", json!({"project": "admin", "instances": 2})).await;
+    rig.policy("web", 5);
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(60)).await;
+    let before = rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap();
+    // Twenty-five ticks held back.
+    tokio::time::sleep(Duration::from_millis(7500)).await;
+    let after = rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap();
+    assert_eq!(rig.members("web").await.len(), 2, "partial scale-out to the quota's headroom");
+    assert!(after - before <= 2, "no retry storm: {} creates tried while blocked", after - before);
+    assert!(before <= 4, "creates before the block: {before}");
+    let status = eng.handle.status.borrow().clone();
+    let web = &status.apps[0];
+    assert!(web.blocked.as_deref().is_some_and(|b| b.contains("quota")), "{web:?}");
+    assert!(status.alerts.iter().any(|a| a.message.contains("capacity blocked")));
+    let app = rig.app("web");
+    let alerts: Vec<_> = events(&eng.store, "alert", &app).into_iter().filter(|e| e.result == "blocked").collect();
+    assert_eq!(alerts.len(), 1, "one alert, not one per tick: {alerts:?}");
+
+    // Room again: scale-out resumes after the backoff and the block clears.
+    control(h, "quota", json!({"project": "admin", "instances": 20})).await;
+    rig.converged(&[("web", 5)], Duration::from_secs(60)).await;
+    let resolved: Vec<_> = events(&eng.store, "alert", &app).into_iter().filter(|e| e.result == "resolved").collect();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(assert_no_duplicate_creates(&rig).await, 5);
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untagged_server_named_like_a_member_is_never_touched() {
+    let rig = Rig::new(SimConfig::default()).await;
+    let app = rig.app("web");
+    let c = rig.client.compute();
+    let img = rig.client.image().list_images().await.unwrap();
+    let img = img.iter().find(|i| i.name.as_deref() == Some("cirros-0.6.2-x86_64-disk")).expect("image").id.clone();
+    let flv = c.list_flavors().await.unwrap().into_iter().find(|f| f.name == "m1.tiny").expect("flavor").id;
+    let net = rig.client.network().list_networks().await.unwrap().into_iter().find(|n| n.name == "private").unwrap().id;
+    // Same name scheme, even the app metadata: but no stackpilot tags.
+    let look = CreateServer {
+        name: format!("{app}-r1-s0"),
+        image_id: Some(img),
+        flavor_id: flv,
+        networks: vec![NetworkSpec::Uuid(net)],
+        metadata: [("stackpilot:app".to_string(), app.clone()), ("stackpilot:slot".to_string(), "0".to_string())]
+            .into(),
+        ..Default::default()
+    };
+    let look = c.create_server(&look).await.unwrap().id;
+    rig.policy("web", 1);
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 1)], Duration::from_secs(60)).await;
+    rig.policy("web", 0);
+    rig.converged(&[("web", 0)], Duration::from_secs(60)).await;
+    // And it stays so while the engine keeps ticking with nothing of its own left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = c.get_server(&look).await.expect("the lookalike is still there");
+    assert_ne!(s.status, ServerStatus::Deleted);
+    assert!(!s.metadata.contains_key("stackpilot:state"), "not even marked for termination");
+    let touched: Vec<_> = eng
+        .store
+        .recent_events(1000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target.as_deref() == Some(look.as_str()) || e.target.as_deref() == Some(s.display_name()))
+        .collect();
+    assert!(touched.is_empty(), "{touched:?}");
+    drop(eng);
+    let _ = c.delete_server(&look).await;
+    rig.cleanup().await;
+}
+
+/// `stackpilot engine` as a child process against the rig's cloud.
+struct Child {
+    proc: std::process::Child,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+fn clouds_yaml(rig: &Rig) -> String {
+    match &rig.sim {
+        Some(h) => stackpilot::sim::clouds_yaml(&h.base_url, &rig.cloud.name, "admin", "secret", "admin"),
+        None => format!(
+            "clouds:\n  {}:\n    auth:\n      auth_url: {}\n      username: {}\n      password: {}\n      project_name: {}\n      user_domain_id: default\n      project_domain_id: default\n    region_name: {}\n",
+            rig.cloud.name,
+            env_or("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+            env_or("OS_USERNAME", "admin"),
+            env_or("OS_PASSWORD", "secret"),
+            env_or("OS_PROJECT_NAME", "admin"),
+            env_or("OS_REGION_NAME", "RegionOne"),
+        ),
+    }
+}
+
+fn spawn_engine(rig: &Rig, state: &Path, log: &str) -> Child {
+    let home = rig.dir.path();
+    std::fs::write(home.join("clouds.yaml"), clouds_yaml(rig)).unwrap();
+    let cfg_dir = home.join("config/stackpilot");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    let config = format!(
+        r#"[refresh]
+servers = "200ms"
+full_resync = "3s"
+limits = "500ms"
+timeout = "30s"
+max_backoff = "500ms"
+
+[engine]
+mode = "auto"
+tick = "300ms"
+create_visibility_timeout = "{}s"
+orphan_grace = "3s"
+"#,
+        rig.visibility_timeout()
+    );
+    std::fs::write(cfg_dir.join("config.toml"), config).unwrap();
+    let log = std::fs::File::create(home.join(log)).unwrap();
+    let proc = std::process::Command::new(env!("CARGO_BIN_EXE_stackpilot"))
+        .args(["engine", "--metrics-port", "0", "--policies"])
+        .arg(rig.policies())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("OS_CLIENT_CONFIG_FILE", home.join("clouds.yaml"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("STACKPILOT_STATE_DIR", state)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("stackpilot engine starts");
+    Child { proc }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans() {
+    let rig = Rig::new(SimConfig::default()).await;
+    if let Some(h) = &rig.sim {
+        // Slow creates, so the kill lands while some are in flight.
+        control(
+            h,
+            "faults",
+            json!({"service": "compute", "latency_ms": 400, "methods": ["POST"], "path_suffix": "/servers"}),
+        )
+        .await;
+    }
+    let state = rig.state();
+    rig.policy("web", 6);
+    let mut child = spawn_engine(&rig, &state, "engine-1.log");
+    // Kill it as soon as the first members exist.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = rig.members("web").await.len();
+        if n >= 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the engine created nothing: {}", log_of(&rig, "engine-1.log"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.proc.kill().unwrap(); // SIGKILL
+    child.proc.wait().unwrap();
+    let at_kill = rig.members("web").await.len();
+    assert!(at_kill < 6, "killed mid-converge ({at_kill} of 6 existed)");
+    let store = Store::open(&state.join("stackpilot.db")).unwrap();
+    let pending = store.open_intents(&rig.cloud.name).unwrap().len();
+    println!("killed with {at_kill} members and {pending} open intents");
+    drop(store);
+
+    let child2 = spawn_engine(&rig, &state, "engine-2.log");
+    rig.converged(&[("web", 6)], Duration::from_secs(120)).await;
+    let ms = rig.members("web").await;
+    assert_well_formed("web", &ms);
+    if rig.side == Side::Sim {
+        assert_eq!(assert_no_duplicate_creates(&rig).await, 6, "{}", log_of(&rig, "engine-2.log"));
+    }
+    drop(child2);
+
+    // A wiped store is rebuilt from the tags: the six are members, not strangers.
+    std::fs::remove_dir_all(&state).unwrap();
+    rig.policy("web", 7);
+    let child3 = spawn_engine(&rig, &state, "engine-3.log");
+    rig.converged(&[("web", 7)], Duration::from_secs(90)).await;
+    let after = rig.members("web").await;
+    assert_well_formed("web", &after);
+    let kept: BTreeSet<&String> = ms.iter().map(|s| &s.id).collect();
+    assert_eq!(after.iter().filter(|s| kept.contains(&s.id)).count(), 6, "the six survived the wiped store");
+    if rig.side == Side::Sim {
+        assert_eq!(assert_no_duplicate_creates(&rig).await, 7);
+    }
+    drop(child3);
+    rig.cleanup().await;
+}
+
+fn log_of(rig: &Rig, name: &str) -> String {
+    std::fs::read_to_string(rig.dir.path().join(name)).unwrap_or_default()
+}
