@@ -1,0 +1,97 @@
+//! The planner at fleet scale: one `plan()` over 500 applications of 20 members
+//! each (10,000 servers), with some apps converged, some scaling out, some
+//! scaling in and some with creates in flight.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use stackpilot::domain::{Server, ServerStatus, Timestamp};
+use stackpilot::engine::plan::Observed;
+use stackpilot::engine::{plan, AppInput, EngineState, PlanConfig};
+use stackpilot::store::{Intent, IntentStatus};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const APPS: usize = 500;
+const MEMBERS: u32 = 20;
+
+fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
+    let mut apps = Vec::new();
+    let mut servers = Vec::new();
+    let mut intents = Vec::new();
+    for a in 0..APPS {
+        let pid = stackpilot::policy::policy_id("bench", &format!("app-{a:03}"));
+        let mut ready = BTreeMap::new();
+        for slot in 0..MEMBERS {
+            let op = format!("{a:04}{slot:04}-0000-0000-0000-000000000000");
+            let id = format!("srv-{a}-{slot}");
+            let mut s = Server::new(id.clone(), format!("app-{a:03}-r1-s{slot}-{}", &op[..8]), ServerStatus::Active);
+            s.tags = vec![format!("stackpilot-app-{pid}"), format!("stackpilot-op-{op}")];
+            for (k, v) in [
+                ("stackpilot:app", format!("app-{a:03}")),
+                ("stackpilot:policy", pid.clone()),
+                ("stackpilot:rev", "1".into()),
+                ("stackpilot:slot", slot.to_string()),
+                ("stackpilot:op", op.clone()),
+                ("stackpilot:state", "active".into()),
+            ] {
+                s.metadata.insert(k.into(), v);
+            }
+            s.created = Some(now - chrono::Duration::minutes(30 + slot as i64));
+            ready.insert(id, true);
+            servers.push(Arc::new(s));
+        }
+        // A fifth scale out, a fifth scale in, one in ten has a create in flight.
+        let desired = match a % 5 {
+            0 => MEMBERS + 3,
+            1 => MEMBERS - 2,
+            _ => MEMBERS,
+        };
+        if a % 10 == 0 {
+            intents.push(Intent {
+                op_id: format!("flight-{a}"),
+                policy_id: pid.clone(),
+                cloud: "bench".into(),
+                app: format!("app-{a:03}"),
+                action: "create".into(),
+                slot: Some(MEMBERS),
+                revision: Some(1),
+                generation: 1,
+                server_id: None,
+                status: IntentStatus::Pending,
+                error: None,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+        apps.push(AppInput {
+            policy_id: pid,
+            app: format!("app-{a:03}"),
+            revision: 1,
+            spec: "0123456789ab".into(),
+            vcpus: 1,
+            ram_mb: 512,
+            desired,
+            invalid: None,
+            zones: vec!["az1".into(), "az2".into()],
+            ready,
+        });
+    }
+    (apps, servers, intents)
+}
+
+fn bench(c: &mut Criterion) {
+    let now = stackpilot::domain::time::parse_timestamp("2026-11-25T12:00:00Z").unwrap();
+    let (apps, servers, intents) = fleet(now);
+    let state = EngineState::default();
+    let cfg = PlanConfig::default();
+    let obs = Observed { servers: &servers, limits: None, intents: &intents, failed: &[] };
+    let p = plan(&apps, obs, &state, &cfg, now);
+    assert!(p.actions.len() > 300, "the fleet has work to plan: {}", p.actions.len());
+    c.bench_function("plan 500 apps x 20 servers", |b| b.iter(|| plan(&apps, obs, &state, &cfg, now)));
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
