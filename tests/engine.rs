@@ -79,7 +79,7 @@ fn inventory_cfg() -> InventoryConfig {
     c.refresh.networks = ms(2000);
     c.refresh.volumes = ms(60_000);
     c.refresh.backups = ms(60_000);
-    c.refresh.metrics = ms(60_000);
+    c.refresh.metrics = ms(500);
     c.refresh.limits = ms(300);
     c.refresh.full_resync = ms(3000);
     c.refresh.timeout = Dur(Duration::from_secs(5));
@@ -138,6 +138,11 @@ impl Rig {
 
     /// Write (or rewrite) the policy of an app.
     fn policy(&self, short: &str, desired: u32) {
+        self.policy_with(short, desired, 10, "");
+    }
+
+    /// A policy with more sections (e.g. `[scaling]`) after `[readiness]`.
+    fn policy_with(&self, short: &str, desired: u32, max: u32, extra: &str) {
         // The fake virt driver of the real stack boots no guest: no cloud-init line.
         let marker = match self.side {
             Side::Sim => "Cloud-init v. * finished",
@@ -153,12 +158,14 @@ image = "cirros-0.6.2-x86_64-disk"
 flavor = "m1.tiny"
 networks = ["private"]
 user_data = "#cloud-config\nruncmd: [echo {{app}} {{revision}} {{slot}}]\n"
-capacity = {{ min = 0, max = 10, desired = {desired} }}
+capacity = {{ min = {min}, max = {max}, desired = {desired} }}
 
 [readiness]
 cloud_init_marker = "{marker}"
 min_ready_seconds = 0
+{extra}
 "##,
+            min = if extra.is_empty() { 0 } else { 1 },
             app = self.app(short),
             cloud = self.cloud.name,
         );
@@ -190,6 +197,7 @@ min_ready_seconds = 0
             engine_id: format!("test/{}", self.run),
             create_timeout: Duration::from_secs(if self.side == Side::Real { 30 } else { 3 }),
             max_data_age: Duration::from_secs(30),
+            metrics_granularity: 60,
         }
     }
 
@@ -649,4 +657,222 @@ async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans()
 
 fn log_of(rig: &Rig, name: &str) -> String {
     std::fs::read_to_string(rig.dir.path().join(name)).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autoscaler_closes_the_loop_on_a_traffic_spike() {
+    if side() == Side::Real {
+        return not_run("autoscaling closed loop", "the fake virt driver has no guests, so no CPU metrics");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    let app = rig.app("web");
+    // One vCPU of work; 4 times that for 1500 simulated seconds (25 s at speed
+    // 60), starting 720 simulated seconds (12 s) from now. Two members at 100 %
+    // (saturated) ask for 4, four at 100 % for 7, and 4 vCPU on 7 is 57 %.
+    let spike_in = Duration::from_secs(12);
+    let spike_len = Duration::from_secs(25);
+    let profile =
+        json!({"kind": "spike", "every_secs": 1e9, "duration_secs": 1500.0, "factor": 4.0, "start_in_secs": 720.0});
+    control(h, &format!("apps/{app}"), json!({"base_load": 1.0, "profile": profile})).await;
+    let t0 = tokio::time::Instant::now();
+    let wall0 = chrono::Utc::now();
+    let eval = 3;
+    let stabilization = 10;
+    rig.policy_with(
+        "web",
+        2,
+        10,
+        &format!(
+            r#"
+[scaling]
+evaluation_interval = "{eval}s"
+warmup = "1s"
+
+[[scaling.metrics]]
+name = "cpu"
+target = 60
+
+[scaling.behavior.scale_up]
+stabilization = "0s"
+policies = [{{ type = "count", value = 10, period = "1s" }}]
+
+[scaling.behavior.scale_down]
+stabilization = "{stabilization}s"
+policies = [{{ type = "count", value = 2, period = "2s" }}]
+"#
+        ),
+    );
+    let eng = rig.start(rig.engine_cfg());
+    // Watch desired, members and the app's CPU until it has scaled back in.
+    let mut trace: Vec<(f64, u32, u32, Option<f64>)> = vec![];
+    let mut under_target_at_peak = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let el = t0.elapsed();
+        let st = eng.handle.status.borrow().clone();
+        let Some(v) = st.scaling.first() else { continue };
+        let cpu = v.series.last().map(|x| x.1);
+        trace.push((el.as_secs_f64(), v.desired, v.current, cpu));
+        // In the spike, once the scaled-out members carry it, CPU is back under target.
+        if el > spike_in + Duration::from_secs(12)
+            && el < spike_in + spike_len
+            && v.current == v.desired
+            && v.desired >= 7
+        {
+            if let Some(c) = cpu {
+                under_target_at_peak.get_or_insert(c);
+            }
+        }
+        if el > spike_in + spike_len + Duration::from_secs(stabilization + 5) && v.desired == 2 && v.current == 2 {
+            break;
+        }
+        assert!(el < Duration::from_secs(120), "did not settle: {trace:?}");
+    }
+    let since = |t: chrono::DateTime<chrono::Utc>| (t - wall0).to_std().unwrap_or_default();
+    let all = eng.store.recent_events(10_000).unwrap();
+    let mut scale: Vec<_> = all.iter().filter(|e| e.action == "scale-out" || e.action == "scale-in").collect();
+    scale.sort_by_key(|e| e.at);
+    let first_out = scale.iter().find(|e| e.action == "scale-out").expect("scaled out");
+    let first_in = scale.iter().find(|e| e.action == "scale-in").expect("scaled in");
+    let reaction = since(first_out.at).saturating_sub(spike_in);
+    println!(
+        "scale-out {:.1}s after the spike began; first scale-in {:.1}s after it ended",
+        reaction.as_secs_f64(),
+        since(first_in.at).as_secs_f64() - (spike_in + spike_len).as_secs_f64()
+    );
+    println!("trace (s, desired, members, cpu %): {:?}", trace.iter().step_by(4).collect::<Vec<_>>());
+    assert!(since(first_out.at) >= spike_in, "no scale-out before the spike: {first_out:?}");
+    assert!(
+        reaction <= Duration::from_secs(2 * eval),
+        "scaled out {reaction:?} after the spike, more than two evaluation intervals"
+    );
+    let peak = trace.iter().map(|t| t.1).max().unwrap();
+    assert!((7..=8).contains(&peak), "4 vCPU at 60 % wants 7 members: peak {peak}");
+    let cpu = under_target_at_peak.expect("the spike was carried at full size");
+    assert!(cpu < 60.0, "CPU back under target at the peak: {cpu:.1} %");
+    // Scale-in only after the stabilization window that follows the spike.
+    let quiet = since(first_in.at).saturating_sub(spike_in + spike_len);
+    assert!(quiet >= Duration::from_secs(stabilization - 1), "scaled in {quiet:?} after the spike ended");
+    // No flapping: every scale-out comes before every scale-in.
+    let dirs: Vec<&str> = scale.iter().map(|e| e.action.as_str()).collect();
+    let changes = dirs.windows(2).filter(|w| w[0] != w[1]).count();
+    assert_eq!(changes, 1, "one change of direction: {dirs:?}");
+    assert!(scale.iter().all(|e| e.result != "MetricsStale"), "{scale:?}");
+    drop(eng);
+}
+
+/// A steady app under the autoscaler: `[scaling]` on cpu 60 % with quick
+/// evaluations, fast scale-up and a scale-down stabilization window.
+fn scaling_section(eval: u64, stabilization: u64) -> String {
+    format!(
+        r#"
+[scaling]
+evaluation_interval = "{eval}s"
+warmup = "1s"
+
+[[scaling.metrics]]
+name = "cpu"
+target = 60
+
+[scaling.behavior.scale_up]
+stabilization = "0s"
+policies = [{{ type = "count", value = 10, period = "1s" }}]
+
+[scaling.behavior.scale_down]
+stabilization = "{stabilization}s"
+policies = [{{ type = "count", value = 10, period = "1s" }}]
+"#
+    )
+}
+
+async fn wait_scaling(
+    eng: &Running,
+    what: &str,
+    within: Duration,
+    f: impl Fn(&stackpilot::engine::runner::ScalingView) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if eng.handle.status.borrow().scaling.first().is_some_and(&f) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: {:?}", eng.handle.status.borrow().scaling);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_inside_the_down_stabilization_window_does_not_scale_in_early() {
+    if side() == Side::Real {
+        return not_run("restart during stabilization", "the fake virt driver has no guests, so no CPU metrics");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    let app = rig.app("web");
+    control(h, &format!("apps/{app}"), json!({"base_load": 1.0, "profile": {"kind": "steady"}})).await;
+    control(h, &format!("apps/{app}/load"), json!({"factor": 4.0})).await;
+    let stabilization = 20;
+    rig.policy_with("web", 2, 10, &scaling_section(2, stabilization));
+    let eng = rig.start(rig.engine_cfg());
+    wait_scaling(&eng, "scaled out to carry 4 vCPU", Duration::from_secs(60), |v| {
+        v.desired >= 7 && v.current == v.desired
+    })
+    .await;
+    // The load drops; the engine restarts six seconds into the window.
+    control(h, &format!("apps/{app}/load"), json!({"factor": 1.0})).await;
+    let dropped = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let peak = eng.handle.status.borrow().scaling[0].desired;
+    drop(eng);
+    let eng = rig.start(rig.engine_cfg());
+    wait_scaling(&eng, "scaled back in", Duration::from_secs(60), |v| v.desired == 2).await;
+    let first_in = eng
+        .store
+        .recent_events(10_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "scale-in")
+        .min_by_key(|e| e.at)
+        .expect("a scale-in");
+    let after = (first_in.at - dropped).num_milliseconds() as f64 / 1000.0;
+    println!("peak {peak}; first scale-in {after:.1}s after the load dropped (window {stabilization}s, restart at 6s)");
+    assert!(after >= stabilization as f64 - 1.0, "scaled in {after:.1}s after the drop: the window was forgotten");
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_hit_mid_scale_out_gives_a_partial_scale_out_and_no_retry_storm() {
+    if side() == Side::Real {
+        return not_run("quota mid scale-out", "the fake virt driver has no guests, so no CPU metrics");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    let app = rig.app("web");
+    control(h, "quota", json!({"project": "admin", "instances": 5})).await;
+    control(h, &format!("apps/{app}"), json!({"base_load": 1.0, "profile": {"kind": "steady"}})).await;
+    rig.policy_with("web", 2, 10, &scaling_section(2, 30));
+    let eng = rig.start(rig.engine_cfg());
+    wait_scaling(&eng, "settled at 2", Duration::from_secs(30), |v| v.current == 2 && !v.decisions.is_empty()).await;
+    control(h, &format!("apps/{app}/load"), json!({"factor": 4.0})).await;
+    wait_scaling(&eng, "blocked by the quota", Duration::from_secs(60), |v| {
+        v.reason == "CapacityBlocked" && v.current == 5
+    })
+    .await;
+    let posts = || async { rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap() };
+    let before = posts().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let tried = posts().await - before;
+    let v = eng.handle.status.borrow().scaling[0].clone();
+    println!("blocked at {} members, desired {}; {tried} creates tried in 8 s: {}", v.current, v.desired, v.message);
+    assert_eq!(rig.members("web").await.len(), 5, "partial scale-out to the quota");
+    assert_eq!(v.reason, "CapacityBlocked");
+    assert!(v.desired > 5, "desired stays where the metrics put it");
+    assert!(tried <= 2, "no retry storm: {tried} creates in 8 s");
+    let alerts: Vec<_> = events(&eng.store, "alert", &app).into_iter().filter(|e| e.result == "blocked").collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let holds: Vec<_> =
+        eng.store.recent_events(10_000).unwrap().into_iter().filter(|e| e.result == "CapacityBlocked").collect();
+    assert_eq!(holds.len(), 1, "one event when the autoscaler is held by capacity: {holds:?}");
+    drop(eng);
 }

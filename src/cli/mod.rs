@@ -492,6 +492,7 @@ async fn console_with(
     // The engine runs inside the console unless it is off; a read-only console
     // never acts (auto becomes dry-run, and approving is not bound).
     let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, policies, state_dir);
+    ecfg.metrics_granularity = settings.metrics.granularity;
     if cli.read_only && ecfg.mode == EngineMode::Auto {
         ecfg.mode = EngineMode::DryRun;
     }
@@ -681,7 +682,8 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
         clients.clone(),
         crate::inventory::InventoryConfig::from_settings(&settings),
     );
-    let ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, paths::state_dir(&ProcessEnv));
+    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, paths::state_dir(&ProcessEnv));
+    ecfg.metrics_granularity = settings.metrics.granularity;
     let handle =
         crate::engine::Engine::start(ecfg, clients, inventory.subscribe(), inventory.notifier(), store, metrics);
     let mut status = handle.status.clone();

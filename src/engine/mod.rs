@@ -9,6 +9,7 @@ pub mod members;
 pub mod metrics;
 pub mod plan;
 pub mod runner;
+pub mod scaling;
 
 pub use plan::{plan, AppInput, AppStatus, EngineState, Plan, PlanConfig, PlannedAction, Step};
 pub use runner::{Engine, EngineCommand, EngineConfig, EngineHandle, EngineStatus};

@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub create_timeout: Duration,
     /// Skip planning when the server data is older than this.
     pub max_data_age: Duration,
+    /// Gnocchi granularity the inventory reads (seconds): samples older than twice
+    /// this are missing unless a metric sets `max_staleness`.
+    pub metrics_granularity: u32,
 }
 
 impl EngineConfig {
@@ -56,6 +59,7 @@ impl EngineConfig {
             engine_id: engine_id(),
             create_timeout: Duration::from_secs(30),
             max_data_age: Duration::from_secs(120),
+            metrics_granularity: 60,
         }
     }
 }
@@ -90,6 +94,29 @@ pub struct EngineStatus {
     pub policy_errors: Vec<String>,
     pub alerts: Vec<Alert>,
     pub approval_pending: bool,
+    /// Autoscaled applications: why (not) scaling, and the recent decisions.
+    pub scaling: Vec<ScalingView>,
+}
+
+/// What the console shows of one autoscaled application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScalingView {
+    pub app: String,
+    pub cloud: String,
+    /// Members counted toward capacity now.
+    pub current: u32,
+    pub desired: u32,
+    pub min: u32,
+    pub max: u32,
+    pub reason: String,
+    pub message: String,
+    /// The first metric: name, unit and target.
+    pub metric: String,
+    pub unit: String,
+    pub target: f64,
+    /// (unix seconds, value) of the first metric, averaged over the members.
+    pub series: Vec<(i64, f64)>,
+    pub decisions: Vec<super::scaling::DecisionRecord>,
 }
 
 pub struct EngineHandle {
@@ -353,6 +380,7 @@ async fn tick_cloud(
         return;
     }
     let cat = catalog(c, Some(cs)).await;
+    let intents_all = store.open_intents(&c.name).unwrap_or_default();
     // Policies → launch specs → revisions.
     let mut inputs = Vec::new();
     let mut launches = BTreeMap::new();
@@ -381,7 +409,11 @@ async fn tick_cloud(
         let mut ready = BTreeMap::new();
         for m in &members {
             if m.status == ServerStatus::Active {
-                let (since, marker) = c.readiness.get(&m.server_id).copied().unwrap_or((now, false));
+                // Since launch when the cloud says (a restarted engine does not
+                // re-warm members that were serving), else since first seen ACTIVE.
+                let launched = cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.launched_at);
+                let first = launched.map(|l| l.min(now)).unwrap_or(now);
+                let (since, marker) = c.readiness.get(&m.server_id).copied().unwrap_or((first, false));
                 let mut marker = marker;
                 if !marker && p.spec.readiness.cloud_init_marker.is_empty() {
                     marker = true;
@@ -403,6 +435,15 @@ async fn tick_cloud(
                 ready.insert(m.server_id.clone(), false);
             }
         }
+        let desired = match &p.spec.scaling {
+            Some(sc) if super::scaling::enabled(Some(sc)) => {
+                let ctx = ScaleCtx { cfg, cloud: &c.name, cs, members: &members, ready: &ready, now };
+                let (d, view) = autoscale(ctx, p, sc, &c.readiness, &c.state, &intents_all, store);
+                status.scaling.push(view);
+                d
+            }
+            _ => desired,
+        };
         match policy::resolve(p, &cat, text.as_deref()) {
             Ok(spec) => {
                 let hash = spec.hash();
@@ -465,7 +506,7 @@ async fn tick_cloud(
         }
     }
     c.readiness.retain(|id, _| cs.servers.iter().any(|s| &s.id == id));
-    let intents = store.open_intents(&c.name).unwrap_or_default();
+    let intents = intents_all;
     let failed =
         store.failed_intents(&c.name, &(now - cfg.plan.orphan_grace - cfg.plan.orphan_grace)).unwrap_or_default();
     let known: BTreeSet<String> = policies.iter().map(|p| p.id.clone()).collect();
@@ -554,6 +595,207 @@ async fn tick_cloud(
         &serde_json::json!({"holder": cfg.engine_id, "last_tick": now.to_rfc3339(), "plans": plans}),
         &now,
     );
+}
+
+/// What an autoscaling evaluation reads besides the policy.
+struct ScaleCtx<'a> {
+    cfg: &'a EngineConfig,
+    cloud: &'a str,
+    cs: &'a crate::inventory::CloudSnapshot,
+    members: &'a [super::members::Member],
+    ready: &'a BTreeMap<String, bool>,
+    now: Timestamp,
+}
+
+/// The latest fresh value of one metric of one member.
+fn member_value(
+    ctx: &ScaleCtx<'_>,
+    spec: &crate::policy::scaling::MetricSpec,
+    server_id: &str,
+    ram_mb: Option<u64>,
+) -> Option<f64> {
+    use crate::policy::scaling::MetricName;
+    let series = ctx.cs.metrics.get(server_id)?;
+    let s = match spec.name {
+        MetricName::Cpu => &series.cpu,
+        MetricName::Memory => &series.mem,
+        MetricName::NetworkIn => &series.net_in,
+        MetricName::NetworkOut => &series.net_out,
+    };
+    let (t, v) = s.last()?;
+    let stale =
+        spec.max_staleness.map(|d| d.0.as_secs() as i64).unwrap_or(2 * ctx.cfg.metrics_granularity.max(1) as i64);
+    // Samples from a cloud clock ahead of ours count as fresh.
+    if ctx.now.timestamp() - t > stale {
+        return None;
+    }
+    match spec.name {
+        MetricName::Memory => ram_mb.filter(|r| *r > 0).map(|r| v / r as f64 * 100.0),
+        _ => Some(v),
+    }
+}
+
+/// Evaluate the autoscaler for one policy when due; returns the desired count
+/// and what the console shows. The history is persisted in the store.
+#[allow(clippy::too_many_arguments)]
+fn autoscale(
+    ctx: ScaleCtx<'_>,
+    p: &Policy,
+    sc: &crate::policy::scaling::Scaling,
+    readiness: &BTreeMap<String, (Timestamp, bool)>,
+    state: &EngineState,
+    intents: &[crate::store::Intent],
+    store: &Store,
+) -> (u32, ScalingView) {
+    use super::scaling::{due, evaluate, MemberSample, ScaleHistory, ScaleInput};
+    let now = ctx.now;
+    let key = format!("scaling:{}", p.id);
+    let mut hist: ScaleHistory =
+        store.control(&key).ok().flatten().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let cap = p.spec.deploy.capacity;
+    // The autoscaler owns desired once it has decided; policy edits of other fields
+    // never reset it, and min/max edits re-clamp it.
+    let current = hist.desired.unwrap_or(cap.desired).clamp(cap.min, cap.max);
+    let alive: Vec<&super::members::Member> = ctx
+        .members
+        .iter()
+        .filter(|m| m.state == super::members::MemberState::Active && !m.deleting && m.status != ServerStatus::Error)
+        .collect();
+    let warmup = chrono::Duration::from_std(sc.warmup.0).unwrap_or_default();
+    let min_ready = chrono::Duration::seconds(p.spec.readiness.min_ready_seconds as i64);
+    let samples: Vec<MemberSample> = alive
+        .iter()
+        .map(|m| {
+            let ready = ctx.ready.get(&m.server_id).copied().unwrap_or(false);
+            let ready_at = readiness.get(&m.server_id).map(|(since, _)| *since + min_ready);
+            let warming = ready && ready_at.is_none_or(|t| now - t < warmup);
+            let ram = ctx.cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.flavor.ram_mb);
+            MemberSample {
+                server_id: m.server_id.clone(),
+                ready,
+                warming,
+                values: sc.metrics.iter().map(|spec| member_value(&ctx, spec, &m.server_id, ram)).collect(),
+            }
+        })
+        .collect();
+    let flying = intents.iter().any(|i| i.policy_id == p.id && i.action == "create");
+    let not_ready = samples.iter().any(|m| !m.ready);
+    let capacity_limit = state.blocked.get(&p.id).map(|_| {
+        let vcpus = alive
+            .first()
+            .and_then(|m| ctx.cs.servers.iter().find(|s| s.id == m.server_id))
+            .and_then(|s| s.flavor.vcpus);
+        let ram = alive
+            .first()
+            .and_then(|m| ctx.cs.servers.iter().find(|s| s.id == m.server_id))
+            .and_then(|s| s.flavor.ram_mb);
+        let room =
+            ctx.cs.limits.as_ref().and_then(|l| l.headroom(vcpus.unwrap_or(1), ram.unwrap_or(0))).unwrap_or(0).max(0)
+                as u32;
+        alive.len() as u32 + room
+    });
+    let input = ScaleInput {
+        scaling: sc,
+        min: cap.min,
+        max: cap.max,
+        current,
+        members: samples,
+        scale_out_in_flight: flying || not_ready,
+        capacity_limit,
+        aggregates: vec![],
+    };
+    let first = sc.metrics.first();
+    let mut view = ScalingView {
+        app: p.name().to_string(),
+        cloud: ctx.cloud.to_string(),
+        current: alive.len() as u32,
+        desired: current,
+        min: cap.min,
+        max: cap.max,
+        metric: first.map(|m| m.name.as_str().to_string()).unwrap_or_default(),
+        unit: first
+            .map(|m| match m.name {
+                crate::policy::scaling::MetricName::Cpu | crate::policy::scaling::MetricName::Memory => "%",
+                _ => "B/s",
+            })
+            .unwrap_or_default()
+            .to_string(),
+        target: first.map(|m| m.target).unwrap_or_default(),
+        ..Default::default()
+    };
+    // The first metric over time, averaged across members, for the sparkline.
+    if let Some(spec) = first {
+        let mut by_t: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
+        for m in &alive {
+            if let Some(series) = ctx.cs.metrics.get(&m.server_id) {
+                let s = match spec.name {
+                    crate::policy::scaling::MetricName::Cpu => &series.cpu,
+                    crate::policy::scaling::MetricName::Memory => &series.mem,
+                    crate::policy::scaling::MetricName::NetworkIn => &series.net_in,
+                    crate::policy::scaling::MetricName::NetworkOut => &series.net_out,
+                };
+                let ram = ctx.cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.flavor.ram_mb);
+                for (t, v) in s.iter() {
+                    let v = match (spec.name, ram) {
+                        (crate::policy::scaling::MetricName::Memory, Some(r)) if r > 0 => v / r as f64 * 100.0,
+                        _ => v,
+                    };
+                    let e = by_t.entry(t).or_default();
+                    e.0 += v;
+                    e.1 += 1;
+                }
+            }
+        }
+        view.series = by_t.into_iter().map(|(t, (sum, n))| (t, sum / n as f64)).collect();
+    }
+    if !due(sc, &hist, now) {
+        let last = hist.decisions.last();
+        view.reason = last.map(|d| d.reason.as_str().to_string()).unwrap_or_default();
+        view.message = store
+            .control(&format!("{key}:message"))
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        view.decisions = hist.decisions.clone();
+        return (current, view);
+    }
+    let prev_reason = hist.decisions.last().map(|d| d.reason);
+    let d = evaluate(&input, &mut hist, now);
+    if d.desired != current || prev_reason != Some(d.reason) {
+        let action = if d.desired > current {
+            "scale-out"
+        } else if d.desired < current {
+            "scale-in"
+        } else {
+            "scale-hold"
+        };
+        let sev = match d.reason {
+            super::scaling::Reason::CapacityBlocked | super::scaling::Reason::MetricsStale => Severity::Warning,
+            _ => Severity::Info,
+        };
+        let e = Event::new(
+            now,
+            &format!("engine:{}", ctx.cfg.engine_id),
+            ctx.cloud,
+            action,
+            format!("{}: desired {current} → {}", d.reason, d.desired),
+        )
+        .app(p.name())
+        .severity(sev)
+        .result(d.reason.as_str())
+        .detail(d.message.clone());
+        let _ = store.add_event(&e);
+    }
+    let _ = store.put_control(&key, &serde_json::to_value(&hist).unwrap_or_default(), &now);
+    let _ = store.put_control(&format!("{key}:message"), &serde_json::json!(d.message), &now);
+    view.desired = d.desired;
+    view.min = d.min;
+    view.max = d.max;
+    view.reason = d.reason.as_str().to_string();
+    view.message = d.message;
+    view.decisions = hist.decisions;
+    (d.desired, view)
 }
 
 #[cfg(test)]

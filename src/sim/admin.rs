@@ -25,6 +25,7 @@ pub fn router() -> Router<S> {
         .route("/_sim/capacity", post(capacity))
         .route("/_sim/clock/advance", post(advance))
         .route("/_sim/apps/{name}/load", post(app_load))
+        .route("/_sim/apps/{name}", post(app_define))
         .route("/_sim/seed", post(seed))
         .route("/_sim/clouds.yaml", get(clouds_yaml))
 }
@@ -207,6 +208,41 @@ async fn advance(State(s): State<S>, body: Bytes) -> Response {
     let mut w = s.world();
     w.tick_metrics(now);
     json_response(200, &json!({"time": crate::domain::time::format_z(&now)}))
+}
+
+/// Define (or replace) an application's traffic: `{"base_load": 1.0, "profile":
+/// {"kind": "spike", ...}, "bytes_per_core": 2e6}`. A spike's `start_in_secs` counts
+/// from now (simulated seconds) instead of from the world's epoch.
+async fn app_define(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let now = s.now().timestamp();
+    let mut w = s.world();
+    let epoch = w.workload.epoch;
+    let mut profile = b.get("profile").cloned().unwrap_or(json!({"kind": "steady"}));
+    if let Some(o) = profile.as_object_mut() {
+        if let Some(d) = o.remove("start_in_secs").and_then(|v| v.as_f64()) {
+            o.insert("start_secs".into(), json!((now - epoch) as f64 + d));
+        }
+    }
+    let profile: super::workload::Profile = match serde_json::from_value(profile) {
+        Ok(p) => p,
+        Err(e) => return bad(format!("profile: {e}")),
+    };
+    let Some(base_load) = b.get("base_load").and_then(Value::as_f64).filter(|l| *l >= 0.0) else {
+        return bad("base_load (vCPU-equivalents of work, >= 0) is required");
+    };
+    let app = super::workload::AppTraffic {
+        name: name.clone(),
+        profile,
+        base_load,
+        bytes_per_core: b.get("bytes_per_core").and_then(Value::as_f64).unwrap_or(250_000.0),
+        override_factor: None,
+    };
+    w.workload.apps.insert(name, app.clone());
+    json_response(200, &json!({"app": app}))
 }
 
 async fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
