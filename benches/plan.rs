@@ -1,6 +1,7 @@
-//! The planner at fleet scale: one `plan()` over 500 applications of 20 members
-//! each (10,000 servers), with some apps converged, some scaling out, some
-//! scaling in and some with creates in flight.
+//! The engine's pure parts at fleet scale: one `plan()` over 500 applications of
+//! 20 members each (10,000 servers), with some apps converged, some scaling out,
+//! some scaling in and some with creates in flight; and one autoscaler evaluation
+//! of 500 scaling policies (20 members each, two metrics, a full history).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use stackpilot::domain::{Server, ServerStatus, Timestamp};
@@ -89,9 +90,70 @@ fn bench(c: &mut Criterion) {
     c.bench_function("plan 500 apps x 20 servers", |b| b.iter(|| plan(&apps, obs, &state, &cfg, now)));
 }
 
+fn autoscale(c: &mut Criterion) {
+    use stackpilot::engine::scaling::{evaluate, MemberSample, ScaleEvent, ScaleHistory, ScaleInput};
+    let now = stackpilot::domain::time::parse_timestamp("2026-11-25T12:00:00Z").unwrap();
+    let policy: stackpilot::policy::scaling::Scaling = toml::from_str(
+        r#"
+[[metrics]]
+name = "cpu"
+target = 60
+[[metrics]]
+name = "memory"
+target = 70
+[[schedules]]
+cron = "0 8 * * 1-5"
+until_cron = "0 20 * * 1-5"
+tz = "Europe/Paris"
+min = 4
+"#,
+    )
+    .unwrap();
+    // Each app: 20 members, a 10-minute history of recommendations every 30 s and
+    // a few scale events.
+    let apps: Vec<(Vec<MemberSample>, ScaleHistory)> = (0..APPS)
+        .map(|a| {
+            let members = (0..MEMBERS)
+                .map(|i| MemberSample {
+                    server_id: format!("s-{a}-{i}"),
+                    ready: i % 7 != 0,
+                    warming: i % 11 == 0,
+                    values: vec![Some(30.0 + ((a * 7 + i as usize) % 60) as f64), Some(50.0)],
+                })
+                .collect();
+            let hist = ScaleHistory {
+                recommendations: (0..20).map(|k| (now - chrono::Duration::seconds(30 * k), 18 + (k % 5) as u32)).collect(),
+                events: vec![ScaleEvent { at: now - chrono::Duration::seconds(200), from: 18, to: 20 }],
+                ..Default::default()
+            };
+            (members, hist)
+        })
+        .collect();
+    c.bench_function("autoscaler: 500 scaling policies", |b| {
+        b.iter(|| {
+            let mut total = 0u32;
+            for (members, hist) in &apps {
+                let mut h = hist.clone();
+                let input = ScaleInput {
+                    scaling: &policy,
+                    min: 2,
+                    max: 40,
+                    current: 20,
+                    members: members.clone(),
+                    scale_out_in_flight: false,
+                    capacity_limit: None,
+                    aggregates: vec![],
+                };
+                total += evaluate(&input, &mut h, now).desired;
+            }
+            total
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench
+    targets = bench, autoscale
 }
 criterion_main!(benches);
