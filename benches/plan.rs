@@ -122,7 +122,9 @@ min = 4
                 })
                 .collect();
             let hist = ScaleHistory {
-                recommendations: (0..20).map(|k| (now - chrono::Duration::seconds(30 * k), 18 + (k % 5) as u32)).collect(),
+                recommendations: (0..20)
+                    .map(|k| (now - chrono::Duration::seconds(30 * k), 18 + (k % 5) as u32))
+                    .collect(),
                 events: vec![ScaleEvent { at: now - chrono::Duration::seconds(200), from: 18, to: 20 }],
                 ..Default::default()
             };

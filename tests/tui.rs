@@ -280,18 +280,18 @@ fn at(kind: &str, w: u16, h: u16) -> App {
             );
         }
         "plan" => {
-            a.engine = Some(EngineView {
-                mode: "dry-run".into(),
-                last_tick: Some(fixture::now() - chrono::Duration::seconds(4)),
-                lease_holder: Some("host-1/4242".into()),
-                plan: vec![(
-                    "web".into(),
-                    vec!["create web-r2-s3: scale out, cpu 78% > target 60% (desired 3 → 4)".into()],
-                )],
-                ..Default::default()
-            });
+            a.engine = Some(EngineView { mode: "dry-run".into(), approval_pending: true, ..fixture::engine() });
             typed(&mut a, ":plan");
             keys(&mut a, &[ENTER]);
+        }
+        "apps" => {
+            a.engine = Some(fixture::engine());
+            typed(&mut a, ":apps");
+            keys(&mut a, &[ENTER]);
+            // Select `web` (the autoscaled one).
+            while a.view().selected_id.as_deref() != Some("web") {
+                keys(&mut a, &[Key::ch('j')]);
+            }
         }
         "help" => {
             typed(&mut a, ":servers");

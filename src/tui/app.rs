@@ -199,6 +199,14 @@ pub struct EngineView {
     pub alerts: Vec<crate::domain::Alert>,
     pub policy_errors: Vec<String>,
     pub approval_pending: bool,
+    /// Autoscaled applications: current/desired/min/max, why, metric and history.
+    pub scaling: Vec<crate::engine::runner::ScalingView>,
+}
+
+impl EngineView {
+    pub fn scaling_of(&self, app: &str) -> Option<&crate::engine::runner::ScalingView> {
+        self.scaling.iter().find(|s| s.app == app)
+    }
 }
 
 /// One application as the engine sees it.

@@ -251,3 +251,67 @@ pub fn events() -> Vec<Event> {
             .detail("No valid host was found."),
     ]
 }
+
+/// The engine as the console sees it: `web` autoscaled on CPU (scaling out after a
+/// rise), `api` governed by a fixed capacity.
+pub fn engine() -> super::app::EngineView {
+    use crate::engine::scaling::{DecisionRecord, Reason};
+    let t0 = now().timestamp();
+    let series: Vec<(i64, f64)> =
+        (0..60).map(|i| (t0 - (59 - i) * 60, if i < 40 { 45.0 + (i % 5) as f64 } else { 78.0 })).collect();
+    let decisions = [
+        (50, 2, 2, Reason::DesiredWithinRange),
+        (20, 4, 3, Reason::ScaleUpLimit),
+        (0, 4, 4, Reason::DesiredWithinRange),
+    ]
+    .into_iter()
+    .map(|(ago, rec, desired, reason)| DecisionRecord {
+        at: now() - chrono::Duration::seconds(ago),
+        recommendation: rec,
+        desired,
+        reason,
+        value: Some(78.0),
+        target: Some(60.0),
+    })
+    .collect();
+    super::app::EngineView {
+        mode: "auto".into(),
+        last_tick: Some(now() - chrono::Duration::seconds(4)),
+        lease_holder: Some("host-1/4242".into()),
+        plan: vec![("web".into(), vec!["create slot 3 (revision 2): 3 of 4 members".into()]), ("api".into(), vec![])],
+        apps: vec![
+            super::app::EngineApp {
+                app: "web".into(),
+                desired: 4,
+                members: 3,
+                ready: 2,
+                blocked: None,
+                converged: false,
+            },
+            super::app::EngineApp {
+                app: "api".into(),
+                desired: 2,
+                members: 2,
+                ready: 2,
+                blocked: None,
+                converged: true,
+            },
+        ],
+        scaling: vec![crate::engine::runner::ScalingView {
+            app: "web".into(),
+            cloud: "demo".into(),
+            current: 3,
+            desired: 4,
+            min: 2,
+            max: 8,
+            reason: "DesiredWithinRange".into(),
+            message: "cpu 78.0/60 → 4: desired 4".into(),
+            metric: "cpu".into(),
+            unit: "%".into(),
+            target: 60.0,
+            series,
+            decisions,
+        }],
+        ..Default::default()
+    }
+}

@@ -71,6 +71,7 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
         alerts: s.alerts.clone(),
         policy_errors: s.policy_errors.clone(),
         approval_pending: s.approval_pending,
+        scaling: s.scaling.clone(),
     }
 }
 

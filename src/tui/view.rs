@@ -300,23 +300,53 @@ fn servers(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
-const APP_COLS: [Col; 7] = [
+const APP_COLS: [Col; 9] = [
     col("APP", 16, 6, 0, Some('N')),
     col("SERVERS", 8, 7, 0, Some('S')),
     col("ACTIVE", 7, 6, 2, None),
-    col("BUILD", 6, 5, 4, None),
+    col("BUILD", 6, 5, 5, None),
     col("ERROR", 6, 5, 1, Some('E')),
-    col("FLAVORS", 16, 6, 5, None),
+    col("DESIRED", 10, 7, 2, None),
+    col("WHY", 19, 8, 3, None),
+    col("FLAVORS", 16, 6, 6, None),
     col("CPU", 40, 10, 0, Some('C')),
 ];
+
+/// Reason codes that mean "held back": shown in amber.
+fn reason_style(t: &super::theme::Theme, reason: &str) -> Style {
+    match reason {
+        "DesiredWithinRange" | "" => t.dim(),
+        "CapacityBlocked" | "MetricsStale" => t.bad(),
+        _ => t.warn(),
+    }
+}
 
 fn apps(f: &mut Frame, app: &App, area: Rect) {
     let Some(c) = app.cloud_snapshot() else { return };
     let t = &app.theme;
-    table(f, app, area, "apps", &APP_COLS, |id, widths| {
+    let eng = app.engine.as_ref();
+    let selected = app.view().selected_id.clone();
+    let sel_scaling = selected.as_deref().and_then(|a| eng.and_then(|e| e.scaling_of(a)));
+    // The selected app's autoscaler below the table when there is room.
+    let (table_area, panel) = match sel_scaling {
+        Some(v) if area.height >= 20 => {
+            let [a, b] = Layout::vertical([Constraint::Min(6), Constraint::Length(11)]).areas(area);
+            (a, Some((b, v)))
+        }
+        _ => (area, None),
+    };
+    table(f, app, table_area, "apps", &APP_COLS, |id, widths| {
         let Some(a) = c.apps.iter().find(|a| a.name == id) else { return vec![] };
-        let cpu_w = widths.iter().find(|(i, _)| *i == 6).map(|w| w.1).unwrap_or(10);
+        let cpu_w = widths.iter().find(|(i, _)| *i == 8).map(|w| w.1).unwrap_or(10);
         let vals = a.cpu.tail_values(cpu_w as usize);
+        let sc = eng.and_then(|e| e.scaling_of(id));
+        let governed = eng.and_then(|e| e.apps.iter().find(|x| x.app == id));
+        let desired = match (sc, governed) {
+            (Some(v), _) => format!("{} {}..{}", v.desired, v.min, v.max),
+            (None, Some(g)) => g.desired.to_string(),
+            _ => "-".into(),
+        };
+        let why = sc.map(|v| v.reason.clone()).unwrap_or_default();
         cells_of(
             vec![
                 (a.name.clone(), t.accent()),
@@ -324,12 +354,100 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
                 (a.active.to_string(), t.ok()),
                 (a.building.to_string(), if a.building > 0 { t.warn() } else { t.dim() }),
                 (a.error.to_string(), if a.error > 0 { t.bad() } else { t.dim() }),
+                (desired, t.base()),
+                (why.clone(), reason_style(t, &why)),
                 (a.flavors.join(","), t.dim()),
                 cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
             ],
             widths,
         )
     });
+    if let Some((area, v)) = panel {
+        scaling_panel(f, app, area, v);
+    }
+}
+
+/// One autoscaled app: the metric against its target line, why (not) scaling, and
+/// the recent recommendations.
+fn scaling_panel(f: &mut Frame, app: &App, area: Rect, v: &crate::engine::runner::ScalingView) {
+    let t = &app.theme;
+    let block = Block::default().borders(Borders::ALL).border_style(t.dim()).title(Span::styled(
+        format!(" {} autoscaler: {} members, desired {} ({}..{}) ", v.app, v.current, v.desired, v.min, v.max),
+        t.title(),
+    ));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    if inner.height < 3 || inner.width < 20 {
+        return;
+    }
+    let [why, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(format!("{} ", v.reason), reason_style(t, &v.reason).add_modifier(Modifier::BOLD)),
+            Span::styled(v.message.clone(), t.base()),
+        ])),
+        why,
+    );
+    let hist_w = if body.width >= 90 { 44 } else { 0 };
+    let [chart_area, hist_area] = Layout::horizontal([Constraint::Min(0), Constraint::Length(hist_w)]).areas(body);
+    // Metric vs target, over the chart window.
+    let now = v.series.last().map(|x| x.0).unwrap_or(app.now.timestamp());
+    let from = now - app.window_secs;
+    let data: Vec<(f64, f64)> =
+        v.series.iter().filter(|(x, _)| *x >= from).map(|(x, y)| ((x - now) as f64 / 60.0, *y)).collect();
+    let mins = app.window_secs as f64 / 60.0;
+    let target = [(-mins, v.target), (0.0, v.target)];
+    let top = data.iter().map(|d| d.1).fold(v.target, f64::max) * 1.2;
+    let top = if v.unit == "%" { top.min(100.0).max(v.target * 1.2) } else { top.max(1.0) };
+    let label = format!("{} {}", v.metric, v.unit);
+    if data.is_empty() || chart_area.height < 3 {
+        f.render_widget(Paragraph::new(Span::styled(format!(" {label}: no samples yet"), t.dim())), chart_area);
+    } else {
+        let marker = if app.ascii { Marker::Dot } else { Marker::Braille };
+        let sets = vec![
+            Dataset::default()
+                .name(format!("target {}", v.target))
+                .marker(marker)
+                .graph_type(GraphType::Line)
+                .style(t.warn())
+                .data(&target),
+            Dataset::default()
+                .name(label.clone())
+                .marker(marker)
+                .graph_type(GraphType::Line)
+                .style(t.accent())
+                .data(&data),
+        ];
+        let last = data.last().map(|d| d.1).unwrap_or(0.0);
+        let c = Chart::new(sets)
+            .block(
+                Block::default().title(Span::styled(format!(" {label} {last:.1} vs target {} ", v.target), t.base())),
+            )
+            .x_axis(
+                Axis::default()
+                    .bounds([-mins, 0.0])
+                    .labels(vec![Span::styled(format!("-{}m", mins as i64), t.dim()), Span::styled("now", t.dim())])
+                    .style(t.dim()),
+            )
+            .y_axis(
+                Axis::default()
+                    .bounds([0.0, top])
+                    .labels(vec![Span::styled("0", t.dim()), Span::styled(format!("{top:.0}"), t.dim())])
+                    .style(t.dim()),
+            );
+        f.render_widget(c, chart_area);
+    }
+    if hist_w > 0 {
+        let mut lines = vec![Line::from(Span::styled(" recommendations (newest first)", t.dim()))];
+        for d in v.decisions.iter().rev().take(hist_area.height.saturating_sub(1) as usize) {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {} ", d.at.format("%H:%M:%S")), t.dim()),
+                Span::styled(format!("{:>3} → {:<3} ", d.recommendation, d.desired), t.base()),
+                Span::styled(d.reason.as_str().to_string(), reason_style(t, d.reason.as_str())),
+            ]));
+        }
+        f.render_widget(Paragraph::new(lines), hist_area);
+    }
 }
 
 fn overview(f: &mut Frame, app: &App, area: Rect) {
@@ -830,6 +948,12 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                     None => format!("  {appname}"),
                 };
                 lines.push(Line::from(Span::styled(head, t.title())));
+                if let Some(v) = e.scaling_of(appname) {
+                    lines.push(Line::from(vec![
+                        Span::styled(format!("    autoscaler {} ", v.reason), reason_style(t, &v.reason)),
+                        Span::styled(format!("desired {} ({}..{}): {}", v.desired, v.min, v.max, v.message), t.base()),
+                    ]));
+                }
                 if let Some(b) = st.and_then(|a| a.blocked.clone()) {
                     lines.push(Line::from(Span::styled(format!("    {b}"), t.bad())));
                 }
