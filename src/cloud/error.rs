@@ -227,6 +227,31 @@ fn text_message(body: &str) -> String {
     s
 }
 
+/// A transport failure in one line: what happened and its root cause, without the
+/// URL reqwest puts in its message (it may carry tokens in query strings).
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "connection dropped while reading the response"
+    } else {
+        "request failed"
+    };
+    let mut cause = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    if cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

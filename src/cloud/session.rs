@@ -576,27 +576,8 @@ impl Session {
 
     fn transport_error(&self, service: &str, method: &str, path: &str, e: reqwest::Error) -> ApiError {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-        let what = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "connection failed"
-        } else if e.is_body() || e.is_decode() {
-            "connection dropped while reading the response"
-        } else {
-            "request failed"
-        };
-        // reqwest errors carry the URL; keep only the kind and the root cause.
-        let mut cause = String::new();
-        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-        while let Some(s) = src {
-            cause = s.to_string();
-            src = s.source();
-        }
-        let mut err = self.err(
-            ErrorKind::Transient,
-            service,
-            if cause.is_empty() { what.to_string() } else { format!("{what}: {cause}") },
-        );
+        let message = super::error::describe_reqwest(&e);
+        let mut err = self.err(ErrorKind::Transient, service, message);
         err.method = method.to_string();
         err.path = path.to_string();
         tracing::warn!(cloud = %self.cloud.name, service, method, path, "{}", err.message);

@@ -8,6 +8,7 @@ pub mod exec;
 pub mod members;
 pub mod metrics;
 pub mod plan;
+pub mod prometheus;
 pub mod runner;
 pub mod scaling;
 

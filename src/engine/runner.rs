@@ -137,6 +137,8 @@ struct CloudEngine {
     /// server id → (first seen ACTIVE, cloud-init marker seen).
     readiness: BTreeMap<String, (Timestamp, bool)>,
     last_status: Vec<AppStatus>,
+    /// For Prometheus metric sources.
+    http: reqwest::Client,
 }
 
 pub struct Engine;
@@ -183,6 +185,7 @@ impl Engine {
                     catalog: None,
                     readiness: BTreeMap::new(),
                     last_status: vec![],
+                    http: reqwest::Client::new(),
                 })
                 .collect();
             for c in &mut clouds {
@@ -437,7 +440,17 @@ async fn tick_cloud(
         }
         let desired = match &p.spec.scaling {
             Some(sc) if super::scaling::enabled(Some(sc)) => {
-                let ctx = ScaleCtx { cfg, cloud: &c.name, cs, members: &members, ready: &ready, now };
+                let prom = prometheus_values(&c.http, p, sc, store, now).await;
+                let ctx = ScaleCtx {
+                    cfg,
+                    cloud: &c.name,
+                    cs,
+                    members: &members,
+                    ready: &ready,
+                    now,
+                    prom: &prom,
+                    metrics: &sc.metrics,
+                };
                 let (d, view) = autoscale(ctx, p, sc, &c.readiness, &c.state, &intents_all, store);
                 status.scaling.push(view);
                 d
@@ -605,6 +618,54 @@ struct ScaleCtx<'a> {
     members: &'a [super::members::Member],
     ready: &'a BTreeMap<String, bool>,
     now: Timestamp,
+    /// Per metric of the policy: what its Prometheus query gave (None for Gnocchi
+    /// metrics or when no evaluation is due).
+    prom: &'a [Option<Result<super::prometheus::PromValues, String>>],
+    /// The policy's metrics (to find a metric's position).
+    metrics: &'a [crate::policy::scaling::MetricSpec],
+}
+
+impl ScaleCtx<'_> {
+    /// The position of a metric in the policy (the order of `prom`).
+    fn prom_index(&self, spec: &crate::policy::scaling::MetricSpec) -> Option<usize> {
+        self.metrics.iter().position(|m| std::ptr::eq(m, spec))
+    }
+}
+
+fn load_history(store: &Store, policy_id: &str) -> super::scaling::ScaleHistory {
+    store
+        .control(&format!("scaling:{policy_id}"))
+        .ok()
+        .flatten()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default()
+}
+
+/// Run the Prometheus queries of a policy's metrics when an evaluation is due.
+async fn prometheus_values(
+    http: &reqwest::Client,
+    p: &Policy,
+    sc: &crate::policy::scaling::Scaling,
+    store: &Store,
+    now: Timestamp,
+) -> Vec<Option<Result<super::prometheus::PromValues, String>>> {
+    use crate::policy::scaling::Source;
+    if !sc.metrics.iter().any(|m| m.source == Source::Prometheus)
+        || !super::scaling::due(sc, &load_history(store, &p.id), now)
+    {
+        return vec![None; sc.metrics.len()];
+    }
+    let mut out = Vec::new();
+    for m in &sc.metrics {
+        out.push(match (m.source, &m.prometheus_url, &m.query) {
+            (Source::Prometheus, Some(url), Some(q)) => {
+                let q = q.replace("{app}", p.name());
+                Some(super::prometheus::query(http, url, &q, Duration::from_secs(5)).await)
+            }
+            _ => None,
+        });
+    }
+    out
 }
 
 /// The latest fresh value of one metric of one member.
@@ -615,6 +676,13 @@ fn member_value(
     ram_mb: Option<u64>,
 ) -> Option<f64> {
     use crate::policy::scaling::MetricName;
+    if spec.source == crate::policy::scaling::Source::Prometheus {
+        let idx = ctx.prom_index(spec)?;
+        return match ctx.prom.get(idx)? {
+            Some(Ok(v)) => v.per_server.get(server_id).copied(),
+            _ => None,
+        };
+    }
     let series = ctx.cs.metrics.get(server_id)?;
     let s = match spec.name {
         MetricName::Cpu => &series.cpu,
@@ -650,8 +718,7 @@ fn autoscale(
     use super::scaling::{due, evaluate, MemberSample, ScaleHistory, ScaleInput};
     let now = ctx.now;
     let key = format!("scaling:{}", p.id);
-    let mut hist: ScaleHistory =
-        store.control(&key).ok().flatten().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+    let mut hist: ScaleHistory = load_history(store, &p.id);
     let cap = p.spec.deploy.capacity;
     // The autoscaler owns desired once it has decided; policy edits of other fields
     // never reset it, and min/max edits re-clamp it.
@@ -702,8 +769,24 @@ fn autoscale(
         members: samples,
         scale_out_in_flight: flying || not_ready,
         capacity_limit,
-        aggregates: vec![],
+        aggregates: ctx
+            .prom
+            .iter()
+            .map(|r| match r {
+                Some(Ok(v)) => v.aggregate,
+                _ => None,
+            })
+            .collect(),
     };
+    let prom_errors: Vec<String> = ctx
+        .prom
+        .iter()
+        .zip(sc.metrics.iter())
+        .filter_map(|(r, m)| match r {
+            Some(Err(e)) => Some(format!("{} from prometheus: {e}", m.name.as_str())),
+            _ => None,
+        })
+        .collect();
     let first = sc.metrics.first();
     let mut view = ScalingView {
         app: p.name().to_string(),
@@ -748,6 +831,11 @@ fn autoscale(
         }
         view.series = by_t.into_iter().map(|(t, (sum, n))| (t, sum / n as f64)).collect();
     }
+    // A Prometheus metric has no series in the inventory: its values at each
+    // evaluation draw the line instead.
+    if first.is_some_and(|m| m.source == crate::policy::scaling::Source::Prometheus) {
+        view.series = hist.decisions.iter().filter_map(|d| d.value.map(|v| (d.at.timestamp(), v))).collect();
+    }
     if !due(sc, &hist, now) {
         let last = hist.decisions.last();
         view.reason = last.map(|d| d.reason.as_str().to_string()).unwrap_or_default();
@@ -761,7 +849,10 @@ fn autoscale(
         return (current, view);
     }
     let prev_reason = hist.decisions.last().map(|d| d.reason);
-    let d = evaluate(&input, &mut hist, now);
+    let mut d = evaluate(&input, &mut hist, now);
+    if !prom_errors.is_empty() {
+        d.message = format!("{}; {}", d.message, prom_errors.join("; "));
+    }
     if d.desired != current || prev_reason != Some(d.reason) {
         let action = if d.desired > current {
             "scale-out"

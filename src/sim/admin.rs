@@ -28,6 +28,7 @@ pub fn router() -> Router<S> {
         .route("/_sim/apps/{name}", post(app_define))
         .route("/_sim/seed", post(seed))
         .route("/_sim/clouds.yaml", get(clouds_yaml))
+        .route("/_sim/exporter/metrics", get(exporter))
 }
 
 fn bad(m: impl Into<String>) -> Response {
@@ -315,5 +316,57 @@ async fn clouds_yaml(State(s): State<S>) -> Response {
     let mut r =
         axum::response::IntoResponse::into_response(super::clouds_yaml(&s.base(), "sim", "admin", "secret", "admin"));
     r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/yaml"));
+    r
+}
+
+/// Per-server metrics in the Prometheus text format, as a libvirt exporter on the
+/// hypervisors would publish them, for Prometheus to scrape. Counters are scaled to
+/// real time (divided by the speed factor) so that `rate()` over real seconds gives
+/// the utilisation the guest sees.
+async fn exporter(State(s): State<S>) -> Response {
+    use std::fmt::Write;
+    let speed = s.clock.speed().max(1e-9);
+    let w = s.world();
+    let mut out = String::new();
+    let families = [
+        ("stackpilot_sim_server_cpu_seconds_total", "counter", "CPU time used by the server (all vCPUs)."),
+        ("stackpilot_sim_server_vcpus", "gauge", "vCPUs of the server's flavor."),
+        ("stackpilot_sim_server_memory_bytes", "gauge", "RAM of the server's flavor."),
+        ("stackpilot_sim_server_network_receive_bytes_total", "counter", "Bytes received on all ports."),
+        ("stackpilot_sim_server_network_transmit_bytes_total", "counter", "Bytes sent on all ports."),
+    ];
+    let mut rows: Vec<Vec<String>> = vec![Vec::new(); families.len()];
+    for sv in w.servers.values().filter(|x| !x.is_deleted() && x.vm_state != "building") {
+        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let labels = format!(
+            "server_id=\"{}\",name=\"{}\",app=\"{}\",project_id=\"{}\"",
+            sv.id,
+            esc(&sv.name),
+            esc(sv.app().unwrap_or("")),
+            sv.project_id
+        );
+        let flavor = w.flavor(&sv.flavor_id);
+        let (bin, bout) =
+            sv.ports.iter().filter_map(|p| w.net_bytes.get(p)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let values = [
+            w.cpu_ns.get(&sv.id).copied().unwrap_or(0.0) / 1e9 / speed,
+            flavor.map(|f| f.vcpus as f64).unwrap_or(1.0),
+            flavor.map(|f| f.ram as f64 * 1024.0 * 1024.0).unwrap_or(0.0),
+            bin / speed,
+            bout / speed,
+        ];
+        for (i, v) in values.iter().enumerate() {
+            rows[i].push(format!("{}{{{labels}}} {v}", families[i].0));
+        }
+    }
+    for ((name, kind, help), lines) in families.iter().zip(rows) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+    }
+    let mut r = axum::response::IntoResponse::into_response(out);
+    r.headers_mut()
+        .insert("content-type", axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
