@@ -143,6 +143,10 @@ impl Rig {
 
     /// A policy with more sections (e.g. `[scaling]`) after `[readiness]`.
     fn policy_with(&self, short: &str, desired: u32, max: u32, extra: &str) {
+        self.policy_full(short, if extra.is_empty() { 0 } else { 1 }, desired, max, extra);
+    }
+
+    fn policy_full(&self, short: &str, min: u32, desired: u32, max: u32, extra: &str) {
         // The fake virt driver of the real stack boots no guest: no cloud-init line.
         let marker = match self.side {
             Side::Sim => "Cloud-init v. * finished",
@@ -165,7 +169,6 @@ cloud_init_marker = "{marker}"
 min_ready_seconds = 0
 {extra}
 "##,
-            min = if extra.is_empty() { 0 } else { 1 },
             app = self.app(short),
             cloud = self.cloud.name,
         );
@@ -980,5 +983,42 @@ policies = [{{ type = "count", value = 10, period = "1s" }}]
         assert!(start.elapsed() < Duration::from_secs(20), "{v:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_edits_keep_the_autoscalers_desired_and_min_max_edits_reclamp_it() {
+    if side() == Side::Real {
+        return not_run("autoscaler-owned desired", "the fake virt driver has no guests, so no CPU metrics");
+    }
+    let rig = Rig::new(SimConfig::default()).await;
+    let h = rig.sim.as_ref().unwrap();
+    let app = rig.app("web");
+    control(h, &format!("apps/{app}"), json!({"base_load": 1.0, "profile": {"kind": "steady"}})).await;
+    control(h, &format!("apps/{app}/load"), json!({"factor": 2.0})).await;
+    let section = scaling_section(2, 4);
+    rig.policy_full("web", 1, 2, 10, &section);
+    let eng = rig.start(rig.engine_cfg());
+    wait_scaling(&eng, "scaled to 4 for 2 vCPU", Duration::from_secs(60), |v| v.desired == 4 && v.current == 4).await;
+    // Unrelated edits (the warm-up, a comment, even the policy's initial desired):
+    // the autoscaler's 4 stays.
+    let edited = format!("{section}\n# tuned by an operator\n").replace("warmup = \"1s\"", "warmup = \"2s\"");
+    assert_ne!(edited, section);
+    rig.policy_full("web", 1, 3, 10, &edited);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let v = eng.handle.status.borrow().scaling[0].clone();
+    assert_eq!((v.desired, v.current), (4, 4), "not reset to the policy's desired 2: {}", v.message);
+    assert_eq!(rig.members("web").await.len(), 4);
+    // A lower max re-clamps it.
+    rig.policy_full("web", 1, 2, 3, &section);
+    wait_scaling(&eng, "re-clamped to max 3", Duration::from_secs(30), |v| v.desired == 3 && v.current == 3).await;
+    // 2 vCPU on 3 members is 67 %: the metric asks for 4, the max holds it.
+    wait_scaling(&eng, "held at max", Duration::from_secs(30), |v| v.reason == "TooManyReplicas" && v.desired == 3)
+        .await;
+    // A higher min raises it.
+    rig.policy_full("web", 5, 5, 10, &section);
+    wait_scaling(&eng, "raised to min 5", Duration::from_secs(30), |v| v.desired == 5 && v.current == 5).await;
+    wait_scaling(&eng, "held at min", Duration::from_secs(30), |v| v.reason == "TooFewReplicas" && v.desired == 5)
+        .await;
     drop(eng);
 }
