@@ -1022,3 +1022,51 @@ async fn policy_edits_keep_the_autoscalers_desired_and_min_max_edits_reclamp_it(
         .await;
     drop(eng);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_ready_only_when_their_http_probe_answers() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rig = Rig::new(SimConfig::default()).await;
+    // The application's health endpoint: slot 0 is healthy; the others once `all` is set.
+    let all = Arc::new(AtomicBool::new(false));
+    let seen_ips = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let (a2, ips) = (all.clone(), seen_ips.clone());
+    let router = axum::Router::new().route(
+        "/ready",
+        axum::routing::get(move |q: axum::extract::Query<BTreeMap<String, String>>| {
+            let ok = a2.load(Ordering::SeqCst) || q.get("name").is_some_and(|n| n.contains("-s0-"));
+            ips.lock().unwrap().insert(q.get("ip").cloned().unwrap_or_default());
+            async move {
+                if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let srv = tokio::spawn(async move { axum::serve(listener, router).await });
+    let probe = format!(
+        "http = {{ url = \"http://127.0.0.1:{port}/ready?name={{name}}&ip={{ip}}\", expect_status = [200], timeout = \"2s\" }}"
+    );
+    rig.policy_with("web", 2, 10, &probe);
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = eng.handle.status.borrow().apps[0].clone();
+    assert_eq!((st.members, st.ready), (2, 1), "only slot 0 answers 200: {st:?}");
+    assert!(!st.converged || st.ready < st.desired);
+    all.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while eng.handle.status.borrow().apps[0].ready < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", eng.handle.status.borrow().apps);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ips = seen_ips.lock().unwrap().clone();
+    assert!(ips.iter().all(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()), "{{ip}} is the member's address: {ips:?}");
+    srv.abort();
+    drop(eng);
+    rig.cleanup().await;
+}

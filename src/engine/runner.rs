@@ -429,6 +429,14 @@ async fn tick_cloud(
                         marker = marker_matches(&p.spec.readiness.cloud_init_marker, &log);
                     }
                 }
+                // Then the HTTP probe, until it answers as expected.
+                let checked = c.readiness.get(&m.server_id).is_some_and(|r| r.1);
+                if marker && !checked {
+                    if let Some(probe) = &p.spec.readiness.http {
+                        let server = cs.servers.iter().find(|s| s.id == m.server_id);
+                        marker = http_probe(&c.http, probe, server.map(|s| &**s), &m.name).await;
+                    }
+                }
                 c.readiness.insert(m.server_id.clone(), (since, marker));
                 ready.insert(
                     m.server_id.clone(),
@@ -608,6 +616,24 @@ async fn tick_cloud(
         &serde_json::json!({"holder": cfg.engine_id, "last_tick": now.to_rfc3339(), "plans": plans}),
         &now,
     );
+}
+
+/// The readiness HTTP probe: `{ip}`, `{name}` and `{id}` in the URL are the
+/// member's first fixed IPv4 address, name and server id. Ready when the answer's
+/// status is one of `expect_status`.
+async fn http_probe(
+    http: &reqwest::Client,
+    probe: &crate::policy::HttpProbe,
+    server: Option<&crate::domain::Server>,
+    name: &str,
+) -> bool {
+    let Some(s) = server else { return false };
+    let Some(ip) = s.primary_ip() else { return false };
+    let url = probe.url.replace("{ip}", ip).replace("{name}", name).replace("{id}", &s.id);
+    match http.get(&url).timeout(probe.timeout.0).send().await {
+        Ok(r) => probe.expect_status.contains(&r.status().as_u16()),
+        Err(_) => false,
+    }
 }
 
 /// What an autoscaling evaluation reads besides the policy.
