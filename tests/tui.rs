@@ -341,3 +341,35 @@ proptest! {
         t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
     }
 }
+
+#[test]
+fn the_engine_mode_switches_from_the_command_line_and_auto_is_confirmed() {
+    use stackpilot::config::settings::EngineMode;
+    use stackpilot::tui::app::EngineCommand;
+    let mut a = app();
+    a.engine = Some(fixture::engine());
+    // Toward safety at once.
+    typed(&mut a, ":mode dry-run");
+    assert_eq!(keys(&mut a, &[ENTER]), vec![Effect::EngineControl(EngineCommand::SetMode(EngineMode::DryRun))]);
+    // Toward acting: confirmed, Cancel focused.
+    typed(&mut a, ":mode auto");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(matches!(a.mode, Mode::Confirm { confirm_focused: false, .. }));
+    assert_eq!(keys(&mut a, &[TAB, ENTER]), vec![Effect::EngineControl(EngineCommand::SetMode(EngineMode::Auto))]);
+    // Nonsense is refused with the choices.
+    typed(&mut a, ":mode turbo");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains(":mode dry-run"));
+    // Read-only consoles never let the engine act.
+    let mut ro = app_with(true);
+    ro.engine = Some(fixture::engine());
+    typed(&mut ro, ":mode auto");
+    assert!(keys(&mut ro, &[ENTER]).is_empty());
+    assert!(matches!(ro.mode, Mode::Normal));
+    assert!(ro.message.as_ref().unwrap().0.contains("read-only"));
+    // Without an engine there is nothing to switch.
+    let mut none = app();
+    typed(&mut none, ":mode off");
+    assert!(keys(&mut none, &[ENTER]).is_empty());
+    assert!(none.message.as_ref().unwrap().0.contains("no engine"));
+}

@@ -206,7 +206,11 @@ impl Engine {
                     _ = iv.tick() => {}
                     c = cmd_rx.recv() => match c {
                         None => return,
-                        Some(EngineCommand::SetMode(m)) => { mode = m; }
+                        Some(EngineCommand::SetMode(m)) => {
+                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", "set-mode", format!("engine mode {} → {}", mode.as_str(), m.as_str()));
+                            let _ = store.add_event(&e);
+                            mode = m;
+                        }
                         Some(EngineCommand::TogglePause) => {
                             paused = !paused;
                             let _ = store.put_control("engine-paused", &serde_json::json!(paused), &Utc::now());

@@ -176,6 +176,7 @@ pub enum Effect {
 pub enum EngineCommand {
     TogglePause,
     ApprovePlan,
+    SetMode(crate::config::settings::EngineMode),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -410,6 +411,8 @@ pub struct CommandLine {
     pub cloud: Option<String>,
     pub filter: Option<String>,
     pub quit: bool,
+    /// `:mode off|dry-run|auto`: switch the engine.
+    pub mode: Option<crate::config::settings::EngineMode>,
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -427,6 +430,12 @@ pub fn parse_command(line: &str) -> Result<CommandLine, String> {
                 f.push_str(rest);
             }
             c.filter = Some(f);
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("mode") {
+            let m = words.next().unwrap_or_default();
+            match crate::config::settings::EngineMode::parse(m) {
+                Some(m) => c.mode = Some(m),
+                None => return Err(format!("mode `{m}`: use :mode off, :mode dry-run or :mode auto")),
+            }
         } else if c.view.is_none() && !c.quit {
             let w = w.to_ascii_lowercase();
             match COMMANDS.iter().find(|(n, aliases, _)| *n == w || aliases.contains(&w.as_str())) {
@@ -625,6 +634,23 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
             vec![]
         }
         Ok(CommandLine { quit: true, .. }) => update(app, Msg::Quit),
+        Ok(CommandLine { mode: Some(m), .. }) => {
+            use crate::config::settings::EngineMode;
+            if app.engine.is_none() {
+                app.notify("no engine runs in this console: set [engine] mode in config.toml", Severity::Warning);
+                return vec![];
+            }
+            if m == EngineMode::Auto {
+                if app.read_only {
+                    app.notify("read-only: the engine may plan but not act", Severity::Warning);
+                    return vec![];
+                }
+                // Letting the engine act is confirmed like any dangerous action.
+                return normal_action(app, Action::EngineAuto);
+            }
+            app.notify(format!("engine mode {}", m.as_str()), Severity::Info);
+            vec![Effect::EngineControl(EngineCommand::SetMode(m))]
+        }
         Ok(CommandLine { view, cloud, filter, .. }) => {
             if let Some(c) = cloud {
                 match app.shown().clouds.iter().position(|x| x.name == c) {
@@ -678,6 +704,9 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
             match pending.action {
                 Action::PauseEngine => vec![Effect::EngineControl(EngineCommand::TogglePause)],
                 Action::ApprovePlan => vec![Effect::EngineControl(EngineCommand::ApprovePlan)],
+                Action::EngineAuto => {
+                    vec![Effect::EngineControl(EngineCommand::SetMode(crate::config::settings::EngineMode::Auto))]
+                }
                 _ => vec![Effect::ServerAction(pending)],
             }
         }
@@ -713,6 +742,10 @@ fn normal_key(app: &mut App, k: Key) -> Vec<Effect> {
         }
         return vec![];
     };
+    normal_action(app, action)
+}
+
+fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
     let page = app.page();
     let sel = app.view().selected;
     match action {
@@ -788,12 +821,16 @@ fn normal_key(app: &mut App, k: Key) -> Vec<Effect> {
                 return vec![Effect::FetchConsole { cloud, server_id: id }];
             }
         }
-        Action::PauseEngine | Action::ApprovePlan => {
+        Action::PauseEngine | Action::ApprovePlan | Action::EngineAuto => {
             if app.engine.is_none() {
                 app.notify("no engine runs in this console: set [engine] mode in config.toml", Severity::Warning);
                 return vec![];
             }
-            let what = if action == Action::PauseEngine { "the engine" } else { "the plan" };
+            let what = match action {
+                Action::PauseEngine => "the engine",
+                Action::ApprovePlan => "the plan",
+                _ => "auto mode",
+            };
             app.mode = Mode::Confirm {
                 pending: Pending { action, cloud: String::new(), server_id: String::new(), server_name: what.into() },
                 confirm_focused: false,

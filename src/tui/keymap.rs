@@ -158,6 +158,7 @@ pub enum Action {
     ConsoleLog,
     PauseEngine,
     ApprovePlan,
+    EngineAuto,
 }
 
 pub struct ActionInfo {
@@ -217,6 +218,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     info(A::ConsoleLog, "console-log", &[Key::ch('l')], C::Server, "console log", false),
     info(A::PauseEngine, "pause-engine", &[Key::ch('p')], C::Plan, "pause / resume the engine", true),
     info(A::ApprovePlan, "approve-plan", &[Key::ch('a')], C::Plan, "carry out the plan (dry-run mode)", true),
+    info(A::EngineAuto, "engine-auto", &[Key::ch('A')], C::Plan, "let the engine act on its own (auto mode)", true),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {

@@ -198,12 +198,28 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 });
             }
         }
-        Effect::EngineControl(_) => {
+        Effect::EngineControl(cmd) => {
+            use crate::engine::EngineCommand as E;
             let tx = tx.clone();
+            let sent = console.engine.as_ref().map(|h| {
+                h.commands.try_send(match cmd {
+                    app::EngineCommand::TogglePause => E::TogglePause,
+                    app::EngineCommand::ApprovePlan => E::Approve,
+                    app::EngineCommand::SetMode(m) => E::SetMode(m),
+                })
+            });
+            let what = match cmd {
+                app::EngineCommand::TogglePause => "pause / resume".to_string(),
+                app::EngineCommand::ApprovePlan => "approve the plan".to_string(),
+                app::EngineCommand::SetMode(m) => format!("mode {}", m.as_str()),
+            };
             tokio::spawn(async move {
-                let e = Event::new(chrono::Utc::now(), &operator(), "", "engine", "operator request")
-                    .result("failed")
-                    .detail("no engine runs in this console");
+                let e = Event::new(chrono::Utc::now(), &operator(), "", "engine", "operator request").target(what);
+                let e = match sent {
+                    Some(Ok(())) => e,
+                    Some(Err(err)) => e.result("failed").detail(format!("the engine did not take it: {err}")),
+                    None => e.result("failed").detail("no engine runs in this console"),
+                };
                 let _ = tx.send(Msg::ActionDone(e)).await;
             });
         }
