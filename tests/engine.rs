@@ -640,6 +640,27 @@ async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans()
     if rig.side == Side::Sim {
         assert_eq!(assert_no_duplicate_creates(&rig).await, 6, "{}", log_of(&rig, "engine-2.log"));
     }
+    // The headless engine's own health and metrics.
+    let log = log_of(&rig, "engine-2.log");
+    let base = log
+        .split("metrics on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .map(|u| u.trim_end_matches("/metrics").to_string())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
+    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert!(health.status().is_success());
+    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+    let cloud = &rig.cloud.name;
+    for want in [
+        format!("stackpilot_engine_apps_converged{{cloud=\"{cloud}\"}} 1"),
+        format!("stackpilot_engine_lease_held{{cloud=\"{cloud}\"}} 1"),
+        format!("stackpilot_engine_actions_total{{cloud=\"{cloud}\","),
+        "stackpilot_engine_ticks_total ".to_string(),
+        "stackpilot_engine_intents_pending 0".to_string(),
+    ] {
+        assert!(metrics.contains(&want), "{want} in\n{metrics}");
+    }
     drop(child2);
 
     // A wiped store is rebuilt from the tags: the six are members, not strangers.
@@ -682,30 +703,13 @@ async fn the_autoscaler_closes_the_loop_on_a_traffic_spike() {
     let wall0 = chrono::Utc::now();
     let eval = 3;
     let stabilization = 10;
-    rig.policy_with(
-        "web",
-        2,
-        10,
-        &format!(
-            r#"
-[scaling]
-evaluation_interval = "{eval}s"
-warmup = "1s"
-
-[[scaling.metrics]]
-name = "cpu"
-target = 60
-
-[scaling.behavior.scale_up]
-stabilization = "0s"
-policies = [{{ type = "count", value = 10, period = "1s" }}]
-
-[scaling.behavior.scale_down]
-stabilization = "{stabilization}s"
-policies = [{{ type = "count", value = 2, period = "2s" }}]
-"#
-        ),
+    // Scale-in two members at a time, so the way down is visible too.
+    let section = replace_last(
+        &scaling_section(eval, stabilization),
+        "value = 10, period = \"1s\"",
+        "value = 2, period = \"2s\"",
     );
+    rig.policy_with("web", 2, 10, &section);
     let eng = rig.start(rig.engine_cfg());
     // Watch desired, members and the app's CPU until it has scaled back in.
     let mut trace: Vec<(f64, u32, u32, Option<f64>)> = vec![];
@@ -763,6 +767,13 @@ policies = [{{ type = "count", value = 2, period = "2s" }}]
     assert_eq!(changes, 1, "one change of direction: {dirs:?}");
     assert!(scale.iter().all(|e| e.result != "MetricsStale"), "{scale:?}");
     drop(eng);
+}
+
+fn replace_last(s: &str, from: &str, to: &str) -> String {
+    match s.rfind(from) {
+        Some(i) => format!("{}{to}{}", &s[..i], &s[i + from.len()..]),
+        None => panic!("`{from}` not in {s}"),
+    }
 }
 
 /// A steady app under the autoscaler: `[scaling]` on cpu 60 % with quick
@@ -1068,5 +1079,48 @@ async fn members_are_ready_only_when_their_http_probe_answers() {
     assert!(ips.iter().all(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()), "{{ip}} is the member's address: {ips:?}");
     srv.abort();
     drop(eng);
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_engine_on_the_same_host_only_observes() {
+    let rig = Rig::new(SimConfig::default()).await;
+    rig.policy("web", 2);
+    let first = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(90)).await;
+    let mut cfg = rig.engine_cfg();
+    cfg.engine_id = "second/1".into();
+    let second = rig.start(cfg);
+    // The second one sees the holder and its plan, and never acts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = second.handle.status.borrow().clone();
+        if st.observer && st.ticks > 3 {
+            assert_eq!(st.lease_holder.as_deref(), Some(format!("test/{}", rig.run).as_str()));
+            assert!(st.plans.iter().any(|(app, _)| app == &rig.app("web")), "the holder's plan: {:?}", st.plans);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{st:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rig.policy("web", 3);
+    rig.converged(&[("web", 3)], Duration::from_secs(90)).await;
+    let by_second: Vec<_> =
+        second.store.recent_events(1000).unwrap().into_iter().filter(|e| e.actor == "engine:second/1").collect();
+    assert!(by_second.is_empty(), "the observer acted: {by_second:?}");
+    // The holder goes away: the observer takes over.
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rig.policy("web", 1);
+    rig.converged(&[("web", 1)], Duration::from_secs(90)).await;
+    let st = second.handle.status.borrow().clone();
+    assert!(!st.observer, "took the lease");
+    assert!(second
+        .store
+        .recent_events(1000)
+        .unwrap()
+        .iter()
+        .any(|e| e.actor == "engine:second/1" && e.action == "lease"));
+    drop(second);
     rig.cleanup().await;
 }
