@@ -236,6 +236,9 @@ min_ready_seconds = 0
     /// Wait until every app has exactly its desired number of ACTIVE members, none
     /// terminating, and that holds for a few more ticks.
     async fn converged(&self, want: &[(&str, usize)], within: Duration) {
+        // A real Nova on two shared cores takes its time (a create may take tens of
+        // seconds right after the services start).
+        let within = if self.side == Side::Real { within * 3 } else { within };
         let deadline = tokio::time::Instant::now() + within;
         let mut stable = 0;
         loop {
@@ -258,10 +261,36 @@ min_ready_seconds = 0
                 return;
             }
             if tokio::time::Instant::now() > deadline {
-                panic!("not converged after {within:?}: {}", seen.join(", "));
+                panic!(
+                    "not converged after {within:?}: {}\nengine events, newest first:\n{}",
+                    seen.join(", "),
+                    self.journal(40)
+                );
             }
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
+    }
+
+    /// The newest engine events of the store under the rig's state directory.
+    fn journal(&self, n: usize) -> String {
+        let Ok(store) = Store::open(&self.state().join("stackpilot.db")) else { return "(no store)".into() };
+        store
+            .recent_events(n)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                format!(
+                    "  {} {} {} {} {} {}",
+                    e.at.format("%H:%M:%S%.3f"),
+                    e.action,
+                    e.result,
+                    e.target.clone().unwrap_or_default(),
+                    e.reason,
+                    e.detail.clone().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     async fn sim_stats(&self) -> Value {
