@@ -71,19 +71,12 @@ impl Drop for Running {
 }
 
 fn inventory_cfg() -> InventoryConfig {
-    let mut c = InventoryConfig::default();
+    let mut c = inventory_every(300);
     let ms = |n| Dur(Duration::from_millis(n));
-    c.refresh.servers = ms(200);
-    c.refresh.flavors = ms(2000);
-    c.refresh.images = ms(2000);
-    c.refresh.networks = ms(2000);
-    c.refresh.volumes = ms(60_000);
-    c.refresh.backups = ms(60_000);
-    c.refresh.metrics = ms(500);
-    c.refresh.limits = ms(300);
-    c.refresh.full_resync = ms(3000);
-    c.refresh.timeout = Dur(Duration::from_secs(5));
-    c.refresh.max_backoff = ms(500);
+    (c.refresh.servers, c.refresh.metrics, c.refresh.full_resync) = (ms(200), ms(500), ms(3000));
+    (c.refresh.timeout, c.refresh.max_backoff) = (Dur(Duration::from_secs(5)), ms(500));
+    // The engine reads no volumes, and the real services share two cores.
+    (c.refresh.volumes, c.refresh.backups, c.refresh.images) = (ms(60_000), ms(60_000), ms(2000));
     c
 }
 
@@ -439,7 +432,7 @@ async fn nova_errors_and_latency_do_not_duplicate_servers() {
     // adopted. Either way nine servers exist, each created once.
     assert_eq!(creates, 9);
     let st = rig.sim_stats().await;
-    assert!(st["requests"]["compute POST"].as_u64().unwrap() >= 9);
+    assert!(st["create_requests"].as_u64().unwrap() >= 9);
     drop(eng);
 }
 
@@ -494,10 +487,11 @@ async fn exhausted_quota_blocks_scale_out_with_one_alert_and_few_requests() {
     rig.policy("web", 5);
     let eng = rig.start(rig.engine_cfg());
     rig.converged(&[("web", 2)], Duration::from_secs(60)).await;
-    let before = rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap();
+    let before = rig.sim_stats().await["create_requests"].as_u64().unwrap();
     // Twenty-five ticks held back.
     tokio::time::sleep(Duration::from_millis(7500)).await;
-    let after = rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap();
+    let after = rig.sim_stats().await["create_requests"].as_u64().unwrap();
+    println!("create requests: {before} up to the block, {} in 7.5 s while blocked", after - before);
     assert_eq!(rig.members("web").await.len(), 2, "partial scale-out to the quota's headroom");
     assert!(after - before <= 2, "no retry storm: {} creates tried while blocked", after - before);
     assert!(before <= 4, "creates before the block: {before}");
@@ -902,7 +896,7 @@ async fn quota_hit_mid_scale_out_gives_a_partial_scale_out_and_no_retry_storm() 
         v.reason == "CapacityBlocked" && v.current == 5
     })
     .await;
-    let posts = || async { rig.sim_stats().await["requests"]["compute POST"].as_u64().unwrap() };
+    let posts = || async { rig.sim_stats().await["create_requests"].as_u64().unwrap() };
     let before = posts().await;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let tried = posts().await - before;
@@ -1097,7 +1091,6 @@ async fn members_are_ready_only_when_their_http_probe_answers() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = eng.handle.status.borrow().apps[0].clone();
     assert_eq!((st.members, st.ready), (2, 1), "only slot 0 answers 200: {st:?}");
-    assert!(!st.converged || st.ready < st.desired);
     all.store(true, Ordering::SeqCst);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while eng.handle.status.borrow().apps[0].ready < 2 {

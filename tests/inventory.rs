@@ -11,19 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn fast_cfg() -> InventoryConfig {
-    let mut c = InventoryConfig::default();
-    let ms = |n| Dur(Duration::from_millis(n));
-    c.refresh.servers = ms(150);
-    c.refresh.volumes = ms(300);
-    c.refresh.backups = ms(300);
-    c.refresh.flavors = ms(300);
-    c.refresh.images = ms(300);
-    c.refresh.networks = ms(300);
-    c.refresh.limits = ms(300);
-    c.refresh.metrics = ms(300);
-    c.refresh.full_resync = Dur(Duration::from_secs(3600));
-    c.refresh.timeout = Dur(Duration::from_secs(2));
-    c.refresh.max_backoff = Dur(Duration::from_millis(600));
+    let mut c = inventory_every(300);
+    c.refresh.servers = Dur(Duration::from_millis(150));
     c
 }
 

@@ -51,6 +51,11 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
+/// The actor of an operator's action: `operator:<login>`.
+pub fn operator_actor() -> String {
+    format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+}
+
 impl Event {
     pub fn new(at: Timestamp, actor: &str, cloud: &str, action: &str, reason: impl Into<String>) -> Self {
         Event {

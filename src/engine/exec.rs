@@ -60,6 +60,31 @@ fn actor(engine_id: &str) -> String {
     format!("engine:{engine_id}")
 }
 
+/// A pending write-ahead intent of this engine for one action.
+fn new_intent(ctx: &ExecContext, a: &PlannedAction, action: &str, op: &str) -> Intent {
+    let t = now();
+    Intent {
+        op_id: op.to_string(),
+        policy_id: a.policy_id.clone().unwrap_or_default(),
+        cloud: ctx.cloud.clone(),
+        app: a.app.clone(),
+        action: action.into(),
+        slot: None,
+        revision: None,
+        generation: 0,
+        server_id: None,
+        status: IntentStatus::Pending,
+        error: None,
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+/// An event marked failed with the API's message and request id.
+fn failed(e: Event, err: &crate::cloud::ApiError) -> Event {
+    e.result("failed").severity(Severity::Warning).request_id(err.request_id.clone()).detail(err.message.clone())
+}
+
 fn now() -> Timestamp {
     chrono::Utc::now()
 }
@@ -199,11 +224,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                 Ok(()) => true,
                 Err(err) if err.kind == ErrorKind::NotFound => true,
                 Err(err) => {
-                    e = e
-                        .result("failed")
-                        .severity(Severity::Warning)
-                        .request_id(err.request_id.clone())
-                        .detail(err.message.clone());
+                    e = failed(e, err);
                     false
                 }
             };
@@ -213,22 +234,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
         }
         Step::Delete { server_id, name } => {
             let op = uuid::Uuid::new_v4().to_string();
-            let t = now();
-            let intent = Intent {
-                op_id: op.clone(),
-                policy_id: a.policy_id.clone().unwrap_or_default(),
-                cloud: ctx.cloud.clone(),
-                app: a.app.clone(),
-                action: "delete".into(),
-                slot: None,
-                revision: None,
-                generation: 0,
-                server_id: Some(server_id.clone()),
-                status: IntentStatus::Pending,
-                error: None,
-                created_at: t,
-                updated_at: t,
-            };
+            let intent = Intent { server_id: Some(server_id.clone()), ..new_intent(ctx, &a, "delete", &op) };
             if let Err(e) = ctx.store.put_intent(&intent) {
                 tracing::error!("cannot write the intent, not deleting {server_id}: {e}");
                 return Outcome::new("delete", false);
@@ -254,11 +260,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                         let _ =
                             ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now());
                     }
-                    e = e
-                        .result("failed")
-                        .severity(Severity::Warning)
-                        .request_id(err.request_id.clone())
-                        .detail(err.message.clone());
+                    e = failed(e, &err);
                     false
                 }
             };
@@ -318,21 +320,11 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
     };
     let op = uuid::Uuid::new_v4().to_string();
     let req = create_request(info, &ctx.engine_id, &op, slot, revision, zone, &ctx.cloud);
-    let t = now();
     let intent = Intent {
-        op_id: op.clone(),
-        policy_id: pid.clone(),
-        cloud: ctx.cloud.clone(),
-        app: a.app.clone(),
-        action: "create".into(),
         slot: Some(slot),
         revision: Some(revision),
         generation: info.generation,
-        server_id: None,
-        status: IntentStatus::Pending,
-        error: None,
-        created_at: t,
-        updated_at: t,
+        ..new_intent(ctx, a, "create", &op)
     };
     // Write-ahead: no intent, no create.
     if let Err(e) = ctx.store.put_intent(&intent) {
@@ -360,11 +352,7 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
         }
         Err(err) => {
             let _ = ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now());
-            e = e
-                .result("failed")
-                .severity(Severity::Warning)
-                .request_id(err.request_id.clone())
-                .detail(err.message.clone());
+            e = failed(e, &err);
             out.ok = false;
             if err.kind == ErrorKind::QuotaExceeded {
                 let b = Blocked {

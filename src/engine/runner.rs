@@ -13,7 +13,7 @@ use crate::inventory::{Kind, Snapshot};
 use crate::policy::{self, CloudCatalog, Policy};
 use crate::store::Store;
 use chrono::Utc;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,19 +207,19 @@ impl Engine {
                     c = cmd_rx.recv() => match c {
                         None => return,
                         Some(EngineCommand::SetMode(m)) => {
-                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", "set-mode", format!("engine mode {} → {}", mode.as_str(), m.as_str()));
+                            let e = Event::new(Utc::now(), &crate::domain::event::operator_actor(), "", "set-mode", format!("engine mode {} → {}", mode.as_str(), m.as_str()));
                             let _ = store.add_event(&e);
                             mode = m;
                         }
                         Some(EngineCommand::TogglePause) => {
                             paused = !paused;
                             let _ = store.put_control("engine-paused", &serde_json::json!(paused), &Utc::now());
-                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", if paused { "pause-engine" } else { "resume-engine" }, "operator request from the console");
+                            let e = Event::new(Utc::now(), &crate::domain::event::operator_actor(), "", if paused { "pause-engine" } else { "resume-engine" }, "operator request from the console");
                             let _ = store.add_event(&e);
                         }
                         Some(EngineCommand::Approve) => {
                             approved = true;
-                            let e = Event::new(Utc::now(), &format!("operator:{}", std::env::var("USER").unwrap_or_default()), "", "approve-plan", "operator approved the plan shown");
+                            let e = Event::new(Utc::now(), &crate::domain::event::operator_actor(), "", "approve-plan", "operator approved the plan shown");
                             let _ = store.add_event(&e);
                         }
                         Some(EngineCommand::TickNow) => {}
@@ -388,6 +388,12 @@ async fn tick_cloud(
     }
     let cat = catalog(c, Some(cs)).await;
     let intents_all = store.open_intents(&c.name).unwrap_or_default();
+    // One pass over the servers per tick: by id, and members by policy.
+    let by_id: HashMap<&str, &Arc<crate::domain::Server>> = cs.servers.iter().map(|s| (s.id.as_str(), s)).collect();
+    let mut members_of: HashMap<String, Vec<super::members::Member>> = HashMap::new();
+    for m in cs.servers.iter().filter_map(|s| super::members::member(s)) {
+        members_of.entry(m.policy_id.clone()).or_default().push(m);
+    }
     // Policies → launch specs → revisions.
     let mut inputs = Vec::new();
     let mut launches = BTreeMap::new();
@@ -408,8 +414,7 @@ async fn tick_cloud(
                 let _ = store.add_event(&e);
             }
         }
-        let members: Vec<_> =
-            cs.servers.iter().filter_map(|s| super::members::member(s)).filter(|m| m.policy_id == p.id).collect();
+        let members = members_of.remove(&p.id).unwrap_or_default();
         let floor = members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
         let cap = p.spec.deploy.capacity;
         let desired = cap.desired.clamp(cap.min, cap.max);
@@ -418,7 +423,7 @@ async fn tick_cloud(
             if m.status == ServerStatus::Active {
                 // Since launch when the cloud says (a restarted engine does not
                 // re-warm members that were serving), else since first seen ACTIVE.
-                let launched = cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.launched_at);
+                let launched = by_id.get(m.server_id.as_str()).and_then(|s| s.launched_at);
                 let first = launched.map(|l| l.min(now)).unwrap_or(now);
                 let (since, marker) = c.readiness.get(&m.server_id).copied().unwrap_or((first, false));
                 let mut marker = marker;
@@ -437,8 +442,8 @@ async fn tick_cloud(
                 let checked = c.readiness.get(&m.server_id).is_some_and(|r| r.1);
                 if marker && !checked {
                     if let Some(probe) = &p.spec.readiness.http {
-                        let server = cs.servers.iter().find(|s| s.id == m.server_id);
-                        marker = http_probe(&c.http, probe, server.map(|s| &**s), &m.name).await;
+                        let server = by_id.get(m.server_id.as_str());
+                        marker = http_probe(&c.http, probe, server.map(|s| &***s), &m.name).await;
                     }
                 }
                 c.readiness.insert(m.server_id.clone(), (since, marker));
@@ -457,6 +462,7 @@ async fn tick_cloud(
                     cfg,
                     cloud: &c.name,
                     cs,
+                    servers: &by_id,
                     members: &members,
                     ready: &ready,
                     now,
@@ -530,7 +536,7 @@ async fn tick_cloud(
             }
         }
     }
-    c.readiness.retain(|id, _| cs.servers.iter().any(|s| &s.id == id));
+    c.readiness.retain(|id, _| by_id.contains_key(id.as_str()));
     let intents = intents_all;
     let failed =
         store.failed_intents(&c.name, &(now - cfg.plan.orphan_grace - cfg.plan.orphan_grace)).unwrap_or_default();
@@ -645,6 +651,8 @@ struct ScaleCtx<'a> {
     cfg: &'a EngineConfig,
     cloud: &'a str,
     cs: &'a crate::inventory::CloudSnapshot,
+    /// The cloud's servers by id.
+    servers: &'a HashMap<&'a str, &'a Arc<crate::domain::Server>>,
     members: &'a [super::members::Member],
     ready: &'a BTreeMap<String, bool>,
     now: Timestamp,
@@ -705,7 +713,6 @@ fn member_value(
     server_id: &str,
     ram_mb: Option<u64>,
 ) -> Option<f64> {
-    use crate::policy::scaling::MetricName;
     if spec.source == crate::policy::scaling::Source::Prometheus {
         let idx = ctx.prom_index(spec)?;
         return match ctx.prom.get(idx)? {
@@ -713,22 +720,35 @@ fn member_value(
             _ => None,
         };
     }
-    let series = ctx.cs.metrics.get(server_id)?;
-    let s = match spec.name {
-        MetricName::Cpu => &series.cpu,
-        MetricName::Memory => &series.mem,
-        MetricName::NetworkIn => &series.net_in,
-        MetricName::NetworkOut => &series.net_out,
-    };
-    let (t, v) = s.last()?;
+    let (t, v) = series_of(ctx.cs.metrics.get(server_id)?, spec.name).last()?;
     let stale =
         spec.max_staleness.map(|d| d.0.as_secs() as i64).unwrap_or(2 * ctx.cfg.metrics_granularity.max(1) as i64);
     // Samples from a cloud clock ahead of ours count as fresh.
     if ctx.now.timestamp() - t > stale {
         return None;
     }
-    match spec.name {
-        MetricName::Memory => ram_mb.filter(|r| *r > 0).map(|r| v / r as f64 * 100.0),
+    in_policy_units(spec.name, v, ram_mb)
+}
+
+/// The inventory's series of one metric.
+fn series_of(
+    s: &crate::inventory::ServerSeries,
+    name: crate::policy::scaling::MetricName,
+) -> &crate::domain::MetricSeries {
+    use crate::policy::scaling::MetricName;
+    match name {
+        MetricName::Cpu => &s.cpu,
+        MetricName::Memory => &s.mem,
+        MetricName::NetworkIn => &s.net_in,
+        MetricName::NetworkOut => &s.net_out,
+    }
+}
+
+/// A sample in the unit the policy's target uses: memory in MB becomes % of the
+/// flavor's RAM (unknown RAM: no value); CPU is already % and network bytes/s.
+fn in_policy_units(name: crate::policy::scaling::MetricName, v: f64, ram_mb: Option<u64>) -> Option<f64> {
+    match name {
+        crate::policy::scaling::MetricName::Memory => ram_mb.filter(|r| *r > 0).map(|r| v / r as f64 * 100.0),
         _ => Some(v),
     }
 }
@@ -766,7 +786,7 @@ fn autoscale(
             let ready = ctx.ready.get(&m.server_id).copied().unwrap_or(false);
             let ready_at = readiness.get(&m.server_id).map(|(since, _)| *since + min_ready);
             let warming = ready && ready_at.is_none_or(|t| now - t < warmup);
-            let ram = ctx.cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.flavor.ram_mb);
+            let ram = ctx.servers.get(m.server_id.as_str()).and_then(|s| s.flavor.ram_mb);
             MemberSample {
                 server_id: m.server_id.clone(),
                 ready,
@@ -778,14 +798,8 @@ fn autoscale(
     let flying = intents.iter().any(|i| i.policy_id == p.id && i.action == "create");
     let not_ready = samples.iter().any(|m| !m.ready);
     let capacity_limit = state.blocked.get(&p.id).map(|_| {
-        let vcpus = alive
-            .first()
-            .and_then(|m| ctx.cs.servers.iter().find(|s| s.id == m.server_id))
-            .and_then(|s| s.flavor.vcpus);
-        let ram = alive
-            .first()
-            .and_then(|m| ctx.cs.servers.iter().find(|s| s.id == m.server_id))
-            .and_then(|s| s.flavor.ram_mb);
+        let vcpus = alive.first().and_then(|m| ctx.servers.get(m.server_id.as_str())).and_then(|s| s.flavor.vcpus);
+        let ram = alive.first().and_then(|m| ctx.servers.get(m.server_id.as_str())).and_then(|s| s.flavor.ram_mb);
         let room =
             ctx.cs.limits.as_ref().and_then(|l| l.headroom(vcpus.unwrap_or(1), ram.unwrap_or(0))).unwrap_or(0).max(0)
                 as u32;
@@ -841,18 +855,9 @@ fn autoscale(
         let mut by_t: BTreeMap<i64, (f64, u32)> = BTreeMap::new();
         for m in &alive {
             if let Some(series) = ctx.cs.metrics.get(&m.server_id) {
-                let s = match spec.name {
-                    crate::policy::scaling::MetricName::Cpu => &series.cpu,
-                    crate::policy::scaling::MetricName::Memory => &series.mem,
-                    crate::policy::scaling::MetricName::NetworkIn => &series.net_in,
-                    crate::policy::scaling::MetricName::NetworkOut => &series.net_out,
-                };
-                let ram = ctx.cs.servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.flavor.ram_mb);
-                for (t, v) in s.iter() {
-                    let v = match (spec.name, ram) {
-                        (crate::policy::scaling::MetricName::Memory, Some(r)) if r > 0 => v / r as f64 * 100.0,
-                        _ => v,
-                    };
+                let ram = ctx.servers.get(m.server_id.as_str()).and_then(|s| s.flavor.ram_mb);
+                for (t, v) in series_of(series, spec.name).iter() {
+                    let Some(v) = in_policy_units(spec.name, v, ram) else { continue };
                     let e = by_t.entry(t).or_default();
                     e.0 += v;
                     e.1 += 1;

@@ -258,6 +258,12 @@ fn dur(d: &crate::policy::model::Dur) -> chrono::Duration {
     chrono::Duration::from_std(d.0).unwrap_or_default()
 }
 
+/// The count at the start of a policy's period: the current one with the period's
+/// scale-ups taken back and its scale-downs put back (HPA).
+fn period_start(current: u32, events: &[ScaleEvent], now: Timestamp, period: chrono::Duration) -> u32 {
+    (current + changed_within(events, now, period, false)).saturating_sub(changed_within(events, now, period, true))
+}
+
 /// The highest count the scale-up policies allow now.
 fn scale_up_limit(current: u32, events: &[ScaleEvent], d: &Direction, now: Timestamp) -> u32 {
     if d.select == Select::Disabled {
@@ -265,9 +271,7 @@ fn scale_up_limit(current: u32, events: &[ScaleEvent], d: &Direction, now: Times
     }
     let mut out: Option<u32> = None;
     for p in &d.policies {
-        let period = dur(&p.period);
-        let start = (current + changed_within(events, now, period, false))
-            .saturating_sub(changed_within(events, now, period, true));
+        let start = period_start(current, events, now, dur(&p.period));
         let proposed = match p.kind {
             PolicyType::Count => start + p.value,
             PolicyType::Percent => ceil_u32(start as f64 * (1.0 + p.value as f64 / 100.0)).max(start),
@@ -288,9 +292,7 @@ fn scale_down_limit(current: u32, events: &[ScaleEvent], d: &Direction, now: Tim
     }
     let mut out: Option<u32> = None;
     for p in &d.policies {
-        let period = dur(&p.period);
-        let start = (current + changed_within(events, now, period, false))
-            .saturating_sub(changed_within(events, now, period, true));
+        let start = period_start(current, events, now, dur(&p.period));
         let proposed = match p.kind {
             PolicyType::Count => start.saturating_sub(p.value),
             PolicyType::Percent => (start as f64 * (1.0 - p.value as f64 / 100.0)).max(0.0) as u32,

@@ -66,7 +66,7 @@ async fn stats(State(s): State<S>) -> Response {
     let w = s.world();
     json_response(
         200,
-        &json!({"requests": counters, "server_creates": w.stats.server_creates, "server_deletes": w.stats.server_deletes, "creates_by_op_tag": w.stats.creates_by_op_tag}),
+        &json!({"requests": counters, "create_requests": w.stats.create_requests, "server_creates": w.stats.server_creates, "server_deletes": w.stats.server_deletes, "creates_by_op_tag": w.stats.creates_by_op_tag}),
     )
 }
 

@@ -491,6 +491,18 @@ fn app_cred_json(base: &str, a: &super::world::AppCred, secret: bool) -> Value {
     v
 }
 
+/// A valid token of user `uid` itself (Keystone's policy for application credentials).
+fn own_token(s: &SimShared, h: &HeaderMap, uid: &str, action: &str) -> Result<TokenRec, Response> {
+    let rec = authenticate_any(s, h)?;
+    if rec.user_id != uid {
+        return Err(keystone_error(
+            403,
+            &format!("You are not authorized to perform the requested action: identity:{action}."),
+        ));
+    }
+    Ok(rec)
+}
+
 /// `POST /v3/users/{user_id}/application_credentials`: bound to the token's project.
 async fn app_cred_create(
     State(s): State<S>,
@@ -498,16 +510,10 @@ async fn app_cred_create(
     axum::extract::Path(uid): axum::extract::Path<String>,
     body: Bytes,
 ) -> Response {
-    let rec = match authenticate_any(&s, &h) {
+    let rec = match own_token(&s, &h, &uid, "create_application_credential") {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if rec.user_id != uid {
-        return keystone_error(
-            403,
-            "You are not authorized to perform the requested action: identity:create_application_credential.",
-        );
-    }
     if rec.app_cred.is_some() {
         return keystone_error(
             403,
@@ -550,15 +556,8 @@ async fn app_cred_list(
     h: HeaderMap,
     axum::extract::Path(uid): axum::extract::Path<String>,
 ) -> Response {
-    let rec = match authenticate_any(&s, &h) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if rec.user_id != uid {
-        return keystone_error(
-            403,
-            "You are not authorized to perform the requested action: identity:list_application_credentials.",
-        );
+    if let Err(r) = own_token(&s, &h, &uid, "list_application_credentials") {
+        return r;
     }
     let w = s.world();
     let v: Vec<Value> =
@@ -571,15 +570,8 @@ async fn app_cred_delete(
     h: HeaderMap,
     axum::extract::Path((uid, id)): axum::extract::Path<(String, String)>,
 ) -> Response {
-    let rec = match authenticate_any(&s, &h) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    if rec.user_id != uid {
-        return keystone_error(
-            403,
-            "You are not authorized to perform the requested action: identity:delete_application_credential.",
-        );
+    if let Err(r) = own_token(&s, &h, &uid, "delete_application_credential") {
+        return r;
     }
     let mut w = s.world();
     let before = w.app_creds.len();

@@ -701,6 +701,8 @@ async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
         Ok(x) => x,
         Err(r) => return r,
     };
+    // Every authenticated attempt, refused or not (retry storms show here).
+    s.world().stats.create_requests += 1;
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(e) => return err(e, mv),

@@ -529,6 +529,10 @@ pub struct FailCreates {
 /// Counters the admin API reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorldStats {
+    /// `POST /servers` requests that got past authentication.
+    #[serde(default)]
+    pub create_requests: u64,
+    /// Servers actually created.
     pub server_creates: u64,
     /// `stackpilot-op-*` tag → number of servers created with it.
     pub creates_by_op_tag: BTreeMap<String, u32>,
@@ -1418,7 +1422,7 @@ impl World {
         if self.snapshots.values().any(|s| s.volume_id == id) {
             return Err(SimError::bad("Invalid volume: Volume cannot be deleted while it has snapshots."));
         }
-        let v = self.volumes.get_mut(id).expect("checked above");
+        let Some(v) = self.volumes.get_mut(id) else { return Err(SimError::not_found("gone")) };
         v.status = "deleting".into();
         v.updated_at = Some(now);
         let secs = self.settings.delete_secs;
@@ -1489,7 +1493,7 @@ impl World {
         if self.backups.values().any(|b| b.snapshot_id.as_deref() == Some(id) && b.status == "creating") {
             return Err(SimError::bad("Invalid snapshot: Snapshot is being backed up."));
         }
-        let s = self.snapshots.get_mut(id).expect("checked above");
+        let Some(s) = self.snapshots.get_mut(id) else { return Err(SimError::not_found("gone")) };
         s.status = "deleting".into();
         s.updated_at = Some(now);
         let secs = self.settings.delete_secs;
@@ -1612,7 +1616,7 @@ impl World {
         if self.has_dependents(id) {
             return Err(SimError::bad("Invalid backup: Incremental backups exist for this backup."));
         }
-        let b = self.backups.get_mut(id).expect("checked above");
+        let Some(b) = self.backups.get_mut(id) else { return Err(SimError::not_found("gone")) };
         b.status = "deleting".into();
         b.updated_at = Some(now);
         let secs = self.settings.delete_secs;

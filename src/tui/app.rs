@@ -226,7 +226,9 @@ pub struct App {
     /// Snapshot shown while frozen.
     pub frozen: Option<Arc<Snapshot>>,
     pub cloud: usize,
-    pub stack: Vec<ViewState>,
+    /// Never empty: it starts with the Overview and only `back` pops, never the last
+    /// one (private, so the invariant is this module's alone).
+    stack: Vec<ViewState>,
     /// Last filter and sort per view kind (kept across `:` jumps).
     pub remembered: BTreeMap<ViewKind, (String, Option<(char, bool)>)>,
     pub mode: Mode,
@@ -281,6 +283,11 @@ impl App {
         };
         a.refresh_rows();
         a
+    }
+
+    /// The navigation stack, outermost first (breadcrumbs).
+    pub fn stack(&self) -> &[ViewState] {
+        &self.stack
     }
 
     pub fn view(&self) -> &ViewState {
@@ -368,8 +375,9 @@ impl App {
 
     fn back(&mut self) {
         if self.stack.len() > 1 {
-            let cur = self.stack.pop().expect("len > 1");
-            self.remembered.insert(cur.kind, (cur.filter, cur.sort));
+            if let Some(cur) = self.stack.pop() {
+                self.remembered.insert(cur.kind, (cur.filter, cur.sort));
+            }
             self.refresh_rows();
         }
     }

@@ -141,10 +141,6 @@ impl Drop for TerminalGuard {
     }
 }
 
-fn operator() -> String {
-    format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
-}
-
 /// Carry out a confirmed server action and describe the outcome as an event.
 pub async fn perform(client: &Client, p: &Pending) -> Event {
     let now = chrono::Utc::now();
@@ -158,7 +154,8 @@ pub async fn perform(client: &Client, p: &Pending) -> Event {
         other => (keymap::info_of(other).name, Ok(None)),
     };
     let e =
-        Event::new(now, &operator(), &p.cloud, name, "operator request from the console").target(p.server_name.clone());
+        Event::new(now, &crate::domain::event::operator_actor(), &p.cloud, name, "operator request from the console")
+            .target(p.server_name.clone());
     match res {
         Ok(rid) => e.request_id(rid),
         Err(err) => e
@@ -214,7 +211,14 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 app::EngineCommand::SetMode(m) => format!("mode {}", m.as_str()),
             };
             tokio::spawn(async move {
-                let e = Event::new(chrono::Utc::now(), &operator(), "", "engine", "operator request").target(what);
+                let e = Event::new(
+                    chrono::Utc::now(),
+                    &crate::domain::event::operator_actor(),
+                    "",
+                    "engine",
+                    "operator request",
+                )
+                .target(what);
                 let e = match sent {
                     Some(Ok(())) => e,
                     Some(Err(err)) => e.result("failed").detail(format!("the engine did not take it: {err}")),

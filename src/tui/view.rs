@@ -69,7 +69,7 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
     let c = app.cloud_snapshot();
     let scope = c.map(|c| c.scope.to_string()).unwrap_or_else(|| "no cloud".into());
     let name = |id: &str| c.and_then(|c| c.server(id)).map(|s| s.display_name().to_string());
-    let crumbs: Vec<String> = app.stack.iter().map(|v| v.crumb(name)).collect();
+    let crumbs: Vec<String> = app.stack().iter().map(|v| v.crumb(name)).collect();
     let (age, age_st) = age_style(app, c);
     let mut left = vec![
         Span::styled(" stackpilot ", t.title()),
@@ -423,18 +423,8 @@ fn scaling_panel(f: &mut Frame, app: &App, area: Rect, v: &crate::engine::runner
             .block(
                 Block::default().title(Span::styled(format!(" {label} {last:.1} vs target {} ", v.target), t.base())),
             )
-            .x_axis(
-                Axis::default()
-                    .bounds([-mins, 0.0])
-                    .labels(vec![Span::styled(format!("-{}m", mins as i64), t.dim()), Span::styled("now", t.dim())])
-                    .style(t.dim()),
-            )
-            .y_axis(
-                Axis::default()
-                    .bounds([0.0, top])
-                    .labels(vec![Span::styled("0", t.dim()), Span::styled(format!("{top:.0}"), t.dim())])
-                    .style(t.dim()),
-            );
+            .x_axis(time_axis(t, mins))
+            .y_axis(value_axis(t, top));
         f.render_widget(c, chart_area);
     }
     if hist_w > 0 {
@@ -711,19 +701,25 @@ fn chart(f: &mut Frame, app: &App, area: Rect, title: &str, s: Option<&crate::do
     let mins = app.window_secs as f64 / 60.0;
     let c = Chart::new(vec![ds])
         .block(block.title_top(Line::from(Span::styled(format!(" {last:.1} "), t.base())).right_aligned()))
-        .x_axis(
-            Axis::default()
-                .bounds([-mins, 0.0])
-                .labels(vec![Span::styled(format!("-{}m", mins as i64), t.dim()), Span::styled("now", t.dim())])
-                .style(t.dim()),
-        )
-        .y_axis(
-            Axis::default()
-                .bounds([0.0, top])
-                .labels(vec![Span::styled("0", t.dim()), Span::styled(format!("{top:.0}"), t.dim())])
-                .style(t.dim()),
-        );
+        .x_axis(time_axis(t, mins))
+        .y_axis(value_axis(t, top));
     f.render_widget(c, area);
+}
+
+/// The last `mins` minutes up to now.
+fn time_axis(t: &super::theme::Theme, mins: f64) -> Axis<'static> {
+    Axis::default()
+        .bounds([-mins, 0.0])
+        .labels(vec![Span::styled(format!("-{}m", mins as i64), t.dim()), Span::styled("now", t.dim())])
+        .style(t.dim())
+}
+
+/// From 0 to `top`.
+fn value_axis(t: &super::theme::Theme, top: f64) -> Axis<'static> {
+    Axis::default()
+        .bounds([0.0, top])
+        .labels(vec![Span::styled("0", t.dim()), Span::styled(format!("{top:.0}"), t.dim())])
+        .style(t.dim())
 }
 
 const STORAGE_COLS: [Col; 6] = [

@@ -111,3 +111,18 @@ pub fn real_cloud() -> CloudConfig {
         endpoint_overrides: Default::default(),
     }
 }
+
+/// Inventory settings for tests: every kind polled every `ms` milliseconds, a
+/// full resync once an hour, 2 s request timeout, backoff capped at 600 ms.
+pub fn inventory_every(ms: u64) -> stackpilot::inventory::InventoryConfig {
+    use stackpilot::config::settings::Dur;
+    use std::time::Duration;
+    let mut c = stackpilot::inventory::InventoryConfig::default();
+    let d = Dur(Duration::from_millis(ms));
+    let r = &mut c.refresh;
+    (r.servers, r.flavors, r.images, r.networks, r.volumes, r.backups, r.metrics, r.limits) = (d, d, d, d, d, d, d, d);
+    r.full_resync = Dur(Duration::from_secs(3600));
+    r.timeout = Dur(Duration::from_secs(2));
+    r.max_backoff = Dur(Duration::from_millis(600));
+    c
+}
