@@ -5,8 +5,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use stackpilot::domain::{Server, ServerStatus, Timestamp};
+use stackpilot::engine::members::Phase;
 use stackpilot::engine::plan::Observed;
-use stackpilot::engine::{plan, AppInput, EngineState, PlanConfig};
+use stackpilot::engine::{plan, AppInput, AppMode, EngineState, PlanConfig};
 use stackpilot::store::{Intent, IntentStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
     let mut intents = Vec::new();
     for a in 0..APPS {
         let pid = stackpilot::policy::policy_id("bench", &format!("app-{a:03}"));
-        let mut ready = BTreeMap::new();
+        let mut phases = BTreeMap::new();
         for slot in 0..MEMBERS {
             let op = format!("{a:04}{slot:04}-0000-0000-0000-000000000000");
             let id = format!("srv-{a}-{slot}");
@@ -37,7 +38,7 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
                 s.metadata.insert(k.into(), v);
             }
             s.created = Some(now - chrono::Duration::minutes(30 + slot as i64));
-            ready.insert(id, true);
+            phases.insert(id, Phase::Ready);
             servers.push(Arc::new(s));
         }
         // A fifth scale out, a fifth scale in, one in ten has a create in flight.
@@ -73,7 +74,9 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
             desired,
             invalid: None,
             zones: vec!["az1".into(), "az2".into()],
-            ready,
+            phases,
+            startup_grace: chrono::Duration::minutes(10),
+            mode: AppMode::Active,
         });
     }
     (apps, servers, intents)

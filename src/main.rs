@@ -1,6 +1,12 @@
 use clap::Parser;
 
 fn main() {
+    // A panicking task is reported with its message by whoever supervises it.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        stackpilot::inventory::liveness::note_panic(info.to_string());
+        previous(info);
+    }));
     let cli = stackpilot::cli::Cli::parse();
     let to_stderr =
         matches!(cli.command, Some(stackpilot::cli::Command::Sim(_)) | Some(stackpilot::cli::Command::Engine(_)));

@@ -14,7 +14,9 @@ struct Tmux {
 
 impl Tmux {
     fn start(cmd: &str, w: u16, h: u16) -> Tmux {
-        let session = format!("sp-e2e-{}", std::process::id());
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let session = format!("sp-e2e-{}-{n}", std::process::id());
         let ok = Command::new("tmux")
             .args(["new-session", "-d", "-s", &session, "-x", &w.to_string(), "-y", &h.to_string(), cmd])
             .status()
@@ -111,4 +113,36 @@ async fn the_console_in_tmux_against_the_simulator() {
         assert!(Instant::now() < deadline, "q quits");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_dying_engine_leaves_the_terminal_intact_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // The console's own process, its engine made to panic on its first tick; after
+    // quitting, the shell prints the exit status on the restored screen.
+    let cmd = format!(
+        "sh -c 'env STACKPILOT_TEST_PANIC=engine XDG_STATE_HOME={} XDG_CONFIG_HOME={} {} --demo --speed 60; echo EXITED $?; sleep 30'",
+        dir.path().join("state").display(),
+        dir.path().join("config").display(),
+        env!("CARGO_BIN_EXE_stackpilot")
+    );
+    let t = Tmux::start(&cmd, 120, 35);
+    let s = t.wait_for("engine died");
+    assert!(s.contains("injected panic in engine"), "{s}");
+    assert!(s.contains("the engine no longer plans or acts"), "{s}");
+    assert!(s.lines().next().is_some_and(|l| l.contains("stackpilot")), "the header is in place: {s}");
+    assert!(!s.contains("RUST_BACKTRACE"), "no panic text over the screen: {s}");
+    // Still a working console.
+    t.keys(&[":"]);
+    t.literal("servers");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("Overview › Servers");
+    assert!(s.contains("engine died"), "the banner stays: {s}");
+    t.keys(&["q"]);
+    let s = t.wait_for("EXITED 0");
+    assert!(!s.contains("Overview › Servers"), "the alternate screen was left: {s}");
+    let crash = std::fs::read_dir(dir.path().join("state/stackpilot")).unwrap().filter_map(|e| e.ok()).any(|e| {
+        e.file_name().to_string_lossy().starts_with("crash-")
+    });
+    assert!(crash, "a crash report was written");
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use stackpilot::config::settings::Dur;
-use stackpilot::inventory::{Inventory, InventoryConfig, Snapshot};
+use stackpilot::inventory::{Inventory, InventoryConfig, Kind, Snapshot};
 use stackpilot::sim::{SimConfig, WorldSource};
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,10 +67,69 @@ async fn failures_back_off_keep_the_data_and_flag_unreachable_clouds() {
     assert_eq!(s.clouds[0].servers.len(), 3, "data stays while polls fail");
     assert!(p.last_error.as_deref().unwrap().contains("503"), "{:?}", p.last_error);
     assert!(!p.unreachable, "a 503 is an answer");
+    let a = s.alerts.iter().find(|a| a.key == "sim:api:compute").expect("an alert for the failing service");
+    assert!(a.message.contains("compute API of sim fails") && a.message.contains("503"), "{a:?}");
     h.shutdown().await;
     let s = wait_snap(&inv, "unreachable", |s| s.clouds[0].unreachable()).await;
     assert_eq!(s.clouds[0].servers.len(), 3);
-    assert!(s.alerts.iter().any(|a| a.key.ends_with(":unreachable")), "{:?}", s.alerts);
+    let b = s.alerts.iter().find(|a| a.key == "sim:api:compute").expect("still alerted");
+    assert_eq!(b.since, a.since, "one alert for the whole outage, SINCE from its start");
+    assert!(b.message.contains("connection"), "{b:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_data_recovers_by_itself_and_the_alert_resolves() {
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 2, "prefix": "up"})).await;
+    // Flavors fail from the start and then wait out a long backoff: they must come
+    // back with the servers, not a backoff later.
+    control(&h, "faults", json!({"service": "compute", "error_rate": 1.0})).await;
+    let mut cfg = fast_cfg();
+    cfg.refresh.flavors = Dur(Duration::from_secs(3600));
+    cfg.refresh.max_backoff = Dur(Duration::from_secs(120));
+    let inv = Inventory::start(vec![client(&h)], cfg);
+    let s = wait_snap(&inv, "the outage alert", |s| s.alerts.iter().any(|a| a.key == "sim:api:compute")).await;
+    let since = s.alerts.iter().find(|a| a.key == "sim:api:compute").map(|a| a.since);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    let t0 = std::time::Instant::now();
+    wait_snap(&inv, "fresh servers and flavors", |s| {
+        let c = &s.clouds[0];
+        c.servers.len() == 2 && c.polls.get(&Kind::Flavors).is_some_and(|p| p.last_ok.is_some())
+    })
+    .await;
+    let took = t0.elapsed();
+    println!("data back {:.1}s after the outage ended", took.as_secs_f64());
+    assert!(took < Duration::from_secs(10), "recovered by itself, not after the backoff: {took:?}");
+    let s = wait_snap(&inv, "the alert resolved", |s| {
+        s.alerts.iter().any(|a| a.key == "sim:api:compute" && a.resolved_at.is_some())
+    })
+    .await;
+    let a = s.alerts.iter().find(|a| a.key == "sim:api:compute").unwrap();
+    assert_eq!(Some(a.since), since, "resolved with the SINCE it started with");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_record_that_does_not_decode_stays_with_a_placeholder_and_an_alert() {
+    let h = sim_fast().await;
+    let ids = control(&h, "seed", json!({"count": 3, "prefix": "odd"})).await;
+    let bad = ids["ids"][0].as_str().unwrap().to_string();
+    let inv = Inventory::start(vec![client(&h)], fast_cfg());
+    wait_snap(&inv, "servers", |s| s.clouds[0].servers.len() == 3).await;
+    control(&h, &format!("servers/{bad}/corrupt"), json!({"fields": {"flavor": 5}})).await;
+    let s = wait_snap(&inv, "the undecodable record", |s| !s.clouds[0].servers_poll().undecodable.is_empty()).await;
+    let c = &s.clouds[0];
+    assert_eq!(c.servers.len(), 3, "the server does not vanish");
+    let placeholder = c.server(&bad).unwrap();
+    assert!(placeholder.display_name().starts_with("(undecodable"), "{placeholder:?}");
+    assert!(c.servers_poll().undecodable[0].starts_with(&bad), "{:?}", c.servers_poll().undecodable);
+    assert!(s.alerts.iter().any(|a| a.kind == "undecodable"), "{:?}", s.alerts);
+    control(&h, &format!("servers/{bad}/corrupt"), json!({"fields": {}})).await;
+    wait_snap(&inv, "the record mended", |s| {
+        s.clouds[0].servers_poll().undecodable.is_empty()
+            && !s.alerts.iter().any(|a| a.kind == "undecodable" && a.is_active())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,4 +160,15 @@ async fn metrics_fill_series_and_apps_aggregate_them() {
     assert!(cl.flavors.len() >= 3 && !cl.images.is_empty() && !cl.volumes.is_empty());
     assert!(cl.limits.is_some());
     assert_eq!(cl.scope.project.as_deref(), Some("demo"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_raise_one_auth_alert_not_an_outage() {
+    let h = sim_fast().await;
+    let c = stackpilot::cloud::Client::new(password_cloud(&h, "admin", "not-the-password", "admin")).unwrap();
+    let inv = Inventory::start(vec![c], fast_cfg());
+    let s = wait_snap(&inv, "the auth alert", |s| s.alerts.iter().any(|a| a.kind == "auth-failed")).await;
+    let a = s.alerts.iter().find(|a| a.kind == "auth-failed").unwrap();
+    assert!(a.message.contains("refuses the credentials") && a.message.contains("clouds.yaml"), "{a:?}");
+    assert!(!s.alerts.iter().any(|a| a.kind == "api-unreachable"), "refused is not unreachable: {:?}", s.alerts);
 }

@@ -1,8 +1,9 @@
 //! The pure planner, rule by rule (ENGINE-SPEC sections 1, 2, 6 and 8).
 
 use stackpilot::domain::{ComputeLimits, Fault, Server, ServerStatus, Timestamp};
+use stackpilot::engine::members::{member as member_of, phase, Phase, PhaseFacts};
 use stackpilot::engine::plan::{Blocked, CapacityReason, Observed, Step};
-use stackpilot::engine::{plan, AppInput, EngineState, Plan, PlanConfig};
+use stackpilot::engine::{plan, AppInput, AppMode, EngineState, Plan, PlanConfig};
 use stackpilot::store::{Intent, IntentStatus};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,8 +29,32 @@ fn app(desired: u32) -> AppInput {
         desired,
         invalid: None,
         zones: vec![],
-        ready: BTreeMap::new(),
+        phases: BTreeMap::new(),
+        startup_grace: chrono::Duration::minutes(10),
+        mode: AppMode::Active,
     }
+}
+
+/// Phases as the engine reads them, for members a case did not set: every check
+/// passed since creation (ACTIVE → ready, BUILD → building, SHUTOFF → stopped).
+fn with_phases(apps: &[AppInput], servers: &[Arc<Server>]) -> Vec<AppInput> {
+    apps.iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for m in servers.iter().filter_map(|s| member_of(s)) {
+                let facts = PhaseFacts {
+                    since: m.created,
+                    checks_passed: true,
+                    min_ready: chrono::Duration::zero(),
+                    startup_grace: a.startup_grace,
+                    going: false,
+                    now: now(),
+                };
+                a.phases.entry(m.server_id.clone()).or_insert_with(|| phase(&m, &facts));
+            }
+            a
+        })
+        .collect()
 }
 
 /// A member of `web` (tags and metadata as the engine writes them).
@@ -82,7 +107,8 @@ fn run(
     intents: &[Intent],
     state: &EngineState,
 ) -> Plan {
-    plan(apps, Observed { servers, limits, intents, failed: &[] }, state, &PlanConfig::default(), now())
+    let apps = with_phases(apps, servers);
+    plan(&apps, Observed { servers, limits, intents, failed: &[] }, state, &PlanConfig::default(), now())
 }
 
 fn creates(p: &Plan) -> Vec<u32> {
@@ -229,9 +255,9 @@ fn stuck_builds_are_deleted() {
 #[test]
 fn duplicate_slots_keep_the_older_ready_member() {
     let mut a = app(2);
-    a.ready.insert("srv-2".into(), true);
-    a.ready.insert("srv-1".into(), false);
-    a.ready.insert("srv-3".into(), true);
+    a.phases.insert("srv-2".into(), Phase::Ready);
+    a.phases.insert("srv-1".into(), Phase::NotReady);
+    a.phases.insert("srv-3".into(), Phase::Ready);
     let servers = vec![
         member(1, 0, 2, ServerStatus::Active, 300),
         member(2, 0, 2, ServerStatus::Active, 100),
@@ -252,17 +278,57 @@ fn untagged_servers_are_never_touched_even_with_member_names() {
 }
 
 #[test]
-fn orphans_of_removed_policies_go_after_the_grace() {
+fn servers_of_an_unknown_policy_are_never_deleted_only_reported() {
+    // Deleting needs a positive reason: a policy the engine does not know (its
+    // file gone, the store wiped) is an absence, not a reason.
     let mut o = (*member(9, 0, 1, ServerStatus::Active, 3600)).clone();
     o.tags[0] = "stackpilot-app-99999999-9999-5999-8999-999999999999".into();
     let o = Arc::new(o);
     let mut st = EngineState::default();
-    st.orphans.insert("srv-9".into(), ago(60));
-    assert!(deleted(&run(&[app(0)], std::slice::from_ref(&o), None, &[], &st)).is_empty());
-    st.orphans.insert("srv-9".into(), ago(601));
+    st.orphans.insert("srv-9".into(), ago(100_000));
     let p = run(&[app(0)], &[o], None, &[], &st);
-    assert_eq!(deleted(&p), vec!["srv-9"]);
-    assert!(p.actions[0].reason.contains("policy no longer exists"));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.unmanaged.len(), 1);
+    assert_eq!(p.unmanaged[0].0, "99999999-9999-5999-8999-999999999999");
+    assert_eq!(p.unmanaged[0].2, vec!["web-r1-s0-op-0009-"]);
+}
+
+#[test]
+fn a_held_app_is_left_alone_and_a_retired_one_is_removed() {
+    let servers = vec![
+        member(1, 0, 2, ServerStatus::Active, 900),
+        member(2, 1, 2, ServerStatus::Error, 100),
+        member(3, 2, 2, ServerStatus::Active, 100),
+    ];
+    let mut held = app(5);
+    held.mode = AppMode::Hold("PolicyMissing: web.toml is gone".into());
+    let p = run(&[held], &servers, None, &[], &EngineState::default());
+    assert!(p.actions.is_empty(), "nothing created, nothing deleted, not even the ERROR member: {:?}", p.actions);
+    assert_eq!(p.apps[0].hold.as_deref(), Some("PolicyMissing: web.toml is gone"));
+    assert!(!p.apps[0].converged);
+    let mut retired = app(5);
+    retired.mode = AppMode::Retire;
+    let p = run(&[retired], &servers, None, &[], &EngineState::default());
+    assert!(creates(&p).is_empty());
+    assert_eq!(deleted(&p), vec!["srv-2"], "the ERROR member goes at once");
+    assert_eq!(marked(&p), vec!["srv-1", "srv-3"], "the others are drained");
+    assert!(p.actions.iter().any(|a| a.reason.contains("retired")));
+}
+
+#[test]
+fn stopped_members_count_but_are_not_ready_and_operator_stops_are_not_scaled_in() {
+    let servers = vec![
+        member(1, 0, 2, ServerStatus::Active, 900),
+        with_meta(member(2, 1, 2, ServerStatus::Shutoff, 800), "stackpilot:state", "stopped-by-operator"),
+        member(3, 2, 2, ServerStatus::Shutoff, 700),
+    ];
+    let p = run(&[app(3)], &servers, None, &[], &EngineState::default());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    let s = &p.apps[0];
+    assert_eq!((s.members, s.ready, s.stopped), (3, 1, 2));
+    assert!(!s.converged, "a stopped member is not ready: the app is not converged");
+    let p = run(&[app(1)], &servers, None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-3", "srv-1"], "never the member an operator stopped");
 }
 
 #[test]
@@ -364,10 +430,9 @@ fn zones_are_spread_round_robin_by_slot_and_plans_are_deterministic() {
 fn a_building_member_chosen_for_termination_is_deleted_at_once() {
     // Nova refuses metadata changes while a server builds (409): a duplicate still
     // in BUILD goes straight to the (intent-backed) delete.
-    let mut a = app(1);
-    a.ready.insert("srv-1".into(), true);
+    let a = app(1);
     let servers = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 0, 2, ServerStatus::Build, 5)];
-    let p = run(&[a.clone()], &servers, None, &[], &EngineState::default());
+    let p = run(std::slice::from_ref(&a), &servers, None, &[], &EngineState::default());
     assert_eq!(deleted(&p), vec!["srv-2"]);
     assert!(marked(&p).is_empty());
     assert!(p.actions[0].reason.contains("still building"), "{}", p.actions[0].reason);

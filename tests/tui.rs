@@ -293,6 +293,20 @@ fn at(kind: &str, w: u16, h: u16) -> App {
                 keys(&mut a, &[Key::ch('j')]);
             }
         }
+        "policies" => {
+            a.engine = Some(fixture::engine());
+            typed(&mut a, ":policies");
+            keys(&mut a, &[ENTER]);
+        }
+        "died" => {
+            a.engine = Some(fixture::engine());
+            stackpilot::tui::app::update(
+                &mut a,
+                Msg::TaskDied("engine died: panicked at src/engine/runner.rs:1:1: boom".into()),
+            );
+            typed(&mut a, ":plan");
+            keys(&mut a, &[ENTER]);
+        }
         "help" => {
             typed(&mut a, ":servers");
             keys(&mut a, &[ENTER, Key::ch('?')]);
@@ -309,8 +323,10 @@ fn at(kind: &str, w: u16, h: u16) -> App {
     a
 }
 
-const VIEWS: [&str; 11] =
-    ["overview", "apps", "servers", "detail", "volumes", "alerts", "events", "clouds", "plan", "help", "confirm"];
+const VIEWS: [&str; 13] = [
+    "overview", "apps", "servers", "detail", "volumes", "alerts", "events", "clouds", "plan", "help", "confirm",
+    "policies", "died",
+];
 
 #[test]
 fn every_view_at_three_sizes() {
@@ -340,6 +356,62 @@ proptest! {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
         t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
     }
+}
+
+#[test]
+fn policy_problems_show_in_apps_plan_and_policies() {
+    let a = at("apps", 200, 60);
+    let s = render(&a, 200, 60);
+    assert!(s.contains("PolicyInvalid"), "the Apps view says the policy of api is invalid:\n{s}");
+    let a = at("plan", 200, 60);
+    let s = render(&a, 200, 60);
+    assert!(s.contains("PolicyInvalid (the last good revision stays in force): policies/api.toml:12:1"), "{s}");
+    let a = at("policies", 200, 60);
+    let s = render(&a, 200, 60);
+    assert!(s.contains("policies/api.toml:12:1: deploy.capacity"), "{s}");
+    let api = s.lines().position(|l| l.contains("PolicyInvalid")).unwrap();
+    let web = s.lines().position(|l| l.contains("cpu 60 %")).unwrap();
+    assert!(api < web, "problems first");
+}
+
+#[test]
+fn a_dead_engine_shows_a_red_banner_and_the_console_goes_on() {
+    let mut a = at("died", 120, 40);
+    let s = render(&a, 120, 40);
+    assert!(s.contains("engine died: panicked at src/engine/runner.rs:1:1: boom"), "{s}");
+    assert!(s.contains("the engine no longer plans or acts"), "{s}");
+    // Still a console: keys work, the banner stays.
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    let s = render(&a, 120, 40);
+    assert!(s.contains("engine died") && s.contains("Servers"), "{s}");
+}
+
+#[test]
+fn retiring_an_app_is_typed_confirmed_and_refused_read_only() {
+    use stackpilot::tui::app::EngineCommand;
+    let mut a = app();
+    a.engine = Some(fixture::engine());
+    typed(&mut a, ":retire web");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(matches!(a.mode, Mode::Confirm { confirm_focused: false, typed: Some(_), .. }));
+    // A wrong name does nothing.
+    typed(&mut a, "wbe");
+    assert!(keys(&mut a, &[TAB, ENTER]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains("does not match"));
+    typed(&mut a, ":retire web");
+    keys(&mut a, &[ENTER]);
+    typed(&mut a, "web");
+    assert_eq!(
+        keys(&mut a, &[TAB, ENTER]),
+        vec![Effect::EngineControl(EngineCommand::Retire { cloud: "demo".into(), app: "web".into() })]
+    );
+    let mut ro = app_with(true);
+    ro.engine = Some(fixture::engine());
+    typed(&mut ro, ":retire web");
+    assert!(keys(&mut ro, &[ENTER]).is_empty());
+    assert!(matches!(ro.mode, Mode::Normal));
+    assert!(ro.message.as_ref().unwrap().0.contains("read-only"));
 }
 
 #[test]

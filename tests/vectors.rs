@@ -34,14 +34,14 @@ fn servers_page(rel: &str) -> (Vec<stackpilot::domain::Server>, Vec<stackpilot::
     let servers = page
         .servers
         .iter()
-        .map(|v| nova::server_from_raw(&v.to_string()).unwrap_or_else(|| panic!("{rel}: server did not parse")))
+        .map(|v| nova::server_from_raw(&v.to_string()).unwrap_or_else(|e| panic!("{rel}: server did not parse: {e}")))
         .collect();
     (servers, page.servers_links)
 }
 
 fn server_body(rel: &str) -> stackpilot::domain::Server {
     let v = json(rel);
-    nova::server_from_raw(&v["server"].to_string()).unwrap_or_else(|| panic!("{rel}"))
+    nova::server_from_raw(&v["server"].to_string()).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// Every response vector and what must be read from it.

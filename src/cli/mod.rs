@@ -78,9 +78,9 @@ pub struct EngineArgs {
     /// Port of /healthz and /metrics on 127.0.0.1 (default: [engine] metrics_port; 0 picks one).
     #[arg(long)]
     pub metrics_port: Option<u16>,
-    /// Seconds between ticks (default: [engine] tick).
-    #[arg(long)]
-    pub tick: Option<f64>,
+    /// Time between ticks, e.g. 10s or 500ms (default: [engine] tick; 100ms to 1h).
+    #[arg(long, value_parser = parse_tick)]
+    pub tick: Option<crate::domain::Dur>,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +101,15 @@ pub enum PolicyCommand {
     },
     /// Print the JSON Schema of policy files.
     Schema,
+    /// Remove an application: the engine deletes its members (drained first).
+    /// Refused while a policy file still defines it.
+    Retire {
+        app: String,
+        /// The application's cloud (needed when several clouds run an app of that
+        /// name, or when the engine no longer knows it).
+        #[arg(long)]
+        cloud: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +147,13 @@ pub struct SimArgs {
     pub latency: Vec<(String, f64)>,
 }
 
+fn parse_tick(s: &str) -> Result<crate::domain::Dur, String> {
+    let d = crate::domain::time::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration: write e.g. 10s, 500ms or 1m"))?;
+    crate::config::settings::TICK_RANGE.check(d)?;
+    Ok(crate::domain::Dur(d))
+}
+
 fn parse_kv(s: &str) -> Result<(String, f64), String> {
     let (k, v) = s.split_once('=').ok_or_else(|| format!("expected SERVICE=VALUE, got `{s}`"))?;
     let v: f64 = v.parse().map_err(|_| format!("`{v}` is not a number"))?;
@@ -161,7 +177,11 @@ pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("stackpilot=info,warn"));
     if to_stderr {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        use std::io::IsTerminal;
+        // Colour only for a person at a terminal, never into a journal or a file.
+        let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let _ =
+            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
         return None;
     }
     let dir = paths::state_dir(&ProcessEnv);
@@ -224,6 +244,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
                 Ok(())
             }
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
+            PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
         },
     }
 }
@@ -490,18 +511,16 @@ async fn console_with(
         crate::inventory::Inventory::start(clients.clone(), crate::inventory::InventoryConfig::from_settings(settings));
     let store = crate::store::Store::open(&state_dir.join("stackpilot.db"))?;
     // The engine runs inside the console unless it is off; a read-only console
-    // never acts (auto becomes dry-run, and approving is not bound).
+    // never takes the lease: it shows what the acting engine plans and does.
     let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, policies, state_dir);
     ecfg.metrics_granularity = settings.metrics.granularity;
-    if cli.read_only && ecfg.mode == EngineMode::Auto {
-        ecfg.mode = EngineMode::DryRun;
-    }
+    ecfg.may_act = !cli.read_only;
     let engine = (ecfg.mode != EngineMode::Off).then(|| {
         crate::engine::Engine::start(
             ecfg,
             clients.clone(),
             inventory.subscribe(),
-            inventory.notifier(),
+            inventory.link(),
             store.clone(),
             std::sync::Arc::new(crate::engine::metrics::EngineMetrics::default()),
         )
@@ -565,6 +584,19 @@ pub const DEMO_POLICIES: [(&str, &str); 3] = [
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
 ];
+
+fn policy_retire(cli: &Cli, app: &str, cloud: Option<&str>) -> CliResult<()> {
+    let settings = load_settings(cli)?;
+    let dir = policies_dir(None, &settings);
+    let store = open_store()?;
+    let actor = crate::domain::event::operator_actor();
+    let k = crate::engine::policies::retire(&store, &dir, app, cloud, &actor, chrono::Utc::now()).map_err(CliError)?;
+    println!(
+        "{} on {} is retired: the engine that holds {} removes its members (drained first); the console's Events view shows each step",
+        k.app, k.cloud, k.cloud
+    );
+    Ok(())
+}
 
 async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliResult<()> {
     let settings = load_settings(cli)?;
@@ -631,6 +663,99 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
     }
 }
 
+/// The clouds an engine serves: those its policy files name, those the store
+/// knows policies of (their apps may be invalid, missing or retired), `--cloud`.
+fn engine_clouds(cli: &Cli, dir: &std::path::Path, store: &crate::store::Store) -> CliResult<Vec<String>> {
+    let (policies, errors) = crate::policy::load_dir(dir);
+    for e in &errors {
+        tracing::error!("{e}");
+    }
+    let mut names: Vec<String> = policies.iter().map(|p| p.cloud().to_string()).collect();
+    names.extend(store.known_policies()?.into_iter().map(|k| k.cloud));
+    names.extend(cli.cloud.clone());
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Serve `/metrics` and `/healthz`. A port given with `--metrics-port` must be
+/// free; the configured one moves to the next free port when another engine
+/// holds it (both are named in the log).
+async fn serve_metrics(
+    metrics: std::sync::Arc<crate::engine::metrics::EngineMetrics>,
+    port: u16,
+    explicit: bool,
+    state_dir: &std::path::Path,
+) -> CliResult<(std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+    use crate::engine::metrics::{port_holder, record_port, serve};
+    let tries: Vec<u16> =
+        if explicit || port == 0 { vec![port] } else { (0..10).filter_map(|i| port.checked_add(i)).collect() };
+    let mut last = None;
+    for p in tries {
+        match serve(metrics.clone(), p).await {
+            Ok((addr, h)) => {
+                if p != port {
+                    tracing::warn!(
+                        "127.0.0.1:{port} is in use by {}: serving /metrics and /healthz on {addr} instead",
+                        port_holder(state_dir, port)
+                    );
+                }
+                record_port(state_dir, addr.port(), &crate::engine::runner::engine_id());
+                return Ok((addr, h));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(p),
+            Err(e) => return Err(CliError(format!("cannot serve /metrics on 127.0.0.1:{p}: {e}"))),
+        }
+    }
+    let p = last.unwrap_or(port);
+    Err(CliError(format!(
+        "127.0.0.1:{p} is in use by {}: choose another port with --metrics-port (0 picks a free one)",
+        port_holder(state_dir, p)
+    )))
+}
+
+/// Log what changed since the last status: plan lines, policy problems, holds.
+#[derive(Default)]
+struct ChangeLog {
+    plans: std::collections::BTreeMap<String, Vec<String>>,
+    problems: std::collections::BTreeSet<String>,
+}
+
+impl ChangeLog {
+    fn log(&mut self, s: &crate::engine::EngineStatus) {
+        if s.observer {
+            return;
+        }
+        for (app, lines) in &s.plans {
+            if self.plans.get(app) != Some(lines) {
+                for l in lines {
+                    tracing::info!(app = %app, "plan: {l}");
+                }
+                self.plans.insert(app.clone(), lines.clone());
+            }
+        }
+        let now: std::collections::BTreeSet<String> = s
+            .policy_errors
+            .iter()
+            .cloned()
+            .chain(s.holds.iter().map(|(c, h)| format!("{c}: holding: {h}")))
+            .chain(
+                s.policies
+                    .iter()
+                    .filter(|p| p.state != "ok")
+                    .map(|p| format!("{} {}: {}", p.app, p.state, p.problems.join("; "))),
+            )
+            .collect();
+        for p in now.difference(&self.problems) {
+            tracing::warn!("{p}");
+        }
+        for p in self.problems.difference(&now) {
+            tracing::info!("resolved: {p}");
+        }
+        self.problems = now;
+    }
+}
+
 async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
     let mut settings = load_settings(cli)?;
     if let Some(m) = &a.mode {
@@ -638,33 +763,26 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
             .ok_or_else(|| CliError(format!("--mode {m}: use off, dry-run or auto")))?;
     }
     if let Some(t) = a.tick {
-        settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs_f64(t.max(0.1)));
+        settings.engine.tick = t;
     }
     let dir = policies_dir(a.policies.clone(), &settings);
-    let (policies, errors) = crate::policy::load_dir(&dir);
-    for e in &errors {
-        tracing::error!("{e}");
-    }
-    // A client for every cloud a policy names.
-    let cf = CloudsFile::discover(&ProcessEnv)?;
-    let mut names: Vec<String> = policies.iter().map(|p| p.cloud().to_string()).collect();
-    names.sort();
-    names.dedup();
+    let state_dir = paths::state_dir(&ProcessEnv);
+    let store = open_store()?;
+    let names = engine_clouds(cli, &dir, &store)?;
     if names.is_empty() {
-        if let Some(c) = &cli.cloud {
-            names.push(c.clone());
-        }
+        return Err(CliError(format!(
+            "no cloud to serve: no policy in {} names one and none is known from earlier runs; write a policy (see `stackpilot policy schema`) or give --cloud",
+            dir.display()
+        )));
     }
+    let cf = CloudsFile::discover(&ProcessEnv)?;
     let mut clients = Vec::new();
     for n in &names {
         clients.push(Client::with_timeout(cf.resolve(n)?, settings.refresh.timeout.0)?);
     }
-    let store = open_store()?;
     let metrics = std::sync::Arc::new(crate::engine::metrics::EngineMetrics::default());
     let port = a.metrics_port.unwrap_or(settings.engine.metrics_port);
-    let (addr, _srv) = crate::engine::metrics::serve(metrics.clone(), port)
-        .await
-        .map_err(|e| CliError(format!("cannot serve /metrics on 127.0.0.1:{port}: {e}")))?;
+    let (addr, _srv) = serve_metrics(metrics.clone(), port, a.metrics_port.is_some(), &state_dir).await?;
     tracing::info!(
         "engine {}: mode {}, policies {}, clouds [{}], metrics on http://{addr}/metrics",
         crate::engine::runner::engine_id(),
@@ -672,38 +790,37 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
         dir.display(),
         names.join(", ")
     );
-    eprintln!(
-        "stackpilot engine: mode {}, {} policies in {}, metrics on http://{addr}/metrics",
-        settings.engine.mode.as_str(),
-        policies.len(),
-        dir.display()
-    );
     let inventory = crate::inventory::Inventory::start(
         clients.clone(),
         crate::inventory::InventoryConfig::from_settings(&settings),
     );
-    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, paths::state_dir(&ProcessEnv));
+    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, state_dir);
     ecfg.metrics_granularity = settings.metrics.granularity;
-    let handle =
-        crate::engine::Engine::start(ecfg, clients, inventory.subscribe(), inventory.notifier(), store, metrics);
+    let handle = crate::engine::Engine::start(ecfg, clients, inventory.subscribe(), inventory.link(), store, metrics);
     let mut status = handle.status.clone();
-    loop {
+    let live = inventory.liveness().clone();
+    let mut changes = ChangeLog::default();
+    let result = loop {
         tokio::select! {
-            _ = wait_for_signal() => break,
+            _ = wait_for_signal() => break Ok(()),
+            (name, st) = live.first_death() => {
+                let what = crate::inventory::liveness::describe(&name, &st);
+                tracing::error!("{what}: the engine stops so that its supervisor restarts it");
+                break Err(CliError(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
+            }
             changed = status.changed() => {
-                if changed.is_err() { break; }
+                if changed.is_err() {
+                    // The engine's task ended: its guard says how, a moment later.
+                    let death = tokio::time::timeout(std::time::Duration::from_secs(2), live.first_death()).await;
+                    let what = death.map(|(n, s)| crate::inventory::liveness::describe(&n, &s)).unwrap_or_else(|_| "the engine stopped".into());
+                    tracing::error!("{what}: the engine stops so that its supervisor restarts it");
+                    break Err(CliError(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
+                }
                 let s = status.borrow().clone();
-                for (app, lines) in &s.plans {
-                    for l in lines {
-                        tracing::info!(app = %app, "plan: {l}");
-                    }
-                }
-                for e in &s.policy_errors {
-                    tracing::warn!("{e}");
-                }
+                changes.log(&s);
             }
         }
-    }
+    };
     handle.task.abort();
-    Ok(())
+    result
 }

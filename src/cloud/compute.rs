@@ -31,6 +31,33 @@ pub struct ServerQuery {
     pub max_items: Option<usize>,
 }
 
+impl ServerQuery {
+    /// The query string of `GET /servers/detail` (paging aside).
+    fn to_query(&self) -> Vec<(String, String)> {
+        let q = self;
+        let mut query: Vec<(String, String)> = Vec::new();
+        if let Some(t) = q.changes_since {
+            query.push(("changes-since".into(), format_z(&t)));
+        }
+        if !q.tags.is_empty() {
+            query.push(("tags".into(), q.tags.join(",")));
+        }
+        if !q.tags_any.is_empty() {
+            query.push(("tags-any".into(), q.tags_any.join(",")));
+        }
+        if !q.not_tags.is_empty() {
+            query.push(("not-tags".into(), q.not_tags.join(",")));
+        }
+        if let Some(n) = &q.name {
+            query.push(("name".into(), n.clone()));
+        }
+        if let Some(s) = &q.status {
+            query.push(("status".into(), s.clone()));
+        }
+        query
+    }
+}
+
 /// A network to attach at create time.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NetworkSpec {
@@ -171,6 +198,47 @@ impl CreateServer {
     }
 }
 
+/// What a paged listing gave: the items, and the ones that could not be decoded
+/// (their id when it could be read, and why) — never silently dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing<T> {
+    pub items: Vec<T>,
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// An item of a listing that did not decode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undecodable {
+    pub id: Option<String>,
+    pub error: String,
+}
+
+impl std::fmt::Display for Undecodable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.id.as_deref().unwrap_or("(no id)"), self.error)
+    }
+}
+
+impl<T> Listing<T> {
+    /// The items; undecodable ones are logged (for listings nothing plans from).
+    pub fn logged(self, cloud: &str, collection: &str) -> Vec<T> {
+        if !self.undecodable.is_empty() {
+            let what: Vec<String> = self.undecodable.iter().map(|u| u.to_string()).collect();
+            tracing::warn!(cloud, "{} {collection} could not be decoded: {}", what.len(), what.join("; "));
+        }
+        self.items
+    }
+}
+
+/// The id of an item that did not decode as a whole, if it has a readable one.
+fn raw_id(raw: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Value,
+    }
+    serde_json::from_str::<Id>(raw).ok().and_then(|i| super::lenient::value_to_string(&i.id))
+}
+
 /// Pages of a paged listing: follows `<collection>_links` by re-issuing the query
 /// with `marker=<last id>` against the catalog endpoint (the hrefs may name a host
 /// the client cannot reach), and stops on a page without a next link or an empty
@@ -189,7 +257,30 @@ pub(crate) async fn paged<T, F>(
 where
     F: FnMut(&str) -> Option<(T, String)>,
 {
+    let l = paged_report(session, service, path, base_query, collection, page_size, max_items, |raw| {
+        parse(raw).ok_or_else(|| "does not decode".to_string())
+    })
+    .await?;
+    Ok(l.logged(session.cloud_name(), collection))
+}
+
+/// `paged`, reporting the items that do not decode.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn paged_report<T, F>(
+    session: &Session,
+    service: &str,
+    path: &str,
+    base_query: &[(String, String)],
+    collection: &str,
+    page_size: Option<u32>,
+    max_items: Option<usize>,
+    mut parse: F,
+) -> Result<Listing<T>>
+where
+    F: FnMut(&str) -> std::result::Result<(T, String), String>,
+{
     let mut out: Vec<T> = Vec::new();
+    let mut bad: Vec<Undecodable> = Vec::new();
     let mut marker: Option<String> = None;
     let links_key = format!("{collection}_links");
     loop {
@@ -217,9 +308,18 @@ where
         let mut last_id = None;
         let n = items.len();
         for raw in items {
-            if let Some((item, id)) = parse(raw.get()) {
-                last_id = Some(id);
-                out.push(item);
+            match parse(raw.get()) {
+                Ok((item, id)) => {
+                    last_id = Some(id);
+                    out.push(item);
+                }
+                Err(error) => {
+                    let id = raw_id(raw.get());
+                    if id.is_some() {
+                        last_id = id.clone();
+                    }
+                    bad.push(Undecodable { id, error });
+                }
             }
         }
         if let Some(max) = max_items {
@@ -236,32 +336,19 @@ where
             _ => break,
         }
     }
-    Ok(out)
+    Ok(Listing { items: out, undecodable: bad })
 }
 
 impl Compute<'_> {
     /// `GET /servers/detail` across every page.
     pub async fn list_servers(&self, q: &ServerQuery) -> Result<Vec<domain::Server>> {
-        let mut query: Vec<(String, String)> = Vec::new();
-        if let Some(t) = q.changes_since {
-            query.push(("changes-since".into(), format_z(&t)));
-        }
-        if !q.tags.is_empty() {
-            query.push(("tags".into(), q.tags.join(",")));
-        }
-        if !q.tags_any.is_empty() {
-            query.push(("tags-any".into(), q.tags_any.join(",")));
-        }
-        if !q.not_tags.is_empty() {
-            query.push(("not-tags".into(), q.not_tags.join(",")));
-        }
-        if let Some(n) = &q.name {
-            query.push(("name".into(), n.clone()));
-        }
-        if let Some(s) = &q.status {
-            query.push(("status".into(), s.clone()));
-        }
-        paged(self.0, "compute", "/servers/detail", &query, "servers", q.page_size, q.max_items, |raw| {
+        Ok(self.list_servers_report(q).await?.logged(self.0.cloud_name(), "servers"))
+    }
+
+    /// `GET /servers/detail` across every page, with the servers that do not decode.
+    pub async fn list_servers_report(&self, q: &ServerQuery) -> Result<Listing<domain::Server>> {
+        let query = q.to_query();
+        paged_report(self.0, "compute", "/servers/detail", &query, "servers", q.page_size, q.max_items, |raw| {
             server_from_raw(raw).map(|s| {
                 let id = s.id.clone();
                 (s, id)
@@ -275,8 +362,8 @@ impl Compute<'_> {
         let body: BTreeMap<String, Box<serde_json::value::RawValue>> =
             serde_json::from_slice(&resp.body).map_err(|e| self.decode_err(e))?;
         body.get("server")
-            .and_then(|raw| server_from_raw(raw.get()))
-            .ok_or_else(|| self.decode_err("server body without id"))
+            .ok_or_else(|| self.decode_err("an answer without `server`"))
+            .and_then(|raw| server_from_raw(raw.get()).map_err(|e| self.decode_err(format!("server: {e}"))))
     }
 
     fn decode_err(&self, e: impl std::fmt::Display) -> ApiError {

@@ -2,34 +2,16 @@
 //! theme, key bindings and engine mode. Parsing is strict: an unknown key or a wrong
 //! type is an error with file:line:col.
 
-use crate::domain::time::parse_duration;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A duration written as `30s`, `5m`, `1h`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
+pub use crate::domain::time::Dur;
+use crate::domain::time::DurRange;
 
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(u64),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => parse_duration(&s).map(Dur).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "invalid duration `{s}`, expected a number with a unit such as 500ms, 30s, 5m, 1h or 2d"
-                ))
-            }),
-        }
-    }
-}
+/// The engine's tick: at least 100 ms (no busy loop), at most an hour.
+pub const TICK_RANGE: DurRange = DurRange::new(Dur::millis(100), Dur::secs(3600));
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -231,25 +213,66 @@ impl Settings {
                 }
             }
         }
-        if s.ui.max_fps == 0 || s.ui.max_fps > 120 {
-            let (line, col) = find_line(text, "max_fps");
-            return Err(SettingsError {
-                file: file.to_path_buf(),
-                line,
-                col,
-                message: format!("ui.max_fps must be between 1 and 120, got {}", s.ui.max_fps),
-            });
-        }
-        if s.engine.concurrency == 0 {
-            let (line, col) = find_line(text, "concurrency");
-            return Err(SettingsError {
-                file: file.to_path_buf(),
-                line,
-                col,
-                message: "engine.concurrency must be at least 1".into(),
-            });
-        }
+        s.check(text, file)?;
         Ok(s)
+    }
+
+    /// Every duration against its sane range, and the numbers that must not be 0.
+    fn check(&self, text: &str, file: &Path) -> Result<(), SettingsError> {
+        let at = |path: &str, message: String| {
+            let (line, col) = super::toml_position(text, path).unwrap_or((1, 1));
+            SettingsError { file: file.to_path_buf(), line, col, message: format!("{path}: {message}") }
+        };
+        for (path, d, range) in self.durations() {
+            range.check(d.0).map_err(|m| at(path, m))?;
+        }
+        if self.ui.max_fps == 0 || self.ui.max_fps > 120 {
+            return Err(at("ui.max_fps", format!("must be between 1 and 120, got {}", self.ui.max_fps)));
+        }
+        if self.engine.concurrency == 0 || self.engine.concurrency > 64 {
+            return Err(at("engine.concurrency", format!("must be between 1 and 64, got {}", self.engine.concurrency)));
+        }
+        if self.metrics.granularity == 0 || self.metrics.granularity > 86_400 {
+            return Err(at(
+                "metrics.granularity",
+                format!("must be between 1 and 86400 seconds, got {}", self.metrics.granularity),
+            ));
+        }
+        if self.ui.stale_after == 0 {
+            return Err(at("ui.stale_after", "must be at least 1 (refresh intervals)".into()));
+        }
+        Ok(())
+    }
+
+    /// Every duration setting with its dotted path and allowed range.
+    pub fn durations(&self) -> Vec<(&'static str, Dur, DurRange)> {
+        let r = &self.refresh;
+        let e = &self.engine;
+        // 200 ms is the fastest refresh anything needs (tests, a lab); 0 would
+        // list servers hundreds of times a second.
+        let poll = DurRange::new(Dur::millis(200), Dur::secs(86_400));
+        vec![
+            ("refresh.servers", r.servers, poll),
+            ("refresh.flavors", r.flavors, poll),
+            ("refresh.images", r.images, poll),
+            ("refresh.networks", r.networks, poll),
+            ("refresh.volumes", r.volumes, poll),
+            ("refresh.backups", r.backups, poll),
+            ("refresh.metrics", r.metrics, poll),
+            ("refresh.limits", r.limits, poll),
+            ("refresh.full_resync", r.full_resync, DurRange::new(Dur::secs(1), Dur::secs(86_400))),
+            ("refresh.timeout", r.timeout, DurRange::new(Dur::secs(1), Dur::secs(600))),
+            ("refresh.max_backoff", r.max_backoff, DurRange::new(Dur::millis(200), Dur::secs(3600))),
+            ("metrics.retention", self.metrics.retention, DurRange::new(Dur::secs(60), Dur::secs(7 * 86_400))),
+            ("engine.tick", e.tick, TICK_RANGE),
+            (
+                "engine.create_visibility_timeout",
+                e.create_visibility_timeout,
+                DurRange::new(Dur::secs(1), Dur::secs(3600)),
+            ),
+            ("engine.build_timeout", e.build_timeout, DurRange::new(Dur::secs(60), Dur::secs(86_400))),
+            ("engine.orphan_grace", e.orphan_grace, DurRange::new(Dur::secs(1), Dur::secs(30 * 86_400))),
+        ]
     }
 
     /// Load from a path; a missing file gives the defaults.
@@ -262,15 +285,6 @@ impl Settings {
             }
         }
     }
-}
-
-fn find_line(text: &str, key: &str) -> (usize, usize) {
-    for (i, line) in text.lines().enumerate() {
-        if let Some(c) = line.find(key) {
-            return (i + 1, c + 1);
-        }
-    }
-    (1, 1)
 }
 
 #[cfg(test)]
@@ -328,6 +342,25 @@ delete = ""
         assert!(e.message.contains("off") && e.message.contains("dry-run"), "{e}");
         let e = Settings::parse("[ui]\nmax_fps = 0\n", Path::new("c.toml")).unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn durations_out_of_range_are_errors_with_position() {
+        for (text, line, what) in [
+            (
+                "[engine]\nmode = \"auto\"\ntick = \"0s\"\n",
+                3,
+                "engine.tick: 0s is out of range: expected between 100ms and 1h",
+            ),
+            ("[refresh]\nservers = \"0s\"\n", 2, "refresh.servers: 0s is out of range: expected between 200ms and 1d"),
+            ("[engine]\norphan_grace = \"150000000000d\"\n", 2, "invalid duration `150000000000d`"),
+            ("[engine]\norphan_grace = \"40d\"\n", 2, "engine.orphan_grace: 40d is out of range"),
+            ("[refresh]\ntimeout = 0\n", 2, "refresh.timeout: 0s is out of range"),
+        ] {
+            let e = Settings::parse(text, Path::new("c.toml")).unwrap_err();
+            assert_eq!(e.line, line, "{e}");
+            assert!(e.message.contains(what), "{e}");
+        }
     }
 }
 

@@ -5,18 +5,16 @@
 pub mod cron;
 pub mod event;
 pub mod metrics;
+pub mod names;
 pub mod resources;
 pub mod time;
 
-pub use event::{Alert, Event, Severity};
+pub use event::{Alert, AlertBook, AlertChange, Event, Severity};
 pub use metrics::MetricSeries;
 pub use resources::*;
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::{Clock, Dur, ManualClock, SystemClock, Timestamp};
 
-/// Metadata key prefix of everything the engine creates.
-pub const META_PREFIX: &str = "stackpilot:";
-/// Metadata key that names the application a server belongs to.
-pub const META_APP: &str = "stackpilot:app";
+pub use names::{APP as META_APP, META_PREFIX};
 
 /// Where a resource lives: `cloud@region/project`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]

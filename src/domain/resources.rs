@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Nova server status (`status` field). Unknown values are kept verbatim.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 pub enum ServerStatus {
     Active,
     Build,
@@ -26,6 +26,7 @@ pub enum ServerStatus {
     Shutoff,
     SoftDeleted,
     Suspended,
+    #[default]
     Unknown,
     VerifyResize,
     Other(String),
@@ -132,7 +133,7 @@ pub struct Fault {
     pub created: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Server {
     pub id: String,
     /// `None` for records from a Nova cell that is down (MV 2.69).

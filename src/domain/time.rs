@@ -119,15 +119,21 @@ pub fn human_age(secs: i64) -> String {
     }
 }
 
+/// The longest duration any file may hold (100 years): far beyond every sane
+/// setting, and small enough that no conversion overflows.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
 /// Parse durations written by people in config and policy files:
 /// `500ms`, `30s`, `5m`, `1h`, `2d`, `1h30m`, or a bare number of seconds.
+/// Anything longer than [`MAX_DURATION`] is refused, never wrapped or clamped.
 pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     if s.is_empty() {
         return None;
     }
     if let Ok(n) = s.parse::<u64>() {
-        return Some(std::time::Duration::from_secs(n));
+        let d = std::time::Duration::from_secs(n);
+        return (d <= MAX_DURATION).then_some(d);
     }
     let mut total_ms: u64 = 0;
     let mut num = String::new();
@@ -161,7 +167,91 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     if !num.is_empty() || !any {
         return None;
     }
-    Some(std::time::Duration::from_millis(total_ms))
+    let d = std::time::Duration::from_millis(total_ms);
+    (d <= MAX_DURATION).then_some(d)
+}
+
+/// A duration as config and policy files write it (`500ms`, `30s`, `10m`, `1h`,
+/// `2d`, or a whole number of seconds). The one duration type of every file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Dur(pub std::time::Duration);
+
+impl Dur {
+    pub const fn secs(n: u64) -> Dur {
+        Dur(std::time::Duration::from_secs(n))
+    }
+    pub const fn millis(n: u64) -> Dur {
+        Dur(std::time::Duration::from_millis(n))
+    }
+    /// As a chrono duration. Files cannot hold more than [`MAX_DURATION`], so this
+    /// never overflows; were it to, it saturates (a grace period that never ends
+    /// fails closed, it never becomes zero).
+    pub fn chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+impl std::fmt::Display for Dur {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(u64),
+        }
+        let bad = |s: &str| {
+            format!("invalid duration `{s}`: expected a number with a unit such as \"500ms\", \"30s\", \"5m\", \"1h\" or \"2d\" (at most 100 years)")
+        };
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a duration such as \"30s\", \"5m\" or \"1h\""))?
+        {
+            Raw::N(n) => {
+                let d = std::time::Duration::from_secs(n);
+                if d > MAX_DURATION {
+                    return Err(serde::de::Error::custom(bad(&n.to_string())));
+                }
+                Ok(Dur(d))
+            }
+            Raw::S(s) => parse_duration(&s).map(Dur).ok_or_else(|| serde::de::Error::custom(bad(&s))),
+        }
+    }
+}
+
+impl serde::Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(self.0))
+    }
+}
+
+/// An allowed range for a duration setting; `check` says what is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurRange {
+    pub min: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl DurRange {
+    pub const fn new(min: Dur, max: Dur) -> DurRange {
+        DurRange { min: min.0, max: max.0 }
+    }
+    pub fn check(&self, d: std::time::Duration) -> Result<(), String> {
+        if d < self.min || d > self.max {
+            Err(format!(
+                "{} is out of range: expected between {} and {}",
+                format_duration(d),
+                format_duration(self.min),
+                format_duration(self.max)
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Render a duration compactly, the inverse of `parse_duration` for whole units.
@@ -219,6 +309,9 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(std::time::Duration::from_millis(250)));
         assert_eq!(parse_duration("5 minutes"), None);
         assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("150000000000d"), None, "too large: refused, never wrapped to 0");
+        assert_eq!(parse_duration("18446744073709551615"), None);
+        assert_eq!(parse_duration("100y"), None);
         assert_eq!(format_duration(std::time::Duration::from_secs(300)), "5m");
         assert_eq!(format_duration(std::time::Duration::from_secs(90)), "90s");
     }

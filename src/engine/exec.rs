@@ -89,119 +89,94 @@ fn now() -> Timestamp {
     chrono::Utc::now()
 }
 
+/// Log a store write that failed (the next tick reads the store again and holds
+/// if it stays unavailable).
+fn logged<T>(r: crate::store::Result<T>, what: &str) {
+    if let Err(e) = r {
+        tracing::error!("cannot {what}: {e}");
+    }
+}
+
+/// A bookkeeping step (no cloud call): applied to `state` and the store at once.
+/// `None` for steps that call the cloud.
+fn bookkeeping(ctx: &ExecContext, a: &PlannedAction, state: &mut EngineState) -> Option<Outcome> {
+    let ev = |action: &str| {
+        Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, action, a.reason.clone()).app(a.app.clone())
+    };
+    Some(match &a.step {
+        // Blocks are alerted by the engine's alert book (one alert while it lasts).
+        Step::Block(b) => {
+            state.blocked.insert(a.policy_id.clone().unwrap_or_default(), b.clone());
+            Outcome::new("capacity-blocked", true)
+        }
+        Step::Unblock => {
+            if let Some(pid) = &a.policy_id {
+                state.blocked.remove(pid);
+            }
+            Outcome::new("capacity-unblocked", true)
+        }
+        Step::AdoptIntent { op_id, server_id } => {
+            let st = ctx.store.set_intent_status(op_id, IntentStatus::Running, Some(server_id), None, &now());
+            logged(st, "update an intent");
+            logged(ctx.store.add_event(&ev("adopt").target(server_id.clone())), "record an event");
+            Outcome::new("adopt", true)
+        }
+        Step::CompleteIntent { op_id } => {
+            logged(ctx.store.set_intent_status(op_id, IntentStatus::Done, None, None, &now()), "update an intent");
+            Outcome::new("complete", true)
+        }
+        Step::FailIntent { op_id, why } => {
+            let st = ctx.store.set_intent_status(op_id, IntentStatus::Failed, None, Some(why), &now());
+            logged(st, "update an intent");
+            let e = ev("give-up")
+                .target(format!("op {op_id}"))
+                .result("failed")
+                .severity(Severity::Warning)
+                .detail(why.clone());
+            logged(ctx.store.add_event(&e), "record an event");
+            Outcome::new("fail-intent", true)
+        }
+        _ => return None,
+    })
+}
+
 /// Carry out every action of a plan; bookkeeping steps are applied to `state`.
 pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: &mut EngineState) -> Vec<Outcome> {
     let sem = Arc::new(tokio::sync::Semaphore::new(ctx.concurrency.max(1)));
     let mut tasks = Vec::new();
     let mut outcomes = Vec::new();
     for a in actions {
-        match &a.step {
-            Step::Block(b) => {
-                let pid = a.policy_id.clone().unwrap_or_default();
-                let first = !state.blocked.contains_key(&pid);
-                state.blocked.insert(pid, b.clone());
-                if first {
-                    // One alert when scale-out stops, not one per tick.
-                    let e = Event::new(
-                        now(),
-                        &actor(&ctx.engine_id),
-                        &ctx.cloud,
-                        "alert",
-                        format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail),
-                    )
-                    .app(a.app.clone())
-                    .result("blocked")
-                    .severity(Severity::Critical)
-                    .detail(format!(
-                        "scale-out resumes after {}s (backoff); scale-in and recovery go on",
-                        b.backoff_secs
-                    ));
-                    let _ = ctx.store.add_event(&e);
-                }
-                outcomes.push(Outcome::new("capacity-blocked", true));
-            }
-            Step::Unblock => {
-                if let Some(pid) = &a.policy_id {
-                    if state.blocked.remove(pid).is_some() {
-                        let e = Event::new(
-                            now(),
-                            &actor(&ctx.engine_id),
-                            &ctx.cloud,
-                            "alert",
-                            "capacity is back: scale-out resumes",
-                        )
-                        .app(a.app.clone())
-                        .result("resolved");
-                        let _ = ctx.store.add_event(&e);
-                    }
-                }
-                outcomes.push(Outcome::new("capacity-unblocked", true));
-            }
-            Step::AdoptIntent { op_id, server_id } => {
-                let _ = ctx.store.set_intent_status(op_id, IntentStatus::Running, Some(server_id), None, &now());
-                let e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "adopt", a.reason.clone())
-                    .app(a.app.clone())
-                    .target(server_id.clone());
-                let _ = ctx.store.add_event(&e);
-                outcomes.push(Outcome::new("adopt", true));
-            }
-            Step::CompleteIntent { op_id } => {
-                let _ = ctx.store.set_intent_status(op_id, IntentStatus::Done, None, None, &now());
-                outcomes.push(Outcome::new("complete", true));
-            }
-            Step::FailIntent { op_id, why } => {
-                let _ = ctx.store.set_intent_status(op_id, IntentStatus::Failed, None, Some(why), &now());
-                let e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "give-up", a.reason.clone())
-                    .app(a.app.clone())
-                    .target(format!("op {op_id}"))
-                    .result("failed")
-                    .severity(Severity::Warning)
-                    .detail(why.clone());
-                let _ = ctx.store.add_event(&e);
-                outcomes.push(Outcome::new("fail-intent", true));
-            }
-            _ => {
-                let ctx = ctx.clone();
-                let sem = sem.clone();
-                tasks.push(tokio::spawn(async move {
-                    let _permit = sem.acquire_owned().await;
-                    run_one(&ctx, a).await
-                }));
-            }
+        if let Some(o) = bookkeeping(&ctx, &a, state) {
+            outcomes.push(o);
+            continue;
         }
+        let ctx = ctx.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            run_one(&ctx, a).await
+        }));
     }
-    // Several creates refused in one tick make one block (and one alert) per app.
+    // Several creates refused in one tick make one block per app.
     let mut refused: BTreeMap<String, Blocked> = BTreeMap::new();
     for t in tasks {
-        if let Ok(o) = t.await {
-            if let Some((pid, b)) = &o.block {
-                refused.entry(pid.clone()).or_insert_with(|| b.clone());
+        match t.await {
+            Ok(o) => {
+                if let Some((pid, b)) = &o.block {
+                    refused.entry(pid.clone()).or_insert_with(|| b.clone());
+                }
+                if let Some(id) = &o.marked {
+                    state.terminating.insert(id.clone(), now());
+                }
+                outcomes.push(o);
             }
-            if let Some(id) = &o.marked {
-                state.terminating.insert(id.clone(), now());
-            }
-            outcomes.push(o);
+            Err(e) => tracing::error!("an action of the plan did not finish: {e}"),
         }
     }
     for (pid, mut b) in refused {
         // The cloud refused a create for quota: back off like a planned block.
         let prev = state.blocked.get(&pid);
         let secs = prev.map(|p| (p.backoff_secs * 2).min(600)).unwrap_or(b.backoff_secs);
-        if prev.is_none() {
-            let app = ctx.launches.values().find(|l| l.policy_id == pid).map(|l| l.app.clone());
-            let e = Event::new(
-                now(),
-                &actor(&ctx.engine_id),
-                &ctx.cloud,
-                "alert",
-                format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail),
-            )
-            .app(app.unwrap_or_default())
-            .result("blocked")
-            .severity(Severity::Critical)
-            .detail(format!("scale-out resumes after {secs}s (backoff); scale-in and recovery go on"));
-            let _ = ctx.store.add_event(&e);
-        }
         b.backoff_secs = secs;
         b.until = b.since + chrono::Duration::seconds(secs as i64);
         state.blocked.insert(pid, b);
@@ -214,7 +189,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
         Step::Create { slot, revision, zone } => create(ctx, &a, slot, revision, zone).await,
         Step::MarkTerminating { server_id, name } => {
             let mut items = BTreeMap::new();
-            items.insert(meta::STATE.to_string(), "terminating".to_string());
+            items.insert(meta::STATE.to_string(), meta::STATE_TERMINATING.to_string());
             items.insert(meta::TERMINATE_AT.to_string(), crate::domain::time::format_z(&now()));
             let r = ctx.client.compute().set_metadata(&server_id, &items).await;
             let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "drain", a.reason.clone())
@@ -228,7 +203,7 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                     false
                 }
             };
-            let _ = ctx.store.add_event(&e);
+            logged(ctx.store.add_event(&e), "record an event");
             let marked = (ok && r.is_ok()).then_some(server_id);
             Outcome { marked, ..Outcome::new("mark-terminating", ok) }
         }
@@ -245,26 +220,34 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
                 .target(name);
             let ok = match r {
                 Ok(rid) => {
-                    let _ = ctx.store.set_intent_status(&op, IntentStatus::Running, None, None, &now());
+                    logged(
+                        ctx.store.set_intent_status(&op, IntentStatus::Running, None, None, &now()),
+                        "update an intent",
+                    );
                     e = e.request_id(rid);
                     true
                 }
                 Err(err) if err.kind == ErrorKind::NotFound => {
-                    let _ = ctx.store.set_intent_status(&op, IntentStatus::Done, None, None, &now());
+                    logged(
+                        ctx.store.set_intent_status(&op, IntentStatus::Done, None, None, &now()),
+                        "update an intent",
+                    );
                     e = e.request_id(err.request_id.clone()).detail("already gone");
                     true
                 }
                 Err(err) => {
                     // Transient: the intent stays open; the next tick looks again.
                     if !err.is_transient() {
-                        let _ =
-                            ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now());
+                        logged(
+                            ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now()),
+                            "update an intent",
+                        );
                     }
                     e = failed(e, &err);
                     false
                 }
             };
-            let _ = ctx.store.add_event(&e);
+            logged(ctx.store.add_event(&e), "record an event");
             Outcome::new("delete", ok)
         }
         _ => Outcome::new("noop", true),
@@ -290,12 +273,12 @@ pub fn create_request(
         (meta::SLOT, slot.to_string()),
         (meta::OP, op.to_string()),
         (meta::ENGINE, engine_id.to_string()),
-        (meta::STATE, "active".to_string()),
+        (meta::STATE, meta::STATE_ACTIVE.to_string()),
     ] {
         metadata.insert(k.to_string(), v);
     }
     CreateServer {
-        name: format!("{}-r{revision}-s{slot}-{}", info.app, &op[..8.min(op.len())]),
+        name: format!("{}-r{revision}-s{slot}-{}", info.app, super::plan::short(op)),
         image_id: Some(info.spec.image_id.clone()),
         flavor_id: info.spec.flavor_id.clone(),
         networks: info.spec.network_ids.iter().map(|n| NetworkSpec::Uuid(n.clone())).collect(),
@@ -338,7 +321,10 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
     let mut out = Outcome::new("create", true);
     match r {
         Ok(c) => {
-            let _ = ctx.store.set_intent_status(&op, IntentStatus::Running, Some(&c.id), None, &now());
+            logged(
+                ctx.store.set_intent_status(&op, IntentStatus::Running, Some(&c.id), None, &now()),
+                "update an intent",
+            );
             e = e.request_id(c.request_id);
         }
         Err(err) if err.is_transient() => {
@@ -351,7 +337,10 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
             out.ok = false;
         }
         Err(err) => {
-            let _ = ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now());
+            logged(
+                ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now()),
+                "update an intent",
+            );
             e = failed(e, &err);
             out.ok = false;
             if err.kind == ErrorKind::QuotaExceeded {
@@ -368,6 +357,6 @@ async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, 
             }
         }
     }
-    let _ = ctx.store.add_event(&e);
+    logged(ctx.store.add_event(&e), "record an event");
     out
 }

@@ -1,35 +1,36 @@
 //! The engine: level-triggered reconciliation of application policies against
-//! tagged OpenStack state. `plan` is pure (observed state, engine state and `now`
-//! in, actions with reasons out); `exec` carries actions out with write-ahead
-//! intents and bounded concurrency; `runner` ticks, holds the lease, reloads
-//! policies, tracks readiness and publishes status; `metrics` serves `/metrics`.
+//! tagged OpenStack state. Each tick of each cloud is observe → decide → act:
+//!
+//! - `observe` reads the inventory's snapshot and the store, once, up front;
+//!   whatever it cannot read becomes a hold (the tick decides but never acts);
+//! - `decide` is pure: `members` (phases), `autoscale` + `scaling` (the
+//!   autoscaler), `plan` (the planner) turn the observation into a `Decision`;
+//! - `act` persists what the decision needs, then `exec` carries the plan out
+//!   with write-ahead intents and bounded concurrency.
+//!
+//! Around them: `policies` (the policy book: last good revisions, missing and
+//! retired apps), `lease` (one acting engine per cloud), `runner` (the loop,
+//! commands, alerts), `status` (what the console sees), `metrics` (`/metrics`
+//! and `/healthz`).
 
+pub mod act;
+pub mod autoscale;
+pub mod decide;
 pub mod exec;
+pub mod lease;
 pub mod members;
 pub mod metrics;
+pub mod observe;
 pub mod plan;
-pub mod prometheus;
+pub mod policies;
 pub mod runner;
 pub mod scaling;
+pub mod status;
 
-pub use plan::{plan, AppInput, AppStatus, EngineState, Plan, PlanConfig, PlannedAction, Step};
-pub use runner::{Engine, EngineCommand, EngineConfig, EngineHandle, EngineStatus};
+pub use plan::{plan, AppInput, AppMode, AppStatus, EngineState, Plan, PlanConfig, PlannedAction, Step};
+pub use runner::{Engine, EngineCommand, EngineConfig, EngineHandle};
+pub use status::{EngineStatus, PolicyView, ScalingView};
 
-/// Metadata keys of members.
-pub mod meta {
-    pub const APP: &str = "stackpilot:app";
-    pub const POLICY: &str = "stackpilot:policy";
-    pub const REV: &str = "stackpilot:rev";
-    pub const SPEC: &str = "stackpilot:spec";
-    pub const SLOT: &str = "stackpilot:slot";
-    pub const OP: &str = "stackpilot:op";
-    pub const ENGINE: &str = "stackpilot:engine";
-    pub const STATE: &str = "stackpilot:state";
-    pub const TERMINATE_AT: &str = "stackpilot:terminate_at";
-    pub const PROTECT: &str = "stackpilot:protect";
-}
-
-/// Tag of the operation that created a server.
-pub fn op_tag(op: &str) -> String {
-    format!("stackpilot-op-{op}")
-}
+/// The metadata keys and tags of members.
+pub use crate::domain::names as meta;
+pub use crate::domain::names::op_tag;

@@ -2,8 +2,16 @@
 //! clock, no randomness: the same inputs give the same plan, each action with its
 //! reason. Priority order of ENGINE-SPEC section 8: garbage collection, then
 //! restoring capacity, then scale-in. A blocked scale-out never blocks scale-in.
+//!
+//! Deleting needs a positive reason: a planned scale-in, a duplicate slot, a
+//! member in ERROR or stuck, a retire the operator asked for, or a server created
+//! by an operation given up on. A server whose policy is unknown (its file gone,
+//! a store wiped) is never deleted for that absence: it is reported as unmanaged
+//! until an operator retires the app. (ENGINE-SPEC section 8.7 deletes servers of
+//! a policy that no longer exists after a grace; we deliberately do not: a broken
+//! or missing file must never delete an app.)
 
-use super::members::{member, Member, MemberState};
+use super::members::{member, Member, MemberState, Phase};
 use super::op_tag;
 use crate::domain::{ComputeLimits, Server, ServerStatus, Timestamp};
 use crate::store::{Intent, IntentStatus};
@@ -28,8 +36,33 @@ pub struct AppInput {
     pub invalid: Option<String>,
     /// Availability zones to spread over.
     pub zones: Vec<String>,
-    /// Members ready per readiness checks (server id → ready).
-    pub ready: BTreeMap<String, bool>,
+    /// The phase of each member (server id → phase). A member missing here is
+    /// counted but never judged: not ready, not building, never replaced.
+    pub phases: BTreeMap<String, Phase>,
+    /// A member not ready this long after its creation is replaced.
+    pub startup_grace: chrono::Duration,
+    pub mode: AppMode,
+}
+
+/// What the engine may do for an application.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AppMode {
+    /// Converge it to its policy.
+    #[default]
+    Active,
+    /// Do nothing to it (its policy is missing): why.
+    Hold(String),
+    /// Remove its members: an operator retired it.
+    Retire,
+}
+
+impl AppInput {
+    fn phase(&self, m: &Member) -> Option<Phase> {
+        self.phases.get(&m.server_id).copied()
+    }
+    fn is_ready(&self, m: &Member) -> bool {
+        self.phase(m) == Some(Phase::Ready)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +108,6 @@ pub struct PlanConfig {
     pub build_timeout: chrono::Duration,
     pub orphan_grace: chrono::Duration,
     pub drain: chrono::Duration,
-    pub startup_grace: chrono::Duration,
     pub max_creates_per_tick: u32,
     pub backoff_min_secs: u64,
     pub backoff_max_secs: u64,
@@ -88,7 +120,6 @@ impl Default for PlanConfig {
             build_timeout: chrono::Duration::minutes(20),
             orphan_grace: chrono::Duration::minutes(10),
             drain: chrono::Duration::seconds(30),
-            startup_grace: chrono::Duration::minutes(10),
             max_creates_per_tick: 10,
             backoff_min_secs: 30,
             backoff_max_secs: 600,
@@ -170,13 +201,18 @@ impl PlannedAction {
             Step::MarkTerminating { name, .. } => format!("drain {name}"),
             Step::Delete { name, .. } => format!("delete {name}"),
             Step::AdoptIntent { server_id, .. } => format!("adopt {server_id}"),
-            Step::CompleteIntent { op_id } => format!("complete op {}", &op_id[..op_id.len().min(8)]),
-            Step::FailIntent { op_id, .. } => format!("give up op {}", &op_id[..op_id.len().min(8)]),
+            Step::CompleteIntent { op_id } => format!("complete op {}", short(op_id)),
+            Step::FailIntent { op_id, .. } => format!("give up op {}", short(op_id)),
             Step::Block(b) => format!("hold scale-out ({}) for {}s", b.reason.as_str(), b.backoff_secs),
             Step::Unblock => "resume scale-out".into(),
         };
         format!("{what}: {}", self.reason)
     }
+}
+
+/// The first 8 characters of an id.
+pub fn short(id: &str) -> String {
+    id.chars().take(8).collect()
 }
 
 /// Where an application stands.
@@ -188,9 +224,16 @@ pub struct AppStatus {
     /// Members counted toward capacity (not terminating, not failed).
     pub members: u32,
     pub ready: u32,
+    /// Members booting (BUILD, or ACTIVE within the startup grace).
+    pub building: u32,
+    /// Members counted but not serving: not ready, stopped.
+    pub not_ready: u32,
+    pub stopped: u32,
     pub in_flight: u32,
     pub terminating: u32,
     pub blocked: Option<String>,
+    /// Held or retired: why (the policy's state).
+    pub hold: Option<String>,
     pub converged: bool,
 }
 
@@ -200,6 +243,9 @@ pub struct Plan {
     pub apps: Vec<AppStatus>,
     /// Servers that look like members but carry no stackpilot tag: never touched.
     pub untouched: Vec<String>,
+    /// Members of policies the engine does not know (policy id, app, servers):
+    /// never touched until an operator retires the app.
+    pub unmanaged: Vec<(String, String, Vec<String>)>,
 }
 
 impl Plan {
@@ -217,12 +263,18 @@ fn is_capacity_fault(f: &str) -> bool {
 /// delete) for a member that may serve; a member still in BUILD never served and
 /// Nova refuses metadata changes until it is at rest (409), so it is deleted at
 /// once, under a write-ahead delete intent like every delete.
-fn terminate(m: &Member) -> (Step, &'static str) {
+pub fn terminate(m: &Member) -> (Step, &'static str) {
     if m.status == ServerStatus::Build {
         (Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() }, " (still building: nothing to drain)")
     } else {
         (Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() }, "")
     }
+}
+
+/// A block of scale-out from now, its backoff doubled from the previous one.
+fn block(reason: CapacityReason, detail: String, prev: Option<&Blocked>, cfg: &PlanConfig, now: Timestamp) -> Blocked {
+    let secs = backoff_after(prev, cfg);
+    Blocked { reason, since: now, until: now + chrono::Duration::seconds(secs as i64), backoff_secs: secs, detail }
 }
 
 fn backoff_after(prev: Option<&Blocked>, cfg: &PlanConfig) -> u64 {
@@ -244,15 +296,28 @@ pub struct Observed<'a> {
 
 /// Plan one tick for one cloud.
 pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &PlanConfig, now: Timestamp) -> Plan {
-    let Observed { servers, limits, intents, failed } = obs;
     let mut out = Plan::default();
     let known: BTreeSet<&str> = apps.iter().map(|a| a.policy_id.as_str()).collect();
-    let by_tag: HashMap<&str, &Arc<Server>> = servers
-        .iter()
-        .filter(|s| s.status != ServerStatus::Deleted)
-        .flat_map(|s| s.tags.iter().filter(|t| t.starts_with("stackpilot-op-")).map(move |t| (t.as_str(), s)))
-        .collect();
-    let failed_ops: BTreeSet<&str> = failed.iter().map(|i| i.op_id.as_str()).collect();
+    let members = classify(apps, obs.servers, &mut out);
+    let app_of = |pid: &str| {
+        apps.iter().find(|a| a.policy_id == pid).map(|a| a.app.clone()).unwrap_or_else(|| "(unknown)".into())
+    };
+    let flight = intents(obs, &app_of, cfg, now, &mut out);
+    let orphans = garbage(&members, &known, obs.failed, &flight.being_deleted, state, cfg, now, &app_of, &mut out);
+    for a in apps {
+        let mine: Vec<&Member> = members
+            .get(&a.policy_id)
+            .map(|v| v.iter().filter(|m| !orphans.contains(&m.server_id)).collect())
+            .unwrap_or_default();
+        let flying = flight.creates.get(&a.policy_id).cloned().unwrap_or_default();
+        plan_app(a, &mine, &flying, &flight.being_deleted, obs.limits, state, cfg, now, &mut out);
+    }
+    out
+}
+
+/// Members by policy; tagged servers of unknown policies are reported as
+/// unmanaged, untagged lookalikes as untouched.
+fn classify(apps: &[AppInput], servers: &[Arc<Server>], out: &mut Plan) -> BTreeMap<String, Vec<Member>> {
     let mut members: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for s in servers {
         match member(s) {
@@ -266,97 +331,120 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
             }
         }
     }
-    let app_of = |pid: &str| {
-        apps.iter().find(|a| a.policy_id == pid).map(|a| a.app.clone()).unwrap_or_else(|| "(removed)".into())
-    };
+    for (pid, ms) in &members {
+        if !apps.iter().any(|a| &a.policy_id == pid) {
+            let app = ms.iter().find_map(|m| servers.iter().find(|s| s.id == m.server_id).and_then(|s| s.app()));
+            let live: Vec<String> = ms.iter().filter(|m| !m.deleting).map(|m| m.name.clone()).collect();
+            if !live.is_empty() {
+                out.unmanaged.push((pid.clone(), app.unwrap_or("(unnamed)").to_string(), live));
+            }
+        }
+    }
+    members
+}
 
-    // 1. Intents: adopt what appeared, complete what finished, give up on what never
-    // showed. Open create intents count as members in flight.
-    let mut in_flight: BTreeMap<String, Vec<(u32, String)>> = BTreeMap::new();
-    // Servers with a delete under way: Nova deletes asynchronously and the
-    // inventory may not show `deleting` yet; one DELETE per server is enough.
-    let mut being_deleted: BTreeSet<String> = BTreeSet::new();
-    for i in intents {
+/// What the open intents say: creates in flight per policy, servers being deleted.
+#[derive(Default)]
+struct Flight {
+    creates: BTreeMap<String, Vec<(u32, String)>>,
+    /// Nova deletes asynchronously and the inventory may not show `deleting` yet;
+    /// one DELETE per server is enough.
+    being_deleted: BTreeSet<String>,
+}
+
+/// Intents: adopt what appeared, complete what finished, give up on what never
+/// showed. Open create intents count as members in flight.
+fn intents(
+    obs: Observed<'_>,
+    app_of: &dyn Fn(&str) -> String,
+    cfg: &PlanConfig,
+    now: Timestamp,
+    out: &mut Plan,
+) -> Flight {
+    let by_tag: HashMap<&str, &Arc<Server>> = obs
+        .servers
+        .iter()
+        .filter(|s| s.status != ServerStatus::Deleted)
+        .flat_map(|s| {
+            s.tags.iter().filter(|t| t.starts_with(crate::domain::names::OP_TAG_PREFIX)).map(move |t| (t.as_str(), s))
+        })
+        .collect();
+    let mut f = Flight::default();
+    for i in obs.intents {
         let app = app_of(&i.policy_id);
+        let mut act = |step: Step, reason: String| {
+            out.actions.push(PlannedAction { app: app.clone(), policy_id: Some(i.policy_id.clone()), step, reason })
+        };
         match i.action.as_str() {
             "create" => match by_tag.get(op_tag(&i.op_id).as_str()) {
                 Some(s) => {
                     if i.status == IntentStatus::Pending || i.server_id.as_deref() != Some(s.id.as_str()) {
-                        out.actions.push(PlannedAction {
-                            app: app.clone(),
-                            policy_id: Some(i.policy_id.clone()),
-                            step: Step::AdoptIntent { op_id: i.op_id.clone(), server_id: s.id.clone() },
-                            reason: format!("found {} by its op tag", s.display_name()),
-                        });
+                        let step = Step::AdoptIntent { op_id: i.op_id.clone(), server_id: s.id.clone() };
+                        act(step, format!("found {} by its op tag", s.display_name()));
                     }
                     if s.status != ServerStatus::Build {
-                        out.actions.push(PlannedAction {
-                            app,
-                            policy_id: Some(i.policy_id.clone()),
-                            step: Step::CompleteIntent { op_id: i.op_id.clone() },
-                            reason: format!("{} is {}", s.display_name(), s.status),
-                        });
+                        act(
+                            Step::CompleteIntent { op_id: i.op_id.clone() },
+                            format!("{} is {}", s.display_name(), s.status),
+                        );
                     }
                 }
+                None if now - i.created_at > cfg.create_visibility_timeout => {
+                    let why = format!(
+                        "no server tagged {} after {}s",
+                        op_tag(&i.op_id),
+                        cfg.create_visibility_timeout.num_seconds()
+                    );
+                    act(
+                        Step::FailIntent { op_id: i.op_id.clone(), why },
+                        "create not visible: a new operation may be tried".into(),
+                    );
+                }
                 None => {
-                    if now - i.created_at > cfg.create_visibility_timeout {
-                        out.actions.push(PlannedAction {
-                            app,
-                            policy_id: Some(i.policy_id.clone()),
-                            step: Step::FailIntent {
-                                op_id: i.op_id.clone(),
-                                why: format!(
-                                    "no server tagged {} after {}s",
-                                    op_tag(&i.op_id),
-                                    cfg.create_visibility_timeout.num_seconds()
-                                ),
-                            },
-                            reason: "create not visible: a new operation may be tried".into(),
-                        });
-                    } else if let Some(slot) = i.slot {
-                        in_flight.entry(i.policy_id.clone()).or_default().push((slot, i.op_id.clone()));
+                    if let Some(slot) = i.slot {
+                        f.creates.entry(i.policy_id.clone()).or_default().push((slot, i.op_id.clone()));
                     }
                 }
             },
             "delete" => {
-                let gone = i
-                    .server_id
-                    .as_ref()
-                    .is_none_or(|id| !servers.iter().any(|s| &s.id == id && s.status != ServerStatus::Deleted));
-                if gone {
-                    out.actions.push(PlannedAction {
-                        app,
-                        policy_id: Some(i.policy_id.clone()),
-                        step: Step::CompleteIntent { op_id: i.op_id.clone() },
-                        reason: "server gone".into(),
-                    });
+                let there = |id: &String| obs.servers.iter().any(|s| &s.id == id && s.status != ServerStatus::Deleted);
+                if !i.server_id.as_ref().is_some_and(there) {
+                    act(Step::CompleteIntent { op_id: i.op_id.clone() }, "server gone".into());
                 } else if now - i.created_at > cfg.create_visibility_timeout {
-                    out.actions.push(PlannedAction {
-                        app,
-                        policy_id: Some(i.policy_id.clone()),
-                        step: Step::FailIntent {
-                            op_id: i.op_id.clone(),
-                            why: "server still there after the delete".into(),
-                        },
-                        reason: "delete not visible: it will be retried".into(),
-                    });
+                    let why = "server still there after the delete".to_string();
+                    act(
+                        Step::FailIntent { op_id: i.op_id.clone(), why },
+                        "delete not visible: it will be retried".into(),
+                    );
                 } else if let Some(id) = &i.server_id {
-                    being_deleted.insert(id.clone());
+                    f.being_deleted.insert(id.clone());
                 }
             }
             _ => {}
         }
     }
+    f
+}
 
-    // 2. Garbage: servers of removed policies and of failed operations, after a grace.
-    let mut orphan_ids = BTreeSet::new();
-    for (pid, ms) in &members {
-        for m in ms {
-            let failed_op = m.op.as_deref().is_some_and(|o| failed_ops.contains(o));
-            if known.contains(pid.as_str()) && !failed_op {
-                continue;
-            }
-            orphan_ids.insert(m.server_id.clone());
+/// Garbage: servers created by operations given up on, after a grace. Returns
+/// their ids (they are not members of their app).
+#[allow(clippy::too_many_arguments)]
+fn garbage(
+    members: &BTreeMap<String, Vec<Member>>,
+    known: &BTreeSet<&str>,
+    failed: &[Intent],
+    being_deleted: &BTreeSet<String>,
+    state: &EngineState,
+    cfg: &PlanConfig,
+    now: Timestamp,
+    app_of: &dyn Fn(&str) -> String,
+    out: &mut Plan,
+) -> BTreeSet<String> {
+    let failed_ops: BTreeSet<&str> = failed.iter().map(|i| i.op_id.as_str()).collect();
+    let mut orphans = BTreeSet::new();
+    for (pid, ms) in members.iter().filter(|(pid, _)| known.contains(pid.as_str())) {
+        for m in ms.iter().filter(|m| m.op.as_deref().is_some_and(|o| failed_ops.contains(o))) {
+            orphans.insert(m.server_id.clone());
             if m.deleting || being_deleted.contains(&m.server_id) {
                 continue;
             }
@@ -366,223 +454,271 @@ pub fn plan(apps: &[AppInput], obs: Observed<'_>, state: &EngineState, cfg: &Pla
                     app: app_of(pid),
                     policy_id: Some(pid.clone()),
                     step: Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() },
-                    reason: if failed_op {
-                        "orphan: created by an operation given up on".into()
-                    } else {
-                        "orphan: its policy no longer exists".into()
-                    },
+                    reason: "orphan: created by an operation given up on".into(),
                 });
             }
         }
     }
+    orphans
+}
 
-    // 3. Each application.
-    for a in apps {
-        let all: Vec<&Member> = members
-            .get(&a.policy_id)
-            .map(|v| v.iter().filter(|m| !orphan_ids.contains(&m.server_id)).collect())
-            .unwrap_or_default();
-        let mut status =
-            AppStatus { policy_id: a.policy_id.clone(), app: a.app.clone(), desired: a.desired, ..Default::default() };
-        let act = |out: &mut Plan, step: Step, reason: String| {
-            out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason })
-        };
-        let mut alive: Vec<&Member> = Vec::new();
-        let mut capacity_fault: Option<String> = None;
-        for m in &all {
-            if m.deleting || being_deleted.contains(&m.server_id) {
-                status.terminating += 1;
-                continue;
-            }
-            let marked = state.terminating.get(&m.server_id).map(|at| MemberState::Terminating(Some(*at)));
-            let m_state = match (&m.state, marked) {
-                (MemberState::Active, Some(t)) => t,
-                (st, _) => st.clone(),
-            };
-            match &m_state {
-                MemberState::Terminating(at) => {
-                    status.terminating += 1;
-                    let since = at.unwrap_or(now - cfg.drain);
-                    if now - since >= cfg.drain {
-                        act(
-                            &mut out,
-                            Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() },
-                            "drained: second phase of the termination".into(),
-                        );
-                    }
-                    continue;
-                }
-                MemberState::Quarantined => continue,
-                MemberState::Active => {}
-            }
-            if m.status == ServerStatus::Error {
-                let fault = m.fault.clone().unwrap_or_else(|| "no fault reported".into());
-                if is_capacity_fault(&fault) {
-                    capacity_fault = Some(fault.clone());
-                }
-                act(
-                    &mut out,
-                    Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() },
-                    format!("in ERROR: {fault}"),
-                );
-                continue;
-            }
-            if m.status == ServerStatus::Build && m.created.is_some_and(|c| now - c > cfg.build_timeout) {
-                act(
-                    &mut out,
-                    Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() },
-                    format!("stuck in BUILD for more than {} min", cfg.build_timeout.num_minutes()),
-                );
-                continue;
-            }
-            let ready = a.ready.get(&m.server_id).copied().unwrap_or(false);
-            if !ready
-                && m.status == ServerStatus::Active
-                && m.created.is_some_and(|c| now - c > cfg.startup_grace)
-                && !a.ready.is_empty()
-            {
-                act(
-                    &mut out,
-                    Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() },
-                    format!("not ready {} min after creation", cfg.startup_grace.num_minutes()),
-                );
-                continue;
-            }
-            alive.push(m);
-        }
-        // Slot uniqueness: keep the older ready one of two claiming a slot.
-        let mut by_slot: BTreeMap<u32, Vec<&Member>> = BTreeMap::new();
-        let mut unslotted = Vec::new();
-        for m in &alive {
-            match m.slot {
-                Some(s) => by_slot.entry(s).or_default().push(m),
-                None => unslotted.push(*m),
-            }
-        }
-        let mut keep: Vec<&Member> = unslotted;
-        for (slot, mut ms) in by_slot {
-            ms.sort_by(|x, y| {
-                let rx = a.ready.get(&x.server_id).copied().unwrap_or(false);
-                let ry = a.ready.get(&y.server_id).copied().unwrap_or(false);
-                ry.cmp(&rx).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
-            });
-            keep.push(ms[0]);
-            for dup in &ms[1..] {
-                let (step, why) = terminate(dup);
-                act(&mut out, step, format!("duplicate of slot {slot}: {} keeps it{why}", ms[0].name));
-            }
-        }
-        let flying = in_flight.get(&a.policy_id).cloned().unwrap_or_default();
-        let current = keep.len() as u32 + flying.len() as u32;
-        status.members = keep.len() as u32;
-        status.in_flight = flying.len() as u32;
-        status.ready = keep.iter().filter(|m| a.ready.get(&m.server_id).copied().unwrap_or(false)).count() as u32;
-
-        // Capacity: an ERROR from the scheduler blocks scale-out with backoff.
-        let prev_block = state.blocked.get(&a.policy_id);
-        let mut blocked = prev_block.filter(|b| now < b.until).cloned();
-        if let Some(f) = &capacity_fault {
-            if blocked.is_none() {
-                let secs = backoff_after(prev_block, cfg);
-                let b = Blocked {
-                    reason: super::plan::CapacityReason::NoValidHost,
-                    since: now,
-                    until: now + chrono::Duration::seconds(secs as i64),
-                    backoff_secs: secs,
-                    detail: f.clone(),
-                };
-                act(&mut out, Step::Block(b.clone()), format!("the scheduler found no host: {f}"));
-                blocked = Some(b);
-            }
-        }
-        if current < a.desired {
-            let need = a.desired - current;
-            if let Some(why) = &a.invalid {
-                status.blocked = Some(format!("bad spec: {why}"));
-            } else if let Some(b) = &blocked {
-                status.blocked = Some(format!(
-                    "capacity blocked ({}) until {}: {}",
-                    b.reason.as_str(),
-                    b.until.format("%H:%M:%S"),
-                    b.detail
-                ));
-            } else {
-                let headroom = limits.and_then(|l| l.headroom(a.vcpus, a.ram_mb)).map(|h| h.max(0) as u32);
-                let n = need.min(headroom.unwrap_or(u32::MAX)).min(cfg.max_creates_per_tick);
-                let used: BTreeSet<u32> =
-                    keep.iter().filter_map(|m| m.slot).chain(flying.iter().map(|f| f.0)).collect();
-                let mut slot = 0u32;
-                for _ in 0..n {
-                    while used.contains(&slot) {
-                        slot += 1;
-                    }
-                    let zone = (!a.zones.is_empty()).then(|| a.zones[slot as usize % a.zones.len()].clone());
-                    act(
-                        &mut out,
-                        Step::Create { slot, revision: a.revision, zone },
-                        format!("{current} of {} members", a.desired),
-                    );
-                    slot += 1;
-                }
-                if headroom.is_some_and(|h| h < need) {
-                    let secs = backoff_after(prev_block, cfg);
-                    let detail = format!("quota allows {} more of {} wanted", headroom.unwrap_or(0), need);
-                    let b = Blocked {
-                        reason: CapacityReason::Quota,
-                        since: now,
-                        until: now + chrono::Duration::seconds(secs as i64),
-                        backoff_secs: secs,
-                        detail: detail.clone(),
-                    };
-                    act(&mut out, Step::Block(b), detail.clone());
-                    status.blocked = Some(format!("capacity blocked (quota): {detail}"));
-                }
-            }
-        } else if current > a.desired && flying.is_empty() {
-            // Scale-in (never blocked by capacity): outdated revision first, then
-            // unhealthy, then the oldest; protected members are never chosen.
-            let mut candidates: Vec<&&Member> = keep.iter().filter(|m| !m.protected).collect();
-            candidates.sort_by(|x, y| {
-                let outdated = |m: &Member| m.revision != Some(a.revision);
-                let unhealthy = |m: &Member| {
-                    m.status != ServerStatus::Active
-                        || !a.ready.get(&m.server_id).copied().unwrap_or(false) && !a.ready.is_empty()
-                };
-                outdated(y)
-                    .cmp(&outdated(x))
-                    .then(unhealthy(y).cmp(&unhealthy(x)))
-                    .then(x.created.cmp(&y.created))
-                    .then(y.slot.cmp(&x.slot))
-            });
-            for m in candidates.into_iter().take((current - a.desired) as usize) {
-                let (step, why) = terminate(m);
-                act(&mut out, step, format!("{current} members, {} desired{why}", a.desired));
-            }
-        }
-        if prev_block.is_some() && blocked.is_none() && capacity_fault.is_none() && current >= a.desired {
-            act(&mut out, Step::Unblock, "capacity is back".into());
-        }
-        status.converged = current == a.desired
-            && flying.is_empty()
-            && status.terminating == 0
-            && status.blocked.is_none()
-            && !out.actions.iter().any(|x| x.policy_id.as_deref() == Some(&a.policy_id) && x.step.mutating());
-        if status.blocked.is_none() {
-            if let Some(b) = &blocked {
-                if current < a.desired {
-                    status.blocked = Some(format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail));
-                }
-            }
-        }
+/// Plan one application from its members.
+#[allow(clippy::too_many_arguments)]
+fn plan_app(
+    a: &AppInput,
+    all: &[&Member],
+    flying: &[(u32, String)],
+    being_deleted: &BTreeSet<String>,
+    limits: Option<&ComputeLimits>,
+    state: &EngineState,
+    cfg: &PlanConfig,
+    now: Timestamp,
+    out: &mut Plan,
+) {
+    let mut status = AppStatus { policy_id: a.policy_id.clone(), app: a.app.clone(), ..Default::default() };
+    if let AppMode::Hold(why) = &a.mode {
+        // Nothing is done to a held app, whatever its members look like.
+        status.members = all.iter().filter(|m| !m.deleting).count() as u32;
+        status.ready = all.iter().filter(|m| a.is_ready(m)).count() as u32;
+        status.desired = a.desired;
+        status.hold = Some(why.clone());
         out.apps.push(status);
+        return;
     }
-    out
+    let retire = a.mode == AppMode::Retire;
+    let desired = if retire { 0 } else { a.desired };
+    status.desired = desired;
+    if retire {
+        status.hold = Some("retired: removing its members".into());
+    }
+    let before = out.actions.len();
+    let (keep, capacity_fault) = triage(a, all, being_deleted, state, cfg, now, &mut status, out);
+    status.members = keep.len() as u32;
+    for m in &keep {
+        match a.phase(m) {
+            Some(Phase::Ready) => status.ready += 1,
+            Some(Phase::Building) => status.building += 1,
+            Some(Phase::StoppedByOperator | Phase::StoppedUnexpectedly) => status.stopped += 1,
+            _ => status.not_ready += 1,
+        }
+    }
+    status.in_flight = flying.len() as u32;
+    let current = keep.len() as u32 + flying.len() as u32;
+    let blocked =
+        capacity(a, desired, current, capacity_fault, &keep, flying, limits, state, cfg, now, &mut status, out);
+    if current > desired && flying.is_empty() {
+        scale_in(a, desired, current, &keep, retire, out);
+    }
+    let acted = out.actions[before..].iter().any(|x| x.step.mutating());
+    status.converged = current == desired
+        && flying.is_empty()
+        && status.terminating == 0
+        && status.blocked.is_none()
+        && status.ready == status.members
+        && !acted;
+    if status.blocked.is_none() && current < desired {
+        if let Some(b) = &blocked {
+            status.blocked = Some(format!("capacity blocked ({}): {}", b.reason.as_str(), b.detail));
+        }
+    }
+    out.apps.push(status);
+}
+
+/// Sort an app's members: the ones to keep (deduplicated by slot), and act on
+/// the rest (drained → delete, ERROR → delete, stuck → delete, never ready →
+/// replace, duplicates → terminate). Returns the members kept and the capacity
+/// fault seen in an ERROR member.
+#[allow(clippy::too_many_arguments)]
+fn triage<'m>(
+    a: &AppInput,
+    all: &[&'m Member],
+    being_deleted: &BTreeSet<String>,
+    state: &EngineState,
+    cfg: &PlanConfig,
+    now: Timestamp,
+    status: &mut AppStatus,
+    out: &mut Plan,
+) -> (Vec<&'m Member>, Option<String>) {
+    let act = |out: &mut Plan, step: Step, reason: String| {
+        out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason })
+    };
+    let mut alive: Vec<&Member> = Vec::new();
+    let mut capacity_fault: Option<String> = None;
+    for m in all {
+        if m.deleting || being_deleted.contains(&m.server_id) {
+            status.terminating += 1;
+            continue;
+        }
+        let marked = state.terminating.get(&m.server_id).map(|at| MemberState::Terminating(Some(*at)));
+        let m_state = match (&m.state, marked) {
+            (MemberState::Active, Some(t)) => t,
+            (st, _) => st.clone(),
+        };
+        match &m_state {
+            MemberState::Terminating(at) => {
+                status.terminating += 1;
+                let since = at.unwrap_or(now - cfg.drain);
+                if now - since >= cfg.drain {
+                    let step = Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() };
+                    act(out, step, "drained: second phase of the termination".into());
+                }
+                continue;
+            }
+            MemberState::Quarantined => continue,
+            MemberState::Active => {}
+        }
+        if m.status == ServerStatus::Error {
+            let fault = m.fault.clone().unwrap_or_else(|| "no fault reported".into());
+            if is_capacity_fault(&fault) {
+                capacity_fault = Some(fault.clone());
+            }
+            let step = Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() };
+            act(out, step, format!("in ERROR: {fault}"));
+            continue;
+        }
+        if m.status == ServerStatus::Build && m.created.is_some_and(|c| now - c > cfg.build_timeout) {
+            let step = Step::Delete { server_id: m.server_id.clone(), name: m.name.clone() };
+            act(out, step, format!("stuck in BUILD for more than {} min", cfg.build_timeout.num_minutes()));
+            continue;
+        }
+        // ACTIVE and never ready within its startup grace: replaced.
+        if a.phase(m) == Some(Phase::NotReady)
+            && m.status == ServerStatus::Active
+            && m.created.is_some_and(|c| now - c > a.startup_grace)
+        {
+            let step = Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() };
+            act(
+                out,
+                step,
+                format!("not ready {} after creation", crate::domain::time::human_age(a.startup_grace.num_seconds())),
+            );
+            continue;
+        }
+        alive.push(m);
+    }
+    (dedupe_slots(a, alive, out), capacity_fault)
+}
+
+/// Slot uniqueness: keep the older ready one of two claiming a slot.
+fn dedupe_slots<'m>(a: &AppInput, alive: Vec<&'m Member>, out: &mut Plan) -> Vec<&'m Member> {
+    let mut by_slot: BTreeMap<u32, Vec<&Member>> = BTreeMap::new();
+    let mut keep = Vec::new();
+    for m in alive {
+        match m.slot {
+            Some(s) => by_slot.entry(s).or_default().push(m),
+            None => keep.push(m),
+        }
+    }
+    for (slot, mut ms) in by_slot {
+        ms.sort_by(|x, y| {
+            a.is_ready(y).cmp(&a.is_ready(x)).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
+        });
+        let mut it = ms.into_iter();
+        let Some(first) = it.next() else { continue };
+        keep.push(first);
+        for dup in it {
+            let (step, why) = terminate(dup);
+            let reason = format!("duplicate of slot {slot}: {} keeps it{why}", first.name);
+            out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason });
+        }
+    }
+    keep
+}
+
+/// Restore capacity: create members up to `desired` unless the spec is bad or
+/// capacity is blocked, within the quota's headroom (a partial scale-out then
+/// blocks with backoff). Returns the block in force.
+#[allow(clippy::too_many_arguments)]
+fn capacity(
+    a: &AppInput,
+    desired: u32,
+    current: u32,
+    capacity_fault: Option<String>,
+    keep: &[&Member],
+    flying: &[(u32, String)],
+    limits: Option<&ComputeLimits>,
+    state: &EngineState,
+    cfg: &PlanConfig,
+    now: Timestamp,
+    status: &mut AppStatus,
+    out: &mut Plan,
+) -> Option<Blocked> {
+    let act = |out: &mut Plan, step: Step, reason: String| {
+        out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason })
+    };
+    // An ERROR from the scheduler blocks scale-out with backoff.
+    let prev_block = state.blocked.get(&a.policy_id);
+    let mut blocked = prev_block.filter(|b| now < b.until).cloned();
+    if let Some(f) = &capacity_fault {
+        if blocked.is_none() {
+            let b = block(CapacityReason::NoValidHost, f.clone(), prev_block, cfg, now);
+            act(out, Step::Block(b.clone()), format!("the scheduler found no host: {f}"));
+            blocked = Some(b);
+        }
+    }
+    if current < desired {
+        let need = desired - current;
+        if let Some(why) = &a.invalid {
+            status.blocked = Some(format!("bad spec: {why}"));
+        } else if let Some(b) = &blocked {
+            status.blocked = Some(format!(
+                "capacity blocked ({}) until {}: {}",
+                b.reason.as_str(),
+                b.until.format("%H:%M:%S"),
+                b.detail
+            ));
+        } else {
+            let headroom = limits.and_then(|l| l.headroom(a.vcpus, a.ram_mb)).map(|h| h.max(0) as u32);
+            let n = need.min(headroom.unwrap_or(u32::MAX)).min(cfg.max_creates_per_tick);
+            let used: BTreeSet<u32> = keep.iter().filter_map(|m| m.slot).chain(flying.iter().map(|f| f.0)).collect();
+            let free = (0u32..).filter(|s| !used.contains(s)).take(n as usize);
+            for slot in free {
+                let zone = a.zones.get(slot as usize % a.zones.len().max(1)).cloned();
+                act(out, Step::Create { slot, revision: a.revision, zone }, format!("{current} of {desired} members"));
+            }
+            if let Some(h) = headroom.filter(|h| *h < need) {
+                let detail = format!("quota allows {h} more of {need} wanted");
+                let b = block(CapacityReason::Quota, detail.clone(), prev_block, cfg, now);
+                act(out, Step::Block(b), detail.clone());
+                status.blocked = Some(format!("capacity blocked (quota): {detail}"));
+            }
+        }
+    }
+    if prev_block.is_some() && blocked.is_none() && capacity_fault.is_none() && current >= desired {
+        act(out, Step::Unblock, "capacity is back".into());
+    }
+    blocked
+}
+
+/// Scale-in (never blocked by capacity): outdated revision first, then
+/// unhealthy, then the oldest. Protected members and members an operator
+/// stopped are never chosen.
+fn scale_in(a: &AppInput, desired: u32, current: u32, keep: &[&Member], retire: bool, out: &mut Plan) {
+    let mut candidates: Vec<&&Member> =
+        keep.iter().filter(|m| !m.protected && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
+    candidates.sort_by(|x, y| {
+        let outdated = |m: &Member| m.revision != Some(a.revision);
+        let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);
+        outdated(y)
+            .cmp(&outdated(x))
+            .then(unhealthy(y).cmp(&unhealthy(x)))
+            .then(x.created.cmp(&y.created))
+            .then(y.slot.cmp(&x.slot))
+    });
+    for m in candidates.into_iter().take((current - desired) as usize) {
+        let (step, why) = terminate(m);
+        let reason = if retire {
+            format!("the app is retired: {current} members to remove{why}")
+        } else {
+            format!("{current} members, {desired} desired{why}")
+        };
+        out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason });
+    }
 }
 
 /// Orphans first seen now, to remember (and those no longer orphans, to forget).
 pub fn orphan_bookkeeping(
     servers: &[Arc<Server>],
-    known: &BTreeSet<String>,
     failed_ops: &BTreeSet<String>,
     state: &mut EngineState,
     now: Timestamp,
@@ -591,7 +727,7 @@ pub fn orphan_bookkeeping(
     for s in servers {
         if let Some(m) = member(s) {
             let failed = m.op.as_ref().is_some_and(|o| failed_ops.contains(o));
-            if (!known.contains(&m.policy_id) || failed) && !m.deleting {
+            if failed && !m.deleting {
                 current.insert(m.server_id.clone());
                 state.orphans.entry(m.server_id).or_insert(now);
             }

@@ -527,6 +527,21 @@ fn step_adjust(st: &StepSpec, rules: &[crate::policy::scaling::StepRule], curren
     Some(next.max(0) as u32)
 }
 
+/// The first metric's value over the counted members (or its aggregate).
+fn first_value(input: &ScaleInput<'_>) -> Option<f64> {
+    let counted: Vec<f64> = input
+        .members
+        .iter()
+        .filter(|m| m.ready && !m.warming)
+        .filter_map(|m| m.values.first().copied().flatten())
+        .collect();
+    if counted.is_empty() {
+        input.aggregates.first().copied().flatten()
+    } else {
+        Some(counted.iter().sum::<f64>() / counted.len() as f64)
+    }
+}
+
 fn step_mode(input: &ScaleInput<'_>, hist: &mut ScaleHistory, now: Timestamp, min: u32, max: u32) -> Decision {
     let s = input.scaling;
     let current = input.current;
@@ -541,19 +556,8 @@ fn step_mode(input: &ScaleInput<'_>, hist: &mut ScaleHistory, now: Timestamp, mi
             max,
         };
     };
-    // The first metric's value over the counted members (or its aggregate).
     let first = s.metrics.first();
-    let counted: Vec<f64> = input
-        .members
-        .iter()
-        .filter(|m| m.ready && !m.warming)
-        .filter_map(|m| m.values.first().copied().flatten())
-        .collect();
-    let value = if counted.is_empty() {
-        input.aggregates.first().copied().flatten()
-    } else {
-        Some(counted.iter().sum::<f64>() / counted.len() as f64)
-    };
+    let value = first_value(input);
     let mut evals = vec![];
     if let Some(m) = first {
         evals.push(MetricEval {

@@ -1,26 +1,24 @@
-//! The pollers and the hub that merges what they bring into snapshots.
-//!
-//! One task per (cloud, kind) polls on its own interval; a poll that is still
-//! running when the next is due is not doubled (skip-if-busy), failures back off
-//! exponentially up to `max_backoff`, and every poll has a timeout. Servers are
-//! refreshed with `changes-since` from the newest `updated` time seen (cloud time,
-//! never the local clock), with a full list every `full_resync` to catch what an
-//! incremental listing can miss. The hub owns all mutable state and publishes an
-//! `Arc<Snapshot>` after each batch of updates.
+//! The hub and the running inventory. One task per (cloud, kind) polls (see
+//! `poll`), one observer per cloud runs the readiness probes and Prometheus
+//! queries the engine asked for (see `probes`); the hub owns all mutable state,
+//! folds what they bring into snapshots, raises the alerts the observed state
+//! reveals, and publishes an `Arc<Snapshot>` after each batch of updates. Every
+//! task is registered with `Liveness`, so a task that dies is known.
 
+use super::liveness::Liveness;
+use super::poll::{poll_loop, poll_metrics, poll_servers, ServersPage, ServersPoll};
+use super::probes::{self, Observation, ObserveTargets, ProbeState, PromSample};
 use super::snapshot::*;
-use crate::cloud::compute::ServerQuery;
 use crate::cloud::metric::ServerMetrics;
-use crate::cloud::{ApiError, Client, ErrorKind};
+use crate::cloud::Client;
 use crate::config::settings::{MetricsSettings, Refresh};
 use crate::domain::{
-    Backup, CloudScope, ComputeLimits, Flavor, Image, Network, Server, ServerStatus, Timestamp, Volume,
+    AlertBook, Backup, CloudScope, ComputeLimits, Flavor, Image, Network, Server, ServerStatus, Volume,
 };
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 /// Asks the poller of (cloud, kind) to poll now.
@@ -38,13 +36,13 @@ impl InventoryConfig {
     pub fn from_settings(s: &crate::config::Settings) -> Self {
         InventoryConfig { refresh: s.refresh.clone(), metrics: s.metrics.clone(), page_size: None }
     }
-    fn interval(&self, k: Kind) -> Duration {
+    pub(super) fn interval(&self, k: Kind) -> Duration {
         let r = &self.refresh;
         match k {
             Kind::Servers => r.servers.0,
-            Kind::Flavors => r.flavors.0,
+            Kind::Flavors | Kind::Keypairs => r.flavors.0,
             Kind::Images => r.images.0,
-            Kind::Networks => r.networks.0,
+            Kind::Networks | Kind::SecurityGroups => r.networks.0,
             Kind::Volumes => r.volumes.0,
             Kind::Backups => r.backups.0,
             Kind::Limits => r.limits.0,
@@ -63,8 +61,8 @@ pub enum InventoryCommand {
     RefreshNow { cloud: String, kind: Kind },
 }
 
-enum Update {
-    Servers { cloud: usize, full: bool, servers: Vec<Server>, project: Option<String> },
+pub(super) enum Update {
+    Servers { cloud: usize, full: bool, servers: Vec<Server>, project: Option<String>, undecodable: Vec<String> },
     Flavors(usize, Vec<Flavor>),
     Images(usize, Vec<Image>),
     Networks(usize, Vec<Network>),
@@ -72,6 +70,8 @@ enum Update {
     Backups(usize, Vec<Backup>),
     Limits(usize, ComputeLimits),
     Metrics(usize, HashMap<String, ServerMetrics>),
+    Keypairs(usize, Vec<String>),
+    SecurityGroups(usize, Vec<String>),
     Poll(usize, Kind, PollState),
 }
 
@@ -84,15 +84,47 @@ struct CloudState {
     networks: Arc<Vec<Network>>,
     volumes: Arc<Vec<Volume>>,
     backups: Arc<Vec<Backup>>,
+    keypairs: Arc<Vec<String>>,
+    security_groups: Arc<Vec<String>>,
     limits: Option<ComputeLimits>,
     metrics: HashMap<String, Arc<ServerSeries>>,
     polls: BTreeMap<Kind, PollState>,
+    probes: HashMap<String, ProbeState>,
+    prometheus: BTreeMap<String, PromSample>,
+}
+
+/// What the engine and the console hold of a running inventory: ask for a poll
+/// now, say what to observe, see which tasks are alive. Cheap to clone.
+#[derive(Clone)]
+pub struct InventoryLink {
+    notify: Arc<HashMap<(String, Kind), Arc<Notify>>>,
+    targets: Arc<HashMap<String, watch::Sender<ObserveTargets>>>,
+    pub liveness: Liveness,
+}
+
+impl InventoryLink {
+    /// Poll this kind of this cloud now (ignored while that poll is running).
+    pub fn refresh(&self, cloud: &str, kind: Kind) {
+        if let Some(n) = self.notify.get(&(cloud.to_string(), kind)) {
+            n.notify_one();
+        }
+    }
+    /// What the cloud's observer probes and queries from now on.
+    pub fn observe(&self, cloud: &str, t: ObserveTargets) {
+        if let Some(tx) = self.targets.get(cloud) {
+            tx.send_if_modified(|cur| {
+                let changed = *cur != t;
+                *cur = t;
+                changed
+            });
+        }
+    }
 }
 
 /// A running inventory.
 pub struct Inventory {
     pub snapshot: watch::Receiver<Arc<Snapshot>>,
-    notify: HashMap<(String, Kind), Arc<Notify>>,
+    link: InventoryLink,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -104,18 +136,128 @@ impl Drop for Inventory {
     }
 }
 
-fn backoff(interval: Duration, failures: u32, max: Duration) -> Duration {
-    if failures == 0 {
-        return interval;
-    }
-    let f = 2u32.saturating_pow(failures.min(16));
-    interval.saturating_mul(f).min(max.max(interval))
+/// What one poller task runs with.
+struct Poller {
+    i: usize,
+    kind: Kind,
+    client: Client,
+    cfg: InventoryConfig,
+    /// Wakes it for a poll now.
+    n: Arc<Notify>,
+    /// Wake the cloud's other pollers (when this one recovers).
+    siblings: Vec<Arc<Notify>>,
+    tx: mpsc::Sender<Update>,
+    snap: watch::Receiver<Arc<Snapshot>>,
+    guard: super::liveness::TaskGuard,
+}
+
+/// Start the poller of one kind of one cloud.
+fn spawn_poller(p: Poller) -> tokio::task::JoinHandle<()> {
+    let Poller { i, kind, client, cfg, n, siblings, tx, snap, guard } = p;
+    tokio::spawn(async move {
+        let _guard = guard;
+        let c = &client;
+        match kind {
+            Kind::Servers => {
+                let st = Arc::new(std::sync::Mutex::new(ServersPoll::default()));
+                let (full_every, page) = (cfg.refresh.full_resync.0, cfg.page_size);
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let fut = poll_servers(st.clone(), c.clone(), full_every, page);
+                    async move {
+                        fut.await.map(|p: ServersPage| Update::Servers {
+                            cloud: i,
+                            full: p.full,
+                            servers: p.servers,
+                            project: p.project,
+                            undecodable: p.undecodable,
+                        })
+                    }
+                })
+                .await
+            }
+            Kind::Flavors => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.compute().list_flavors().await.map(|v| Update::Flavors(i, v)) }
+                })
+                .await
+            }
+            Kind::Images => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.image().list_images().await.map(|v| Update::Images(i, v)) }
+                })
+                .await
+            }
+            Kind::Networks => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.network().list_networks().await.map(|v| Update::Networks(i, v)) }
+                })
+                .await
+            }
+            Kind::Volumes => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.volume().list_volumes().await.map(|v| Update::Volumes(i, v)) }
+                })
+                .await
+            }
+            Kind::Backups => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.volume().list_backups().await.map(|v| Update::Backups(i, v)) }
+                })
+                .await
+            }
+            Kind::Limits => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.compute().limits().await.map(|v| Update::Limits(i, v)) }
+                })
+                .await
+            }
+            Kind::Keypairs => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.compute().list_keypairs().await.map(|v| Update::Keypairs(i, v)) }
+                })
+                .await
+            }
+            Kind::SecurityGroups => {
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    async move { c.network().list_security_groups().await.map(|v| Update::SecurityGroups(i, v)) }
+                })
+                .await
+            }
+            Kind::Metrics => {
+                // Start as soon as the first servers are known.
+                let mut first = snap.clone();
+                while first.borrow().clouds.get(i).is_none_or(|c| c.servers.is_empty()) {
+                    if first.changed().await.is_err() {
+                        return;
+                    }
+                }
+                let mcfg = cfg.metrics.clone();
+                poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
+                    let c = c.clone();
+                    let snap = snap.borrow().clone();
+                    let mcfg = mcfg.clone();
+                    async move { poll_metrics(&c, snap.clouds.get(i), &mcfg).await.map(|m| Update::Metrics(i, m)) }
+                })
+                .await
+            }
+        }
+    })
 }
 
 impl Inventory {
-    /// Start polling every cloud.
+    /// Start polling and observing every cloud.
     pub fn start(clients: Vec<Client>, cfg: InventoryConfig) -> Inventory {
+        let liveness = Liveness::default();
         let (tx, rx) = mpsc::channel::<Update>(256);
+        let (obs_tx, obs_rx) = mpsc::channel::<(usize, Observation)>(256);
         let initial = Snapshot {
             clouds: clients.iter().map(|c| CloudSnapshot::empty(c.name(), scope_of(c))).collect(),
             ..Default::default()
@@ -123,124 +265,45 @@ impl Inventory {
         let (snap_tx, snap_rx) = watch::channel(Arc::new(initial));
         let mut tasks = Vec::new();
         let mut notify = HashMap::new();
-        let states: Vec<CloudState> = clients
-            .iter()
-            .map(|c| CloudState {
-                name: c.name().to_string(),
-                scope: scope_of(c),
-                servers: HashMap::new(),
-                flavors: Arc::default(),
-                images: Arc::default(),
-                networks: Arc::default(),
-                volumes: Arc::default(),
-                backups: Arc::default(),
-                limits: None,
-                metrics: HashMap::new(),
-                polls: BTreeMap::new(),
-            })
-            .collect();
-        tasks.push(tokio::spawn(hub(states, rx, snap_tx, cfg.clone())));
+        let mut targets = HashMap::new();
+        let states: Vec<CloudState> = clients.iter().map(|c| CloudState::new(c.name(), scope_of(c))).collect();
+        let hub_guard = liveness.register("inventory hub");
+        tasks.push(tokio::spawn(hub(states, rx, obs_rx, snap_tx, cfg.clone(), liveness.clone(), hub_guard)));
         for (i, client) in clients.into_iter().enumerate() {
-            for kind in Kind::ALL {
-                let n = Arc::new(Notify::new());
-                notify.insert((client.name().to_string(), kind), n.clone());
-                let c = client.clone();
-                let cfg2 = cfg.clone();
-                let tx2 = tx.clone();
-                let snap = snap_rx.clone();
-                tasks.push(tokio::spawn(async move {
-                    match kind {
-                        Kind::Servers => {
-                            let st = Arc::new(std::sync::Mutex::new(ServersPoll::default()));
-                            let full_every = cfg2.refresh.full_resync.0;
-                            let page = cfg2.page_size;
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let fut = poll_servers(st.clone(), c.clone(), full_every, page);
-                                async move {
-                                    fut.await.map(|(full, servers, project)| Update::Servers {
-                                        cloud: i,
-                                        full,
-                                        servers,
-                                        project,
-                                    })
-                                }
-                            })
-                            .await
-                        }
-                        Kind::Flavors => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.compute().list_flavors().await.map(|v| Update::Flavors(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Images => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.image().list_images().await.map(|v| Update::Images(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Networks => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.network().list_networks().await.map(|v| Update::Networks(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Volumes => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.volume().list_volumes().await.map(|v| Update::Volumes(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Backups => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.volume().list_backups().await.map(|v| Update::Backups(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Limits => {
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                async move { c.compute().limits().await.map(|v| Update::Limits(i, v)) }
-                            })
-                            .await
-                        }
-                        Kind::Metrics => {
-                            // Start as soon as the first servers are known.
-                            let mut first = snap.clone();
-                            while first.borrow().clouds.get(i).is_none_or(|c| c.servers.is_empty()) {
-                                if first.changed().await.is_err() {
-                                    return;
-                                }
-                            }
-                            let mcfg = cfg2.metrics.clone();
-                            poll_loop(i, kind, &c, &cfg2, n, tx2, |c| {
-                                let c = c.clone();
-                                let snap = snap.borrow().clone();
-                                let mcfg = mcfg.clone();
-                                async move { poll_metrics(&c, &snap, i, &mcfg).await.map(|m| Update::Metrics(i, m)) }
-                            })
-                            .await
-                        }
-                    }
+            let mine: Vec<Arc<Notify>> = Kind::ALL.iter().map(|_| Arc::new(Notify::new())).collect();
+            for (kind, n) in Kind::ALL.iter().zip(mine.iter()) {
+                notify.insert((client.name().to_string(), *kind), n.clone());
+                let siblings: Vec<Arc<Notify>> = mine.iter().filter(|x| !Arc::ptr_eq(x, n)).cloned().collect();
+                let guard = liveness.register(format!("poller {}/{}", client.name(), kind.as_str()));
+                tasks.push(spawn_poller(Poller {
+                    i,
+                    kind: *kind,
+                    client: client.clone(),
+                    cfg: cfg.clone(),
+                    n: n.clone(),
+                    siblings,
+                    tx: tx.clone(),
+                    snap: snap_rx.clone(),
+                    guard,
                 }));
             }
+            let (t_tx, t_rx) = watch::channel(ObserveTargets::default());
+            targets.insert(client.name().to_string(), t_tx);
+            let guard = liveness.register(format!("observer {}", client.name()));
+            let (snap, obs) = (snap_rx.clone(), obs_tx.clone());
+            tasks.push(tokio::spawn(async move {
+                let _guard = guard;
+                probes::observe(client, snap, i, t_rx, obs).await
+            }));
         }
-        Inventory { snapshot: snap_rx, notify, tasks }
+        let link = InventoryLink { notify: Arc::new(notify), targets: Arc::new(targets), liveness };
+        Inventory { snapshot: snap_rx, link, tasks }
     }
 
     /// Ask for a poll now (ignored while that poll is already running).
     pub fn command(&self, c: InventoryCommand) {
         match c {
-            InventoryCommand::RefreshNow { cloud, kind } => {
-                if let Some(n) = self.notify.get(&(cloud, kind)) {
-                    n.notify_one();
-                }
-            }
+            InventoryCommand::RefreshNow { cloud, kind } => self.link.refresh(&cloud, kind),
         }
     }
 
@@ -248,14 +311,13 @@ impl Inventory {
         self.snapshot.clone()
     }
 
-    /// A callback that asks for a poll now (for the engine, after it acted).
-    pub fn notifier(&self) -> Notifier {
-        let n = self.notify.clone();
-        Arc::new(move |cloud: &str, kind: Kind| {
-            if let Some(x) = n.get(&(cloud.to_string(), kind)) {
-                x.notify_one();
-            }
-        })
+    /// What the engine holds of the inventory.
+    pub fn link(&self) -> InventoryLink {
+        self.link.clone()
+    }
+
+    pub fn liveness(&self) -> &Liveness {
+        &self.link.liveness
     }
 }
 
@@ -273,174 +335,71 @@ fn scope_of(c: &Client) -> CloudScope {
     CloudScope { cloud: cfg.name.clone(), region: cfg.region.clone(), project }
 }
 
-/// Incremental server polling state.
-#[derive(Default)]
-struct ServersPoll {
-    /// Newest `updated` seen (cloud time).
-    mark: Option<Timestamp>,
-    last_full: Option<Instant>,
-}
-
-/// One server poll: a full listing when due, else `changes-since` the newest
-/// `updated` seen. Returns (full?, servers, project name).
-async fn poll_servers(
-    st: Arc<std::sync::Mutex<ServersPoll>>,
-    c: Client,
-    full_every: Duration,
-    page: Option<u32>,
-) -> Result<(bool, Vec<Server>, Option<String>), ApiError> {
-    let (full, since) = {
-        let g = st.lock().map_err(|_| ApiError::new(ErrorKind::Config, c.name(), "compute", "poll state poisoned"))?;
-        let full = g.mark.is_none() || g.last_full.is_none_or(|t| t.elapsed() >= full_every);
-        // `changes-since` is inclusive (updated >= since) and Nova's times have
-        // whole seconds: servers changed in the mark's second come again and merge
-        // idempotently; nothing changed later is missed.
-        (full, if full { None } else { g.mark })
-    };
-    let q = ServerQuery { changes_since: since, page_size: page, ..Default::default() };
-    let servers = c.compute().list_servers(&q).await?;
-    let project = c.session.current_token().and_then(|t| t.project_name.clone());
-    if let Ok(mut g) = st.lock() {
-        if full {
-            g.last_full = Some(Instant::now());
-        }
-        let newest = servers.iter().filter_map(|s| s.updated).max();
-        g.mark = match (g.mark, newest) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => b.or(a),
-        };
-    }
-    Ok((full, servers, project))
-}
-
-async fn poll_loop<F, Fut>(
-    cloud: usize,
-    kind: Kind,
-    c: &Client,
-    cfg: &InventoryConfig,
-    now_signal: Arc<Notify>,
-    tx: mpsc::Sender<Update>,
-    mut f: F,
-) where
-    F: FnMut(&Client) -> Fut,
-    Fut: Future<Output = Result<Update, ApiError>>,
-{
-    let interval = cfg.interval(kind);
-    let timeout = cfg.refresh.timeout.0.max(Duration::from_secs(1));
-    let mut state = PollState { interval, ..Default::default() };
-    loop {
-        let started = Instant::now();
-        state.last_attempt = Some(Utc::now());
-        let (result, requests) = crate::cloud::session::counting(tokio::time::timeout(timeout + timeout, f(c))).await;
-        let result = result.unwrap_or_else(|_| {
-            Err(ApiError::new(
-                ErrorKind::Transient,
-                c.name(),
-                kind.as_str(),
-                format!("poll timed out after {}s", (timeout + timeout).as_secs()),
-            ))
-        });
-        state.last_duration = started.elapsed();
-        state.last_requests = requests;
-        match result {
-            Ok(update) => {
-                state.last_ok = Some(Utc::now());
-                state.last_error = None;
-                state.unreachable = false;
-                state.failures = 0;
-                if tx.send(update).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                state.failures += 1;
-                state.unreachable = e.kind == ErrorKind::Transient && e.status.is_none();
-                tracing::debug!(cloud = c.name(), kind = kind.as_str(), "poll failed: {e}");
-                state.last_error = Some(e.to_string());
-            }
-        }
-        if tx.send(Update::Poll(cloud, kind, state.clone())).await.is_err() {
-            return;
-        }
-        let wait = backoff(interval, state.failures, cfg.refresh.max_backoff.0);
-        // Skip-if-busy: the next poll starts only after this one ended; a refresh
-        // request that arrives meanwhile is kept (Notify stores one permit).
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = now_signal.notified() => {}
+impl CloudState {
+    fn new(name: &str, scope: CloudScope) -> CloudState {
+        CloudState {
+            name: name.to_string(),
+            scope,
+            servers: HashMap::new(),
+            flavors: Arc::default(),
+            images: Arc::default(),
+            networks: Arc::default(),
+            volumes: Arc::default(),
+            backups: Arc::default(),
+            keypairs: Arc::default(),
+            security_groups: Arc::default(),
+            limits: None,
+            metrics: HashMap::new(),
+            polls: BTreeMap::new(),
+            probes: HashMap::new(),
+            prometheus: BTreeMap::new(),
         }
     }
 }
 
-/// Which servers get their metrics polled: ACTIVE ones, application members first.
-pub fn metric_targets(snap: &CloudSnapshot, max: usize) -> Vec<(String, u32)> {
-    let mut v: Vec<&Arc<Server>> = snap.servers.iter().filter(|s| s.status == ServerStatus::Active).collect();
-    v.sort_by_key(|s| (s.app().is_none(), s.display_name().to_string()));
-    v.into_iter()
-        .take(max)
-        .map(|s| {
-            let vcpus = s
-                .flavor
-                .vcpus
-                .or_else(|| {
-                    s.flavor.id.as_ref().and_then(|id| snap.flavors.iter().find(|f| &f.id == id)).map(|f| f.vcpus)
-                })
-                .unwrap_or(1);
-            (s.id.clone(), vcpus.max(1))
-        })
-        .collect()
-}
-
-async fn poll_metrics(
-    c: &Client,
-    snap: &Snapshot,
-    i: usize,
-    m: &MetricsSettings,
-) -> Result<HashMap<String, ServerMetrics>, ApiError> {
-    let Some(cloud) = snap.clouds.get(i) else { return Ok(HashMap::new()) };
-    let targets = metric_targets(cloud, m.max_servers);
-    if targets.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let g = m.granularity.max(1) as i64;
-    // From the oldest "last point" of the targets (or the retention window), with
-    // two granularities of overlap so rates can be recomputed.
-    let retention_start = Utc::now() - chrono::Duration::from_std(m.retention.0).unwrap_or_default();
-    let mut start: Option<Timestamp> = None;
-    for (id, _) in &targets {
-        let from = cloud
-            .metrics
-            .get(id)
-            .and_then(|s| s.cpu.last_time())
-            .and_then(|t| chrono::DateTime::from_timestamp(t - 2 * g, 0))
-            .unwrap_or(retention_start);
-        start = Some(start.map_or(from, |s: Timestamp| s.min(from)));
-    }
-    c.metric().server_metrics(&targets, g as u64, start.unwrap_or(retention_start)).await
-}
-
+#[allow(clippy::too_many_arguments)]
 async fn hub(
     mut states: Vec<CloudState>,
     mut rx: mpsc::Receiver<Update>,
+    mut obs: mpsc::Receiver<(usize, Observation)>,
     out: watch::Sender<Arc<Snapshot>>,
     cfg: InventoryConfig,
+    live: Liveness,
+    _guard: super::liveness::TaskGuard,
 ) {
     let mut seq = 0u64;
     let cap = cfg.series_capacity();
     let retention = cfg.metrics.retention.0.as_secs() as i64;
-    while let Some(first) = rx.recv().await {
-        apply(&mut states, first, cap, retention);
+    let mut book = AlertBook::default();
+    loop {
+        // A closed channel means its tasks ended (their own guards report that,
+        // or there are no clouds): the hub keeps serving the other one.
+        tokio::select! {
+            Some(u) = rx.recv() => apply(&mut states, u, cap, retention),
+            Some((i, o)) = obs.recv() => observe(&mut states, i, o),
+            else => std::future::pending::<()>().await,
+        }
         // Coalesce whatever else is already queued into one publication.
         while let Ok(more) = rx.try_recv() {
             apply(&mut states, more, cap, retention);
         }
+        while let Ok((i, o)) = obs.try_recv() {
+            observe(&mut states, i, o);
+        }
         seq += 1;
         let mut snap =
             Snapshot { clouds: states.iter().map(|s| publish(s, cap, retention)).collect(), seq, ..Default::default() };
-        snap.alerts = Arc::new(derive_alerts(&snap, Utc::now()));
+        super::alerts::evaluate(&mut book, &snap, &live, Utc::now());
+        snap.alerts = Arc::new(book.alerts());
         if out.send(Arc::new(snap)).is_err() {
             return;
         }
+    }
+}
+
+fn observe(states: &mut [CloudState], i: usize, o: Observation) {
+    if let Some(st) = states.get_mut(i) {
+        probes::apply(&mut st.probes, &mut st.prometheus, o, Utc::now());
     }
 }
 
@@ -451,7 +410,9 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
         | Update::Images(i, _)
         | Update::Networks(i, _)
         | Update::Volumes(i, _)
-        | Update::Backups(i, _) => *i,
+        | Update::Backups(i, _)
+        | Update::Keypairs(i, _)
+        | Update::SecurityGroups(i, _) => *i,
         Update::Limits(i, _) | Update::Metrics(i, _) | Update::Poll(i, _, _) => *i,
     };
     let Some(st) = states.get_mut(idx) else { return };
@@ -478,12 +439,15 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
                     }
                 }
             }
+            probes::track_active(&mut st.probes, &st.servers, Utc::now());
         }
         Update::Flavors(_, v) => st.flavors = Arc::new(v),
         Update::Images(_, v) => st.images = Arc::new(v),
         Update::Networks(_, v) => st.networks = Arc::new(v),
         Update::Volumes(_, v) => st.volumes = Arc::new(v),
         Update::Backups(_, v) => st.backups = Arc::new(v),
+        Update::Keypairs(_, v) => st.keypairs = Arc::new(v),
+        Update::SecurityGroups(_, v) => st.security_groups = Arc::new(v),
         Update::Limits(_, v) => st.limits = Some(v),
         Update::Metrics(_, m) => {
             for (id, sm) in m {
@@ -529,20 +493,9 @@ fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         metrics: Arc::new(st.metrics.clone()),
         apps: Arc::new(apps),
         polls: st.polls.clone(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let i = Duration::from_secs(5);
-        let max = Duration::from_secs(60);
-        assert_eq!(backoff(i, 0, max), i);
-        assert_eq!(backoff(i, 1, max), Duration::from_secs(10));
-        assert_eq!(backoff(i, 3, max), Duration::from_secs(40));
-        assert_eq!(backoff(i, 10, max), max);
+        keypairs: st.keypairs.clone(),
+        security_groups: st.security_groups.clone(),
+        probes: Arc::new(st.probes.clone()),
+        prometheus: Arc::new(st.prometheus.clone()),
     }
 }

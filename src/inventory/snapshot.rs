@@ -1,8 +1,8 @@
 //! The observed state of every cloud, as the console and the engine see it.
 
 use crate::domain::{
-    Alert, Backup, CloudScope, ComputeLimits, Flavor, Image, MetricSeries, Network, Server, ServerStatus, Severity,
-    Timestamp, Volume,
+    Alert, Backup, CloudScope, ComputeLimits, Flavor, Image, MetricSeries, Network, Server, ServerStatus, Timestamp,
+    Volume,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,10 +18,12 @@ pub enum Kind {
     Backups,
     Limits,
     Metrics,
+    Keypairs,
+    SecurityGroups,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Servers,
         Kind::Flavors,
         Kind::Images,
@@ -30,7 +32,11 @@ impl Kind {
         Kind::Backups,
         Kind::Limits,
         Kind::Metrics,
+        Kind::Keypairs,
+        Kind::SecurityGroups,
     ];
+    /// What the engine resolves policy names against.
+    pub const CATALOG: [Kind; 5] = [Kind::Flavors, Kind::Images, Kind::Networks, Kind::Keypairs, Kind::SecurityGroups];
     pub fn as_str(&self) -> &'static str {
         match self {
             Kind::Servers => "servers",
@@ -41,6 +47,18 @@ impl Kind {
             Kind::Backups => "backups",
             Kind::Limits => "limits",
             Kind::Metrics => "metrics",
+            Kind::Keypairs => "keypairs",
+            Kind::SecurityGroups => "security groups",
+        }
+    }
+    /// The OpenStack service a kind is read from.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Kind::Servers | Kind::Flavors | Kind::Limits | Kind::Keypairs => "compute",
+            Kind::Images => "image",
+            Kind::Networks | Kind::SecurityGroups => "network",
+            Kind::Volumes | Kind::Backups => "volume",
+            Kind::Metrics => "metric",
         }
     }
 }
@@ -59,6 +77,10 @@ pub struct PollState {
     pub last_duration: Duration,
     /// Requests the last poll made.
     pub last_requests: u64,
+    /// The last failure was refused credentials (401 from Keystone or the service).
+    pub auth_failed: bool,
+    /// Items of the last successful poll that could not be decoded (id and why).
+    pub undecodable: Vec<String>,
 }
 
 impl PollState {
@@ -131,6 +153,12 @@ pub struct CloudSnapshot {
     pub metrics: Arc<HashMap<String, Arc<ServerSeries>>>,
     pub apps: Arc<Vec<AppSummary>>,
     pub polls: BTreeMap<Kind, PollState>,
+    pub keypairs: Arc<Vec<String>>,
+    pub security_groups: Arc<Vec<String>>,
+    /// Readiness observations per server id (console marker, HTTP probe).
+    pub probes: Arc<HashMap<String, super::probes::ProbeState>>,
+    /// The latest answer of each Prometheus query the engine asked for, by key.
+    pub prometheus: Arc<BTreeMap<String, super::probes::PromSample>>,
 }
 
 impl CloudSnapshot {
@@ -148,7 +176,16 @@ impl CloudSnapshot {
             metrics: Arc::default(),
             apps: Arc::default(),
             polls: BTreeMap::new(),
+            keypairs: Arc::default(),
+            security_groups: Arc::default(),
+            probes: Arc::default(),
+            prometheus: Arc::default(),
         }
+    }
+    /// Kinds of the catalog that were never read successfully: names cannot be
+    /// resolved against them (an empty list that failed is not "none").
+    pub fn catalog_unread(&self) -> Vec<Kind> {
+        Kind::CATALOG.iter().copied().filter(|k| self.polls.get(k).is_none_or(|p| p.last_ok.is_none())).collect()
     }
     pub fn server(&self, id: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|s| s.id == id)
@@ -231,55 +268,4 @@ pub fn summarize_apps(
             }
         })
         .collect()
-}
-
-/// Conditions the observed state alone reveals (the engine adds its own).
-pub fn derive_alerts(snap: &Snapshot, now: Timestamp) -> Vec<Alert> {
-    let mut out = Vec::new();
-    let mk = |key: String, cloud: &str, app: Option<String>, sev: Severity, msg: String| Alert {
-        key,
-        cloud: cloud.to_string(),
-        app,
-        severity: sev,
-        message: msg,
-        since: now,
-        last_seen: now,
-        resolved_at: None,
-    };
-    for c in &snap.clouds {
-        if c.unreachable() {
-            let err = c.servers_poll().last_error.unwrap_or_default();
-            out.push(mk(
-                format!("{}:unreachable", c.name),
-                &c.name,
-                None,
-                Severity::Critical,
-                format!("cloud {} is unreachable: {err}", c.name),
-            ));
-        }
-        for s in c.servers.iter().filter(|s| s.status == ServerStatus::Error) {
-            let why = s.fault.as_ref().map(|f| f.message.clone()).unwrap_or_else(|| "no fault reported".into());
-            out.push(mk(
-                format!("{}:server-error:{}", c.name, s.id),
-                &c.name,
-                s.app().map(String::from),
-                Severity::Warning,
-                format!("server {} is in ERROR: {why}", s.display_name()),
-            ));
-        }
-        if let Some(l) = &c.limits {
-            if let (Some(max), used) = (l.max_instances, l.instances_used) {
-                if max > 0 && used * 10 >= max * 9 {
-                    out.push(mk(
-                        format!("{}:quota-instances", c.name),
-                        &c.name,
-                        None,
-                        if used >= max { Severity::Critical } else { Severity::Warning },
-                        format!("instance quota {used}/{max} on {}", c.name),
-                    ));
-                }
-            }
-        }
-    }
-    out
 }

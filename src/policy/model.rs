@@ -1,33 +1,11 @@
 //! The policy file model and its strict loader.
 
-use crate::domain::time::parse_duration;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A duration written as `30s`, `10m`, `1h` (or a number of seconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Dur(pub Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            S(String),
-            N(u64),
-        }
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected a duration such as \"30s\", \"10m\" or \"1h\""))?
-        {
-            Raw::N(n) => Ok(Dur(Duration::from_secs(n))),
-            Raw::S(s) => parse_duration(&s).map(Dur).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid duration `{s}`, expected e.g. \"30s\", \"10m\" or \"1h\""))
-            }),
-        }
-    }
-}
+pub use crate::domain::time::Dur;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +103,25 @@ pub struct PolicyFile {
     pub scaling: Option<super::scaling::Scaling>,
 }
 
+impl PolicyFile {
+    /// Every duration of the policy with its dotted path and allowed range.
+    pub fn durations(&self) -> Vec<(String, Dur, crate::domain::time::DurRange)> {
+        use crate::domain::time::DurRange;
+        let mut v = vec![(
+            "readiness.startup_grace".to_string(),
+            self.readiness.startup_grace,
+            DurRange::new(Dur::secs(10), Dur::secs(86_400)),
+        )];
+        if let Some(h) = &self.readiness.http {
+            v.push(("readiness.http.timeout".into(), h.timeout, DurRange::new(Dur::millis(100), Dur::secs(300))));
+        }
+        if let Some(sc) = &self.scaling {
+            v.extend(sc.durations());
+        }
+        v
+    }
+}
+
 /// A loaded policy: the file's content, where it came from, and its identity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
@@ -134,6 +131,8 @@ pub struct Policy {
     pub spec: PolicyFile,
     /// sha256 of the file text (a change bumps the generation in the store).
     pub content_hash: String,
+    /// The text it was parsed from (error positions are found in it).
+    pub text: String,
 }
 
 impl Policy {
@@ -145,7 +144,7 @@ impl Policy {
     }
     /// The `stackpilot-app-<id>` server tag of members.
     pub fn app_tag(&self) -> String {
-        format!("stackpilot-app-{}", self.id)
+        crate::domain::names::app_tag(&self.id)
     }
 }
 
@@ -183,35 +182,16 @@ impl std::fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-/// Line and column of a dotted key path (`deploy.capacity`) in TOML text.
+/// Line and column of a dotted key path (`deploy.capacity`) in TOML text; a key
+/// the file leaves to its default is placed at its nearest written parent.
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let key = parts.pop()?;
-    let table = parts.join(".");
-    let mut in_table = table.is_empty();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
-        if t.starts_with('[') {
-            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
-            in_table = name == table;
-            if !table.is_empty() && name == format!("{table}.{key}") {
-                return Some((i + 1, 1));
-            }
-            continue;
+    let mut p = path;
+    loop {
+        if let Some(at) = crate::config::toml_position(text, p) {
+            return Some(at);
         }
-        if in_table {
-            if let Some(rest) = t.strip_prefix(key) {
-                if rest.trim_start().starts_with('=') {
-                    return Some((i + 1, line.len() - t.len() + 1));
-                }
-            }
-        }
+        p = p.rsplit_once('.')?.0;
     }
-    // Inline tables: `capacity = { min = ... }` inside `[deploy]`.
-    if let Some((l, c)) = parts.last().and_then(|_| locate(text, &table)) {
-        return Some((l, c));
-    }
-    None
 }
 
 fn valid_name(s: &str) -> bool {
@@ -272,13 +252,25 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             err("deploy.metadata", format!("`{k}`: keys starting with `stackpilot:` belong to the engine"));
         }
         if k.len() > 255 {
-            err("deploy.metadata", format!("key `{}…` is longer than 255 characters", &k[..20]));
+            let head: String = k.chars().take(20).collect();
+            err("deploy.metadata", format!("key `{head}…` is longer than 255 bytes"));
         }
     }
     if let Some(sc) = &spec.scaling {
         for (path, msg) in sc.check(&spec.deploy.capacity) {
             err(&path, msg);
         }
+    }
+    for (path, d, range) in spec.durations() {
+        if let Err(m) = range.check(d.0) {
+            err(&path, m);
+        }
+    }
+    if spec.readiness.min_ready_seconds > 86_400 {
+        err(
+            "readiness.min_ready_seconds",
+            format!("{} is out of range: expected between 0 and 86400 (a day)", spec.readiness.min_ready_seconds),
+        );
     }
     if let Some(h) = &spec.readiness.http {
         if !h.url.starts_with("http://") && !h.url.starts_with("https://") {
@@ -290,50 +282,93 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
     }
     use sha2::Digest;
     let content_hash = sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    Ok(Policy { id: policy_id(&spec.app.cloud, &spec.app.name), file: file.to_path_buf(), spec, content_hash })
+    Ok(Policy {
+        id: policy_id(&spec.app.cloud, &spec.app.name),
+        file: file.to_path_buf(),
+        spec,
+        content_hash,
+        text: text.to_string(),
+    })
+}
+
+/// The largest policy file read (a policy is a few KiB; this bounds a mistake).
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
+/// Read one policy file: a regular file (symlinks followed) of at most
+/// `MAX_POLICY_BYTES`, as UTF-8. A FIFO, a device or an endless file is refused
+/// without reading it, so nothing can hang or exhaust the engine.
+pub fn read_policy_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file (a FIFO, a device or a directory): policies are plain files".into());
+    }
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(format!("{} bytes: a policy file is at most {MAX_POLICY_BYTES} bytes", meta.len()));
+    }
+    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut buf = Vec::new();
+    f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_POLICY_BYTES {
+        return Err(format!("more than {MAX_POLICY_BYTES} bytes: a policy file is at most that"));
+    }
+    String::from_utf8(buf).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+}
+
+/// Policy files and what reading each gave (its text, or why not).
+pub type PolicyFiles = Vec<(PathBuf, Result<String, String>)>;
+
+/// The `*.toml` files of a policies directory (or the one file named), sorted,
+/// each with its text or why it could not be read. An error when the directory
+/// itself cannot be read.
+pub fn scan_dir(path: &Path) -> Result<PolicyFiles, String> {
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        let rd = std::fs::read_dir(path).map_err(|e| format!("cannot read the directory: {e}"))?;
+        let mut v = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| format!("cannot read the directory: {e}"))?;
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                v.push(p);
+            }
+        }
+        v
+    } else if path.exists() {
+        vec![path.to_path_buf()]
+    } else {
+        return Err("no such file or directory".into());
+    };
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|f| {
+            let t = read_policy_file(&f);
+            (f, t)
+        })
+        .collect())
+}
+
+/// An error about a whole file (no position).
+pub fn file_error(file: &Path, message: String) -> PolicyError {
+    PolicyError { file: file.to_path_buf(), line: None, col: None, field: None, message }
 }
 
 /// Every `*.toml` policy of a directory (or one file), sorted by file name.
 /// Returns the policies that loaded and the errors of those that did not.
 pub fn load_dir(path: &Path) -> (Vec<Policy>, Vec<PolicyError>) {
-    let mut files: Vec<PathBuf> = if path.is_dir() {
-        match std::fs::read_dir(path) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect(),
-            Err(e) => {
-                return (
-                    vec![],
-                    vec![PolicyError {
-                        file: path.to_path_buf(),
-                        line: None,
-                        col: None,
-                        field: None,
-                        message: format!("cannot read the directory: {e}"),
-                    }],
-                )
-            }
-        }
-    } else {
-        vec![path.to_path_buf()]
+    let files = match scan_dir(path) {
+        Ok(f) => f,
+        Err(e) => return (vec![], vec![file_error(path, e)]),
     };
-    files.sort();
     let mut ok = Vec::new();
     let mut errs = Vec::new();
-    for f in files {
-        match std::fs::read_to_string(&f) {
+    for (f, text) in files {
+        match text {
             Ok(t) => match parse(&t, &f) {
                 Ok(p) => ok.push(p),
                 Err(e) => errs.extend(e),
             },
-            Err(e) => errs.push(PolicyError {
-                file: f.clone(),
-                line: None,
-                col: None,
-                field: None,
-                message: format!("cannot read: {e}"),
-            }),
+            Err(e) => errs.push(file_error(&f, e)),
         }
     }
     // Two files for one application on one cloud would fight over the same members.
@@ -341,18 +376,7 @@ pub fn load_dir(path: &Path) -> (Vec<Policy>, Vec<PolicyError>) {
     let mut dups = Vec::new();
     for p in &ok {
         if let Some(first) = seen.insert(p.id.clone(), p.file.clone()) {
-            dups.push(PolicyError {
-                file: p.file.clone(),
-                line: None,
-                col: None,
-                field: Some("app.name".into()),
-                message: format!(
-                    "application `{}` on `{}` is already defined in {}",
-                    p.name(),
-                    p.cloud(),
-                    first.display()
-                ),
-            });
+            dups.push(duplicate_error(p, &first));
         }
     }
     if !dups.is_empty() {
@@ -361,6 +385,17 @@ pub fn load_dir(path: &Path) -> (Vec<Policy>, Vec<PolicyError>) {
         errs.extend(dups);
     }
     (ok, errs)
+}
+
+/// A second file defining an application already defined in `first`.
+pub fn duplicate_error(p: &Policy, first: &Path) -> PolicyError {
+    PolicyError {
+        file: p.file.clone(),
+        line: None,
+        col: None,
+        field: Some("app.name".into()),
+        message: format!("application `{}` on `{}` is already defined in {}", p.name(), p.cloud(), first.display()),
+    }
 }
 
 /// Fill `{app}`, `{revision}`, `{slot}`, `{cloud}` in user data.

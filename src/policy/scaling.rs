@@ -3,6 +3,7 @@
 //! limits), scheduled bounds. Defaults follow ENGINE-SPEC section 3.
 
 use super::model::Dur;
+use crate::domain::time::DurRange;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -270,6 +271,32 @@ fn fresh() -> f64 {
 }
 
 impl Scaling {
+    /// Every duration of the section with its dotted path and allowed range.
+    pub fn durations(&self) -> Vec<(String, Dur, DurRange)> {
+        let r = |a: Dur, b: Dur| DurRange::new(a, b);
+        let mut v = vec![
+            ("scaling.evaluation_interval".to_string(), self.evaluation_interval, r(secs(1), secs(3600))),
+            ("scaling.warmup".to_string(), self.warmup, r(secs(0), secs(3600))),
+        ];
+        for (i, m) in self.metrics.iter().enumerate() {
+            if let Some(d) = m.max_staleness {
+                v.push((format!("scaling.metrics.{i}.max_staleness"), d, r(secs(1), secs(86_400))));
+            }
+        }
+        for (name, d) in [("scale_up", &self.behavior.scale_up), ("scale_down", &self.behavior.scale_down)] {
+            // Kubernetes' own bounds: a window of at most an hour, periods of at most 30 min.
+            v.push((format!("scaling.behavior.{name}.stabilization"), d.stabilization, r(secs(0), secs(3600))));
+            for (i, p) in d.policies.iter().enumerate() {
+                v.push((format!("scaling.behavior.{name}.policies.{i}.period"), p.period, r(secs(1), secs(1800))));
+            }
+        }
+        if let Some(st) = &self.step {
+            v.push(("scaling.step.cooldown.out".into(), st.cooldown.out, r(secs(0), secs(86_400))));
+            v.push(("scaling.step.cooldown.in".into(), st.cooldown.in_, r(secs(0), secs(86_400))));
+        }
+        v
+    }
+
     /// Semantic checks: (dotted field, message).
     pub fn check(&self, cap: &super::model::Capacity) -> Vec<(String, String)> {
         let mut v = Vec::new();

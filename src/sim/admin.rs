@@ -20,6 +20,7 @@ pub fn router() -> Router<S> {
         .route("/_sim/faults", post(set_faults).delete(clear_faults).get(get_faults))
         .route("/_sim/fail-creates", post(fail_creates))
         .route("/_sim/servers/{id}/state", post(server_state))
+        .route("/_sim/servers/{id}/corrupt", post(server_corrupt))
         .route("/_sim/tokens/expire", post(expire_tokens))
         .route("/_sim/quota", post(quota))
         .route("/_sim/capacity", post(capacity))
@@ -138,6 +139,31 @@ async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -
         Ok(()) => json_response(200, &json!({"id": id, "status": w.servers[&id].status()})),
         Err(SimError { status, message, .. }) => json_response(status, &json!({"error": message})),
     }
+}
+
+/// Break a server's record: `{"fields": {"flavor": 5}}` replaces those fields in
+/// every answer about it; `{"fields": {}}` mends it.
+async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(fields) = b.get("fields").and_then(Value::as_object).cloned() else {
+        return json_response(400, &json!({"error": "expected {\"fields\": {...}}"}));
+    };
+    let now = s.now();
+    let mut w = s.world();
+    let Some(sv) = w.servers.get_mut(&id) else {
+        return json_response(404, &json!({"error": format!("no server {id}")}));
+    };
+    // A changed record: `changes-since` lists it again.
+    sv.updated = now;
+    if fields.is_empty() {
+        w.corrupt.remove(&id);
+    } else {
+        w.corrupt.insert(id.clone(), fields);
+    }
+    json_response(200, &json!({"id": id, "corrupt": w.corrupt.contains_key(&id)}))
 }
 
 async fn expire_tokens(State(s): State<S>) -> Response {

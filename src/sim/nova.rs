@@ -254,6 +254,12 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
             v["fault"] = fv;
         }
     }
+    // A record broken on purpose (fault injection): the given fields replace the real ones.
+    if let (Some(fields), Some(obj)) = (w.corrupt.get(&s.id), v.as_object_mut()) {
+        for (k, x) in fields {
+            obj.insert(k.clone(), x.clone());
+        }
+    }
     v
 }
 

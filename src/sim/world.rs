@@ -577,6 +577,9 @@ pub struct World {
     pub port_iface: BTreeMap<String, String>,
     /// Gnocchi resource types created through the API (name → attributes).
     pub extra_resource_types: BTreeMap<String, serde_json::Value>,
+    /// Server records broken on purpose: server id → fields that replace the real
+    /// ones in every answer (a record a client cannot decode).
+    pub corrupt: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
 }
 
 pub const BOOT_MARKER_PREFIX: &str = "Cloud-init v. 23.4 finished at";

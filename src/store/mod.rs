@@ -28,12 +28,13 @@ impl IntentStatus {
             IntentStatus::Failed => "FAILED",
         }
     }
-    pub fn parse(s: &str) -> IntentStatus {
+    pub fn parse(s: &str) -> Option<IntentStatus> {
         match s {
-            "RUNNING" => IntentStatus::Running,
-            "DONE" => IntentStatus::Done,
-            "FAILED" => IntentStatus::Failed,
-            _ => IntentStatus::Pending,
+            "PENDING" => Some(IntentStatus::Pending),
+            "RUNNING" => Some(IntentStatus::Running),
+            "DONE" => Some(IntentStatus::Done),
+            "FAILED" => Some(IntentStatus::Failed),
+            _ => None,
         }
     }
 }
@@ -66,20 +67,46 @@ pub struct Revision {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug)]
-pub struct StoreError(pub String);
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// What went wrong with the store, always with the file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {path}: {source}; check the file and its directory ({fix})")]
+    Sqlite {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+        fix: &'static str,
+    },
+    #[error("store {path}: {what}; the file is damaged: move it aside and restart (the engine rebuilds its members from their tags)")]
+    Corrupt { path: String, what: String },
+    #[error("store {path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store {path}: a task panicked while holding the store; restart stackpilot")]
+    Poisoned { path: String },
 }
 
-impl std::error::Error for StoreError {}
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError(format!("store: {e}"))
+impl StoreError {
+    fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        let fix = match source.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                "another process holds it locked; it is retried next tick"
+            }
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                "it is damaged: move it aside and restart; the engine rebuilds its members from their tags"
+            }
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+                "it must be readable and writable by this user"
+            }
+            Some(ErrorCode::DiskFull) => "the disk is full",
+            _ => "see the message",
+        };
+        StoreError::Sqlite { path: path.display().to_string(), source, fix }
     }
 }
 
@@ -102,7 +129,15 @@ fn ts(t: &Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn parse_ts(s: &str) -> Timestamp {
+/// A timestamp of a record the engine plans from: unreadable is an error, never 1970.
+fn strict_ts(idx: usize, s: &str) -> rusqlite::Result<Timestamp> {
+    crate::domain::time::parse_timestamp(s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, format!("bad time `{s}`").into())
+    })
+}
+
+/// A timestamp of an event (shown, never planned from).
+fn lenient_ts(s: &str) -> Timestamp {
     crate::domain::time::parse_timestamp(s).unwrap_or_default()
 }
 
@@ -124,33 +159,137 @@ CREATE TABLE IF NOT EXISTS policy_changes (
   policy_id TEXT NOT NULL, generation INTEGER NOT NULL, app TEXT NOT NULL, file TEXT NOT NULL, content_hash TEXT NOT NULL,
   at TEXT NOT NULL, PRIMARY KEY (policy_id, generation));
 CREATE TABLE IF NOT EXISTS control (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS policies (
+  policy_id TEXT PRIMARY KEY, app TEXT NOT NULL, cloud TEXT NOT NULL, file TEXT NOT NULL, text TEXT NOT NULL,
+  content_hash TEXT NOT NULL, state TEXT NOT NULL, detail TEXT, updated_at TEXT NOT NULL);
 ";
 
-impl Store {
-    /// Open (or create) the store at `path`.
-    pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+/// Create a directory (and its parents) private to the user; the last one is
+/// made 0700 even when it already existed (it is stackpilot's own).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Where a policy stands, as the engine last saw its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyState {
+    /// The file parses and validates; its text is in force.
+    Ok,
+    /// The file no longer parses or validates: the last good text stays in force.
+    Invalid,
+    /// The file (or the policies directory) is gone: the app is on hold.
+    Missing,
+    /// An operator retired the app: its members are removed.
+    Retired,
+}
+
+impl PolicyState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PolicyState::Ok => "ok",
+            PolicyState::Invalid => "invalid",
+            PolicyState::Missing => "missing",
+            PolicyState::Retired => "retired",
         }
-        let conn =
-            Connection::open(path).map_err(|e| StoreError(format!("cannot open the store {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+    }
+    pub fn parse(s: &str) -> Option<PolicyState> {
+        Some(match s {
+            "ok" => PolicyState::Ok,
+            "invalid" => PolicyState::Invalid,
+            "missing" => PolicyState::Missing,
+            "retired" => PolicyState::Retired,
+            _ => return None,
+        })
+    }
+}
+
+/// A policy the engine has known: its last good text and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownPolicy {
+    pub policy_id: String,
+    pub app: String,
+    pub cloud: String,
+    pub file: String,
+    /// The last text that parsed and validated.
+    pub text: String,
+    pub content_hash: String,
+    pub state: PolicyState,
+    /// Why it is invalid or missing (file:line:col and the message).
+    pub detail: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+impl Store {
+    /// Open (or create) the store at `path`. A directory it creates is private
+    /// to the user (0700) and so is the database (0600): revisions keep user data,
+    /// which often carries bootstrap secrets.
+    pub fn open(path: &Path) -> Result<Store> {
+        let io = |what: &'static str, source: std::io::Error| StoreError::Io {
+            path: path.display().to_string(),
+            what,
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            private_dir(dir).map_err(|e| io("cannot create its directory", e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| StoreError::sqlite(path, e))?;
+        private_file(path).map_err(|e| io("cannot make it private (0600)", e))?;
+        let init = |c: &Connection| -> rusqlite::Result<()> {
+            c.busy_timeout(std::time::Duration::from_secs(5))?;
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "FULL")?;
+            c.execute_batch(SCHEMA)
+        };
+        init(&conn).map_err(|e| StoreError::sqlite(path, e))?;
+        for side in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(side);
+            let p = PathBuf::from(p);
+            if p.exists() {
+                private_file(&p).map_err(|e| io("cannot make its journal private (0600)", e))?;
+            }
+        }
         Ok(Store { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
     }
 
     /// A store in memory (tests).
     pub fn memory() -> Result<Store> {
-        let conn = Connection::open_in_memory()?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: PathBuf::from(":memory:") })
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| StoreError::sqlite(&path, e))?;
+        conn.execute_batch(SCHEMA).map_err(|e| StoreError::sqlite(&path, e))?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), path })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let c = self.conn.lock().map_err(|_| StoreError("store lock poisoned".into()))?;
-        f(&c).map_err(StoreError::from)
+        let c = self.conn.lock().map_err(|_| StoreError::Poisoned { path: self.path.display().to_string() })?;
+        f(&c).map_err(|e| match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, why) => {
+                StoreError::Corrupt { path: self.path.display().to_string(), what: why.to_string() }
+            }
+            e => StoreError::sqlite(&self.path, e),
+        })
     }
 
     // ---- events -------------------------------------------------------------
@@ -172,7 +311,7 @@ impl Store {
             let rows = st.query_map(params![after, limit as i64], |r| {
                 Ok(Event {
                     id: r.get(0)?,
-                    at: parse_ts(&r.get::<_, String>(1)?),
+                    at: lenient_ts(&r.get::<_, String>(1)?),
                     actor: r.get(2)?,
                     cloud: r.get(3)?,
                     app: r.get(4)?,
@@ -242,10 +381,19 @@ impl Store {
                     revision: r.get(6)?,
                     generation: r.get::<_, i64>(7)? as u64,
                     server_id: r.get(8)?,
-                    status: IntentStatus::parse(&r.get::<_, String>(9)?),
+                    status: {
+                        let st: String = r.get(9)?;
+                        IntentStatus::parse(&st).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                9,
+                                rusqlite::types::Type::Text,
+                                format!("unknown intent status `{st}`").into(),
+                            )
+                        })?
+                    },
                     error: r.get(10)?,
-                    created_at: parse_ts(&r.get::<_, String>(11)?),
-                    updated_at: parse_ts(&r.get::<_, String>(12)?),
+                    created_at: strict_ts(11, &r.get::<_, String>(11)?)?,
+                    updated_at: strict_ts(12, &r.get::<_, String>(12)?)?,
                 })
             })?;
             rows.collect()
@@ -279,7 +427,7 @@ impl Store {
         self.with(|c| {
             let mut st = c.prepare("SELECT policy_id, revision, spec_hash, spec, created_at FROM revisions WHERE policy_id = ?1 ORDER BY revision")?;
             let rows = st.query_map(params![policy_id], |r| {
-                Ok(Revision { policy_id: r.get(0)?, revision: r.get(1)?, spec_hash: r.get(2)?, spec: r.get(3)?, created_at: parse_ts(&r.get::<_, String>(4)?) })
+                Ok(Revision { policy_id: r.get(0)?, revision: r.get(1)?, spec_hash: r.get(2)?, spec: r.get(3)?, created_at: strict_ts(4, &r.get::<_, String>(4)?)? })
             })?;
             rows.collect()
         })
@@ -311,6 +459,30 @@ impl Store {
             Ok(())
         })?;
         Ok((next, true))
+    }
+
+    /// Record a new revision (decided by the engine from what it read); keeps the
+    /// newest `keep`. A revision number already taken is an error, never overwritten.
+    pub fn insert_revision(
+        &self,
+        policy_id: &str,
+        revision: u32,
+        spec_hash: &str,
+        spec: &str,
+        keep: usize,
+        now: &Timestamp,
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO revisions (policy_id, revision, spec_hash, spec, created_at) VALUES (?1,?2,?3,?4,?5)",
+                params![policy_id, revision, spec_hash, spec, ts(now)],
+            )?;
+            c.execute(
+                "DELETE FROM revisions WHERE policy_id = ?1 AND revision NOT IN (SELECT revision FROM revisions WHERE policy_id = ?1 ORDER BY revision DESC LIMIT ?2)",
+                params![policy_id, keep as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// Record a policy file's content; returns its generation (bumped on change).
@@ -351,10 +523,91 @@ impl Store {
         })
     }
 
+    /// A control value; one that does not decode is an error, never "absent".
     pub fn control(&self, key: &str) -> Result<Option<serde_json::Value>> {
         let s: Option<String> = self
             .with(|c| c.query_row("SELECT value FROM control WHERE key = ?1", params![key], |r| r.get(0)).optional())?;
-        Ok(s.and_then(|s| serde_json::from_str(&s).ok()))
+        s.map(|s| {
+            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+                path: self.path.display().to_string(),
+                what: format!("control value `{key}` does not decode: {e}"),
+            })
+        })
+        .transpose()
+    }
+
+    /// A control value decoded into its type (absent: `None`; undecodable: an error).
+    pub fn control_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.control(key)?
+            .map(|v| {
+                serde_json::from_value(v).map_err(|e| StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    what: format!("control value `{key}` does not decode: {e}"),
+                })
+            })
+            .transpose()
+    }
+
+    /// Store a serializable control value.
+    pub fn put_control_as<T: serde::Serialize>(&self, key: &str, value: &T, now: &Timestamp) -> Result<()> {
+        let v = serde_json::to_value(value).map_err(|e| StoreError::Corrupt {
+            path: self.path.display().to_string(),
+            what: format!("control value `{key}` does not encode: {e}"),
+        })?;
+        self.put_control(key, &v, now)
+    }
+
+    // ---- the policy registry ------------------------------------------------
+
+    /// Every policy the engine has known, with its last good text.
+    pub fn known_policies(&self) -> Result<Vec<KnownPolicy>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT policy_id, app, cloud, file, text, content_hash, state, detail, updated_at FROM policies ORDER BY app, cloud",
+            )?;
+            let rows = st.query_map([], |r| {
+                let state: String = r.get(6)?;
+                Ok(KnownPolicy {
+                    policy_id: r.get(0)?,
+                    app: r.get(1)?,
+                    cloud: r.get(2)?,
+                    file: r.get(3)?,
+                    text: r.get(4)?,
+                    content_hash: r.get(5)?,
+                    state: PolicyState::parse(&state).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            6,
+                            rusqlite::types::Type::Text,
+                            format!("unknown policy state `{state}`").into(),
+                        )
+                    })?,
+                    detail: r.get(7)?,
+                    updated_at: strict_ts(8, &r.get::<_, String>(8)?)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Record a policy's last good text and state (insert or replace).
+    pub fn put_known_policy(&self, p: &KnownPolicy) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO policies (policy_id, app, cloud, file, text, content_hash, state, detail, updated_at) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)
+                 ON CONFLICT(policy_id) DO UPDATE SET app=excluded.app, cloud=excluded.cloud, file=excluded.file, text=excluded.text,
+                 content_hash=excluded.content_hash, state=excluded.state, detail=excluded.detail, updated_at=excluded.updated_at",
+                params![p.policy_id, p.app, p.cloud, p.file, p.text, p.content_hash, p.state.as_str(), p.detail, ts(&p.updated_at)],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forget a policy whose members are all gone after a retire.
+    pub fn forget_policy(&self, policy_id: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM policies WHERE policy_id = ?1", params![policy_id])?;
+            Ok(())
+        })
     }
 }
 

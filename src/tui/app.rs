@@ -22,6 +22,7 @@ pub enum ViewKind {
     Events,
     Clouds,
     Plan,
+    Policies,
 }
 
 impl ViewKind {
@@ -36,6 +37,7 @@ impl ViewKind {
             ViewKind::Events => "Events",
             ViewKind::Clouds => "Clouds",
             ViewKind::Plan => "Plan",
+            ViewKind::Policies => "Policies",
         }
     }
     /// Key contexts active in this view.
@@ -62,6 +64,7 @@ pub const COMMANDS: &[(&str, &[&str], ViewKind)] = &[
     ("events", &["event", "ev", "audit"], ViewKind::Events),
     ("clouds", &["cloud", "ctx"], ViewKind::Clouds),
     ("plan", &["engine"], ViewKind::Plan),
+    ("policies", &["policy", "pol"], ViewKind::Policies),
 ];
 
 /// One level of the navigation stack.
@@ -112,6 +115,8 @@ pub struct Pending {
     pub cloud: String,
     pub server_id: String,
     pub server_name: String,
+    /// The server is a member of an application (a stop is marked as the operator's).
+    pub member: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +164,8 @@ pub enum Msg {
     Events(Vec<Event>),
     /// The engine's status changed.
     Engine(EngineView),
+    /// A task of the console died (the engine, a poller): what and how.
+    TaskDied(String),
     Quit,
 }
 
@@ -172,11 +179,16 @@ pub enum Effect {
     Quit,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineCommand {
     TogglePause,
     ApprovePlan,
     SetMode(crate::config::settings::EngineMode),
+    /// Remove an application's members (confirmed by typing its name).
+    Retire {
+        cloud: String,
+        app: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,11 +214,20 @@ pub struct EngineView {
     pub approval_pending: bool,
     /// Autoscaled applications: current/desired/min/max, why, metric and history.
     pub scaling: Vec<crate::engine::runner::ScalingView>,
+    /// Every policy and where it stands.
+    pub policies: Vec<crate::engine::PolicyView>,
+    /// (cloud, why the engine does not act on it).
+    pub holds: Vec<(String, String)>,
+    /// Why this console's engine only observes.
+    pub observing_why: Option<String>,
 }
 
 impl EngineView {
     pub fn scaling_of(&self, app: &str) -> Option<&crate::engine::runner::ScalingView> {
         self.scaling.iter().find(|s| s.app == app)
+    }
+    pub fn policy_of(&self, app: &str) -> Option<&crate::engine::PolicyView> {
+        self.policies.iter().find(|p| p.app == app)
     }
 }
 
@@ -217,7 +238,10 @@ pub struct EngineApp {
     pub desired: u32,
     pub members: u32,
     pub ready: u32,
+    pub stopped: u32,
     pub blocked: Option<String>,
+    /// Held or retired: why.
+    pub hold: Option<String>,
     pub converged: bool,
 }
 
@@ -249,6 +273,8 @@ pub struct App {
     pub size: (u16, u16),
     pub rows: RowSet,
     pub engine: Option<EngineView>,
+    /// Tasks that died (shown as a red banner until the console restarts).
+    pub banners: Vec<String>,
     pub quit: bool,
 }
 
@@ -279,6 +305,7 @@ impl App {
             size: (80, 24),
             rows: RowSet::default(),
             engine: None,
+            banners: vec![],
             quit: false,
         };
         a.refresh_rows();
@@ -421,6 +448,8 @@ pub struct CommandLine {
     pub quit: bool,
     /// `:mode off|dry-run|auto`: switch the engine.
     pub mode: Option<crate::config::settings::EngineMode>,
+    /// `:retire APP`: remove an application's members.
+    pub retire: Option<String>,
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -438,6 +467,11 @@ pub fn parse_command(line: &str) -> Result<CommandLine, String> {
                 f.push_str(rest);
             }
             c.filter = Some(f);
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("retire") {
+            match words.next() {
+                Some(a) => c.retire = Some(a.to_string()),
+                None => return Err("retire which application? `:retire APP`".into()),
+            }
         } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("mode") {
             let m = words.next().unwrap_or_default();
             match crate::config::settings::EngineMode::parse(m) {
@@ -518,8 +552,14 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
         }
         Msg::Engine(v) => {
             app.engine = Some(v);
-            if matches!(app.view().kind, ViewKind::Alerts | ViewKind::Plan) {
+            if matches!(app.view().kind, ViewKind::Alerts | ViewKind::Plan | ViewKind::Policies) {
                 app.refresh_rows();
+            }
+            vec![]
+        }
+        Msg::TaskDied(what) => {
+            if !app.banners.contains(&what) {
+                app.banners.push(what);
             }
             vec![]
         }
@@ -642,6 +682,7 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
             vec![]
         }
         Ok(CommandLine { quit: true, .. }) => update(app, Msg::Quit),
+        Ok(CommandLine { retire: Some(name), .. }) => ask_retire(app, &name),
         Ok(CommandLine { mode: Some(m), .. }) => {
             use crate::config::settings::EngineMode;
             if app.engine.is_none() {
@@ -714,6 +755,12 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
                 Action::ApprovePlan => vec![Effect::EngineControl(EngineCommand::ApprovePlan)],
                 Action::EngineAuto => {
                     vec![Effect::EngineControl(EngineCommand::SetMode(crate::config::settings::EngineMode::Auto))]
+                }
+                Action::RetireApp => {
+                    vec![Effect::EngineControl(EngineCommand::Retire {
+                        cloud: pending.cloud,
+                        app: pending.server_name,
+                    })]
                 }
                 _ => vec![Effect::ServerAction(pending)],
             }
@@ -820,6 +867,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
             return Kind::ALL.iter().map(|k| Effect::Refresh { cloud: cloud.clone(), kind: *k }).collect();
         }
         Action::Start | Action::Stop | Action::Reboot | Action::HardReboot | Action::Delete => return ask(app, action),
+        Action::RetireApp => app.notify("retire an application with `:retire APP`", Severity::Info),
         Action::ConsoleLog => {
             if let Some((cloud, id)) = selected_server(app) {
                 app.console.insert(id.clone(), ConsoleState::Loading);
@@ -840,12 +888,47 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
                 _ => "auto mode",
             };
             app.mode = Mode::Confirm {
-                pending: Pending { action, cloud: String::new(), server_id: String::new(), server_name: what.into() },
+                pending: Pending {
+                    action,
+                    cloud: String::new(),
+                    server_id: String::new(),
+                    server_name: what.into(),
+                    member: false,
+                },
                 confirm_focused: false,
                 typed: None,
             };
         }
     }
+    vec![]
+}
+
+/// `:retire APP`: refused under --read-only or without an engine; otherwise
+/// confirmed by typing the application's name (it removes every member).
+fn ask_retire(app: &mut App, name: &str) -> Vec<Effect> {
+    if app.read_only {
+        app.notify("read-only: retiring an application is not allowed", Severity::Warning);
+        return vec![];
+    }
+    if app.engine.is_none() {
+        app.notify(
+            "no engine runs in this console: use `stackpilot policy retire APP`, or set [engine] mode",
+            Severity::Warning,
+        );
+        return vec![];
+    }
+    let cloud = app.cloud_name();
+    app.mode = Mode::Confirm {
+        pending: Pending {
+            action: Action::RetireApp,
+            cloud,
+            server_id: String::new(),
+            server_name: name.to_string(),
+            member: false,
+        },
+        confirm_focused: false,
+        typed: Some(Input::default()),
+    };
     vec![]
 }
 
@@ -865,14 +948,12 @@ fn ask(app: &mut App, action: Action) -> Vec<Effect> {
         app.notify("no server selected", Severity::Warning);
         return vec![];
     };
-    let name = app
-        .cloud_snapshot()
-        .and_then(|c| c.server(&id))
-        .map(|s| s.display_name().to_string())
-        .unwrap_or_else(|| id.clone());
+    let server = app.cloud_snapshot().and_then(|c| c.server(&id));
+    let name = server.map(|s| s.display_name().to_string()).unwrap_or_else(|| id.clone());
+    let member = server.is_some_and(|s| crate::engine::members::owner(s).is_some());
     let typed = app.protected_clouds.contains(&cloud).then(Input::default);
     app.mode = Mode::Confirm {
-        pending: Pending { action, cloud, server_id: id, server_name: name },
+        pending: Pending { action, cloud, server_id: id, server_name: name, member },
         confirm_focused: false,
         typed,
     };

@@ -191,9 +191,12 @@ fn cloud_snapshot(
         metrics: Arc::new(metrics),
         apps: Arc::new(apps),
         polls,
+        ..CloudSnapshot::empty(name, CloudScope::default())
     };
     let mut snap = Snapshot { clouds: vec![c], seq: 1, ..Default::default() };
-    snap.alerts = Arc::new(crate::inventory::snapshot::derive_alerts(&snap, now()));
+    let mut book = crate::domain::AlertBook::default();
+    crate::inventory::alerts::evaluate(&mut book, &snap, &crate::inventory::liveness::Liveness::default(), now());
+    snap.alerts = Arc::new(book.alerts());
     snap
 }
 
@@ -287,6 +290,7 @@ pub fn engine() -> super::app::EngineView {
                 ready: 2,
                 blocked: None,
                 converged: false,
+                ..Default::default()
             },
             super::app::EngineApp {
                 app: "api".into(),
@@ -295,6 +299,7 @@ pub fn engine() -> super::app::EngineView {
                 ready: 2,
                 blocked: None,
                 converged: true,
+                ..Default::default()
             },
         ],
         scaling: vec![crate::engine::runner::ScalingView {
@@ -312,6 +317,37 @@ pub fn engine() -> super::app::EngineView {
             series,
             decisions,
         }],
+        policies: vec![
+            crate::engine::PolicyView {
+                app: "api".into(),
+                cloud: "demo".into(),
+                policy_id: "pid-api".into(),
+                file: "policies/api.toml".into(),
+                state: "invalid".into(),
+                problems: vec![
+                    "policies/api.toml:12:1: deploy.capacity: min (5) is above max (3): expected min <= desired <= max"
+                        .into(),
+                ],
+                revision: 3,
+                desired: 2,
+                min: 1,
+                max: 4,
+                target: None,
+            },
+            crate::engine::PolicyView {
+                app: "web".into(),
+                cloud: "demo".into(),
+                policy_id: "pid-web".into(),
+                file: "policies/web.toml".into(),
+                state: "ok".into(),
+                problems: vec![],
+                revision: 2,
+                desired: 4,
+                min: 2,
+                max: 8,
+                target: Some("cpu 60 %".into()),
+            },
+        ],
         ..Default::default()
     }
 }

@@ -159,6 +159,8 @@ pub enum Action {
     PauseEngine,
     ApprovePlan,
     EngineAuto,
+    /// `:retire APP` (a command, no key).
+    RetireApp,
 }
 
 pub struct ActionInfo {
@@ -219,6 +221,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     info(A::PauseEngine, "pause-engine", &[Key::ch('p')], C::Plan, "pause / resume the engine", true),
     info(A::ApprovePlan, "approve-plan", &[Key::ch('a')], C::Plan, "carry out the plan (dry-run mode)", true),
     info(A::EngineAuto, "engine-auto", &[Key::ch('A')], C::Plan, "let the engine act on its own (auto mode)", true),
+    info(A::RetireApp, "retire", &[], C::Plan, ":retire APP removes an application's members", true),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {

@@ -64,7 +64,9 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
                 desired: a.desired,
                 members: a.members,
                 ready: a.ready,
+                stopped: a.stopped,
                 blocked: a.blocked.clone(),
+                hold: a.hold.clone(),
                 converged: a.converged,
             })
             .collect(),
@@ -72,6 +74,9 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
         policy_errors: s.policy_errors.clone(),
         approval_pending: s.approval_pending,
         scaling: s.scaling.clone(),
+        policies: s.policies.clone(),
+        holds: s.holds.clone(),
+        observing_why: s.observing_why.clone(),
     }
 }
 
@@ -113,6 +118,10 @@ fn restore_terminal() {
 }
 
 impl TerminalGuard {
+    /// Take the terminal. A panic of the console's own thread restores it first,
+    /// then reports; a panic of any other task (the engine, a poller) leaves the
+    /// terminal alone: its report goes to a crash file and the console shows a
+    /// banner (the console goes on, intact).
     pub fn enter() -> std::io::Result<TerminalGuard> {
         terminal::enable_raw_mode()?;
         let mut out = std::io::stdout();
@@ -120,19 +129,33 @@ impl TerminalGuard {
             restore_terminal();
             return Err(e);
         }
+        let ui = std::thread::current().id();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
-            let dir = crate::config::paths::state_dir(&crate::config::paths::ProcessEnv);
-            let path = dir.join(format!("crash-{}.txt", chrono::Utc::now().format("%Y%m%dT%H%M%S")));
-            let report = format!("stackpilot {} crashed: {info}\n", env!("CARGO_PKG_VERSION"));
-            if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, &report).is_ok() {
-                eprintln!("stackpilot crashed; the report is in {}", path.display());
+            let report = crash_report(info);
+            if std::thread::current().id() == ui {
+                restore_terminal();
+                if let Some(path) = &report {
+                    eprintln!("stackpilot crashed; the report is in {}", path.display());
+                }
+                previous(info);
+            } else {
+                let whence = report.map(|p| format!(" (report: {})", p.display())).unwrap_or_default();
+                crate::inventory::liveness::note_panic(format!("{info}{whence}"));
             }
-            previous(info);
         }));
         Ok(TerminalGuard)
     }
+}
+
+/// Write a crash report into the state directory; its path.
+fn crash_report(info: &std::panic::PanicHookInfo<'_>) -> Option<std::path::PathBuf> {
+    let dir = crate::config::paths::state_dir(&crate::config::paths::ProcessEnv);
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3f");
+    let path = dir.join(format!("crash-{stamp}.txt"));
+    let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+    let report = format!("stackpilot {} crashed in thread {thread}: {info}\n", env!("CARGO_PKG_VERSION"));
+    (std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, report).is_ok()).then_some(path)
 }
 
 impl Drop for TerminalGuard {
@@ -141,13 +164,39 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Mark a member stopped by the operator (or serving again): the engine then
+/// never takes the stop for a failure.
+async fn mark_member(client: &Client, p: &Pending, state: &str) -> Result<(), crate::cloud::ApiError> {
+    if !p.member {
+        return Ok(());
+    }
+    let mut items = std::collections::BTreeMap::new();
+    items.insert(crate::domain::names::STATE.to_string(), state.to_string());
+    client.compute().set_metadata(&p.server_id, &items).await
+}
+
 /// Carry out a confirmed server action and describe the outcome as an event.
 pub async fn perform(client: &Client, p: &Pending) -> Event {
     let now = chrono::Utc::now();
     let c = client.compute();
+    use crate::domain::names::{STATE_ACTIVE, STATE_STOPPED_BY_OPERATOR};
     let (name, res) = match p.action {
-        Action::Start => ("start", c.action(&p.server_id, &ServerAction::Start).await),
-        Action::Stop => ("stop", c.action(&p.server_id, &ServerAction::Stop).await),
+        Action::Start => {
+            let r = c.action(&p.server_id, &ServerAction::Start).await;
+            let r = match r {
+                Ok(rid) => mark_member(client, p, STATE_ACTIVE).await.map(|_| rid),
+                Err(e) => Err(e),
+            };
+            ("start", r)
+        }
+        Action::Stop => {
+            // The mark first: a member is never seen stopped without it.
+            let r = match mark_member(client, p, STATE_STOPPED_BY_OPERATOR).await {
+                Ok(()) => c.action(&p.server_id, &ServerAction::Stop).await,
+                Err(e) => Err(e),
+            };
+            ("stop", r)
+        }
         Action::Reboot => ("reboot", c.action(&p.server_id, &ServerAction::Reboot(RebootKind::Soft)).await),
         Action::HardReboot => ("reboot --hard", c.action(&p.server_id, &ServerAction::Reboot(RebootKind::Hard)).await),
         Action::Delete => ("delete", c.delete_server(&p.server_id).await),
@@ -198,18 +247,21 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
         Effect::EngineControl(cmd) => {
             use crate::engine::EngineCommand as E;
             let tx = tx.clone();
+            let what = match &cmd {
+                app::EngineCommand::TogglePause => "pause / resume".to_string(),
+                app::EngineCommand::ApprovePlan => "approve the plan".to_string(),
+                app::EngineCommand::SetMode(m) => format!("mode {}", m.as_str()),
+                app::EngineCommand::Retire { app, .. } => format!("retire {app}"),
+            };
+            let (reply_tx, reply) = tokio::sync::oneshot::channel();
             let sent = console.engine.as_ref().map(|h| {
                 h.commands.try_send(match cmd {
                     app::EngineCommand::TogglePause => E::TogglePause,
                     app::EngineCommand::ApprovePlan => E::Approve,
                     app::EngineCommand::SetMode(m) => E::SetMode(m),
+                    app::EngineCommand::Retire { cloud, app } => E::Retire { cloud, app, reply: Some(reply_tx) },
                 })
             });
-            let what = match cmd {
-                app::EngineCommand::TogglePause => "pause / resume".to_string(),
-                app::EngineCommand::ApprovePlan => "approve the plan".to_string(),
-                app::EngineCommand::SetMode(m) => format!("mode {}", m.as_str()),
-            };
             tokio::spawn(async move {
                 let e = Event::new(
                     chrono::Utc::now(),
@@ -220,11 +272,18 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 )
                 .target(what);
                 let e = match sent {
-                    Some(Ok(())) => e,
+                    // A command that answers (retire) says how it went.
+                    Some(Ok(())) => match reply.await {
+                        Ok(Err(why)) => e.result("refused").detail(why),
+                        Ok(Ok(done)) => e.detail(done),
+                        Err(_) => e,
+                    },
                     Some(Err(err)) => e.result("failed").detail(format!("the engine did not take it: {err}")),
                     None => e.result("failed").detail("no engine runs in this console"),
                 };
-                let _ = tx.send(Msg::ActionDone(e)).await;
+                if tx.send(Msg::ActionDone(e)).await.is_err() {
+                    tracing::debug!("the console ended before an engine command answered");
+                }
             });
         }
     }
@@ -308,6 +367,26 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
                     if !new.is_empty() && tx.send(Msg::Events(new)).await.is_err() {
                         return;
                     }
+                }
+            }
+        });
+    }
+    // A task that dies (the engine, a poller) becomes a red banner.
+    {
+        let tx = tx.clone();
+        let live = inventory.liveness().clone();
+        tokio::spawn(async move {
+            let mut told = std::collections::BTreeSet::new();
+            let mut changes = live.changes();
+            loop {
+                for (n, st) in live.dead() {
+                    let what = crate::inventory::liveness::describe(&n, &st);
+                    if told.insert(n) && tx.send(Msg::TaskDied(what)).await.is_err() {
+                        return;
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return;
                 }
             }
         });

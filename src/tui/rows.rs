@@ -35,6 +35,7 @@ pub fn sort_columns(kind: ViewKind) -> &'static [char] {
         ViewKind::Alerts => &['S', 'O', 'A'],
         ViewKind::Events => &['O', 'A', 'R'],
         ViewKind::Clouds => &['N'],
+        ViewKind::Policies => &['N', 'S'],
         _ => &[],
     }
 }
@@ -270,6 +271,22 @@ pub fn compute(app: &App) -> RowSet {
             apply_sort(&mut rows, sort_columns(ViewKind::Clouds));
             rows.into_iter().map(|r| r.0).collect()
         }
+        ViewKind::Policies => {
+            let policies = app.engine.as_ref().map(|e| e.policies.as_slice()).unwrap_or_default();
+            let mut rows: Vec<(String, Vec<SortKey>)> = policies
+                .iter()
+                .filter(|p| p.cloud == cloud.name)
+                .filter(|p| filter.matches(&[p.app.as_str(), &p.state, &p.file, &p.problems.join(" ")]))
+                .map(|p| {
+                    // Problems first: what is not ok sorts before what is.
+                    let rank = if p.state == "ok" { "1" } else { "0" };
+                    (p.policy_id.clone(), vec![SortKey::S(p.app.clone()), SortKey::S(format!("{rank}{}", p.state))])
+                })
+                .collect();
+            rows.sort_by(|a, b| a.1[1].cmp(&b.1[1]).then(a.1[0].cmp(&b.1[0])));
+            apply_sort(&mut rows, sort_columns(ViewKind::Policies));
+            rows.into_iter().map(|r| r.0).collect()
+        }
     };
     RowSet { ids }
 }
@@ -344,6 +361,20 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
             let i: usize = id.strip_prefix("ev:")?.parse().ok()?;
             let e = app.events.get(i)?;
             Some((format!("event {}", e.action), serde_json::to_string_pretty(e).unwrap_or_default()))
+        }
+        ViewKind::Policies => {
+            let p = app.engine.as_ref()?.policies.iter().find(|p| p.policy_id == id)?;
+            let mut text = format!(
+                "app       {}\ncloud     {}\nfile      {}\nstate     {}\nrevision  {}\ncapacity  desired {} ({}..{})\n",
+                p.app, p.cloud, p.file, p.state, p.revision, p.desired, p.min, p.max
+            );
+            if let Some(t) = &p.target {
+                text.push_str(&format!("scaling   {t}\n"));
+            }
+            for pr in &p.problems {
+                text.push_str(&format!("\n{pr}\n"));
+            }
+            Some((format!("policy {}", p.app), text))
         }
         _ => None,
     }

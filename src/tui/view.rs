@@ -19,9 +19,16 @@ pub fn draw(f: &mut Frame, app: &App) {
     if area.width < 2 || area.height < 2 {
         return;
     }
-    let [head, body, foot] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let banner_h = (app.banners.len() as u16).min(3).min(area.height.saturating_sub(3));
+    let [head, banner, body, foot] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(banner_h),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area);
     header(f, app, head);
+    banners(f, app, banner);
     match app.view().kind {
         ViewKind::Overview => overview(f, app, body),
         ViewKind::Apps => apps(f, app, body),
@@ -32,6 +39,7 @@ pub fn draw(f: &mut Frame, app: &App) {
         ViewKind::Events => events(f, app, body),
         ViewKind::Clouds => clouds(f, app, body),
         ViewKind::Plan => plan(f, app, body),
+        ViewKind::Policies => policies(f, app, body),
     }
     footer(f, app, foot);
     match &app.mode {
@@ -42,6 +50,30 @@ pub fn draw(f: &mut Frame, app: &App) {
         }
         _ => {}
     }
+}
+
+/// Tasks that died: one red line each, above the view, until the console restarts.
+fn banners(f: &mut Frame, app: &App, area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let t = &app.theme;
+    let lines: Vec<Line> = app
+        .banners
+        .iter()
+        .map(|b| {
+            let what = if b.starts_with("engine") {
+                "the engine no longer plans or acts; restart stackpilot"
+            } else {
+                "its data no longer refreshes; restart stackpilot"
+            };
+            Line::from(Span::styled(
+                format!(" ✖ {b} — {what}"),
+                t.bad().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+            ))
+        })
+        .collect();
+    f.render_widget(Paragraph::new(lines), area);
 }
 
 fn age_style(app: &App, c: Option<&CloudSnapshot>) -> (String, Style) {
@@ -316,9 +348,61 @@ const APP_COLS: [Col; 9] = [
 fn reason_style(t: &super::theme::Theme, reason: &str) -> Style {
     match reason {
         "DesiredWithinRange" | "" => t.dim(),
-        "CapacityBlocked" | "MetricsStale" => t.bad(),
+        "CapacityBlocked" | "MetricsStale" | "PolicyInvalid" | "PolicyMissing" => t.bad(),
         _ => t.warn(),
     }
+}
+
+/// The word for a policy state in the Apps and Plan views.
+fn policy_word(state: &str) -> &'static str {
+    match state {
+        "invalid" => "PolicyInvalid",
+        "missing" => "PolicyMissing",
+        "retired" => "Retiring",
+        _ => "",
+    }
+}
+
+const POLICY_COLS: [Col; 7] = [
+    col("APP", 16, 6, 0, Some('N')),
+    col("STATE", 13, 7, 0, Some('S')),
+    col("REV", 4, 3, 3, None),
+    col("DESIRED", 12, 7, 2, None),
+    col("SCALING", 14, 7, 4, None),
+    col("PROBLEM / FILE", 60, 12, 1, None),
+    col("CLOUD", 10, 5, 5, None),
+];
+
+/// Every policy of the cloud and where it stands (`:policies`).
+fn policies(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(e) = app.engine.as_ref() else {
+        let msg = "  the engine is off: policies are read by the engine (set `[engine] mode` in config.toml)";
+        f.render_widget(Paragraph::new(Span::styled(msg, t.dim())), area);
+        return;
+    };
+    table(f, app, area, "policies", &POLICY_COLS, |id, widths| {
+        let Some(p) = e.policies.iter().find(|p| p.policy_id == id) else { return vec![] };
+        let (word, st) = match p.state.as_str() {
+            "ok" => ("ok", t.ok()),
+            "invalid" => ("PolicyInvalid", t.bad()),
+            "missing" => ("PolicyMissing", t.bad()),
+            _ => ("Retiring", t.warn()),
+        };
+        let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
+        cells_of(
+            vec![
+                (p.app.clone(), t.accent()),
+                (word.to_string(), st),
+                (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
+                (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
+                (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
+                (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
+                (p.cloud.clone(), t.dim()),
+            ],
+            widths,
+        )
+    });
 }
 
 fn apps(f: &mut Frame, app: &App, area: Rect) {
@@ -346,7 +430,13 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
             (None, Some(g)) => g.desired.to_string(),
             _ => "-".into(),
         };
-        let why = sc.map(|v| v.reason.clone()).unwrap_or_default();
+        // A policy that is not ok says so first: it is what the operator must fix.
+        let pol = eng.and_then(|e| e.policy_of(id)).filter(|p| p.state != "ok");
+        let why = match (pol, governed.and_then(|g| g.hold.as_ref())) {
+            (Some(p), _) => policy_word(&p.state).to_string(),
+            (None, Some(h)) => h.split(':').next().unwrap_or_default().to_string(),
+            (None, None) => sc.map(|v| v.reason.clone()).unwrap_or_default(),
+        };
         cells_of(
             vec![
                 (a.name.clone(), t.accent()),
@@ -523,8 +613,8 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         }
         f.render_widget(Paragraph::new(lines), inner);
     }
-    // Alert ticker: the newest alerts, most severe first.
-    let alerts = app.alerts();
+    // Alert ticker: the active alerts, most severe first.
+    let alerts: Vec<crate::domain::Alert> = app.alerts().into_iter().filter(|a| a.is_active()).collect();
     let tick = if alerts.is_empty() {
         Line::from(Span::styled(" no alerts", t.ok()))
     } else {
@@ -813,10 +903,20 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
     let alerts = app.alerts();
     table(f, app, area, "alerts", &ALERT_COLS, |id, widths| {
         let Some(a) = alerts.iter().find(|a| a.key == id) else { return vec![] };
+        let (sev, sev_st, since) = match a.resolved_at {
+            Some(r) => {
+                ("RESOLVED".to_string(), t.dim(), format!("ended {} ago", human_age((app.now - r).num_seconds())))
+            }
+            None => (
+                a.severity.as_str().to_uppercase(),
+                t.severity(a.severity),
+                human_age((app.now - a.since).num_seconds()),
+            ),
+        };
         cells_of(
             vec![
-                (a.severity.as_str().to_uppercase(), t.severity(a.severity)),
-                (human_age((app.now - a.since).num_seconds()), t.dim()),
+                (sev, sev_st),
+                (since, t.dim()),
                 (a.cloud.clone(), t.dim()),
                 (a.app.clone().unwrap_or("-".into()), t.accent()),
                 (a.message.clone(), t.base()),
@@ -928,11 +1028,18 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                 ),
                 Span::styled(e.lease_holder.as_ref().map(|h| format!("  lease {h}")).unwrap_or_default(), t.dim()),
             ]));
+            if let Some(why) = &e.observing_why {
+                lines.push(Line::from(Span::styled(format!("  observing: {why}"), t.warn())));
+            }
+            for (cloud, why) in &e.holds {
+                lines.push(Line::from(Span::styled(format!("  holding {cloud}: {why}"), t.bad())));
+            }
             for err in &e.policy_errors {
                 lines.push(Line::from(Span::styled(format!("  {err}"), t.bad())));
             }
             for (appname, steps) in &e.plan {
                 let st = e.apps.iter().find(|a| &a.app == appname);
+                let pol = e.policy_of(appname).filter(|p| p.state != "ok");
                 let head = match st {
                     Some(a) => format!(
                         "  {appname}  {}/{} members, {} ready{}",
@@ -944,6 +1051,16 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                     None => format!("  {appname}"),
                 };
                 lines.push(Line::from(Span::styled(head, t.title())));
+                if let Some(p) = pol {
+                    let kept = if p.state == "invalid" { " (the last good revision stays in force)" } else { "" };
+                    lines.push(Line::from(Span::styled(
+                        format!("    {}{kept}: {}", policy_word(&p.state), p.problems.join("; ")),
+                        t.bad(),
+                    )));
+                }
+                if let Some(h) = st.and_then(|a| a.hold.clone()) {
+                    lines.push(Line::from(Span::styled(format!("    on hold: {h}"), t.warn())));
+                }
                 if let Some(v) = e.scaling_of(appname) {
                     lines.push(Line::from(vec![
                         Span::styled(format!("    autoscaler {} ", v.reason), reason_style(t, &v.reason)),

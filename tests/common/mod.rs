@@ -2,6 +2,8 @@
 //! its control API.
 #![allow(dead_code)]
 
+pub mod rig;
+
 use serde_json::Value;
 use stackpilot::config::clouds::{AuthMethod, CloudSource, DomainRef, Interface, Scope, UserRef};
 use stackpilot::config::{CloudConfig, Secret};

@@ -181,15 +181,16 @@ impl WServer {
     }
 }
 
-/// Parse one server object (keeping its raw JSON for the raw view).
-pub fn server_from_raw(raw: &str) -> Option<domain::Server> {
-    let w: WServer = serde_json::from_str(raw).ok()?;
+/// Parse one server object (keeping its raw JSON for the raw view); why not
+/// when it cannot be.
+pub fn server_from_raw(raw: &str) -> Result<domain::Server, String> {
+    let w: WServer = serde_json::from_str(raw).map_err(|e| e.to_string())?;
     if w.id.is_empty() {
-        return None;
+        return Err("a server without an id".into());
     }
     let mut s = w.into_domain();
     s.raw = Some(raw.into());
-    Some(s)
+    Ok(s)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

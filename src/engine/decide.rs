@@ -1,0 +1,320 @@
+//! Decide: a pure function of one cloud's observation, the policies and the
+//! engine's state. It resolves each policy's launch spec into a revision, reads
+//! each member's phase from the observed probes, runs the autoscaler, and plans
+//! (see `plan`). No I/O and no clock: what it decides to write (new revisions,
+//! autoscaler histories, events) travels in the `Decision` for `act` to persist.
+
+use super::autoscale::{autoscale, prom_key, ScaleCtx, ScaleOutcome};
+use super::exec::LaunchInfo;
+use super::members::{member, phase, Member, Phase, PhaseFacts};
+use super::observe::{Observation, StoreView};
+use super::plan::{orphan_bookkeeping, plan, AppInput, AppMode, EngineState, Observed, Plan, PlanConfig};
+use super::policies::PolicyEntry;
+use super::status::PolicyView;
+use crate::domain::{names, Timestamp};
+use crate::inventory::probes::{HttpCheck, ObserveTargets, ProbeSpec, PromQuery};
+use crate::inventory::CloudSnapshot;
+use crate::policy::scaling::Source;
+use crate::policy::{self, CloudCatalog, Policy, ResolvedSpec};
+use crate::store::PolicyState;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What `decide` reads.
+pub struct DecideInput<'a> {
+    pub obs: &'a Observation,
+    pub store: &'a StoreView,
+    pub state: &'a EngineState,
+    /// The policies of this cloud.
+    pub entries: &'a [&'a PolicyEntry],
+    pub plan_cfg: &'a PlanConfig,
+    /// `engine:<id>`, for events.
+    pub actor: &'a str,
+    /// Gnocchi granularity in seconds.
+    pub granularity: u32,
+}
+
+/// The catalog kinds a policy resolves against that were never read.
+fn unread_for(p: &Policy, c: &CloudSnapshot) -> Vec<&'static str> {
+    let needs = super::observe::catalog_needs(std::iter::once(p));
+    c.catalog_unread().into_iter().filter(|k| needs.contains(k)).map(|k| k.as_str()).collect()
+}
+
+/// A revision to record before a create uses it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRevision {
+    pub policy_id: String,
+    pub app: String,
+    pub revision: u32,
+    pub spec_hash: String,
+    pub spec: ResolvedSpec,
+}
+
+/// What one tick of one cloud decided.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub plan: Plan,
+    pub inputs: Vec<AppInput>,
+    /// The launch spec of each (policy, revision) a create may use.
+    pub launches: BTreeMap<(String, u32), LaunchInfo>,
+    pub new_revisions: Vec<NewRevision>,
+    /// Autoscaler outcomes by policy id.
+    pub scaling: Vec<(String, ScaleOutcome)>,
+    /// What the inventory's observer should probe and query.
+    pub targets: ObserveTargets,
+    pub policies: Vec<PolicyView>,
+    /// Launch specs the cloud cannot resolve (file:line:col: field: message).
+    pub problems: Vec<String>,
+    /// Policies whose names wait for a catalog read (never "bad spec" for that).
+    pub waiting: BTreeSet<String>,
+    /// The engine state with the orphans seen now remembered.
+    pub state: EngineState,
+}
+
+/// How a policy's members are probed (its readiness section).
+fn probe_spec(p: &Policy) -> ProbeSpec {
+    let r = &p.spec.readiness;
+    ProbeSpec {
+        console_marker: (!r.cloud_init_marker.is_empty()).then(|| r.cloud_init_marker.clone()),
+        http: r.http.as_ref().map(|h| HttpCheck {
+            url: h.url.clone(),
+            expect_status: h.expect_status.clone(),
+            timeout: h.timeout.0,
+        }),
+    }
+}
+
+/// The catalog of a cloud, from the inventory.
+fn catalog(c: &CloudSnapshot) -> CloudCatalog {
+    CloudCatalog {
+        images: c.images.to_vec(),
+        flavors: c.flavors.to_vec(),
+        networks: c.networks.to_vec(),
+        keypairs: c.keypairs.to_vec(),
+        security_groups: c.security_groups.to_vec(),
+    }
+}
+
+/// Every member's phase and boot time.
+fn phases(
+    i: &DecideInput<'_>,
+    members: &[Member],
+    p: Option<&Policy>,
+) -> (BTreeMap<String, Phase>, BTreeMap<String, Timestamp>) {
+    let c = &i.obs.cloud;
+    let spec = p.map(probe_spec).unwrap_or_default();
+    let deleting: BTreeSet<&str> =
+        i.store.open_intents.iter().filter(|x| x.action == "delete").filter_map(|x| x.server_id.as_deref()).collect();
+    let mut out = BTreeMap::new();
+    let mut since = BTreeMap::new();
+    for m in members {
+        let probe = c.probes.get(&m.server_id).cloned().unwrap_or_default();
+        // Since launch when the cloud says (a restarted engine does not re-warm
+        // members that were serving); a cloud clock ahead of ours gives way to
+        // when this process first saw it ACTIVE, so the time never moves.
+        let launched = c.server(&m.server_id).and_then(|s| s.launched_at);
+        let s = match (launched, probe.first_active) {
+            (Some(l), Some(f)) => Some(l.min(f)),
+            (Some(l), None) => Some(l.min(i.obs.now)),
+            (None, f) => f,
+        };
+        if let Some(s) = s {
+            since.insert(m.server_id.clone(), s);
+        }
+        let facts = PhaseFacts {
+            since: s,
+            checks_passed: probe.passed(&spec),
+            min_ready: chrono::Duration::seconds(p.map_or(0, |p| p.spec.readiness.min_ready_seconds) as i64),
+            startup_grace: p.map_or(chrono::Duration::MAX, |p| p.spec.readiness.startup_grace.chrono()),
+            going: i.state.terminating.contains_key(&m.server_id) || deleting.contains(m.server_id.as_str()),
+            now: i.obs.now,
+        };
+        out.insert(m.server_id.clone(), phase(m, &facts));
+    }
+    (out, since)
+}
+
+/// The revision of a resolved spec: the recorded one with its hash, else the
+/// next after the highest recorded (or carried by members: a wiped store goes on).
+fn revision_of(store: &StoreView, pid: &str, hash: &str, floor: u32) -> (u32, bool) {
+    let revs = store.revisions.get(pid).map(Vec::as_slice).unwrap_or_default();
+    match revs.iter().rev().find(|r| r.spec_hash == hash) {
+        Some(r) => (r.revision, false),
+        None => (revs.iter().map(|r| r.revision).max().unwrap_or(0).max(floor) + 1, true),
+    }
+}
+
+/// Decide one cloud's tick.
+pub fn decide(i: &DecideInput<'_>) -> Decision {
+    let c = &i.obs.cloud;
+    let now = i.obs.now;
+    let mut d = Decision::default();
+    let cat = catalog(c);
+    let mut members_of: BTreeMap<String, Vec<Member>> = BTreeMap::new();
+    for m in c.servers.iter().filter_map(|s| member(s)) {
+        members_of.entry(m.policy_id.clone()).or_default().push(m);
+    }
+    for e in i.entries {
+        let members = members_of.remove(&e.id).unwrap_or_default();
+        let input = app_input(i, e, &members, &cat, &mut d);
+        d.inputs.push(input);
+    }
+    let failed_ops: BTreeSet<String> = i.store.failed_intents.iter().map(|x| x.op_id.clone()).collect();
+    d.state = i.state.clone();
+    orphan_bookkeeping(&c.servers, &failed_ops, &mut d.state, now);
+    d.plan = plan(
+        &d.inputs,
+        Observed {
+            servers: &c.servers,
+            limits: c.limits.as_ref(),
+            intents: &i.store.open_intents,
+            failed: &i.store.failed_intents,
+        },
+        &d.state,
+        i.plan_cfg,
+        now,
+    );
+    d
+}
+
+/// The planner's input for one policy, and what it needs observed.
+fn app_input(
+    i: &DecideInput<'_>,
+    e: &PolicyEntry,
+    members: &[Member],
+    cat: &CloudCatalog,
+    d: &mut Decision,
+) -> AppInput {
+    let floor = members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
+    let p = e.policy.as_ref().filter(|_| e.state != PolicyState::Retired);
+    let (phases, since) = phases(i, members, p);
+    let mode = match (e.state, p) {
+        (PolicyState::Retired, _) => AppMode::Retire,
+        (PolicyState::Missing, _) => AppMode::Hold(format!("PolicyMissing: {}", e.problems.join("; "))),
+        (_, None) => AppMode::Hold(format!("no valid revision in force: {}", e.problems.join("; "))),
+        _ => AppMode::Active,
+    };
+    let mut input = AppInput {
+        policy_id: e.id.clone(),
+        app: e.app.clone(),
+        revision: floor.max(1),
+        spec: String::new(),
+        vcpus: 1,
+        ram_mb: 0,
+        desired: 0,
+        invalid: None,
+        zones: vec![],
+        phases,
+        startup_grace: chrono::Duration::MAX,
+        mode,
+    };
+    let mut view = PolicyView { revision: floor, ..PolicyView::of(e) };
+    if let Some(p) = p {
+        let cap = p.spec.deploy.capacity;
+        (view.desired, view.min, view.max) = (cap.desired, cap.min, cap.max);
+        view.target = p.spec.scaling.as_ref().and_then(|s| s.metrics.first()).map(|m| {
+            let unit = if matches!(m.name.as_str(), "cpu" | "memory") { " %" } else { " B/s" };
+            format!("{} {}{unit}", m.name.as_str(), m.target)
+        });
+        input.startup_grace = p.spec.readiness.startup_grace.chrono();
+        input.desired = cap.desired.clamp(cap.min, cap.max);
+        if input.mode == AppMode::Active {
+            observe_targets(p, &mut d.targets);
+            if let Some(desired) = scale(i, p, members, &input, &since, d) {
+                input.desired = desired;
+                view.desired = desired;
+            }
+            launch(i, p, cat, floor, &mut input, d);
+            view.revision = input.revision;
+        }
+    }
+    d.policies.push(view);
+    input
+}
+
+/// Ask the observer for the policy's probes and Prometheus queries.
+fn observe_targets(p: &Policy, t: &mut ObserveTargets) {
+    t.probes.insert(names::app_tag(&p.id), probe_spec(p));
+    if let Some(sc) = p.spec.scaling.as_ref().filter(|s| super::scaling::enabled(Some(s))) {
+        for (n, m) in sc.metrics.iter().enumerate() {
+            if let (Source::Prometheus, Some(url), Some(q)) = (m.source, &m.prometheus_url, &m.query) {
+                let every = sc.evaluation_interval.0;
+                let q = PromQuery { url: url.clone(), query: q.replace("{app}", p.name()), every };
+                t.prometheus.insert(prom_key(&p.id, n), q);
+            }
+        }
+    }
+}
+
+/// The autoscaler's desired count, when the policy scales.
+fn scale(
+    i: &DecideInput<'_>,
+    p: &Policy,
+    members: &[Member],
+    input: &AppInput,
+    since: &BTreeMap<String, Timestamp>,
+    d: &mut Decision,
+) -> Option<u32> {
+    let sc = p.spec.scaling.as_ref().filter(|s| super::scaling::enabled(Some(s)))?;
+    let ctx = ScaleCtx {
+        cloud: &i.obs.cloud,
+        members,
+        phases: &input.phases,
+        since,
+        creating: i.store.open_intents.iter().any(|x| x.policy_id == p.id && x.action == "create"),
+        blocked: i.state.blocked.get(&p.id),
+        now: i.obs.now,
+        granularity: i.granularity,
+        actor: i.actor,
+    };
+    let hist = i.store.histories.get(&p.id).cloned().unwrap_or_default();
+    let out = autoscale(&ctx, p, sc, hist, i.store.messages.get(&p.id));
+    let desired = out.desired;
+    d.scaling.push((p.id.clone(), out));
+    Some(desired)
+}
+
+/// Resolve the launch spec into a revision (recording a new one) and what a
+/// create launches; an unresolvable spec blocks creates only.
+fn launch(i: &DecideInput<'_>, p: &Policy, cat: &CloudCatalog, floor: u32, input: &mut AppInput, d: &mut Decision) {
+    // A list that could not be read is no list: wait for it, never call the spec bad.
+    let unread = unread_for(p, &i.obs.cloud);
+    if !unread.is_empty() {
+        input.invalid = Some(format!("waiting for the {} of the cloud", unread.join(", ")));
+        d.waiting.insert(p.id.clone());
+        return;
+    }
+    match policy::resolve(p, cat, Some(&p.text)) {
+        Ok(spec) => {
+            let hash = spec.hash();
+            let short: String = hash.chars().take(12).collect();
+            let (rev, new) = revision_of(i.store, &p.id, &hash, floor);
+            if new {
+                d.new_revisions.push(NewRevision {
+                    policy_id: p.id.clone(),
+                    app: p.name().to_string(),
+                    revision: rev,
+                    spec_hash: hash.clone(),
+                    spec: spec.clone(),
+                });
+            }
+            input.revision = rev;
+            input.spec = short.clone();
+            input.vcpus = spec.vcpus;
+            input.ram_mb = spec.ram_mb;
+            input.zones = spec.availability_zones.clone();
+            let info = LaunchInfo {
+                app: p.name().to_string(),
+                policy_id: p.id.clone(),
+                generation: 0,
+                spec,
+                spec_short: short,
+                app_tag: p.app_tag(),
+            };
+            d.launches.insert((p.id.clone(), rev), info);
+        }
+        Err(errs) => {
+            input.invalid = Some(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "));
+            d.problems.extend(errs.iter().map(|e| e.to_string()));
+        }
+    }
+}

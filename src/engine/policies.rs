@@ -1,0 +1,340 @@
+//! The policies the engine acts on, and where each stands. The store remembers
+//! every policy it has known with its last good text, so that:
+//!
+//! - a file that stops parsing or validating (a syntax error, `min > max`, a
+//!   changed `cloud` or `name`) keeps its last good revision in force, shown as
+//!   `invalid` with file:line:col; only the change is refused;
+//! - a file (or the whole directory) that disappears puts its app on hold
+//!   (`missing`): nothing is created or deleted for it;
+//! - an app's members are removed only after an operator retires it
+//!   (`stackpilot policy retire APP`, or `:retire` in the console).
+//!
+//! Files are read bounded (regular files of at most 1 MiB) and parsed once per
+//! change of their text.
+
+use crate::domain::{Event, Severity, Timestamp};
+use crate::policy::{self, Policy, PolicyError};
+use crate::store::{KnownPolicy, PolicyState, Store, StoreError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// One policy and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyEntry {
+    pub id: String,
+    pub app: String,
+    pub cloud: String,
+    pub file: PathBuf,
+    /// The policy in force: the file's when it is valid, else its last good text.
+    /// `None` only for a retired app whose text was never known.
+    pub policy: Option<Policy>,
+    pub state: PolicyState,
+    /// Why it is invalid (file:line:col: field: message) or missing.
+    pub problems: Vec<String>,
+}
+
+impl PolicyEntry {
+    /// One line on the state: `ok`, `invalid: web.toml:3:1: ...`, `missing: ...`.
+    pub fn describe(&self) -> String {
+        match (self.state, self.problems.first()) {
+            (PolicyState::Ok, _) => "ok".into(),
+            (s, Some(p)) => format!("{}: {p}", s.as_str()),
+            (s, None) => s.as_str().into(),
+        }
+    }
+}
+
+/// Every policy of the engine after one reading of the directory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyBook {
+    pub entries: Vec<PolicyEntry>,
+    /// Files that never held a good policy: their errors (no app is affected).
+    pub stray: Vec<PolicyError>,
+    /// The directory could not be read (every policy is then missing).
+    pub dir_error: Option<String>,
+}
+
+impl PolicyBook {
+    pub fn of_cloud<'a>(&'a self, cloud: &'a str) -> impl Iterator<Item = &'a PolicyEntry> {
+        self.entries.iter().filter(move |e| e.cloud == cloud)
+    }
+    pub fn clouds(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.entries.iter().map(|e| e.cloud.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// The engine's reader of the policies directory (parse cache included).
+#[derive(Default)]
+pub struct Policies {
+    /// (file, text) → what parsing gave; only the entries of the last reading are kept.
+    cache: HashMap<(PathBuf, String), Result<Policy, Vec<PolicyError>>>,
+}
+
+/// What changed in one reading, for the audit log.
+struct Changes<'a> {
+    events: Vec<Event>,
+    actor: &'a str,
+    now: Timestamp,
+}
+
+impl Changes<'_> {
+    fn add(&mut self, e: &PolicyEntry, action: &str, reason: String, sev: Severity) {
+        let ev = Event::new(self.now, self.actor, &e.cloud, action, reason).app(e.app.clone()).severity(sev);
+        self.events.push(ev.target(e.file.display().to_string()));
+    }
+}
+
+impl Policies {
+    fn parse(
+        &mut self,
+        file: &Path,
+        text: &str,
+        used: &mut Vec<(PathBuf, String)>,
+    ) -> Result<Policy, Vec<PolicyError>> {
+        let key = (file.to_path_buf(), text.to_string());
+        used.push(key.clone());
+        self.cache.entry(key).or_insert_with(|| policy::parse(text, file)).clone()
+    }
+
+    /// Read the directory, reconcile it with what the store knows, and (when
+    /// `write`: this engine acts somewhere) record what changed. A store error is
+    /// returned: the engine then holds (it never acts on policies it could not
+    /// reconcile). An observer reads without writing.
+    pub fn refresh(
+        &mut self,
+        dir: &Path,
+        store: &Store,
+        actor: &str,
+        now: Timestamp,
+        write: bool,
+    ) -> Result<(PolicyBook, Vec<Event>), StoreError> {
+        let known: BTreeMap<String, KnownPolicy> =
+            store.known_policies()?.into_iter().map(|k| (k.policy_id.clone(), k)).collect();
+        let mut used = Vec::new();
+        let mut book = PolicyBook::default();
+        let mut ch = Changes { events: Vec::new(), actor, now };
+        let scan = policy::scan_dir(dir);
+        let mut good: BTreeMap<String, (Policy, String)> = BTreeMap::new();
+        let mut invalid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        match scan {
+            Err(e) => book.dir_error = Some(format!("{}: {e}", dir.display())),
+            Ok(files) => {
+                for (file, text) in files {
+                    self.file(&file, text, &known, &mut good, &mut invalid, &mut book.stray, &mut used);
+                }
+            }
+        }
+        self.cache.retain(|k, _| used.contains(k));
+        for (id, (p, text)) in &good {
+            let entry = PolicyEntry {
+                id: id.clone(),
+                app: p.name().to_string(),
+                cloud: p.cloud().to_string(),
+                file: p.file.clone(),
+                policy: Some(p.clone()),
+                state: PolicyState::Ok,
+                problems: vec![],
+            };
+            if write {
+                record(store, known.get(id), &entry, text, &p.content_hash, &mut ch)?;
+            }
+            book.entries.push(entry);
+        }
+        for (id, k) in known.iter().filter(|(id, _)| !good.contains_key(*id)) {
+            let file = PathBuf::from(&k.file);
+            let last = (!k.text.is_empty()).then(|| self.parse(&file, &k.text, &mut used).ok()).flatten();
+            let (state, problems) = match (k.state, invalid.remove(id), &book.dir_error) {
+                (PolicyState::Retired, _, _) => (PolicyState::Retired, vec![]),
+                (_, Some(errs), _) => (PolicyState::Invalid, errs),
+                (_, None, Some(e)) => (PolicyState::Missing, vec![format!("the policies directory {e}")]),
+                (_, None, None) => (PolicyState::Missing, vec![format!("{} is gone", k.file)]),
+            };
+            let entry = PolicyEntry {
+                id: id.clone(),
+                app: k.app.clone(),
+                cloud: k.cloud.clone(),
+                file,
+                policy: last,
+                state,
+                problems,
+            };
+            if write {
+                record(store, Some(k), &entry, &k.text, &k.content_hash, &mut ch)?;
+            }
+            book.entries.push(entry);
+        }
+        book.entries.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
+        Ok((book, ch.events))
+    }
+
+    /// One file: a good policy, a known policy's invalid edit, or a stray error.
+    #[allow(clippy::too_many_arguments)]
+    fn file(
+        &mut self,
+        file: &Path,
+        text: Result<String, String>,
+        known: &BTreeMap<String, KnownPolicy>,
+        good: &mut BTreeMap<String, (Policy, String)>,
+        invalid: &mut BTreeMap<String, Vec<String>>,
+        stray: &mut Vec<PolicyError>,
+        used: &mut Vec<(PathBuf, String)>,
+    ) {
+        // The live (not retired) policy this file held last.
+        let owner = known.values().find(|k| Path::new(&k.file) == file && k.state != PolicyState::Retired);
+        let parsed = match text {
+            Ok(t) => self.parse(file, &t, used).map(|p| (p, t)),
+            Err(e) => Err(vec![policy::file_error(file, e)]),
+        };
+        match parsed {
+            Ok((p, _)) if good.contains_key(&p.id) => {
+                let first = good.get(&p.id).map(|g| g.0.file.clone()).unwrap_or_default();
+                stray.push(policy::duplicate_error(&p, &first));
+            }
+            Ok((p, t)) => match owner.filter(|k| k.policy_id != p.id) {
+                // The file now names another app or cloud: an app does not move.
+                Some(k) => {
+                    let msg = format!(
+                        "{}: app `{}` on `{}` became `{}` on `{}`: an application does not move or rename; retire it (`stackpilot policy retire {}`) or put the new one in its own file",
+                        file.display(),
+                        k.app,
+                        k.cloud,
+                        p.name(),
+                        p.cloud(),
+                        k.app
+                    );
+                    invalid.insert(k.policy_id.clone(), vec![msg]);
+                }
+                None => {
+                    good.insert(p.id.clone(), (p, t));
+                }
+            },
+            Err(errs) => match owner {
+                Some(k) => {
+                    invalid.insert(k.policy_id.clone(), errs.iter().map(|e| e.to_string()).collect());
+                }
+                None => stray.extend(errs),
+            },
+        }
+    }
+}
+
+/// Write a policy's state to the store when it changed, with an event.
+fn record(
+    store: &Store,
+    before: Option<&KnownPolicy>,
+    e: &PolicyEntry,
+    text: &str,
+    hash: &str,
+    ch: &mut Changes<'_>,
+) -> Result<(), StoreError> {
+    let detail = e.problems.first().cloned();
+    let same = before.is_some_and(|k| {
+        k.state == e.state && k.text == text && k.file == e.file.display().to_string() && k.detail == detail
+    });
+    if same {
+        return Ok(());
+    }
+    let prev = before.map(|k| k.state);
+    match (prev, e.state) {
+        (_, PolicyState::Invalid) => ch.add(
+            e,
+            "policy-invalid",
+            format!("the policy no longer validates; revision in force kept: {}", detail.clone().unwrap_or_default()),
+            Severity::Warning,
+        ),
+        (_, PolicyState::Missing) => ch.add(
+            e,
+            "policy-missing",
+            format!("the app is on hold (nothing created or deleted): {}", detail.clone().unwrap_or_default()),
+            Severity::Warning,
+        ),
+        (None, PolicyState::Ok) => ch.add(e, "policy", "new policy".into(), Severity::Info),
+        (Some(PolicyState::Ok), PolicyState::Ok) => ch.add(e, "policy", "policy changed".into(), Severity::Info),
+        (Some(s), PolicyState::Ok) => {
+            ch.add(e, "policy", format!("policy valid again (was {})", s.as_str()), Severity::Info)
+        }
+        (_, PolicyState::Retired) => {}
+    }
+    if e.state == PolicyState::Ok {
+        if let Some(p) = &e.policy {
+            store.record_policy(&p.id, p.name(), &p.file.display().to_string(), hash, &ch.now)?;
+        }
+    }
+    store.put_known_policy(&KnownPolicy {
+        policy_id: e.id.clone(),
+        app: e.app.clone(),
+        cloud: e.cloud.clone(),
+        file: e.file.display().to_string(),
+        text: text.to_string(),
+        content_hash: hash.to_string(),
+        state: e.state,
+        detail,
+        updated_at: ch.now,
+    })
+}
+
+/// Retire an application (an operator's explicit request): its members are
+/// removed by the engine that holds its cloud. Refused while a policy file still
+/// defines it. `cloud` picks among apps of the same name; an app the store does
+/// not know can be retired only with its cloud (its servers carry the policy id
+/// derived from both).
+pub fn retire(
+    store: &Store,
+    dir: &Path,
+    app: &str,
+    cloud: Option<&str>,
+    actor: &str,
+    now: Timestamp,
+) -> Result<KnownPolicy, String> {
+    let known = store.known_policies().map_err(|e| e.to_string())?;
+    let mut matches: Vec<&KnownPolicy> =
+        known.iter().filter(|k| k.app == app && cloud.is_none_or(|c| c == k.cloud)).collect();
+    if matches.len() > 1 {
+        let clouds: Vec<&str> = matches.iter().map(|k| k.cloud.as_str()).collect();
+        return Err(format!("`{app}` runs on several clouds ({}): name one with --cloud", clouds.join(", ")));
+    }
+    let target = match (matches.pop(), cloud) {
+        (Some(k), _) => k.clone(),
+        (None, Some(c)) => KnownPolicy {
+            policy_id: policy::policy_id(c, app),
+            app: app.to_string(),
+            cloud: c.to_string(),
+            file: String::new(),
+            text: String::new(),
+            content_hash: String::new(),
+            state: PolicyState::Missing,
+            detail: None,
+            updated_at: now,
+        },
+        (None, None) => {
+            return Err(format!(
+                "no application `{app}` is known; to remove servers of an app the engine no longer knows, name its cloud: --cloud CLOUD"
+            ))
+        }
+    };
+    if target.state == PolicyState::Retired {
+        return Err(format!("`{app}` on `{}` is already retired; the engine is removing its members", target.cloud));
+    }
+    let (defined, _) = policy::load_dir(dir);
+    if let Some(p) = defined.iter().find(|p| p.id == target.policy_id) {
+        return Err(format!(
+            "`{app}` is still defined in {}: remove (or rename) that file first — the engine then holds the app — and retire it again",
+            p.file.display()
+        ));
+    }
+    let retired = KnownPolicy {
+        state: PolicyState::Retired,
+        detail: Some(format!("retired by {actor}")),
+        updated_at: now,
+        ..target
+    };
+    store.put_known_policy(&retired).map_err(|e| e.to_string())?;
+    let e = Event::new(now, actor, &retired.cloud, "retire", "operator retired the app: its members will be removed")
+        .app(app)
+        .severity(Severity::Warning);
+    store.add_event(&e).map_err(|e| e.to_string())?;
+    Ok(retired)
+}
