@@ -67,10 +67,13 @@ fn banners(f: &mut Frame, app: &App, area: Rect) {
             } else {
                 "its data no longer refreshes; restart stackpilot"
             };
-            Line::from(Span::styled(
-                format!(" ✖ {b} — {what}"),
-                t.bad().add_modifier(Modifier::BOLD | Modifier::REVERSED),
-            ))
+            // What it means first (the details may not fit the width).
+            let b = b.replace('\n', " ");
+            let text = match b.split_once(": ") {
+                Some((head, details)) => format!(" ✖ {head} — {what}: {details}"),
+                None => format!(" ✖ {b} — {what}"),
+            };
+            Line::from(Span::styled(text, t.bad().add_modifier(Modifier::BOLD | Modifier::REVERSED)))
         })
         .collect();
     f.render_widget(Paragraph::new(lines), area);
