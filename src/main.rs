@@ -1,12 +1,32 @@
 use clap::Parser;
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
-fn main() {
-    // A panicking task is reported with its message by whoever supervises it.
-    let previous = std::panic::take_hook();
+/// Errors and panics go through color-eyre: coloured only for a person at a
+/// terminal, without source locations (a user's mistake is not a bug). The panic
+/// hook also notes the message for whoever supervises the panicking task; the
+/// console wraps it to restore the terminal first.
+fn install_hooks() {
+    use color_eyre::config::{HookBuilder, Theme};
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = HookBuilder::default()
+        .display_env_section(false)
+        .theme(if colour { Theme::dark() } else { Theme::new() })
+        .panic_section(
+            "stackpilot crashed: this is a bug. The report above and the log in the state directory help fix it.",
+        );
+    let (panic_hook, eyre_hook) = builder.into_hooks();
+    if eyre_hook.install().is_err() {
+        eprintln!("warning: error reporting was already set up");
+    }
     std::panic::set_hook(Box::new(move |info| {
         stackpilot::inventory::liveness::note_panic(info.to_string());
-        previous(info);
+        eprintln!("{}", panic_hook.panic_report(info));
     }));
+}
+
+fn main() -> ExitCode {
+    install_hooks();
     let cli = stackpilot::cli::Cli::parse();
     let to_stderr =
         matches!(cli.command, Some(stackpilot::cli::Command::Sim(_)) | Some(stackpilot::cli::Command::Engine(_)));
@@ -15,11 +35,18 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            std::process::exit(1);
+            return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = rt.block_on(stackpilot::cli::run(cli)) {
-        eprintln!("error: {}", e.0);
-        std::process::exit(1);
+    match rt.block_on(stackpilot::cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `stackpilot servers | head`: the reader has what it wanted.
+        Err(e) if stackpilot::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // One line: what, where and what to do (a user's mistake, not a bug: no
+        // backtrace), each cause after a colon.
+        Err(e) => {
+            eprintln!("error: {}", stackpilot::domain::text::sanitize(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
     }
 }

@@ -359,6 +359,31 @@ proptest! {
 }
 
 #[test]
+fn names_with_escape_sequences_never_reach_the_terminal() {
+    let mut a = app();
+    let mut snap = (*a.snapshot).clone();
+    let mut c = snap.clouds[0].clone();
+    let mut servers = (*c.servers).clone();
+    let mut s = (*servers[0]).clone();
+    s.name = Some("web\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}31m".into());
+    servers[0] = Arc::new(s);
+    c.servers = Arc::new(servers);
+    snap.clouds[0] = c;
+    update(&mut a, Msg::Snapshot(Arc::new(snap)));
+    for view in [":overview", ":servers"] {
+        typed(&mut a, view);
+        keys(&mut a, &[ENTER]);
+        let mut t = Terminal::new(TestBackend::new(160, 40)).unwrap();
+        t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
+        for cell in t.backend().buffer().content.iter() {
+            assert!(stackpilot::domain::text::is_safe(cell.symbol()), "{view}: {:?}", cell.symbol());
+        }
+    }
+    let s = render(&a, 160, 40);
+    assert!(s.contains("web␛]0;pwned␇"), "shown, harmless: {s}");
+}
+
+#[test]
 fn policy_problems_show_in_apps_plan_and_policies() {
     let a = at("apps", 200, 60);
     let s = render(&a, 200, 60);

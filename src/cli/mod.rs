@@ -160,17 +160,32 @@ fn parse_kv(s: &str) -> Result<(String, f64), String> {
     Ok((k.to_string(), v))
 }
 
-/// An error for the user: printed on one line, exit code 1 (2 for usage).
-#[derive(Debug)]
+/// An error for the user, said in one sentence with what to do (exit code 1;
+/// clap's usage errors exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct CliError(pub String);
 
-impl<E: std::fmt::Display> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.to_string())
-    }
+/// Commands report through `eyre` (reported by color-eyre in `main`).
+pub type CliResult<T> = color_eyre::Result<T>;
+
+/// An error for the user with this message.
+pub fn cli_err(message: impl Into<String>) -> color_eyre::Report {
+    CliError(message.into()).into()
 }
 
-pub type CliResult<T> = Result<T, CliError>;
+/// Print to stdout; a closed pipe (`| head`) ends the command quietly (see `main`).
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// Whether an error (anywhere in its chain) is a closed output pipe.
+pub fn is_broken_pipe(e: &color_eyre::Report) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
 
 /// Logs go to a file in the state directory, never to a terminal the console owns.
 pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
@@ -209,8 +224,10 @@ pub fn selected_cloud(cli: &Cli) -> CliResult<CloudConfig> {
     Ok(cf.resolve_selected(cli.cloud.as_deref(), cli.region.as_deref())?)
 }
 
+/// The client of the selected cloud, with the request timeout of config.toml.
 pub fn client(cli: &Cli) -> CliResult<Client> {
-    Ok(Client::new(selected_cloud(cli)?)?)
+    let timeout = load_settings(cli)?.refresh.timeout.0;
+    Ok(Client::with_timeout(selected_cloud(cli)?, timeout)?)
 }
 
 pub async fn run(cli: Cli) -> CliResult<()> {
@@ -240,8 +257,8 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Some(Command::Engine(a)) => engine(&cli, a).await,
         Some(Command::Policy(a)) => match &a.command {
             PolicyCommand::Schema => {
-                println!("{}", serde_json::to_string_pretty(&crate::policy::schema::schema()).unwrap_or_default());
-                Ok(())
+                let schema = serde_json::to_string_pretty(&crate::policy::schema::schema())?;
+                Ok(emit(&format!("{schema}\n"))?)
             }
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
             PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
@@ -272,7 +289,7 @@ fn clouds(f: Format) -> CliResult<()> {
             ]),
         }
     }
-    t.print(f);
+    t.print(f)?;
     if cf.names().is_empty() {
         eprintln!("no clouds configured: create clouds.yaml, set OS_* variables, or try `stackpilot --demo`");
     }
@@ -315,7 +332,7 @@ pub async fn server_table(c: &Client) -> CliResult<Table> {
 }
 
 async fn servers(c: &Client, f: Format) -> CliResult<()> {
-    server_table(c).await?.print(f);
+    server_table(c).await?.print(f)?;
     Ok(())
 }
 
@@ -332,7 +349,7 @@ async fn flavors(c: &Client, f: Format) -> CliResult<()> {
             if fl.is_public { "True" } else { "False" }.into(),
         ]);
     }
-    t.print(f);
+    t.print(f)?;
     Ok(())
 }
 
@@ -341,7 +358,7 @@ async fn images(c: &Client, f: Format) -> CliResult<()> {
     for i in c.image().list_images().await? {
         t.push(vec![i.id, i.name.unwrap_or_default(), i.status]);
     }
-    t.print(f);
+    t.print(f)?;
     Ok(())
 }
 
@@ -356,7 +373,7 @@ async fn volumes(c: &Client, f: Format) -> CliResult<()> {
             .join("; ");
         t.push(vec![v.id.clone(), v.name.clone().unwrap_or_default(), v.status.clone(), v.size_gb.to_string(), att]);
     }
-    t.print(f);
+    t.print(f)?;
     Ok(())
 }
 
@@ -373,7 +390,7 @@ async fn backups(c: &Client, f: Format) -> CliResult<()> {
             b.volume_id.clone(),
         ]);
     }
-    t.print(f);
+    t.print(f)?;
     Ok(())
 }
 
@@ -387,7 +404,7 @@ fn sim_config(a: &SimArgs) -> CliResult<crate::sim::SimConfig> {
     let mut faults: std::collections::BTreeMap<String, ServiceFaults> = Default::default();
     for (svc, rate) in &a.error_rate {
         if !(0.0..=1.0).contains(rate) {
-            return Err(CliError(format!("--error-rate {svc}={rate}: the rate is a fraction between 0 and 1")));
+            return Err(cli_err(format!("--error-rate {svc}={rate}: the rate is a fraction between 0 and 1")));
         }
         faults.entry(svc.clone()).or_default().error_rate = *rate;
     }
@@ -408,11 +425,14 @@ fn sim_config(a: &SimArgs) -> CliResult<crate::sim::SimConfig> {
 
 async fn sim(a: &SimArgs) -> CliResult<()> {
     let cfg = sim_config(a)?;
-    let h = crate::sim::start(cfg).await.map_err(CliError)?;
-    println!("# stackpilot simulator on {} (speed {}x). Add this to clouds.yaml:", h.base_url, a.speed);
-    print!("{}", crate::sim::clouds_yaml(&h.base_url, "sim", "admin", "secret", "admin"));
-    println!("# then: OS_CLOUD=sim openstack server list   |   stackpilot --cloud sim servers");
-    println!("# control API: {}/_sim/state   (Ctrl-C stops)", h.base_url);
+    let h = crate::sim::start(cfg).await.map_err(cli_err)?;
+    emit(&format!(
+        "# stackpilot simulator on {} (speed {}x). Add this to clouds.yaml:\n{}# then: OS_CLOUD=sim openstack server list   |   stackpilot --cloud sim servers\n# control API: {}/_sim/state   (Ctrl-C stops)\n",
+        h.base_url,
+        a.speed,
+        crate::sim::clouds_yaml(&h.base_url, "sim", "admin", "secret", "admin"),
+        h.base_url
+    ))?;
     wait_for_signal().await;
     h.shutdown().await;
     Ok(())
@@ -538,7 +558,7 @@ async fn console_with(
         engine,
         store: Some(store),
     };
-    crate::tui::run(console, inventory).await.map_err(CliError)
+    crate::tui::run(console, inventory).await.map_err(cli_err)
 }
 
 async fn demo(cli: &Cli) -> CliResult<()> {
@@ -565,7 +585,7 @@ async fn demo(cli: &Cli) -> CliResult<()> {
         state: Some(state.join("world.json")),
         ..Default::default()
     };
-    let h = crate::sim::start(cfg).await.map_err(CliError)?;
+    let h = crate::sim::start(cfg).await.map_err(cli_err)?;
     let client = Client::with_timeout(demo_cloud(&h.base_url), settings.refresh.timeout.0)?;
     let greeting = format!(
         "demo: simulated OpenStack at {} ({}x speed), state in {}; ? lists the keys, q quits",
@@ -590,11 +610,11 @@ fn policy_retire(cli: &Cli, app: &str, cloud: Option<&str>) -> CliResult<()> {
     let dir = policies_dir(None, &settings);
     let store = open_store()?;
     let actor = crate::domain::event::operator_actor();
-    let k = crate::engine::policies::retire(&store, &dir, app, cloud, &actor, chrono::Utc::now()).map_err(CliError)?;
-    println!(
-        "{} on {} is retired: the engine that holds {} removes its members (drained first); the console's Events view shows each step",
+    let k = crate::engine::policies::retire(&store, &dir, app, cloud, &actor, chrono::Utc::now()).map_err(cli_err)?;
+    emit(&format!(
+        "{} on {} is retired: the engine that holds {} removes its members (drained first); the console's Events view shows each step\n",
         k.app, k.cloud, k.cloud
-    );
+    ))?;
     Ok(())
 }
 
@@ -602,7 +622,7 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
     let settings = load_settings(cli)?;
     let path = path.unwrap_or_else(|| policies_dir(None, &settings));
     if !path.exists() {
-        return Err(CliError(format!("{}: no such file or directory", path.display())));
+        return Err(cli_err(format!("{}: no such file or directory", path.display())));
     }
     let (policies, mut errors) = crate::policy::load_dir(&path);
     let mut resolved = 0;
@@ -610,7 +630,11 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
         let cf = CloudsFile::discover(&ProcessEnv).ok();
         for p in &policies {
             let Some(cloud) = cf.as_ref().and_then(|cf| cf.resolve(p.cloud()).ok()) else {
-                println!("{}: cloud `{}` is not configured here; checked offline", p.file.display(), p.cloud());
+                emit(&format!(
+                    "{}: cloud `{}` is not configured here; checked offline\n",
+                    p.file.display(),
+                    p.cloud()
+                ))?;
                 continue;
             };
             let client = Client::new(cloud)?;
@@ -628,14 +652,14 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
             match crate::policy::resolve(p, &cat, text.as_deref()) {
                 Ok(spec) => {
                     resolved += 1;
-                    println!(
-                        "{}: ok (image {} {}, flavor {}, spec {})",
+                    emit(&format!(
+                        "{}: ok (image {} {}, flavor {}, spec {})\n",
                         p.file.display(),
                         spec.image_name,
                         spec.image_id,
                         spec.flavor_name,
                         &spec.hash()[..12]
-                    );
+                    ))?;
                 }
                 Err(e) => errors.extend(e),
             }
@@ -645,16 +669,16 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
         eprintln!("{e}");
     }
     if errors.is_empty() {
-        println!(
-            "{} polic{} ok{}",
+        emit(&format!(
+            "{} polic{} ok{}\n",
             policies.len(),
             if policies.len() == 1 { "y" } else { "ies" },
             if offline { " (offline)" } else { "" }
-        );
+        ))?;
         let _ = resolved;
         Ok(())
     } else {
-        Err(CliError(format!(
+        Err(cli_err(format!(
             "{} problem{} in {}",
             errors.len(),
             if errors.len() == 1 { "" } else { "s" },
@@ -704,11 +728,11 @@ async fn serve_metrics(
                 return Ok((addr, h));
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last = Some(p),
-            Err(e) => return Err(CliError(format!("cannot serve /metrics on 127.0.0.1:{p}: {e}"))),
+            Err(e) => return Err(cli_err(format!("cannot serve /metrics on 127.0.0.1:{p}: {e}"))),
         }
     }
     let p = last.unwrap_or(port);
-    Err(CliError(format!(
+    Err(cli_err(format!(
         "127.0.0.1:{p} is in use by {}: choose another port with --metrics-port (0 picks a free one)",
         port_holder(state_dir, p)
     )))
@@ -760,7 +784,7 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
     let mut settings = load_settings(cli)?;
     if let Some(m) = &a.mode {
         settings.engine.mode = crate::config::settings::EngineMode::parse(m)
-            .ok_or_else(|| CliError(format!("--mode {m}: use off, dry-run or auto")))?;
+            .ok_or_else(|| cli_err(format!("--mode {m}: use off, dry-run or auto")))?;
     }
     if let Some(t) = a.tick {
         settings.engine.tick = t;
@@ -770,7 +794,7 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
     let store = open_store()?;
     let names = engine_clouds(cli, &dir, &store)?;
     if names.is_empty() {
-        return Err(CliError(format!(
+        return Err(cli_err(format!(
             "no cloud to serve: no policy in {} names one and none is known from earlier runs; write a policy (see `stackpilot policy schema`) or give --cloud",
             dir.display()
         )));
@@ -806,7 +830,7 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
             (name, st) = live.first_death() => {
                 let what = crate::inventory::liveness::describe(&name, &st);
                 tracing::error!("{what}: the engine stops so that its supervisor restarts it");
-                break Err(CliError(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
+                break Err(cli_err(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
             }
             changed = status.changed() => {
                 if changed.is_err() {
@@ -814,7 +838,7 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
                     let death = tokio::time::timeout(std::time::Duration::from_secs(2), live.first_death()).await;
                     let what = death.map(|(n, s)| crate::inventory::liveness::describe(&n, &s)).unwrap_or_else(|_| "the engine stopped".into());
                     tracing::error!("{what}: the engine stops so that its supervisor restarts it");
-                    break Err(CliError(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
+                    break Err(cli_err(format!("{what}; the engine stopped (exit status 1) so that a supervisor restarts it")));
                 }
                 let s = status.borrow().clone();
                 changes.log(&s);

@@ -19,8 +19,10 @@ impl Table {
     pub fn new(columns: &[&'static str]) -> Self {
         Table { columns: columns.to_vec(), rows: Vec::new() }
     }
+    /// A row; cells are made safe for a terminal (names and messages come from
+    /// the cloud, where anyone may put escape sequences in them).
     pub fn push(&mut self, row: Vec<String>) {
-        self.rows.push(row);
+        self.rows.push(row.into_iter().map(|c| crate::domain::text::sanitize(&c).into_owned()).collect());
     }
 
     /// The `openstack` CLI's box table.
@@ -86,10 +88,14 @@ impl Table {
         )
     }
 
-    pub fn print(&self, f: Format) {
+    /// Write the table to stdout (an error when stdout is closed, e.g. `| head`).
+    pub fn print(&self, f: Format) -> std::io::Result<()> {
         match f {
-            Format::Table => print!("{}", self.render()),
-            Format::Json => println!("{}", serde_json::to_string_pretty(&self.to_json()).unwrap_or_default()),
+            Format::Table => super::emit(&self.render()),
+            Format::Json => {
+                let text = serde_json::to_string_pretty(&self.to_json()).map_err(std::io::Error::other)?;
+                super::emit(&format!("{text}\n"))
+            }
         }
     }
 }
@@ -108,5 +114,9 @@ mod tests {
         );
         assert_eq!(t.to_json()[0]["Name"], "m1.tiny");
         assert_eq!(Table::new(&["A"]).render(), "+---+\n| A |\n+---+\n");
+        let mut t = Table::new(&["Name"]);
+        t.push(vec!["web\u{1b}]0;pwned\u{7}\u{1b}[2J".into()]);
+        assert!(!t.render().contains('\u{1b}'), "{}", t.render());
+        assert!(t.render().contains("web␛]0;pwned␇␛[2J"));
     }
 }

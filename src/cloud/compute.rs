@@ -230,6 +230,20 @@ impl<T> Listing<T> {
     }
 }
 
+/// The most pages a listing follows: a cloud whose `next` never ends is an
+/// error, not an endless loop.
+pub const MAX_PAGES: usize = 10_000;
+
+/// The error of a listing that would not end.
+pub(crate) fn endless(session: &Session, service: &str, collection: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::InvalidResponse,
+        session.cloud_name(),
+        service,
+        format!("the {collection} listing went on for more than {MAX_PAGES} pages: stopped"),
+    )
+}
+
 /// The id of an item that did not decode as a whole, if it has a readable one.
 fn raw_id(raw: &str) -> Option<String> {
     #[derive(serde::Deserialize)]
@@ -283,7 +297,7 @@ where
     let mut bad: Vec<Undecodable> = Vec::new();
     let mut marker: Option<String> = None;
     let links_key = format!("{collection}_links");
-    loop {
+    for _ in 0..MAX_PAGES {
         let mut req = Req::get(path);
         req.query = base_query.to_vec();
         if let Some(n) = page_size {
@@ -325,18 +339,18 @@ where
         if let Some(max) = max_items {
             if out.len() >= max {
                 out.truncate(max);
-                break;
+                return Ok(Listing { items: out, undecodable: bad });
             }
         }
         if n == 0 || next_link(&links).is_none() {
-            break;
+            return Ok(Listing { items: out, undecodable: bad });
         }
         match last_id {
             Some(id) if Some(&id) != marker.as_ref() => marker = Some(id),
-            _ => break,
+            _ => return Ok(Listing { items: out, undecodable: bad }),
         }
     }
-    Ok(Listing { items: out, undecodable: bad })
+    Err(endless(session, service, collection))
 }
 
 impl Compute<'_> {

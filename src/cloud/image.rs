@@ -15,26 +15,32 @@ impl ImageService<'_> {
         // The prefix before the version segment (`https://h/image/v2` → `https://h/image`).
         let mut prefix = ep.clone();
         let path = ep.path().trim_end_matches('/');
-        let cut = path.rfind('/').map(|i| &path[..i]).unwrap_or("");
+        let cut = path.rsplit_once('/').map(|(head, _)| head).unwrap_or("");
         prefix.set_path(cut);
         prefix.set_query(None);
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
-        loop {
+        for _ in 0..super::compute::MAX_PAGES {
             let req = match &next {
                 None => Req::get("/images"),
-                Some(n) => Req::get(format!("{}{}", prefix.as_str().trim_end_matches('/'), n)),
+                Some(n) => {
+                    // Resolved against the endpoint and kept on its host: never
+                    // string-pasted, so `@host/...` cannot send the token elsewhere.
+                    let url = super::session::resolve_link(&ep, &prefix, n)
+                        .map_err(|e| ApiError::new(ErrorKind::InvalidResponse, self.0.cloud_name(), "image", e))?;
+                    Req::get(url.to_string())
+                }
             };
             let (page, _): (ImagesPage, _) = self.0.json("image", req).await?;
             let n = page.images.len();
             out.extend(page.images.into_iter().filter(|i| !i.id.is_empty()).map(WImage::into_domain));
             match page.next {
                 Some(nx) if n > 0 && seen.insert(nx.clone()) => next = Some(nx),
-                _ => break,
+                _ => return Ok(out),
             }
         }
-        Ok(out)
+        Err(super::compute::endless(self.0, "image", "images"))
     }
 
     pub async fn get_image(&self, id: &str) -> Result<Image> {

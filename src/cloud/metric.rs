@@ -58,7 +58,10 @@ impl MetricService<'_> {
             // Re-issue with the marker rather than following the href host.
             let next = link_next(resp.header("link"));
             match (next, out.last()) {
-                (Some(_), Some(last)) if n > 0 && pages < 10_000 => {
+                (Some(_), _) if pages >= super::compute::MAX_PAGES => {
+                    return Err(super::compute::endless(self.0, "metric", "resources"));
+                }
+                (Some(_), Some(last)) if n > 0 => {
                     req.query.retain(|(k, _)| k != "marker");
                     req.query.push(("marker".into(), last.id.clone()));
                 }

@@ -131,7 +131,13 @@ pub struct Session {
     cloud: CloudConfig,
     http: reqwest::Client,
     token: RwLock<Option<Arc<Token>>>,
-    auth_lock: tokio::sync::Mutex<()>,
+    /// Serializes authentication; holds the outcome of the last attempt (its
+    /// number, and its error when it failed) so callers that waited for it share
+    /// it instead of trying again (a hung Keystone costs one timeout, not several).
+    auth_lock: tokio::sync::Mutex<(u64, Option<ApiError>)>,
+    /// Authentication attempts started, and finished.
+    auth_attempts: AtomicU64,
+    auth_finished: AtomicU64,
     generation: AtomicU64,
     microversions: Mutex<HashMap<String, Option<(u32, u32)>>>,
     timeout: Duration,
@@ -178,15 +184,76 @@ fn request_id(h: &HeaderMap) -> Option<String> {
         .find_map(|n| h.get(*n).and_then(|v| v.to_str().ok()).map(String::from))
 }
 
-fn retry_after(h: &HeaderMap) -> Option<Duration> {
+/// The longest `Retry-After` taken as given: a day (anything longer, infinite or
+/// not a number is read as that day, never as a panic or as "now").
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(86_400);
+
+/// `Retry-After` as seconds (any float a server may send) or an HTTP date.
+pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
     let v = h.get("retry-after")?.to_str().ok()?.trim().to_string();
     if let Ok(secs) = v.parse::<f64>() {
-        return Some(Duration::from_secs_f64(secs.max(0.0)));
+        if secs.is_nan() {
+            return None;
+        }
+        return Some(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(RETRY_AFTER_CAP).min(RETRY_AFTER_CAP));
     }
     // An HTTP date from a proxy.
     chrono::DateTime::parse_from_rfc2822(&v)
         .ok()
-        .map(|t| (t.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default())
+        .map(|t| (t.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default().min(RETRY_AFTER_CAP))
+}
+
+/// The largest response body read (a 1,000-server page is a few MiB); a body
+/// larger than this (or endless) is an error, never an out-of-memory abort.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// Read a response body, at most `MAX_BODY` bytes.
+pub async fn read_body(mut resp: reqwest::Response) -> std::result::Result<bytes::Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if buf.len() + chunk.len() > MAX_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// Resolve a link a service sent (a `next` page, absolute or relative to
+/// `prefix`) and keep it on the endpoint's scheme, host and port, without user
+/// info: the token goes nowhere else.
+pub fn resolve_link(endpoint: &Url, prefix: &Url, link: &str) -> std::result::Result<Url, String> {
+    let link = link.trim();
+    let url = if link.starts_with("http://") || link.starts_with("https://") {
+        Url::parse(link).map_err(|e| format!("bad link `{link}`: {e}"))?
+    } else {
+        let base = prefix.as_str().trim_end_matches('/');
+        let joined = if link.starts_with('/') { format!("{base}{link}") } else { format!("{base}/{link}") };
+        Url::parse(&joined).map_err(|e| format!("bad link `{link}`: {e}"))?
+    };
+    let same = url.scheme() == endpoint.scheme()
+        && url.host_str() == endpoint.host_str()
+        && url.port_or_known_default() == endpoint.port_or_known_default()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !same {
+        return Err(format!(
+            "the link `{link}` leaves the endpoint {}://{}: not followed (the token is sent to the endpoint only)",
+            endpoint.scheme(),
+            endpoint.host_str().unwrap_or_default()
+        ));
+    }
+    Ok(url)
 }
 
 fn domain_json(d: &DomainRef) -> Value {
@@ -285,7 +352,9 @@ impl Session {
             cloud,
             http,
             token: RwLock::new(None),
-            auth_lock: tokio::sync::Mutex::new(()),
+            auth_lock: tokio::sync::Mutex::new((0, None)),
+            auth_attempts: AtomicU64::new(0),
+            auth_finished: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             microversions: Mutex::new(HashMap::new()),
             timeout,
@@ -333,17 +402,38 @@ impl Session {
     /// Authenticate unless another caller already replaced the token of generation
     /// `seen`: concurrent callers that all saw a 401 share one re-authentication.
     pub async fn reauthenticate(&self, seen: Option<u64>) -> Result<Arc<Token>> {
-        let _guard = self.auth_lock.lock().await;
+        // An attempt under way when this caller arrived answers for it too.
+        let finished = self.auth_finished.load(Ordering::SeqCst);
+        let started = self.auth_attempts.load(Ordering::SeqCst);
+        let awaited = (started > finished).then_some(started);
+        let mut last = self.auth_lock.lock().await;
         if let Some(t) = self.current_token() {
             if Some(t.generation) != seen && Self::token_fresh(&t) {
                 return Ok(t);
             }
         }
-        let t = Arc::new(self.authenticate().await?);
-        if let Ok(mut w) = self.token.write() {
-            *w = Some(t.clone());
+        if let ((n, Some(e)), Some(a)) = (&*last, awaited) {
+            if *n >= a {
+                return Err(e.clone());
+            }
         }
-        Ok(t)
+        let n = self.auth_attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        let outcome = self.authenticate().await;
+        self.auth_finished.store(n, Ordering::SeqCst);
+        match outcome {
+            Ok(t) => {
+                *last = (n, None);
+                let t = Arc::new(t);
+                if let Ok(mut w) = self.token.write() {
+                    *w = Some(t.clone());
+                }
+                Ok(t)
+            }
+            Err(e) => {
+                *last = (n, Some(e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Forget the token (the next request authenticates).
@@ -380,7 +470,8 @@ impl Session {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let rid = request_id(&headers);
-        let text = resp.text().await.unwrap_or_default();
+        let body = read_body(resp).await.map_err(|e| self.body_error("identity", "POST", "/v3/auth/tokens", e))?;
+        let text = String::from_utf8_lossy(&body).into_owned();
         if status != 201 && status != 200 {
             let msg = error_message(&text).unwrap_or_else(|| format!("HTTP {status}"));
             // Keystone answers a dead token given to the token method with 404.
@@ -546,7 +637,8 @@ impl Session {
             if !resp.status().is_success() && status != 300 {
                 continue;
             }
-            let Ok(v) = resp.json::<Value>().await else { continue };
+            let Ok(body) = read_body(resp).await else { continue };
+            let Ok(v) = serde_json::from_slice::<Value>(&body) else { continue };
             let mut docs = Vec::new();
             if let Some(d) = v.get("version") {
                 docs.push(d.clone());
@@ -574,6 +666,23 @@ impl Session {
         Ok(None)
     }
 
+    fn body_error(&self, service: &str, method: &str, path: &str, e: BodyError) -> ApiError {
+        match e {
+            BodyError::Transport(e) => self.transport_error(service, method, path, e),
+            BodyError::TooLarge => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let mut err = self.err(
+                    ErrorKind::InvalidResponse,
+                    service,
+                    format!("the answer is larger than {} MiB: not read", MAX_BODY / (1024 * 1024)),
+                );
+                err.method = method.to_string();
+                err.path = path.to_string();
+                err
+            }
+        }
+    }
+
     fn transport_error(&self, service: &str, method: &str, path: &str, e: reqwest::Error) -> ApiError {
         self.stats.errors.fetch_add(1, Ordering::Relaxed);
         let message = super::error::describe_reqwest(&e);
@@ -594,11 +703,11 @@ impl Session {
         let mut rate_retries = 0;
         loop {
             let token = self.token().await?;
+            let base = self.endpoint_in(&token, &service)?;
             let url = if req.path.starts_with("http://") || req.path.starts_with("https://") {
-                Url::parse(&req.path)
-                    .map_err(|e| self.err(ErrorKind::InvalidResponse, &service, format!("bad URL {}: {e}", req.path)))?
+                // An absolute URL must stay on the service's endpoint.
+                resolve_link(&base, &base, &req.path).map_err(|e| self.err(ErrorKind::InvalidResponse, &service, e))?
             } else {
-                let base = self.endpoint_in(&token, &service)?;
                 join_path(&base, &req.path)
             };
             let path_for_errors = url.path().to_string();
@@ -641,10 +750,9 @@ impl Session {
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let rid = request_id(&headers);
-            let body = resp
-                .bytes()
+            let body = read_body(resp)
                 .await
-                .map_err(|e| self.transport_error(&service, req.method.as_str(), &path_for_errors, e))?;
+                .map_err(|e| self.body_error(&service, req.method.as_str(), &path_for_errors, e))?;
             if (200..300).contains(&status) || status == 300 {
                 return Ok(Response { status, headers, body, request_id: rid });
             }
@@ -750,6 +858,43 @@ pub fn select_endpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_stay_on_the_endpoint() {
+        let ep = Url::parse("http://h:8080/v2").unwrap();
+        let prefix = Url::parse("http://h:8080").unwrap();
+        let ok = resolve_link(&ep, &prefix, "/v2/images?marker=x").unwrap();
+        assert_eq!(ok.as_str(), "http://h:8080/v2/images?marker=x");
+        for bad in
+            ["@evil:80/v2/images", "http://evil/v2/images", "//evil/x", "https://h:8080/v2", "http://u:p@h:8080/x"]
+        {
+            let r = resolve_link(&ep, &prefix, bad);
+            assert!(r.as_ref().is_err() || r.as_ref().is_ok_and(|u| u.host_str() == Some("h")), "{bad}: {r:?}");
+            if let Ok(u) = r {
+                assert!(u.username().is_empty() && u.port_or_known_default() == Some(8080), "{bad}: {u}");
+            }
+        }
+        let with_path = Url::parse("http://h/image").unwrap();
+        let u = resolve_link(&Url::parse("http://h/image/v2").unwrap(), &with_path, "/v2/images?marker=1").unwrap();
+        assert_eq!(u.as_str(), "http://h/image/v2/images?marker=1");
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_capped() {
+        let mut h = HeaderMap::new();
+        for (v, want) in [
+            ("5", Some(Duration::from_secs(5))),
+            ("0.5", Some(Duration::from_millis(500))),
+            ("1e300", Some(RETRY_AFTER_CAP)),
+            ("inf", Some(RETRY_AFTER_CAP)),
+            ("-3", Some(Duration::ZERO)),
+            ("NaN", None),
+            ("soon", None),
+        ] {
+            h.insert("retry-after", HeaderValue::from_static(v));
+            assert_eq!(retry_after(&h), want, "{v}");
+        }
+    }
     use crate::config::clouds::DomainRef;
 
     #[test]

@@ -7,6 +7,7 @@ pub mod event;
 pub mod metrics;
 pub mod names;
 pub mod resources;
+pub mod text;
 pub mod time;
 
 pub use event::{Alert, AlertBook, AlertChange, Event, Severity};

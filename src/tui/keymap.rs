@@ -259,14 +259,9 @@ pub struct Keymap {
 }
 
 /// A binding problem in `config.toml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
 pub struct KeymapError(pub String);
-
-impl fmt::Display for KeymapError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 impl Keymap {
     /// Defaults plus overrides (`action name → key`, `""` unbinds). `lines` gives

@@ -50,6 +50,20 @@ pub fn draw(f: &mut Frame, app: &App) {
         }
         _ => {}
     }
+    defuse(f);
+}
+
+/// Nothing reaches the terminal that it would interpret: server names, console
+/// logs and error messages come from the cloud, where anyone can put escape
+/// sequences in them. Tables show them as visible stand-ins; this last pass over
+/// the frame guarantees it for every other text.
+fn defuse(f: &mut Frame) {
+    for cell in f.buffer_mut().content.iter_mut() {
+        if !crate::domain::text::is_safe(cell.symbol()) {
+            let safe = crate::domain::text::sanitize(cell.symbol()).into_owned();
+            cell.set_symbol(&safe);
+        }
+    }
 }
 
 /// Tasks that died: one red line each, above the view, until the console restarts.
@@ -259,7 +273,9 @@ fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) -> Vec<Span<'
     for (n, (i, w)) in widths.iter().enumerate() {
         let (text, style) = values.get(*i).cloned().unwrap_or_default();
         let w = *w as usize;
-        let cut = truncate(&text, w);
+        // Control characters shown as visible stand-ins (ratatui would drop them
+        // silently: an operator should see that a name carries escapes).
+        let cut = truncate(&crate::domain::text::sanitize(&text), w);
         let pad = w.saturating_sub(unicode_width::UnicodeWidthStr::width(cut.as_str()));
         out.push(Span::styled(format!("{cut}{}", " ".repeat(pad)), style));
         if n + 1 < widths.len() {
