@@ -75,6 +75,7 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
             invalid: None,
             zones: vec!["az1".into(), "az2".into()],
             phases,
+            boot_failed: Default::default(),
             startup_grace: chrono::Duration::minutes(10),
             mode: AppMode::Active,
         });

@@ -307,7 +307,15 @@ async fn an_undecodable_member_is_never_replaced() {
     assert!(active_alert(&s, "undecodable").is_some(), "{:?}", s.alerts);
     // Unreadable members are not absent ones: no replacement is created.
     let stats = rig.sim_stats().await["create_requests"].as_u64().unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Another server changes: incremental listings no longer carry the broken
+    // record, and the hold stays all the same.
+    let other =
+        control(h, "seed", json!({"count": 1, "prefix": "bystander"})).await["ids"][0].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    control(h, &format!("servers/{other}/state"), json!({"status": "SHUTOFF"})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = eng.handle.status.borrow().clone();
+    assert!(s.holds.iter().any(|(_, h)| h.contains("do not decode")), "still held: {:?}", s.holds);
     assert_eq!(rig.sim_stats().await["create_requests"].as_u64().unwrap(), stats, "nothing created meanwhile");
     control(h, &format!("servers/{victim}/corrupt"), json!({"fields": {}})).await;
     wait_status(&eng, "acting again", 15, |s| s.holds.is_empty()).await;
@@ -518,4 +526,73 @@ async fn a_lost_lease_and_a_pause_are_alerted_and_resolve() {
     assert!(active_alert(&s, "engine-paused").is_none(), "{:?}", s.alerts);
     drop(eng);
     rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_never_replaces_members_whose_checks_it_could_not_read() {
+    // Simulated time runs as ours (members are timed against our clock); a quick boot.
+    let rig = Rig::at_speed(SimConfig { boot_secs: Some(2.0), ..SimConfig::default() }, 1.0).await;
+    if rig.side == Side::Real {
+        return not_run("unreadable checks after a restart", "the real services cannot be told to fail console logs");
+    }
+    let h = rig.sim.as_ref().unwrap();
+    rig.policy("web", 2);
+    let path = rig.policies().join("web.toml");
+    let t = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("min_ready_seconds = 0", "min_ready_seconds = 0\nstartup_grace = \"30s\"");
+    std::fs::write(&path, t).unwrap();
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(60)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !rig.members("web").await.iter().all(|s| s.metadata.contains_key("stackpilot:ready")) {
+        assert!(tokio::time::Instant::now() < deadline, "ready members are marked so");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(eng);
+    // Members of an older engine carry no mark; the console log cannot be read.
+    let before = ids(&rig.members("web").await);
+    for s in rig.members("web").await {
+        let mut m = s.metadata.clone();
+        m.remove("stackpilot:ready");
+        let req = stackpilot::cloud::Req::put(format!("/servers/{}/metadata", s.id), json!({"metadata": m}));
+        rig.client.session.request("compute", req).await.unwrap();
+    }
+    control(
+        h,
+        "faults",
+        json!({"service": "compute", "error_rate": 1.0, "methods": ["POST"], "path_suffix": "/action"}),
+    )
+    .await;
+    // Until the members are past their 30 s grace.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let eng = rig.start(rig.engine_cfg());
+    // Past their grace, checks unanswered: not ready, never replaced.
+    members_hold(&rig, "web", &before, 12).await;
+    let s = eng.handle.status.borrow().clone();
+    assert!(s.apps.first().is_some_and(|a| a.ready == 0 && !a.converged), "{:?}", s.apps);
+    assert!(eng.store.recent_events(1000).unwrap().iter().all(|e| e.action != "drain"), "{}", rig.journal(20));
+    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    wait_status(&eng, "ready again", 30, |s| s.apps.first().is_some_and(|a| a.ready == 2 && a.converged)).await;
+    assert_eq!(ids(&rig.members("web").await), before);
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_holds_for_the_headless_engine_and_retire_too() {
+    let rig = Rig::new(SimConfig::default()).await;
+    rig.policy("web", 1);
+    let mut ro = spawn_engine_with(&rig, &rig.state(), "ro.log", &["--read-only", "--metrics-port", "0"], &[], "");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !log_of(&rig, "ro.log").contains("read-only: observing") {
+        assert!(ro.proc.try_wait().unwrap().is_none(), "{}", log_of(&rig, "ro.log"));
+        assert!(tokio::time::Instant::now() < deadline, "{}", log_of(&rig, "ro.log"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(rig.members("web").await.is_empty(), "a read-only engine never acts");
+    let (code, err) = run_cli(&rig, &["--read-only", "policy", "retire", "web", "--cloud", "sim"], "");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("read-only"), "{err}");
+    drop(ro);
 }

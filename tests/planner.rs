@@ -30,6 +30,7 @@ fn app(desired: u32) -> AppInput {
         invalid: None,
         zones: vec![],
         phases: BTreeMap::new(),
+        boot_failed: Default::default(),
         startup_grace: chrono::Duration::minutes(10),
         mode: AppMode::Active,
     }
@@ -44,7 +45,9 @@ fn with_phases(apps: &[AppInput], servers: &[Arc<Server>]) -> Vec<AppInput> {
             for m in servers.iter().filter_map(|s| member_of(s)) {
                 let facts = PhaseFacts {
                     since: m.created,
-                    checks_passed: true,
+                    checks: stackpilot::inventory::probes::Checks::Passed,
+                    watched_since: m.created,
+                    build_timeout: PlanConfig::default().build_timeout,
                     min_ready: chrono::Duration::zero(),
                     startup_grace: a.startup_grace,
                     going: false,
@@ -69,6 +72,7 @@ fn member(n: u32, slot: u32, rev: u32, status: ServerStatus, age_secs: i64) -> A
         ("stackpilot:slot", slot.to_string()),
         ("stackpilot:op", op.clone()),
         ("stackpilot:state", "active".into()),
+        ("stackpilot:ready", "2026-11-25T10:00:00Z".into()),
     ] {
         s.metadata.insert(k.into(), v);
     }
@@ -481,4 +485,27 @@ fn a_server_with_a_delete_under_way_is_not_deleted_again() {
     let p = run(&[app(0)], &[], None, &[del], &EngineState::default());
     assert!(p.actions.iter().any(|a| matches!(a.step, Step::CompleteIntent { .. })));
     assert!(p.apps[0].converged);
+}
+
+#[test]
+fn members_that_failed_to_boot_are_replaced_and_ready_ones_are_marked() {
+    let mut a = app(2);
+    let mut failed = (*member(1, 0, 2, ServerStatus::Active, 900)).clone();
+    failed.metadata.remove("stackpilot:ready");
+    let mut unknown = (*member(2, 1, 2, ServerStatus::Active, 900)).clone();
+    unknown.metadata.remove("stackpilot:ready");
+    a.boot_failed.insert("srv-1".into());
+    a.phases.insert("srv-1".into(), Phase::NotReady);
+    a.phases.insert("srv-2".into(), Phase::NotReady);
+    let p =
+        run(&[a.clone()], &[Arc::new(failed.clone()), Arc::new(unknown.clone())], None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-1"], "only the member seen failing its boot is replaced");
+    assert!(p.actions.iter().any(|x| x.reason.contains("not ready 10m after creation")), "{:?}", p.actions);
+    // A ready member without the mark gets it; one with the mark does not.
+    let mut b = app(1);
+    b.phases.insert("srv-2".into(), Phase::Ready);
+    let p = run(&[b], &[Arc::new(unknown)], None, &[], &EngineState::default());
+    assert!(p.actions.iter().any(|x| matches!(&x.step, Step::MarkReady { server_id, .. } if server_id == "srv-2")));
+    let p = run(&[app(1)], &[member(3, 0, 2, ServerStatus::Active, 900)], None, &[], &EngineState::default());
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
 }

@@ -532,8 +532,7 @@ async fn console_with(
     let store = crate::store::Store::open(&state_dir.join("stackpilot.db"))?;
     // The engine runs inside the console unless it is off; a read-only console
     // never takes the lease: it shows what the acting engine plans and does.
-    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, policies, state_dir);
-    ecfg.metrics_granularity = settings.metrics.granularity;
+    let mut ecfg = crate::engine::EngineConfig::for_settings(settings, policies, state_dir);
     ecfg.may_act = !cli.read_only;
     let engine = (ecfg.mode != EngineMode::Off).then(|| {
         crate::engine::Engine::start(
@@ -606,6 +605,9 @@ pub const DEMO_POLICIES: [(&str, &str); 3] = [
 ];
 
 fn policy_retire(cli: &Cli, app: &str, cloud: Option<&str>) -> CliResult<()> {
+    if cli.read_only {
+        return Err(cli_err(format!("read-only: `{app}` is not retired (retiring removes its servers)")));
+    }
     let settings = load_settings(cli)?;
     let dir = policies_dir(None, &settings);
     let store = open_store()?;
@@ -818,8 +820,9 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
         clients.clone(),
         crate::inventory::InventoryConfig::from_settings(&settings),
     );
-    let mut ecfg = crate::engine::EngineConfig::from_settings(&settings.engine, dir, state_dir);
-    ecfg.metrics_granularity = settings.metrics.granularity;
+    let mut ecfg = crate::engine::EngineConfig::for_settings(&settings, dir, state_dir);
+    // A read-only engine never takes a lease: it shows what the acting one does.
+    ecfg.may_act = !cli.read_only;
     let handle = crate::engine::Engine::start(ecfg, clients, inventory.subscribe(), inventory.link(), store, metrics);
     let mut status = handle.status.clone();
     let live = inventory.liveness().clone();

@@ -317,8 +317,21 @@ where
             err.request_id = resp.request_id.clone();
             err
         })?;
-        let links: Vec<super::wire::Link> =
-            rest.get(&links_key).and_then(|l| serde_json::from_value(l.clone()).ok()).unwrap_or_default();
+        // Links that do not decode would end the listing early, and what it did
+        // not list would look deleted: an error instead.
+        let links: Vec<super::wire::Link> = match rest.get(&links_key).filter(|l| !l.is_null()) {
+            None => vec![],
+            Some(l) => serde_json::from_value(l.clone()).map_err(|e| {
+                let mut err = ApiError::new(
+                    ErrorKind::InvalidResponse,
+                    session.cloud_name(),
+                    service,
+                    format!("cannot decode {links_key}: {e}"),
+                );
+                err.request_id = resp.request_id.clone();
+                err
+            })?,
+        };
         let mut last_id = None;
         let n = items.len();
         for raw in items {

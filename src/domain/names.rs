@@ -25,6 +25,9 @@ pub const STATE: &str = "stackpilot:state";
 pub const TERMINATE_AT: &str = "stackpilot:terminate_at";
 /// `true`: scale-in never picks this member.
 pub const PROTECT: &str = "stackpilot:protect";
+/// When the member first passed its readiness checks (it booted; an engine that
+/// restarts does not judge its boot again).
+pub const READY: &str = "stackpilot:ready";
 
 /// `stackpilot:state` of a serving member.
 pub const STATE_ACTIVE: &str = "active";

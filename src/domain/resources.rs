@@ -164,6 +164,10 @@ pub struct Server {
     /// The object exactly as the API returned it (for the raw view).
     #[serde(skip)]
     pub raw: Option<Arc<str>>,
+    /// The last record could not be decoded (why): this is the last one that
+    /// could, kept so the server never looks gone.
+    #[serde(skip)]
+    pub decode_error: Option<String>,
 }
 
 impl Server {
@@ -219,6 +223,7 @@ impl Server {
             progress: None,
             volumes_attached: vec![],
             raw: None,
+            decode_error: None,
         }
     }
 }

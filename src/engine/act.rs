@@ -64,7 +64,6 @@ pub async fn carry_out(a: &ActCtx<'_>, d: &Decision, state: &mut EngineState, no
         store: a.store.clone(),
         cloud: a.cloud.to_string(),
         engine_id: a.cfg.engine_id.clone(),
-        launches: d.launches.clone(),
         concurrency: a.cfg.concurrency,
         create_timeout: a.cfg.create_timeout,
     });

@@ -6,9 +6,9 @@
 
 use super::autoscale::{autoscale, prom_key, ScaleCtx, ScaleOutcome};
 use super::exec::LaunchInfo;
-use super::members::{member, phase, Member, Phase, PhaseFacts};
+use super::members::{boot_failed, member, phase, Member, Phase, PhaseFacts};
 use super::observe::{Observation, StoreView};
-use super::plan::{orphan_bookkeeping, plan, AppInput, AppMode, EngineState, Observed, Plan, PlanConfig};
+use super::plan::{orphan_bookkeeping, plan, AppInput, AppMode, EngineState, Observed, Plan, PlanConfig, Step};
 use super::policies::PolicyEntry;
 use super::status::PolicyView;
 use crate::domain::{names, Timestamp};
@@ -94,18 +94,22 @@ fn catalog(c: &CloudSnapshot) -> CloudCatalog {
     }
 }
 
+/// What decide reads of each member: its phase, its boot time, the members that
+/// failed to boot.
+#[derive(Default)]
+struct MemberFacts {
+    phases: BTreeMap<String, Phase>,
+    since: BTreeMap<String, Timestamp>,
+    boot_failed: BTreeSet<String>,
+}
+
 /// Every member's phase and boot time.
-fn phases(
-    i: &DecideInput<'_>,
-    members: &[Member],
-    p: Option<&Policy>,
-) -> (BTreeMap<String, Phase>, BTreeMap<String, Timestamp>) {
+fn phases(i: &DecideInput<'_>, members: &[Member], p: Option<&Policy>) -> MemberFacts {
     let c = &i.obs.cloud;
     let spec = p.map(probe_spec).unwrap_or_default();
     let deleting: BTreeSet<&str> =
         i.store.open_intents.iter().filter(|x| x.action == "delete").filter_map(|x| x.server_id.as_deref()).collect();
-    let mut out = BTreeMap::new();
-    let mut since = BTreeMap::new();
+    let mut out = MemberFacts::default();
     for m in members {
         let probe = c.probes.get(&m.server_id).cloned().unwrap_or_default();
         // Since launch when the cloud says (a restarted engine does not re-warm
@@ -118,19 +122,24 @@ fn phases(
             (None, f) => f,
         };
         if let Some(s) = s {
-            since.insert(m.server_id.clone(), s);
+            out.since.insert(m.server_id.clone(), s);
         }
         let facts = PhaseFacts {
             since: s,
-            checks_passed: probe.passed(&spec),
+            checks: probe.checks(&spec),
+            watched_since: probe.first_seen,
             min_ready: chrono::Duration::seconds(p.map_or(0, |p| p.spec.readiness.min_ready_seconds) as i64),
             startup_grace: p.map_or(chrono::Duration::MAX, |p| p.spec.readiness.startup_grace.chrono()),
+            build_timeout: i.plan_cfg.build_timeout,
             going: i.state.terminating.contains_key(&m.server_id) || deleting.contains(m.server_id.as_str()),
             now: i.obs.now,
         };
-        out.insert(m.server_id.clone(), phase(m, &facts));
+        if boot_failed(m, &facts) {
+            out.boot_failed.insert(m.server_id.clone());
+        }
+        out.phases.insert(m.server_id.clone(), phase(m, &facts));
     }
-    (out, since)
+    out
 }
 
 /// The revision of a resolved spec: the recorded one with its hash, else the
@@ -173,6 +182,16 @@ pub fn decide(i: &DecideInput<'_>) -> Decision {
         i.plan_cfg,
         now,
     );
+    // Each create carries what it launches.
+    for a in &mut d.plan.actions {
+        if let (Step::Create { revision, launch, .. }, Some(pid)) = (&mut a.step, &a.policy_id) {
+            *launch = d.launches.get(&(pid.clone(), *revision)).cloned().map(Box::new);
+        }
+    }
+    // A block only matters to an app being converged.
+    let active: BTreeSet<&str> =
+        d.inputs.iter().filter(|a| a.mode == AppMode::Active).map(|a| a.policy_id.as_str()).collect();
+    d.state.blocked.retain(|pid, _| active.contains(pid.as_str()));
     d
 }
 
@@ -186,7 +205,7 @@ fn app_input(
 ) -> AppInput {
     let floor = members.iter().filter_map(|m| m.revision).max().unwrap_or(0);
     let p = e.policy.as_ref().filter(|_| e.state != PolicyState::Retired);
-    let (phases, since) = phases(i, members, p);
+    let facts = phases(i, members, p);
     let mode = match (e.state, p) {
         (PolicyState::Retired, _) => AppMode::Retire,
         (PolicyState::Missing, _) => AppMode::Hold(format!("PolicyMissing: {}", e.problems.join("; "))),
@@ -203,7 +222,8 @@ fn app_input(
         desired: 0,
         invalid: None,
         zones: vec![],
-        phases,
+        phases: facts.phases,
+        boot_failed: facts.boot_failed,
         startup_grace: chrono::Duration::MAX,
         mode,
     };
@@ -219,7 +239,7 @@ fn app_input(
         input.desired = cap.desired.clamp(cap.min, cap.max);
         if input.mode == AppMode::Active {
             observe_targets(p, &mut d.targets);
-            if let Some(desired) = scale(i, p, members, &input, &since, d) {
+            if let Some(desired) = scale(i, p, members, &input, &facts.since, d) {
                 input.desired = desired;
                 view.desired = desired;
             }

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// What a create needs besides the plan.
-#[derive(Debug, Clone)]
+/// What a create launches (the revision's resolved spec and the identity of its app).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LaunchInfo {
     pub app: String,
     pub policy_id: String,
@@ -31,8 +31,6 @@ pub struct ExecContext {
     pub store: Store,
     pub cloud: String,
     pub engine_id: String,
-    /// (policy id, revision) → what to launch.
-    pub launches: BTreeMap<(String, u32), LaunchInfo>,
     pub concurrency: usize,
     pub create_timeout: Duration,
 }
@@ -98,58 +96,69 @@ fn logged<T>(r: crate::store::Result<T>, what: &str) {
 }
 
 /// A bookkeeping step (no cloud call): applied to `state` and the store at once.
-/// `None` for steps that call the cloud.
-fn bookkeeping(ctx: &ExecContext, a: &PlannedAction, state: &mut EngineState) -> Option<Outcome> {
+/// `None` for steps that call the cloud; an error when the store refused it.
+fn bookkeeping(
+    ctx: &ExecContext,
+    a: &PlannedAction,
+    state: &mut EngineState,
+) -> Option<Result<Outcome, crate::store::StoreError>> {
     let ev = |action: &str| {
         Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, action, a.reason.clone()).app(a.app.clone())
     };
+    let st = &ctx.store;
     Some(match &a.step {
         // Blocks are alerted by the engine's alert book (one alert while it lasts).
         Step::Block(b) => {
             state.blocked.insert(a.policy_id.clone().unwrap_or_default(), b.clone());
-            Outcome::new("capacity-blocked", true)
+            Ok(Outcome::new("capacity-blocked", true))
         }
         Step::Unblock => {
             if let Some(pid) = &a.policy_id {
                 state.blocked.remove(pid);
             }
-            Outcome::new("capacity-unblocked", true)
+            Ok(Outcome::new("capacity-unblocked", true))
         }
-        Step::AdoptIntent { op_id, server_id } => {
-            let st = ctx.store.set_intent_status(op_id, IntentStatus::Running, Some(server_id), None, &now());
-            logged(st, "update an intent");
-            logged(ctx.store.add_event(&ev("adopt").target(server_id.clone())), "record an event");
-            Outcome::new("adopt", true)
-        }
+        Step::AdoptIntent { op_id, server_id } => st
+            .set_intent_status(op_id, IntentStatus::Running, Some(server_id), None, &now())
+            .and_then(|_| st.add_event(&ev("adopt").target(server_id.clone())))
+            .map(|_| Outcome::new("adopt", true)),
         Step::CompleteIntent { op_id } => {
-            logged(ctx.store.set_intent_status(op_id, IntentStatus::Done, None, None, &now()), "update an intent");
-            Outcome::new("complete", true)
+            st.set_intent_status(op_id, IntentStatus::Done, None, None, &now()).map(|_| Outcome::new("complete", true))
         }
         Step::FailIntent { op_id, why } => {
-            let st = ctx.store.set_intent_status(op_id, IntentStatus::Failed, None, Some(why), &now());
-            logged(st, "update an intent");
             let e = ev("give-up")
                 .target(format!("op {op_id}"))
                 .result("failed")
                 .severity(Severity::Warning)
                 .detail(why.clone());
-            logged(ctx.store.add_event(&e), "record an event");
-            Outcome::new("fail-intent", true)
+            st.set_intent_status(op_id, IntentStatus::Failed, None, Some(why), &now())
+                .and_then(|_| st.add_event(&e))
+                .map(|_| Outcome::new("fail-intent", true))
         }
         _ => return None,
     })
 }
 
-/// Carry out every action of a plan; bookkeeping steps are applied to `state`.
+/// Carry out every action of a plan. Bookkeeping comes first; when the store
+/// refuses any of it, nothing is sent to the cloud this tick (a create must never
+/// follow an intent whose failure could not be recorded).
 pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: &mut EngineState) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut calls = Vec::new();
+    for a in actions {
+        match bookkeeping(&ctx, &a, state) {
+            Some(Ok(o)) => outcomes.push(o),
+            Some(Err(e)) => {
+                tracing::error!(cloud = %ctx.cloud, "the store refused the engine's bookkeeping, nothing is sent this tick: {e}");
+                outcomes.push(Outcome::new(a.step.kind(), false));
+                return outcomes;
+            }
+            None => calls.push(a),
+        }
+    }
     let sem = Arc::new(tokio::sync::Semaphore::new(ctx.concurrency.max(1)));
     let mut tasks = Vec::new();
-    let mut outcomes = Vec::new();
-    for a in actions {
-        if let Some(o) = bookkeeping(&ctx, &a, state) {
-            outcomes.push(o);
-            continue;
-        }
+    for a in calls {
         let ctx = ctx.clone();
         let sem = sem.clone();
         tasks.push(tokio::spawn(async move {
@@ -186,7 +195,30 @@ pub async fn execute(ctx: Arc<ExecContext>, actions: Vec<PlannedAction>, state: 
 
 async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
     match a.step.clone() {
-        Step::Create { slot, revision, zone } => create(ctx, &a, slot, revision, zone).await,
+        Step::Create { slot, revision, zone, launch } => match launch {
+            Some(info) => create(ctx, &a, &info, slot, revision, zone).await,
+            None => {
+                // The planner asked for a revision decide could not resolve: a bug.
+                tracing::error!(cloud = %ctx.cloud, app = %a.app, "a create without its launch spec: not sent");
+                let e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "create", a.reason.clone())
+                    .app(a.app.clone())
+                    .result("failed")
+                    .severity(Severity::Critical)
+                    .detail(format!("no launch spec for revision {revision}: nothing was sent"));
+                logged(ctx.store.add_event(&e), "record an event");
+                Outcome::new("create", false)
+            }
+        },
+        Step::MarkReady { server_id, name } => {
+            let mut items = BTreeMap::new();
+            items.insert(meta::READY.to_string(), crate::domain::time::format_z(&now()));
+            // Harmless when it fails: the mark is tried again next tick.
+            let r = ctx.client.compute().set_metadata(&server_id, &items).await;
+            if let Err(e) = &r {
+                tracing::warn!(cloud = %ctx.cloud, "cannot mark {name} ready: {e}");
+            }
+            Outcome::new("mark-ready", r.is_ok())
+        }
         Step::MarkTerminating { server_id, name } => {
             let mut items = BTreeMap::new();
             items.insert(meta::STATE.to_string(), meta::STATE_TERMINATING.to_string());
@@ -296,11 +328,15 @@ pub fn create_request(
     }
 }
 
-async fn create(ctx: &ExecContext, a: &PlannedAction, slot: u32, revision: u32, zone: Option<String>) -> Outcome {
+async fn create(
+    ctx: &ExecContext,
+    a: &PlannedAction,
+    info: &LaunchInfo,
+    slot: u32,
+    revision: u32,
+    zone: Option<String>,
+) -> Outcome {
     let pid = a.policy_id.clone().unwrap_or_default();
-    let Some(info) = ctx.launches.get(&(pid.clone(), revision)) else {
-        return Outcome::new("create", false);
-    };
     let op = uuid::Uuid::new_v4().to_string();
     let req = create_request(info, &ctx.engine_id, &op, slot, revision, zone, &ctx.cloud);
     let intent = Intent {

@@ -31,6 +31,8 @@ pub struct Member {
     pub protected: bool,
     /// An operator stopped it (`stackpilot:state=stopped-by-operator`).
     pub stopped_by_operator: bool,
+    /// It passed its readiness checks once (`stackpilot:ready`).
+    pub ready_mark: bool,
     pub az: Option<String>,
 }
 
@@ -74,6 +76,7 @@ pub fn member(s: &Server) -> Option<Member> {
         fault: s.fault.as_ref().map(|f| f.message.clone()),
         protected: s.meta(meta::PROTECT) == Some("true"),
         stopped_by_operator: s.meta(meta::STATE) == Some(meta::STATE_STOPPED_BY_OPERATOR),
+        ready_mark: s.meta(meta::READY).is_some(),
         az: s.availability_zone.clone(),
     })
 }
@@ -118,13 +121,32 @@ impl Phase {
 pub struct PhaseFacts {
     /// When it started booting: Nova's `launched_at`, else when first seen ACTIVE.
     pub since: Option<Timestamp>,
-    /// Every readiness check of its policy has passed.
-    pub checks_passed: bool,
+    /// What its readiness checks say.
+    pub checks: crate::inventory::probes::Checks,
+    /// Since when this process has watched the member (first seen, in any state).
+    pub watched_since: Option<Timestamp>,
     pub min_ready: chrono::Duration,
     pub startup_grace: chrono::Duration,
+    /// A BUILD longer than this is stuck (it no longer counts as building).
+    pub build_timeout: chrono::Duration,
     /// The engine marked it `terminating`, or a delete of it is under way.
     pub going: bool,
     pub now: Timestamp,
+}
+
+/// A member that failed to boot: ACTIVE past its startup grace, never ready, its
+/// checks answering "not yet", and watched by this process since within that
+/// grace. Only such a member is replaced for not being ready: one whose checks
+/// were never answered (a console API that fails), or that this process first
+/// saw long after its birth (a restart), is not.
+pub fn boot_failed(m: &Member, f: &PhaseFacts) -> bool {
+    let (Some(created), Some(watched)) = (m.created, f.watched_since) else { return false };
+    let failing = matches!(f.checks, crate::inventory::probes::Checks::Failing(_));
+    m.status == ServerStatus::Active
+        && !m.ready_mark
+        && failing
+        && f.now - created > f.startup_grace
+        && watched - created <= f.startup_grace
 }
 
 /// The phase of a member.
@@ -133,8 +155,10 @@ pub fn phase(m: &Member, f: &PhaseFacts) -> Phase {
     if m.deleting || f.going || matches!(m.state, MemberState::Terminating(_)) {
         return Phase::Deleting;
     }
+    let created = m.created.unwrap_or(f.now);
     match &m.status {
         S::Error => Phase::Error,
+        S::Build if f.now - created > f.build_timeout => Phase::NotReady,
         S::Build => Phase::Building,
         S::Shutoff | S::Suspended | S::Paused | S::Shelved | S::ShelvedOffloaded => {
             if m.stopped_by_operator {
@@ -143,11 +167,14 @@ pub fn phase(m: &Member, f: &PhaseFacts) -> Phase {
                 Phase::StoppedUnexpectedly
             }
         }
+        // It booted once (recorded on the server): its boot is not judged again.
+        S::Active if m.ready_mark => Phase::Ready,
         S::Active => {
             let since = f.since.unwrap_or(f.now);
-            if f.checks_passed && f.now - since >= f.min_ready {
+            let passed = f.checks == crate::inventory::probes::Checks::Passed;
+            if passed && f.now - since >= f.min_ready {
                 Phase::Ready
-            } else if f.now - m.created.unwrap_or(since).min(since) < f.startup_grace {
+            } else if f.now - created.min(since) < f.startup_grace {
                 Phase::Building
             } else {
                 Phase::NotReady
@@ -160,8 +187,9 @@ pub fn phase(m: &Member, f: &PhaseFacts) -> Phase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inventory::probes::Checks;
 
-    fn member(status: ServerStatus) -> Member {
+    fn member(status: ServerStatus, created_secs_ago: i64, now: Timestamp) -> Member {
         Member {
             server_id: "s".into(),
             name: "web-r1-s0".into(),
@@ -173,36 +201,75 @@ mod tests {
             state: MemberState::Active,
             status,
             deleting: false,
-            created: None,
+            created: Some(now - chrono::Duration::seconds(created_secs_ago)),
             fault: None,
             protected: false,
             stopped_by_operator: false,
+            ready_mark: false,
             az: None,
+        }
+    }
+
+    fn facts(now: Timestamp, checks: Checks) -> PhaseFacts {
+        PhaseFacts {
+            since: None,
+            checks,
+            watched_since: None,
+            min_ready: chrono::Duration::seconds(30),
+            startup_grace: chrono::Duration::seconds(600),
+            build_timeout: chrono::Duration::seconds(1200),
+            going: false,
+            now,
         }
     }
 
     #[test]
     fn phases_are_explicit() {
         let now = chrono::Utc::now();
-        let f = |since_secs: i64, passed: bool| PhaseFacts {
-            since: Some(now - chrono::Duration::seconds(since_secs)),
-            checks_passed: passed,
-            min_ready: chrono::Duration::seconds(30),
-            startup_grace: chrono::Duration::seconds(600),
-            going: false,
-            now,
-        };
-        let active = member(ServerStatus::Active);
-        assert_eq!(phase(&active, &f(60, true)), Phase::Ready);
-        assert_eq!(phase(&active, &f(10, true)), Phase::Building, "ready for less than min_ready_seconds");
-        assert_eq!(phase(&active, &f(100, false)), Phase::Building, "booting within the startup grace");
-        assert_eq!(phase(&active, &f(700, false)), Phase::NotReady, "past the startup grace");
-        assert_eq!(phase(&member(ServerStatus::Build), &f(0, false)), Phase::Building);
-        assert_eq!(phase(&member(ServerStatus::Shutoff), &f(700, true)), Phase::StoppedUnexpectedly);
-        let stopped = Member { stopped_by_operator: true, ..member(ServerStatus::Shutoff) };
-        assert_eq!(phase(&stopped, &f(700, true)), Phase::StoppedByOperator);
-        assert_eq!(phase(&member(ServerStatus::Error), &f(700, true)), Phase::Error);
-        assert_eq!(phase(&member(ServerStatus::Reboot), &f(700, true)), Phase::NotReady);
-        assert_eq!(phase(&active, &PhaseFacts { going: true, ..f(60, true) }), Phase::Deleting);
+        let ago = |s: i64| now - chrono::Duration::seconds(s);
+        let f = |booted_secs: i64, checks: Checks| PhaseFacts { since: Some(ago(booted_secs)), ..facts(now, checks) };
+        let m = |st: ServerStatus, age: i64| member(st, age, now);
+        let active = m(ServerStatus::Active, 60);
+        assert_eq!(phase(&active, &f(60, Checks::Passed)), Phase::Ready);
+        assert_eq!(phase(&active, &f(10, Checks::Passed)), Phase::Building, "ready for less than min_ready_seconds");
+        assert_eq!(phase(&m(ServerStatus::Active, 100), &f(100, Checks::Unobserved)), Phase::Building, "booting");
+        assert_eq!(phase(&m(ServerStatus::Active, 700), &f(700, Checks::Failing(ago(650)))), Phase::NotReady);
+        assert_eq!(phase(&m(ServerStatus::Build, 5), &f(0, Checks::Unobserved)), Phase::Building);
+        assert_eq!(
+            phase(&m(ServerStatus::Build, 1300), &f(0, Checks::Unobserved)),
+            Phase::NotReady,
+            "a stuck build does not count as building"
+        );
+        assert_eq!(phase(&m(ServerStatus::Shutoff, 700), &f(700, Checks::Passed)), Phase::StoppedUnexpectedly);
+        let stopped = Member { stopped_by_operator: true, ..m(ServerStatus::Shutoff, 700) };
+        assert_eq!(phase(&stopped, &f(700, Checks::Passed)), Phase::StoppedByOperator);
+        assert_eq!(phase(&m(ServerStatus::Error, 700), &f(700, Checks::Passed)), Phase::Error);
+        assert_eq!(phase(&m(ServerStatus::Reboot, 700), &f(700, Checks::Passed)), Phase::NotReady);
+        assert_eq!(phase(&active, &PhaseFacts { going: true, ..f(60, Checks::Passed) }), Phase::Deleting);
+        let marked = Member { ready_mark: true, ..m(ServerStatus::Active, 7200) };
+        assert_eq!(phase(&marked, &f(7200, Checks::Unobserved)), Phase::Ready, "booted once: not judged again");
+    }
+
+    #[test]
+    fn only_a_boot_watched_from_within_its_grace_is_a_failed_boot() {
+        let now = chrono::Utc::now();
+        let ago = |s: i64| now - chrono::Duration::seconds(s);
+        let watched = |from: i64, checks: Checks| PhaseFacts { watched_since: Some(ago(from)), ..facts(now, checks) };
+        let old = member(ServerStatus::Active, 7200, now);
+        assert!(!boot_failed(&old, &watched(30, Checks::Unobserved)), "nothing answered: not failed");
+        assert!(
+            !boot_failed(&old, &watched(30, Checks::Failing(ago(20)))),
+            "first seen long after its grace (a restart)"
+        );
+        let young = member(ServerStatus::Active, 700, now);
+        assert!(
+            boot_failed(&young, &watched(700, Checks::Failing(ago(60)))),
+            "watched since its birth, failing past its grace"
+        );
+        let early = member(ServerStatus::Active, 100, now);
+        assert!(!boot_failed(&early, &watched(100, Checks::Failing(ago(90)))), "still in its grace");
+        let marked = Member { ready_mark: true, ..young.clone() };
+        assert!(!boot_failed(&marked, &watched(700, Checks::Failing(ago(60)))));
+        assert!(!boot_failed(&young, &facts(now, Checks::Failing(ago(60)))), "never watched");
     }
 }

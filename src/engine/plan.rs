@@ -39,6 +39,9 @@ pub struct AppInput {
     /// The phase of each member (server id → phase). A member missing here is
     /// counted but never judged: not ready, not building, never replaced.
     pub phases: BTreeMap<String, Phase>,
+    /// Members seen failing their readiness checks through their startup grace:
+    /// the only ones replaced for not being ready.
+    pub boot_failed: BTreeSet<String>,
     /// A member not ready this long after its creation is replaced.
     pub startup_grace: chrono::Duration,
     pub mode: AppMode,
@@ -129,11 +132,19 @@ impl Default for PlanConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Launch a member (the executor writes the intent, then the POST).
+    /// Launch a member (the executor writes the intent, then the POST). The
+    /// launch spec travels with the step (`decide` attaches it to the plan).
     Create {
         slot: u32,
         revision: u32,
         zone: Option<String>,
+        launch: Option<Box<super::exec::LaunchInfo>>,
+    },
+    /// Record on a member that it booted (`stackpilot:ready`): a restarted engine
+    /// does not judge its boot again.
+    MarkReady {
+        server_id: String,
+        name: String,
     },
     /// First phase of a termination: `stackpilot:state=terminating`.
     MarkTerminating {
@@ -167,6 +178,7 @@ impl Step {
     pub fn kind(&self) -> &'static str {
         match self {
             Step::Create { .. } => "create",
+            Step::MarkReady { .. } => "mark-ready",
             Step::MarkTerminating { .. } => "mark-terminating",
             Step::Delete { .. } => "delete",
             Step::AdoptIntent { .. } => "adopt",
@@ -194,10 +206,11 @@ impl PlannedAction {
     /// One line for the Plan view and events.
     pub fn describe(&self) -> String {
         let what = match &self.step {
-            Step::Create { slot, revision, zone } => format!(
+            Step::Create { slot, revision, zone, .. } => format!(
                 "create slot {slot} (revision {revision}{})",
                 zone.as_ref().map(|z| format!(", zone {z}")).unwrap_or_default()
             ),
+            Step::MarkReady { name, .. } => format!("mark {name} ready"),
             Step::MarkTerminating { name, .. } => format!("drain {name}"),
             Step::Delete { name, .. } => format!("delete {name}"),
             Step::AdoptIntent { server_id, .. } => format!("adopt {server_id}"),
@@ -509,6 +522,13 @@ fn plan_app(
     if current > desired && flying.is_empty() {
         scale_in(a, desired, current, &keep, retire, out);
     }
+    if a.mode == AppMode::Active {
+        for m in keep.iter().filter(|m| a.is_ready(m) && !m.ready_mark) {
+            let step = Step::MarkReady { server_id: m.server_id.clone(), name: m.name.clone() };
+            let reason = "passed its readiness checks".to_string();
+            out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason });
+        }
+    }
     let acted = out.actions[before..].iter().any(|x| x.step.mutating());
     status.converged = current == desired
         && flying.is_empty()
@@ -581,11 +601,8 @@ fn triage<'m>(
             act(out, step, format!("stuck in BUILD for more than {} min", cfg.build_timeout.num_minutes()));
             continue;
         }
-        // ACTIVE and never ready within its startup grace: replaced.
-        if a.phase(m) == Some(Phase::NotReady)
-            && m.status == ServerStatus::Active
-            && m.created.is_some_and(|c| now - c > a.startup_grace)
-        {
+        // Seen failing its checks through its startup grace: replaced.
+        if a.boot_failed.contains(&m.server_id) && m.created.is_some_and(|c| now - c > a.startup_grace) {
             let step = Step::MarkTerminating { server_id: m.server_id.clone(), name: m.name.clone() };
             act(
                 out,
@@ -674,7 +691,8 @@ fn capacity(
             let free = (0u32..).filter(|s| !used.contains(s)).take(n as usize);
             for slot in free {
                 let zone = a.zones.get(slot as usize % a.zones.len().max(1)).cloned();
-                act(out, Step::Create { slot, revision: a.revision, zone }, format!("{current} of {desired} members"));
+                let step = Step::Create { slot, revision: a.revision, zone, launch: None };
+                act(out, step, format!("{current} of {desired} members"));
             }
             if let Some(h) = headroom.filter(|h| *h < need) {
                 let detail = format!("quota allows {h} more of {need} wanted");

@@ -315,6 +315,12 @@ pub fn retire(
             ))
         }
     };
+    if target.state == PolicyState::Invalid {
+        return Err(format!(
+            "`{app}` is still defined in {} (the file does not validate, and its last good revision is in force): remove that file first, then retire it",
+            target.file
+        ));
+    }
     if target.state == PolicyState::Retired {
         return Err(format!("`{app}` on `{}` is already retired; the engine is removing its members", target.cloud));
     }

@@ -18,6 +18,7 @@ use crate::domain::{Alert, AlertBook, AlertChange, Event, Severity, Timestamp};
 use crate::inventory::{InventoryLink, Kind, Snapshot};
 use crate::store::{PolicyState, Store};
 use chrono::Utc;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,17 @@ impl EngineConfig {
             metrics_granularity: 60,
             may_act: true,
         }
+    }
+}
+
+impl EngineConfig {
+    /// The engine's configuration from the whole of `config.toml`: server data
+    /// counts as stale after three refreshes (at least two minutes).
+    pub fn for_settings(s: &crate::config::Settings, policies_dir: PathBuf, state_dir: PathBuf) -> EngineConfig {
+        let mut c = EngineConfig::from_settings(&s.engine, policies_dir, state_dir);
+        c.metrics_granularity = s.metrics.granularity;
+        c.max_data_age = (s.refresh.servers.0 * 3).max(Duration::from_secs(120));
+        c
     }
 }
 
@@ -127,6 +139,11 @@ struct Runner {
     approved: bool,
     ticks: u64,
     actor: String,
+    started: std::time::Instant,
+    /// Why the current tick could not act, for `/healthz`.
+    problems: Vec<String>,
+    /// The persisted alert book was taken over (once this engine holds a lease).
+    alerts_loaded: bool,
 }
 
 impl Engine {
@@ -179,7 +196,6 @@ impl Runner {
                 true
             }
         };
-        let alerts = store.control_as::<AlertBook>("engine-alerts").ok().flatten().unwrap_or_default();
         let actor = format!("engine:{}", cfg.engine_id);
         Runner {
             mode: cfg.mode,
@@ -190,11 +206,14 @@ impl Runner {
             link,
             policies: Policies::default(),
             book: PolicyBook::default(),
-            alerts,
+            alerts: AlertBook::default(),
             paused,
             approved: false,
             ticks: 0,
             actor,
+            started: std::time::Instant::now(),
+            problems: vec![],
+            alerts_loaded: false,
         }
     }
 
@@ -288,21 +307,41 @@ impl Runner {
         status.last_tick = Some(now);
         let execute_now =
             !self.paused && (self.mode == EngineMode::Auto || self.mode == EngineMode::DryRun && self.approved);
+        self.problems.clear();
+        let acting: Vec<bool> = (0..self.clouds.len()).map(|i| self.lease(i, now, &mut status)).collect();
+        let holding = acting.iter().any(|a| *a);
+        if holding && !self.alerts_loaded {
+            // The acting engine owns the alerts: their SINCE survives a restart.
+            match self.store.control_as::<AlertBook>("engine-alerts") {
+                Ok(b) => self.alerts = b.unwrap_or_default(),
+                Err(e) => tracing::error!("the alerts of the last run cannot be read: {e}"),
+            }
+            self.alerts_loaded = true;
+        }
         self.alerts.begin();
-        let policies_ok = self.read_policies(now);
-        for i in 0..self.clouds.len() {
-            self.tick_cloud(i, snap, execute_now && policies_ok, now, &mut status).await;
+        self.lease_alerts(now);
+        let policies_ok = self.read_policies(now, holding);
+        for (i, act) in acting.iter().enumerate() {
+            if *act {
+                self.tick_cloud(i, snap, execute_now && policies_ok, now, &mut status).await;
+            }
         }
         if execute_now && self.approved {
             self.approved = false;
         }
         status.approval_pending = self.mode == EngineMode::DryRun && status.plans.iter().any(|(_, p)| !p.is_empty());
-        self.engine_alerts(now);
+        self.engine_alerts(now, holding);
         status.alerts = self.alerts.alerts();
+        if !holding {
+            // An observer shows the acting engine's alerts.
+            if let Ok(Some(b)) = self.store.control_as::<AlertBook>("engine-alerts") {
+                let mine: BTreeSet<String> = status.alerts.iter().map(|a| a.key.clone()).collect();
+                status.alerts.extend(b.alerts().into_iter().filter(|a| !mine.contains(&a.key)));
+            }
+        }
         status.policies.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
-        let problems: Vec<String> = status.holds.iter().map(|(c, h)| format!("{c}: {h}")).collect();
         let observing: Vec<String> = status.observing_why.iter().cloned().collect();
-        self.metrics.ticked(problems, observing);
+        self.metrics.ticked(std::mem::take(&mut self.problems), observing);
         // `/metrics` carries what the inventory observed too (unreachable APIs, auth).
         let mut all = status.alerts.clone();
         all.extend(snap.alerts.iter().cloned());
@@ -313,8 +352,7 @@ impl Runner {
 
     /// Read the policies and record what changed; false when the store failed
     /// (the book of the last tick is kept for display, and nothing acts).
-    fn read_policies(&mut self, now: Timestamp) -> bool {
-        let write = self.clouds.iter().any(|c| c.lease_seen == Some(LeaseState::Held));
+    fn read_policies(&mut self, now: Timestamp, write: bool) -> bool {
         match self.policies.refresh(&self.cfg.policies_dir, &self.store, &self.actor, now, write) {
             Ok((book, events)) => {
                 for e in events {
@@ -325,6 +363,7 @@ impl Runner {
             }
             Err(e) => {
                 self.alerts.keep_prefix("policy:");
+                self.problems.push(e.to_string());
                 self.alerts.raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, e.to_string()));
                 false
             }
@@ -341,9 +380,6 @@ impl Runner {
         status: &mut EngineStatus,
     ) {
         let Some(name) = self.clouds.get(i).map(|c| c.name.clone()) else { return };
-        if !self.lease(i, &name, now, status) {
-            return;
-        }
         let entries: Vec<super::policies::PolicyEntry> = self.book.of_cloud(&name).cloned().collect();
         let state = self.engine_state(i, &name);
         let pids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
@@ -351,6 +387,11 @@ impl Runner {
         let obs = observe(&self.cfg, snap, &name, &self.store, state.as_ref(), &pids, &needs, now);
         for h in &obs.holds {
             status.holds.push((name.clone(), h.describe(&name)));
+            // The first listing may take a while after a start; not forever.
+            let late = matches!(h, Hold::ServersUnread) && self.started.elapsed() > self.cfg.max_data_age;
+            if h.unhealthy() || late {
+                self.problems.push(format!("{name}: {}", h.describe(&name)));
+            }
         }
         let (Some(sv), Some(state)) = (obs.store.as_ref(), state.as_ref()) else {
             // Nothing could be decided: what was alerted for this cloud stays as it was.
@@ -388,9 +429,11 @@ impl Runner {
         c.state.clone()
     }
 
-    /// Hold or watch the cloud's lease; true when this engine may go on.
-    fn lease(&mut self, i: usize, name: &str, now: Timestamp, status: &mut EngineStatus) -> bool {
+    /// Hold or watch the cloud's lease; true when this engine acts on it.
+    fn lease(&mut self, i: usize, now: Timestamp, status: &mut EngineStatus) -> bool {
         let Some(c) = self.clouds.get_mut(i) else { return false };
+        let name = c.name.clone();
+        let name = name.as_str();
         let st = if self.cfg.may_act {
             c.lease.check(&self.store, &self.cfg.engine_id, now)
         } else {
@@ -421,18 +464,24 @@ impl Runner {
                 } else {
                     format!("{name}: read-only (the engine lease is held by {holder})")
                 };
-                self.alerts.keep_prefix(&format!("{name}:"));
                 self.observe_holder(name, &holder, why, status);
                 false
             }
             LeaseState::Lost(why) => {
-                self.alerts.keep_prefix(&format!("{name}:"));
-                self.alerts.raise(
-                    now,
-                    Alert::new("lease-lost", format!("{name}:lease"), name, Severity::Critical, why.clone()),
-                );
+                self.problems.push(format!("{name}: {why}"));
                 status.holds.push((name.to_string(), why));
                 false
+            }
+        }
+    }
+
+    /// A lease held and lost: alerted until it is taken again (or another engine
+    /// is seen holding it).
+    fn lease_alerts(&mut self, now: Timestamp) {
+        for c in &self.clouds {
+            if let Some(LeaseState::Lost(why)) = &c.lease_seen {
+                let a = Alert::new("lease-lost", format!("{}:lease", c.name), &c.name, Severity::Critical, why.clone());
+                self.alerts.raise(now, a);
             }
         }
     }
@@ -492,14 +541,18 @@ impl Runner {
         now: Timestamp,
         status: &mut EngineStatus,
     ) {
-        let persisted = match persist(&self.store, name, &self.actor, &d, now) {
-            Ok(()) => true,
-            Err(e) => {
-                status.holds.push((name.to_string(), e.to_string()));
-                self.alerts.raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, e.to_string()));
-                false
-            }
-        };
+        // Nothing decided from held data is kept: the next tick decides again.
+        let persisted = obs.acting_allowed()
+            && match persist(&self.store, name, &self.actor, &d, now) {
+                Ok(()) => true,
+                Err(e) => {
+                    status.holds.push((name.to_string(), e.to_string()));
+                    self.problems.push(format!("{name}: {e}"));
+                    self.alerts
+                        .raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, e.to_string()));
+                    false
+                }
+            };
         let Some(client) = self.clouds.get(i).map(|c| c.client.clone()) else { return };
         let mut state = d.state.clone();
         if may_execute && persisted && obs.acting_allowed() {
@@ -526,6 +579,7 @@ impl Runner {
             )
         });
         if let Err(e) = writes {
+            self.problems.push(format!("{name}: {e}"));
             self.alerts.raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, e.to_string()));
         }
         let open = self
@@ -635,7 +689,7 @@ impl Runner {
 
     /// Engine-wide alerts, then the end of the evaluation: events for what
     /// started or ended, and the book kept in the store (SINCE survives restarts).
-    fn engine_alerts(&mut self, now: Timestamp) {
+    fn engine_alerts(&mut self, now: Timestamp, holding: bool) {
         if self.paused {
             self.alerts.raise(
                 now,
@@ -672,7 +726,13 @@ impl Runner {
                 ),
             );
         }
-        for ch in self.alerts.end(now) {
+        let changes = self.alerts.end(now);
+        // Only an engine that acts (or acted and lost its lease) records alerts:
+        // observers would repeat them.
+        if !holding && !self.alerts_loaded {
+            return;
+        }
+        for ch in changes {
             let (a, result) = match ch {
                 AlertChange::Started(a) => (a, "firing"),
                 AlertChange::Resolved(a) => (a, "resolved"),

@@ -9,14 +9,18 @@ use super::snapshot::{CloudSnapshot, Kind, Snapshot};
 use crate::domain::{Alert, AlertBook, ServerStatus, Severity, Timestamp};
 use std::collections::BTreeMap;
 
-/// Consecutive failed polls before a service counts as unreachable.
-const UNREACHABLE_AFTER: u32 = 2;
+/// A service counts as failing after this many of its fastest poll intervals
+/// without a successful answer, and not before the inventory's `alert_after`
+/// (30 s by default): a service that fails one request in three is slow, not
+/// down, and gets no alert that comes and goes.
+const FAILING_AFTER_INTERVALS: u32 = 5;
 
-/// Raise every condition of the snapshot into the book (one evaluation).
-pub fn evaluate(book: &mut AlertBook, snap: &Snapshot, live: &Liveness, now: Timestamp) {
+/// Raise every condition of the snapshot into the book (one evaluation). A
+/// service is alerted after `after` without an answer (at the soonest).
+pub fn evaluate(book: &mut AlertBook, snap: &Snapshot, live: &Liveness, after: std::time::Duration, now: Timestamp) {
     book.begin();
     for c in &snap.clouds {
-        cloud(book, c, now);
+        cloud(book, c, after, now);
     }
     for (name, st) in live.dead() {
         book.raise(now, Alert::new("task-died", format!("task:{name}"), "", Severity::Critical, describe(&name, &st)));
@@ -24,30 +28,44 @@ pub fn evaluate(book: &mut AlertBook, snap: &Snapshot, live: &Liveness, now: Tim
     book.end(now);
 }
 
-fn cloud(book: &mut AlertBook, c: &CloudSnapshot, now: Timestamp) {
-    // Per service: the poll of it tried last says whether it answers.
-    let mut services: BTreeMap<&str, &super::PollState> = BTreeMap::new();
+/// Services of a cloud that have not answered for a while: the latest attempt
+/// failed and no poll of the service succeeded for `FAILING_AFTER_INTERVALS` of
+/// its fastest interval. Each with its most recent failing poll.
+fn failing_services(
+    c: &CloudSnapshot,
+    at_least: std::time::Duration,
+    now: Timestamp,
+) -> Vec<(&'static str, &super::PollState)> {
+    let mut by: BTreeMap<&'static str, Vec<&super::PollState>> = BTreeMap::new();
     for (k, p) in &c.polls {
-        let e = services.entry(k.service()).or_insert(p);
-        if p.last_attempt > e.last_attempt {
-            *e = p;
+        by.entry(k.service()).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    for (svc, polls) in by {
+        // The most recent failure, for its message; none: nothing to say.
+        let failed = polls.iter().copied().filter(|p| p.failures > 0).max_by_key(|p| p.last_attempt);
+        let Some(latest) = failed else { continue };
+        if polls.iter().any(|p| p.auth_failed) {
+            continue;
+        }
+        let fastest = polls.iter().map(|p| p.interval).filter(|i| !i.is_zero()).min().unwrap_or_default();
+        let after = (fastest * FAILING_AFTER_INTERVALS).max(at_least);
+        let silent = match polls.iter().filter_map(|p| p.last_ok).max() {
+            Some(t) => (now - t).to_std().unwrap_or_default() > after,
+            None => polls.iter().any(|p| p.failures >= FAILING_AFTER_INTERVALS),
+        };
+        if silent {
+            out.push((svc, latest));
         }
     }
-    for (svc, p) in &services {
-        if p.failures >= UNREACHABLE_AFTER && !p.auth_failed {
-            let err = &p.last_error;
-            let sev = if *svc == "compute" { Severity::Critical } else { Severity::Warning };
-            book.raise(
-                now,
-                Alert::new(
-                    "api-unreachable",
-                    format!("{}:api:{svc}", c.name),
-                    &c.name,
-                    sev,
-                    format!("{svc} API of {} fails: {}", c.name, err.clone().unwrap_or_default()),
-                ),
-            );
-        }
+    out
+}
+
+fn cloud(book: &mut AlertBook, c: &CloudSnapshot, after: std::time::Duration, now: Timestamp) {
+    for (svc, p) in failing_services(c, after, now) {
+        let sev = if svc == "compute" { Severity::Critical } else { Severity::Warning };
+        let msg = format!("{svc} API of {} fails: {}", c.name, p.last_error.clone().unwrap_or_default());
+        book.raise(now, Alert::new("api-unreachable", format!("{}:api:{svc}", c.name), &c.name, sev, msg));
     }
     if let Some(p) = c.polls.values().find(|p| p.auth_failed) {
         book.raise(

@@ -24,17 +24,30 @@ use tokio::sync::{mpsc, watch, Notify};
 /// Asks the poller of (cloud, kind) to poll now.
 pub type Notifier = Arc<dyn Fn(&str, Kind) + Send + Sync>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct InventoryConfig {
     pub refresh: Refresh,
     pub metrics: MetricsSettings,
     /// Server page size (`None`: the cloud's maximum).
     pub page_size: Option<u32>,
+    /// A service without an answer this long (at least) is alerted as failing.
+    pub alert_after: Duration,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            refresh: Refresh::default(),
+            metrics: MetricsSettings::default(),
+            page_size: None,
+            alert_after: Duration::from_secs(30),
+        }
+    }
 }
 
 impl InventoryConfig {
     pub fn from_settings(s: &crate::config::Settings) -> Self {
-        InventoryConfig { refresh: s.refresh.clone(), metrics: s.metrics.clone(), page_size: None }
+        InventoryConfig { refresh: s.refresh.clone(), metrics: s.metrics.clone(), ..InventoryConfig::default() }
     }
     pub(super) fn interval(&self, k: Kind) -> Duration {
         let r = &self.refresh;
@@ -62,7 +75,13 @@ pub enum InventoryCommand {
 }
 
 pub(super) enum Update {
-    Servers { cloud: usize, full: bool, servers: Vec<Server>, project: Option<String>, undecodable: Vec<String> },
+    Servers {
+        cloud: usize,
+        full: bool,
+        servers: Vec<Server>,
+        project: Option<String>,
+        undecodable: Vec<(Option<String>, String)>,
+    },
     Flavors(usize, Vec<Flavor>),
     Images(usize, Vec<Image>),
     Networks(usize, Vec<Network>),
@@ -91,6 +110,9 @@ struct CloudState {
     polls: BTreeMap<Kind, PollState>,
     probes: HashMap<String, ProbeState>,
     prometheus: BTreeMap<String, PromSample>,
+    /// Server records that did not decode: id (`None`: not even that) → why.
+    /// Kept until the server decodes again or a full listing no longer has it.
+    undecodable: BTreeMap<Option<String>, String>,
 }
 
 /// What the engine and the console hold of a running inventory: ask for a poll
@@ -353,6 +375,7 @@ impl CloudState {
             polls: BTreeMap::new(),
             probes: HashMap::new(),
             prometheus: BTreeMap::new(),
+            undecodable: BTreeMap::new(),
         }
     }
 }
@@ -389,7 +412,7 @@ async fn hub(
         seq += 1;
         let mut snap =
             Snapshot { clouds: states.iter().map(|s| publish(s, cap, retention)).collect(), seq, ..Default::default() };
-        super::alerts::evaluate(&mut book, &snap, &live, Utc::now());
+        super::alerts::evaluate(&mut book, &snap, &live, cfg.alert_after, Utc::now());
         snap.alerts = Arc::new(book.alerts());
         if out.send(Arc::new(snap)).is_err() {
             return;
@@ -417,28 +440,32 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
     };
     let Some(st) = states.get_mut(idx) else { return };
     match u {
-        Update::Servers { full, servers, project, .. } => {
+        Update::Servers { full, servers, project, undecodable, .. } => {
             if project.is_some() {
                 st.scope.project = project;
             }
+            let mut previous = HashMap::new();
             if full {
-                let fresh: HashMap<String, Arc<Server>> = servers
+                st.undecodable.clear();
+                previous = std::mem::take(&mut st.servers);
+                st.servers = servers
                     .into_iter()
                     .filter(|s| s.status != ServerStatus::Deleted)
                     .map(|s| (s.id.clone(), Arc::new(s)))
                     .collect();
-                st.metrics.retain(|id, _| fresh.contains_key(id));
-                st.servers = fresh;
             } else {
                 for s in servers {
+                    st.undecodable.remove(&Some(s.id.clone()));
                     if s.status == ServerStatus::Deleted {
                         st.servers.remove(&s.id);
-                        st.metrics.remove(&s.id);
                     } else {
                         st.servers.insert(s.id.clone(), Arc::new(s));
                     }
                 }
             }
+            st.undecodable.extend(undecodable);
+            keep_undecodable(st, &previous);
+            st.metrics.retain(|id, _| st.servers.contains_key(id));
             probes::track_active(&mut st.probes, &st.servers, Utc::now());
         }
         Update::Flavors(_, v) => st.flavors = Arc::new(v),
@@ -476,6 +503,24 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
     }
 }
 
+/// A server whose record stopped decoding keeps its last good record (tags and
+/// metadata: still a member), marked with why; one never seen decoded gets a
+/// bare placeholder. A server must never look gone because it could not be read.
+/// `previous` holds the records a full listing replaced (an incremental one
+/// leaves them in place).
+fn keep_undecodable(st: &mut CloudState, previous: &HashMap<String, Arc<Server>>) {
+    for (id, why) in &st.undecodable {
+        let Some(id) = id else { continue };
+        let mut s = previous
+            .get(id)
+            .or_else(|| st.servers.get(id))
+            .map(|p| (**p).clone())
+            .unwrap_or_else(|| Server::new(id.clone(), "(undecodable)", ServerStatus::Unknown));
+        s.decode_error = Some(why.clone());
+        st.servers.insert(id.clone(), Arc::new(s));
+    }
+}
+
 fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
     let mut servers: Vec<Arc<Server>> = st.servers.values().cloned().collect();
     servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
@@ -492,7 +537,17 @@ fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         limits: st.limits.clone(),
         metrics: Arc::new(st.metrics.clone()),
         apps: Arc::new(apps),
-        polls: st.polls.clone(),
+        polls: {
+            let mut polls = st.polls.clone();
+            if let Some(p) = polls.get_mut(&Kind::Servers) {
+                p.undecodable = st
+                    .undecodable
+                    .iter()
+                    .map(|(id, why)| format!("{}: {why}", id.as_deref().unwrap_or("(no id)")))
+                    .collect();
+            }
+            polls
+        },
         keypairs: st.keypairs.clone(),
         security_groups: st.security_groups.clone(),
         probes: Arc::new(st.probes.clone()),

@@ -41,20 +41,9 @@ pub(super) struct ServersPage {
     pub full: bool,
     pub servers: Vec<Server>,
     pub project: Option<String>,
-    /// Records that did not decode (`id: why`); those with an id come back as
-    /// placeholders so they never look deleted.
-    pub undecodable: Vec<String>,
-}
-
-/// A stand-in for a server whose record did not decode: it keeps its place in
-/// the inventory (a server must never vanish because it could not be read).
-fn placeholder(id: &str, why: &str) -> Server {
-    Server {
-        id: id.to_string(),
-        name: Some(format!("(undecodable: {why})")),
-        status: ServerStatus::Unknown,
-        ..Default::default()
-    }
+    /// Records that did not decode: their id (when readable) and why. The hub
+    /// keeps them, as placeholders, until they decode or a full listing drops them.
+    pub undecodable: Vec<(Option<String>, String)>,
 }
 
 /// One server poll: a full listing when due, else `changes-since` the newest
@@ -75,14 +64,11 @@ pub(super) async fn poll_servers(
     };
     let q = ServerQuery { changes_since: since, page_size: page, ..Default::default() };
     let listing = c.compute().list_servers_report(&q).await?;
-    let mut servers = listing.items;
+    let servers = listing.items;
     let mut undecodable = Vec::new();
-    for u in &listing.undecodable {
+    for u in listing.undecodable {
         tracing::warn!(cloud = c.name(), "a server record does not decode: {u}");
-        undecodable.push(u.to_string());
-        if let Some(id) = &u.id {
-            servers.push(placeholder(id, &u.error));
-        }
+        undecodable.push((u.id, u.error));
     }
     let project = c.session.current_token().and_then(|t| t.project_name.clone());
     if let Ok(mut g) = st.lock() {
@@ -140,9 +126,6 @@ pub(super) async fn poll_loop<F, Fut>(
                 state.unreachable = false;
                 state.auth_failed = false;
                 state.failures = 0;
-                if let Update::Servers { undecodable, .. } = &update {
-                    state.undecodable = undecodable.clone();
-                }
                 if tx.send(update).await.is_err() {
                     return;
                 }

@@ -53,15 +53,32 @@ pub struct ObserveTargets {
 /// once seen, a member stays booted (continuous health is a separate concern).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProbeState {
+    /// When this process first saw the server (in any state).
+    pub first_seen: Option<Timestamp>,
     /// When this process first saw the server ACTIVE.
     pub first_active: Option<Timestamp>,
-    /// When the console-log marker was first seen.
+    /// When the console-log marker was first seen (or the cloud does not allow
+    /// console logs, and readiness falls back to ACTIVE).
     pub marker_at: Option<Timestamp>,
     /// When the HTTP probe first answered as expected.
     pub http_ok_at: Option<Timestamp>,
+    /// When a check first answered "not yet" (a log without the marker, a probe
+    /// refused or answered wrong). Failures of the cloud's API are not answers
+    /// about the member and never set this.
+    pub failing_since: Option<Timestamp>,
     pub last_check: Option<Timestamp>,
     /// Why the last check did not pass (timeout, refused, unexpected status).
     pub last_error: Option<String>,
+}
+
+/// What the checks of a member say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    Passed,
+    /// A check answered "not yet", first at this time.
+    Failing(Timestamp),
+    /// Nothing answered yet (not probed, or the cloud's API failed).
+    Unobserved,
 }
 
 impl ProbeState {
@@ -70,6 +87,27 @@ impl ProbeState {
         (spec.console_marker.is_none() || self.marker_at.is_some())
             && (spec.http.is_none() || self.http_ok_at.is_some())
     }
+    /// What the checks of `spec` say.
+    pub fn checks(&self, spec: &ProbeSpec) -> Checks {
+        match (self.passed(spec), self.failing_since) {
+            (true, _) => Checks::Passed,
+            (false, Some(t)) => Checks::Failing(t),
+            (false, None) => Checks::Unobserved,
+        }
+    }
+}
+
+/// What a console-log check gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MarkerOutcome {
+    Seen,
+    /// The log came and does not show the marker (yet).
+    NotSeen,
+    /// The cloud does not allow console logs (403/404 on the action): readiness
+    /// falls back to ACTIVE and the other checks.
+    NotAllowed(String),
+    /// The cloud's API failed: nothing is known about the member.
+    ApiError(String),
 }
 
 /// The latest answer of one query.
@@ -82,7 +120,7 @@ pub struct PromSample {
 /// A result for the hub.
 #[derive(Debug, Clone)]
 pub enum Observation {
-    Marker { server_id: String, seen: bool, error: Option<String> },
+    Marker { server_id: String, outcome: MarkerOutcome },
     Http { server_id: String, ok: bool, error: Option<String> },
     Prometheus { key: String, sample: PromSample },
 }
@@ -165,15 +203,19 @@ async fn run_job(client: &Client, http: &reqwest::Client, job: Job) -> Observati
     match job {
         Job::Console { server_id, marker } => {
             let compute = client.compute();
-            match tokio::time::timeout(CONSOLE_TIMEOUT, compute.console_output(&server_id, Some(40))).await {
-                Ok(Ok(log)) => Observation::Marker { seen: marker_matches(&marker, &log), server_id, error: None },
-                Ok(Err(e)) => Observation::Marker { server_id, seen: false, error: Some(e.to_string()) },
-                Err(_) => Observation::Marker {
-                    server_id,
-                    seen: false,
-                    error: Some(format!("no console log within {}s", CONSOLE_TIMEOUT.as_secs())),
-                },
-            }
+            use crate::cloud::ErrorKind;
+            let outcome = match tokio::time::timeout(CONSOLE_TIMEOUT, compute.console_output(&server_id, Some(40)))
+                .await
+            {
+                Ok(Ok(log)) if marker_matches(&marker, &log) => MarkerOutcome::Seen,
+                Ok(Ok(_)) => MarkerOutcome::NotSeen,
+                Ok(Err(e)) if matches!(e.kind, ErrorKind::Forbidden | ErrorKind::NotFound | ErrorKind::BadRequest) => {
+                    MarkerOutcome::NotAllowed(e.to_string())
+                }
+                Ok(Err(e)) => MarkerOutcome::ApiError(e.to_string()),
+                Err(_) => MarkerOutcome::ApiError(format!("no console log within {}s", CONSOLE_TIMEOUT.as_secs())),
+            };
+            Observation::Marker { server_id, outcome }
         }
         Job::Http { server, check } => {
             let (ok, error) = http_probe(http, &check, &server).await;
@@ -252,20 +294,33 @@ pub(super) fn apply(
     now: Timestamp,
 ) {
     match o {
-        Observation::Marker { server_id, seen, error } => {
+        Observation::Marker { server_id, outcome } => {
             let st = probes.entry(server_id).or_default();
             st.last_check = Some(now);
-            st.last_error = error.or_else(|| (!seen).then(|| "the console log does not show the marker yet".into()));
-            if seen && st.marker_at.is_none() {
-                st.marker_at = Some(now);
+            match outcome {
+                MarkerOutcome::Seen => {
+                    st.last_error = None;
+                    st.marker_at.get_or_insert(now);
+                }
+                MarkerOutcome::NotSeen => {
+                    st.last_error = Some("the console log does not show the marker yet".into());
+                    st.failing_since.get_or_insert(now);
+                }
+                MarkerOutcome::NotAllowed(e) => {
+                    st.last_error = Some(format!("no console log ({e}): readiness falls back to ACTIVE"));
+                    st.marker_at.get_or_insert(now);
+                }
+                MarkerOutcome::ApiError(e) => st.last_error = Some(e),
             }
         }
         Observation::Http { server_id, ok, error } => {
             let st = probes.entry(server_id).or_default();
             st.last_check = Some(now);
             st.last_error = error;
-            if ok && st.http_ok_at.is_none() {
-                st.http_ok_at = Some(now);
+            if ok {
+                st.http_ok_at.get_or_insert(now);
+            } else {
+                st.failing_since.get_or_insert(now);
             }
         }
         Observation::Prometheus { key, sample } => {
@@ -282,11 +337,10 @@ pub(super) fn track_active(
 ) {
     probes.retain(|id, _| servers.contains_key(id));
     for s in servers.values() {
+        let st = probes.entry(s.id.clone()).or_default();
+        st.first_seen.get_or_insert(now);
         if s.status == ServerStatus::Active {
-            let st = probes.entry(s.id.clone()).or_default();
-            if st.first_active.is_none() {
-                st.first_active = Some(now);
-            }
+            st.first_active.get_or_insert(now);
         }
     }
 }
@@ -315,16 +369,20 @@ mod tests {
         let mut p = std::collections::HashMap::new();
         let mut q = BTreeMap::new();
         let t0 = chrono::Utc::now();
-        apply(&mut p, &mut q, Observation::Marker { server_id: "a".into(), seen: true, error: None }, t0);
         let spec = ProbeSpec { console_marker: Some("x".into()), http: None };
+        let m = |o: MarkerOutcome| Observation::Marker { server_id: "a".into(), outcome: o };
+        apply(&mut p, &mut q, m(MarkerOutcome::ApiError("503".into())), t0);
+        assert_eq!(p["a"].checks(&spec), Checks::Unobserved, "a failing API says nothing about the member");
+        apply(&mut p, &mut q, m(MarkerOutcome::NotSeen), t0);
+        assert_eq!(p["a"].checks(&spec), Checks::Failing(t0));
+        apply(&mut p, &mut q, m(MarkerOutcome::Seen), t0 + chrono::Duration::seconds(3));
         assert!(p["a"].passed(&spec));
-        apply(
-            &mut p,
-            &mut q,
-            Observation::Marker { server_id: "a".into(), seen: true, error: None },
-            t0 + chrono::Duration::seconds(5),
-        );
-        assert_eq!(p["a"].marker_at, Some(t0), "first sighting is kept");
+        apply(&mut p, &mut q, m(MarkerOutcome::Seen), t0 + chrono::Duration::seconds(5));
+        assert_eq!(p["a"].marker_at, Some(t0 + chrono::Duration::seconds(3)), "first sighting is kept");
+        let mut p2 = std::collections::HashMap::new();
+        let forbidden = Observation::Marker { server_id: "b".into(), outcome: MarkerOutcome::NotAllowed("403".into()) };
+        apply(&mut p2, &mut q, forbidden, t0);
+        assert!(p2["b"].passed(&spec), "no console logs allowed: readiness falls back to ACTIVE");
         let http = ProbeSpec {
             console_marker: None,
             http: Some(HttpCheck {

@@ -195,7 +195,13 @@ fn cloud_snapshot(
     };
     let mut snap = Snapshot { clouds: vec![c], seq: 1, ..Default::default() };
     let mut book = crate::domain::AlertBook::default();
-    crate::inventory::alerts::evaluate(&mut book, &snap, &crate::inventory::liveness::Liveness::default(), now());
+    crate::inventory::alerts::evaluate(
+        &mut book,
+        &snap,
+        &crate::inventory::liveness::Liveness::default(),
+        std::time::Duration::from_secs(30),
+        now(),
+    );
     snap.alerts = Arc::new(book.alerts());
     snap
 }

@@ -325,7 +325,11 @@ fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Ve
         None => (vec![], None),
     };
     vec![
-        (s.status.to_string(), t.status(&s.status)),
+        match &s.decode_error {
+            // The record no longer decodes: the row is its last good one.
+            Some(_) => ("UNREADABLE".to_string(), t.bad()),
+            None => (s.status.to_string(), t.status(&s.status)),
+        },
         (s.display_name().to_string(), t.base()),
         (s.app().unwrap_or("-").to_string(), t.accent()),
         (s.flavor.label().to_string(), t.base()),

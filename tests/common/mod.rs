@@ -115,7 +115,8 @@ pub fn real_cloud() -> CloudConfig {
 }
 
 /// Inventory settings for tests: every kind polled every `ms` milliseconds, a
-/// full resync once an hour, 2 s request timeout, backoff capped at 600 ms.
+/// full resync once an hour, 2 s request timeout, backoff capped at 600 ms, a
+/// failing service alerted after 2 s.
 pub fn inventory_every(ms: u64) -> stackpilot::inventory::InventoryConfig {
     use stackpilot::config::settings::Dur;
     use std::time::Duration;
@@ -126,5 +127,6 @@ pub fn inventory_every(ms: u64) -> stackpilot::inventory::InventoryConfig {
     r.full_resync = Dur(Duration::from_secs(3600));
     r.timeout = Dur(Duration::from_secs(2));
     r.max_backoff = Dur(Duration::from_millis(600));
+    c.alert_after = Duration::from_secs(2);
     c
 }

@@ -177,6 +177,7 @@ impl WServer {
             progress: self.progress.map(|p| p.min(100) as u8),
             volumes_attached: self.volumes_attached.into_iter().filter_map(|v| v.id).collect(),
             raw: None,
+            decode_error: None,
         }
     }
 }
