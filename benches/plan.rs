@@ -3,6 +3,18 @@
 //! some scaling in and some with creates in flight; and one autoscaler evaluation
 //! of 500 scaling policies (20 members each, two metrics, a full history).
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use stackpilot::domain::{Server, ServerStatus, Timestamp};
 use stackpilot::engine::members::Phase;

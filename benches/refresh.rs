@@ -2,6 +2,18 @@
 //! against the simulator, in time and in requests; and the listing behind
 //! `stackpilot servers`.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use stackpilot::cloud::compute::ServerQuery;
 use stackpilot::cloud::session::counting;
@@ -37,6 +49,7 @@ fn refresh(c: &mut Criterion) {
         let h = stackpilot::sim::start(stackpilot::sim::SimConfig { speed: 60.0, ..Default::default() }).await.unwrap();
         reqwest::Client::new()
             .post(format!("{}/_sim/seed", h.base_url))
+            .header("x-sim-token", &h.control_token)
             .json(&serde_json::json!({"count": 10000, "prefix": "bench"}))
             .send()
             .await

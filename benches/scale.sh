@@ -9,13 +9,15 @@ BIN=${1:?usage: scale.sh path/to/stackpilot [openstack]}
 OSC=${2:-openstack}
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export STACKPILOT_SIM_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 "$BIN" sim --port "$PORT" --speed 60 > "$WORK/sim.log" 2>&1 &
+ctl() { curl -sf -H "X-Sim-Token: $STACKPILOT_SIM_TOKEN" "$@"; }
 SIM=$!
 trap 'kill $SIM 2>/dev/null; tmux kill-session -t sp-scale 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/_sim/state" >/dev/null && break; sleep 0.1; done
-curl -sf -X POST "http://127.0.0.1:$PORT/_sim/seed" -d '{"count": 500, "prefix": "app", "app": "web", "metrics": true}' >/dev/null
-curl -sf -X POST "http://127.0.0.1:$PORT/_sim/seed" -d '{"count": 9500, "prefix": "bulk"}' >/dev/null
-curl -sf "http://127.0.0.1:$PORT/_sim/clouds.yaml" > "$WORK/clouds.yaml"
+for _ in $(seq 1 100); do ctl "http://127.0.0.1:$PORT/_sim/state" >/dev/null && break; sleep 0.1; done
+ctl -X POST "http://127.0.0.1:$PORT/_sim/seed" -d '{"count": 500, "prefix": "app", "app": "web", "metrics": true}' >/dev/null
+ctl -X POST "http://127.0.0.1:$PORT/_sim/seed" -d '{"count": 9500, "prefix": "bulk"}' >/dev/null
+ctl "http://127.0.0.1:$PORT/_sim/clouds.yaml" > "$WORK/clouds.yaml"
 export OS_CLIENT_CONFIG_FILE="$WORK/clouds.yaml" OS_CLOUD=sim XDG_STATE_HOME="$WORK/state"
 
 # Wall time of a command; a command that fails prints its failure, never a time.

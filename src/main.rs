@@ -17,11 +17,11 @@ fn install_hooks() {
         );
     let (panic_hook, eyre_hook) = builder.into_hooks();
     if eyre_hook.install().is_err() {
-        eprintln!("warning: error reporting was already set up");
+        stackpilot::cli::say("warning: error reporting was already set up");
     }
     std::panic::set_hook(Box::new(move |info| {
         stackpilot::inventory::liveness::note_panic(info.to_string());
-        eprintln!("{}", panic_hook.panic_report(info));
+        stackpilot::cli::say(panic_hook.panic_report(info));
     }));
 }
 
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            stackpilot::cli::say(format_args!("error: cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         // One line: what, where and what to do (a user's mistake, not a bug: no
         // backtrace), each cause after a colon.
         Err(e) => {
-            eprintln!("error: {}", stackpilot::domain::text::sanitize(&format!("{e:#}")));
+            stackpilot::cli::say(format_args!("error: {}", stackpilot::domain::text::sanitize(&format!("{e:#}"))));
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,20 @@
 //! clouds.yaml / secure.yaml / OS_* resolution, table-driven, including the error
 //! messages an operator sees.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use stackpilot::config::clouds::{AuthMethod, CloudSource, CloudsFile, Interface, Scope};
 use stackpilot::config::paths::MapEnv;
-use std::path::Path;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -169,12 +180,13 @@ fn every_supported_auth_type_and_option() {
       password: p
       project_name: x
       domain_name: Corp
-    cacert: /etc/ssl/corp.pem
+    cacert: ~/corp.pem
     regions:
       - name: West
       - East
 "#,
     );
+    f.write("home/corp.pem", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
     let env = f.env();
     let cf = CloudsFile::discover(&env).unwrap();
     assert!(matches!(
@@ -201,7 +213,7 @@ fn every_supported_auth_type_and_option() {
     assert_eq!(v.endpoint_overrides.get("block-storage").map(String::as_str), Some("https://cinder.internal/v3/p1"));
     let t = cf.resolve("tls").unwrap();
     assert!(t.verify);
-    assert_eq!(t.cacert.as_deref(), Some(Path::new("/etc/ssl/corp.pem")));
+    assert_eq!(t.cacert.as_deref(), Some(f.path("home/corp.pem").as_path()));
     assert_eq!(t.region.as_deref(), Some("West"));
     match t.auth {
         AuthMethod::Password { user, scope: Scope::Project { domain, .. }, .. } => {
@@ -254,6 +266,60 @@ fn errors_name_the_file_the_key_and_the_fix() {
             &["interface `sideways`", "public"],
         ),
         ("clouds: [a, b]\n", "prod", &[], &["`clouds` must be a mapping"]),
+        (
+            &PROD.replace("https://keystone.prod:5000/v3", "keystone.prod:5000/v3"),
+            "prod",
+            &[],
+            &[
+                "clouds.yaml:4:",
+                "auth_url `keystone.prod:5000/v3` is not an http(s) URL",
+                "clouds.prod.auth.auth_url",
+                "https://keystone.example.com",
+            ],
+        ),
+        (
+            &PROD.replace("https://keystone.prod:5000/v3", "ops:file-pass@keystone.prod:5000/v3"),
+            "prod",
+            &[],
+            &["clouds.yaml:4:", "auth_url `…@keystone.prod:5000/v3` is not an http(s) URL"],
+        ),
+        (
+            &PROD.replace("https://keystone.prod:5000/v3", "https://"),
+            "prod",
+            &[],
+            &["clouds.yaml:4:", "is not an http(s) URL", "empty host"],
+        ),
+        (
+            &PROD.replace(
+                "    region_name: RegionOne\n",
+                "    region_name: RegionOne\n    cacert: /nonexistent/ca.pem\n",
+            ),
+            "prod",
+            &[],
+            &[
+                "clouds.yaml:11:",
+                "clouds.prod.cacert",
+                "the CA bundle `/nonexistent/ca.pem` cannot be read",
+                "remove it",
+            ],
+        ),
+        (
+            &PROD.replace("    region_name: RegionOne\n", "    region_name: RegionOne\n    verify: maybe\n"),
+            "prod",
+            &[],
+            &[
+                "clouds.yaml:11:",
+                "clouds.prod.verify",
+                "`maybe` cannot be read",
+                "true, false or the path of a CA bundle",
+            ],
+        ),
+        (
+            &PROD.replace("    region_name: RegionOne\n", "    region_name: RegionOne\n    cert: Cargo.toml\n"),
+            "prod",
+            &[],
+            &["clouds.yaml:11:", "clouds.prod.cert", "is not a PEM file"],
+        ),
     ];
     for (text, cloud, extra, wants) in cases {
         let f = Fixture::new();

@@ -2,6 +2,18 @@
 //! simulator, keys are typed, and the screen is read back with `capture-pane`.
 //! Needs tmux (installed by .ci/run).
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::*;
 use serde_json::json;
@@ -147,4 +159,54 @@ fn a_dying_engine_leaves_the_terminal_intact_and_says_so() {
         .expect("a crash report was written");
     let report = std::fs::read_to_string(crash.path()).unwrap();
     assert!(report.contains("injected panic in engine"), "{report}");
+}
+
+/// The processes whose environment holds `marker` (a `KEY=value`).
+fn processes_with(marker: &str) -> Vec<String> {
+    let want = format!("{marker}\0");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.chars().all(|c| c.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| String::from_utf8_lossy(&env).contains(want.as_str()))
+        })
+        .collect()
+}
+
+/// Closing the window the console runs in (the pty goes away, every write
+/// fails, and SIGHUP arrives — or, detached with setsid, never does) ends it
+/// quietly: no crash report, no panic in the log, and the process is gone.
+#[test]
+fn closing_the_terminal_ends_the_console_without_a_crash() {
+    for wrapper in ["", "setsid -w "] {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let cmd = format!(
+            "{wrapper}env XDG_STATE_HOME={} XDG_CONFIG_HOME={} {} --demo --speed 60",
+            state.display(),
+            dir.path().join("config").display(),
+            env!("CARGO_BIN_EXE_stackpilot")
+        );
+        let marker = format!("XDG_STATE_HOME={}", state.display());
+        let t = Tmux::start(&cmd, 120, 35);
+        t.wait_for("Overview");
+        assert_eq!(processes_with(&marker).len(), 1, "{wrapper}: the console runs");
+        drop(t); // kill-session: the pty closes under the running console
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !processes_with(&marker).is_empty() {
+            assert!(Instant::now() < deadline, "{wrapper}: the console did not end after its terminal closed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let files: Vec<String> = std::fs::read_dir(state.join("stackpilot"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!files.iter().any(|f| f.starts_with("crash-")), "{wrapper}: no crash report: {files:?}");
+        let log = std::fs::read_to_string(state.join("stackpilot/stackpilot.log")).unwrap_or_default();
+        assert!(!log.contains("panicked"), "{wrapper}: no panic in the log: {log}");
+    }
 }

@@ -9,6 +9,18 @@
 //! (10% 5xx, late answers, exhausted quota with a stale limits cache) on demand.
 //! Converge, crash-restart and the untagged lookalike run on both.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::rig::*;
 use common::*;
@@ -160,7 +172,9 @@ async fn exhausted_quota_blocks_scale_out_with_one_alert_and_few_requests() {
     println!("create requests: {before} up to the block, {} in 7.5 s while blocked", after - before);
     assert_eq!(rig.members("web").await.len(), 2, "partial scale-out to the quota's headroom");
     assert!(after - before <= 2, "no retry storm: {} creates tried while blocked", after - before);
-    assert!(before <= 4, "creates before the block: {before}");
+    // Two fit; the first tick may try all five when the quota is not read yet
+    // (the cloud refuses three), never more: limits are re-read after acting.
+    assert!(before <= 5, "creates before the block: {before}");
     let status = eng.handle.status.borrow().clone();
     let web = &status.apps[0];
     assert!(web.blocked.as_deref().is_some_and(|b| b.contains("quota")), "{web:?}");
@@ -270,6 +284,15 @@ async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans()
     }
     // The headless engine's own health and metrics.
     let log = log_of(&rig, "engine-2.log");
+    // Into a file: no colour codes, and what does not change is not said again.
+    assert!(!log.contains('\u{1b}'), "no terminal codes in a log file:\n{log}");
+    let mut said: std::collections::BTreeMap<&str, usize> = Default::default();
+    for l in log.lines() {
+        // Without its timestamp.
+        *said.entry(l.split_once(' ').map_or(l, |(_, rest)| rest)).or_default() += 1;
+    }
+    let most = said.iter().max_by_key(|(_, n)| **n).map(|(l, n)| (*n, *l)).unwrap_or_default();
+    assert!(most.0 <= 3, "a line logged {} times: {}", most.0, most.1);
     let base = log
         .split("metrics on ")
         .nth(1)
@@ -278,16 +301,22 @@ async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans()
         .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
     let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
     assert!(health.status().is_success());
-    let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     let cloud = &rig.cloud.name;
-    for want in [
+    let wants = [
         format!("stackpilot_engine_apps_converged{{cloud=\"{cloud}\"}} 1"),
         format!("stackpilot_engine_lease_held{{cloud=\"{cloud}\"}} 1"),
         format!("stackpilot_engine_actions_total{{cloud=\"{cloud}\","),
         "stackpilot_engine_ticks_total ".to_string(),
         "stackpilot_engine_intents_pending 0".to_string(),
-    ] {
-        assert!(metrics.contains(&want), "{want} in\n{metrics}");
+    ];
+    // The engine's own view follows the cloud's by a tick (longer on a busy machine).
+    let mut metrics = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !wants.iter().all(|w| metrics.contains(w.as_str())) {
+        let missing: Vec<&String> = wants.iter().filter(|w| !metrics.contains(w.as_str())).collect();
+        assert!(tokio::time::Instant::now() < deadline, "{missing:?} in\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     }
     drop(child2);
 

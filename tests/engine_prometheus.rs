@@ -2,6 +2,18 @@
 //! `prometheus` binary on PATH: `.ci/run` installs Debian's and runs this target
 //! (`cargo test --test engine_prometheus`); `cargo test` leaves it out.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::rig::*;
 use common::*;
@@ -28,7 +40,8 @@ async fn prometheus_for(h: &SimHandle) -> Prometheus {
     let dir = tempfile::tempdir().unwrap();
     let target = h.base_url.trim_start_matches("http://").to_string();
     let cfg = format!(
-        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sim\n    metrics_path: /_sim/exporter/metrics\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: sim\n    metrics_path: /_sim/exporter/metrics\n    authorization:\n      credentials: {token}\n    static_configs:\n      - targets: [\"{target}\"]\n",
+        token = h.control_token
     );
     std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -1,6 +1,18 @@
 //! The inventory against the simulator: incremental refresh, deletions, failures
 //! that keep data on screen, unreachable clouds, metrics and applications.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::*;
 use serde_json::json;
@@ -91,7 +103,7 @@ async fn after_an_outage_the_data_recovers_by_itself_and_the_alert_resolves() {
     let s = wait_snap(&inv, "the outage alert", |s| s.alerts.iter().any(|a| a.key == "sim:api:compute")).await;
     let since = s.alerts.iter().find(|a| a.key == "sim:api:compute").map(|a| a.since);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    common::control_request(&h, reqwest::Method::DELETE, "faults").send().await.unwrap();
     let t0 = std::time::Instant::now();
     wait_snap(&inv, "fresh servers and flavors", |s| {
         let c = &s.clouds[0];

@@ -6,11 +6,13 @@ set -euo pipefail
 BIN=${1:?usage: openstack-cli.sh path/to/stackpilot}
 WORK=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+export STACKPILOT_SIM_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 "$BIN" sim --port "$PORT" --speed 60 > "$WORK/sim.log" 2>&1 &
+ctl() { curl -sf -H "X-Sim-Token: $STACKPILOT_SIM_TOKEN" "$@"; }
 SIM=$!
 trap 'kill $SIM 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/_sim/state" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$PORT/_sim/clouds.yaml" > "$WORK/clouds.yaml"
+for _ in $(seq 1 100); do ctl "http://127.0.0.1:$PORT/_sim/state" >/dev/null && break; sleep 0.1; done
+ctl "http://127.0.0.1:$PORT/_sim/clouds.yaml" > "$WORK/clouds.yaml"
 export OS_CLIENT_CONFIG_FILE="$WORK/clouds.yaml" OS_CLOUD=sim
 unset OS_AUTH_URL OS_USERNAME OS_PASSWORD OS_PROJECT_NAME OS_TOKEN 2>/dev/null || true
 
@@ -94,7 +96,7 @@ wait_for "d == []" openstack volume backup list
 step "metrics"
 check "d['status'] == 'ACTIVE'" openstack server create --flavor m1.tiny --image cirros-0.6.2-x86_64-disk --network private --wait cli-2
 SID=$(openstack server show cli-2 -f value -c id)
-curl -sf -X POST "http://127.0.0.1:$PORT/_sim/clock/advance" -d '{"seconds": 600}' >/dev/null
+ctl -X POST "http://127.0.0.1:$PORT/_sim/clock/advance" -d '{"seconds": 600}' >/dev/null
 check "any(r['id'] == '$SID' and r['type'] == 'instance' for r in d)" openstack metric resource list
 check "'cpu' in d['metrics'] and 'memory.usage' in d['metrics']" openstack metric resource show --type instance "$SID"
 check "len(d) >= 5 and all(m['granularity'] == 60.0 and m['value'] > 0 for m in d)" \

@@ -2,6 +2,18 @@
 //! machine wrote (crash dumps, logs, pending snapshots, big outputs) sits in the
 //! tree next to the sources.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {

@@ -1,6 +1,18 @@
 //! The session against the simulator over HTTP: authentication, one shared
 //! re-authentication on 401, proactive refresh, catalog selection, pagination.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::*;
 use stackpilot::cloud::compute::ServerQuery;
@@ -188,6 +200,6 @@ async fn a_failed_version_discovery_is_retried_not_remembered() {
     let c = client(&h);
     let e = c.compute().list_flavors().await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::Transient);
-    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    common::control_request(&h, reqwest::Method::DELETE, "faults").send().await.unwrap();
     assert_eq!(c.session.microversion("compute").await.unwrap(), Some((2, 96)), "negotiated once the service answers");
 }

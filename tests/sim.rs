@@ -2,6 +2,18 @@
 //! lifecycles, quotas, capacity, faults, volumes and backups, metrics that follow
 //! the workload, persistence.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 mod common;
 use common::*;
 use serde_json::json;
@@ -161,7 +173,7 @@ async fn injected_faults_reach_the_client_classified() {
     assert_eq!(e.kind, ErrorKind::Transient);
     assert!(e.message.contains("dropped") || e.message.contains("failed"), "{e}");
 
-    reqwest::Client::new().delete(format!("{}/_sim/faults", h.base_url)).send().await.unwrap();
+    common::control_request(&h, reqwest::Method::DELETE, "faults").send().await.unwrap();
     let servers = c.compute().list_servers(&Default::default()).await.unwrap();
     assert_eq!(servers.len(), 1);
 
@@ -321,4 +333,58 @@ async fn ten_thousand_servers_list_completely() {
     let all = c.compute().list_servers(&Default::default()).await.unwrap();
     assert_eq!(all.len(), 10_000);
     assert!(all.iter().all(|s| s.status == ServerStatus::Active));
+}
+
+/// The control API answers only whoever holds the token the simulator printed,
+/// never a web page (not even a "simple" cross-site POST with a text/plain body),
+/// and a request it cannot honour is a 4xx, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_api_needs_its_token_and_refuses_web_pages() {
+    let world = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        world.path(),
+        "[[projects]]\nname = \"admin\"\n\n[[users]]\nname = \"admin\"\npassword = \"secret\"\nroles = { admin = \"admin\" }\n\n[[flavors]]\nid = \"1\"\nname = \"m1.tiny\"\nvcpus = 1\nram = 512\ndisk = 1\n",
+    )
+    .unwrap();
+    let h = sim(SimConfig { world: WorldSource::File(world.path().to_path_buf()), ..Default::default() }).await;
+    assert_eq!(h.control_token.len(), 32, "a random token when none is given");
+    let url = format!("{}/_sim/clock/advance", h.base_url);
+    let http = reqwest::Client::new();
+    let clock = |v: serde_json::Value| chrono::DateTime::parse_from_rfc3339(v["time"].as_str().unwrap()).unwrap();
+    let before = clock(control_get(&h, "state").await);
+
+    let none = http.post(&url).header("content-type", "text/plain").body(r#"{"seconds": 3600}"#).send().await.unwrap();
+    assert_eq!(none.status(), 401, "no token");
+    let wrong = http.post(&url).header("x-sim-token", "guess").json(&json!({"seconds": 3600})).send().await.unwrap();
+    assert_eq!(wrong.status(), 401, "a wrong token");
+    let page = http
+        .post(&url)
+        .header("x-sim-token", &h.control_token)
+        .header("origin", "https://attacker.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"seconds": 3600}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 403, "a browser's cross-site request, even with the token");
+    let fetch = http.get(format!("{}/_sim/state", h.base_url)).header("sec-fetch-site", "cross-site").send().await;
+    assert_eq!(fetch.unwrap().status(), 403);
+    let moved = clock(control_get(&h, "state").await) - before;
+    assert!(moved.num_seconds() < 600, "none of them moved the clock an hour: {moved}");
+
+    let bearer = http
+        .get(format!("{}/_sim/exporter/metrics", h.base_url))
+        .header("authorization", format!("Bearer {}", h.control_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200, "Prometheus sends the token as a bearer credential");
+
+    // Seeding images into a world that has none to copy: a clear 400.
+    let r = control_request(&h, reqwest::Method::POST, "seed").json(&json!({"images": 3})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("no image"), "{body}");
+    // The simulator still serves.
+    assert_eq!(control_request(&h, reqwest::Method::GET, "stats").send().await.unwrap().status(), 200);
 }

@@ -3,6 +3,18 @@
 //! fixed snapshot and a fixed clock (insta snapshots at 80x24, 120x40 and 200x60),
 //! plus a property test that no view panics at any size.
 
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
 use proptest::prelude::*;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

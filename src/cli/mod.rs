@@ -36,7 +36,7 @@ pub struct Cli {
     #[arg(long)]
     pub demo: bool,
     /// Simulated seconds per real second in the demo.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = parse_speed)]
     pub speed: f64,
     /// ASCII charts and sparklines (also chosen when the terminal is not UTF-8).
     #[arg(long, global = true)]
@@ -125,7 +125,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Simulated seconds per real second.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_speed)]
     pub speed: f64,
     /// World file (default: the built-in world; `demo` for the demo world).
     #[arg(long)]
@@ -145,13 +145,24 @@ pub struct SimArgs {
     /// Add latency in milliseconds: SERVICE=MS (repeatable).
     #[arg(long = "latency", value_parser = parse_kv)]
     pub latency: Vec<(String, f64)>,
+    /// The secret of the control API (`/_sim/`), sent as header X-Sim-Token;
+    /// a random one is made and printed when not given.
+    #[arg(long, env = "STACKPILOT_SIM_TOKEN", hide_env_values = true)]
+    pub control_token: Option<String>,
 }
 
 fn parse_tick(s: &str) -> Result<crate::domain::Dur, String> {
     let d = crate::domain::time::parse_duration(s)
         .ok_or_else(|| format!("`{s}` is not a duration: write e.g. 10s, 500ms or 1m"))?;
-    crate::config::settings::TICK_RANGE.check(d)?;
+    crate::config::settings::TICK_RANGE.check(d).map_err(|e| e.to_string())?;
     Ok(crate::domain::Dur(d))
+}
+
+fn parse_speed(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 100_000.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a speed: simulated seconds per real second, above 0 and at most 100000")),
+    }
 }
 
 fn parse_kv(s: &str) -> Result<(String, f64), String> {
@@ -182,6 +193,15 @@ pub fn emit(text: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// A line on stderr. A stderr that is gone (a closed terminal, a closed pipe)
+/// loses the line, never the process (`eprintln!` would panic).
+pub fn say(text: impl std::fmt::Display) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    // Nobody is left to read it: there is nothing else to do with the failure.
+    writeln!(err, "{text}").ok();
+}
+
 /// Whether an error (anywhere in its chain) is a closed output pipe.
 pub fn is_broken_pipe(e: &color_eyre::Report) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
@@ -195,22 +215,47 @@ pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
         use std::io::IsTerminal;
         // Colour only for a person at a terminal, never into a journal or a file.
         let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let _ =
+        let r =
             tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+        if let Err(e) = r {
+            say(format_args!("warning: logging was already set up: {e}"));
+        }
         return None;
     }
+    // The log is the user's alone (0600 in a 0700 directory), like the store.
     let dir = paths::state_dir(&ProcessEnv);
-    if std::fs::create_dir_all(&dir).is_err() {
-        return None;
-    }
     let path = dir.join("stackpilot.log");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
-    let _ = tracing_subscriber::fmt()
+    let file = match open_private_log(&dir, &path) {
+        Ok(f) => f,
+        Err(e) => {
+            say(format_args!("warning: no log file ({}): {e}", path.display()));
+            return None;
+        }
+    };
+    let r = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
+    if let Err(e) = r {
+        say(format_args!("warning: logging was already set up: {e}"));
+    }
     Some(path)
+}
+
+/// Open the log file for appending, private to the user.
+fn open_private_log(dir: &std::path::Path, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    paths::private_dir(dir)?;
+    let f = o.open(path)?;
+    paths::private_file(path)?;
+    Ok(f)
 }
 
 pub fn load_settings(cli: &Cli) -> CliResult<Settings> {
@@ -291,7 +336,7 @@ fn clouds(f: Format) -> CliResult<()> {
     }
     t.print(f)?;
     if cf.names().is_empty() {
-        eprintln!("no clouds configured: create clouds.yaml, set OS_* variables, or try `stackpilot --demo`");
+        say("no clouds configured: create clouds.yaml, set OS_* variables, or try `stackpilot --demo`");
     }
     Ok(())
 }
@@ -420,17 +465,19 @@ fn sim_config(a: &SimArgs) -> CliResult<crate::sim::SimConfig> {
         faults,
         token_lifetime_secs: a.token_lifetime,
         boot_secs: None,
+        control_token: a.control_token.clone(),
     })
 }
 
 async fn sim(a: &SimArgs) -> CliResult<()> {
     let cfg = sim_config(a)?;
-    let h = crate::sim::start(cfg).await.map_err(cli_err)?;
+    let h = crate::sim::start(cfg).await?;
     emit(&format!(
-        "# stackpilot simulator on {} (speed {}x). Add this to clouds.yaml:\n{}# then: OS_CLOUD=sim openstack server list   |   stackpilot --cloud sim servers\n# control API: {}/_sim/state   (Ctrl-C stops)\n",
+        "# stackpilot simulator on {} (speed {}x). Add this to clouds.yaml:\n{}# then: OS_CLOUD=sim openstack server list   |   stackpilot --cloud sim servers\n# control API: curl -H 'X-Sim-Token: {}' {}/_sim/state   (Ctrl-C stops)\n",
         h.base_url,
         a.speed,
         crate::sim::clouds_yaml(&h.base_url, "sim", "admin", "secret", "admin"),
+        h.control_token,
         h.base_url
     ))?;
     wait_for_signal().await;
@@ -442,8 +489,15 @@ pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut hup = signal(SignalKind::hangup()).ok();
+        let listen = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot listen for {name}: {e}; it will end stackpilot without a clean stop");
+                None
+            }
+        };
+        let mut term = listen(SignalKind::terminate(), "SIGTERM");
+        let mut hup = listen(SignalKind::hangup(), "SIGHUP");
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {}
@@ -452,7 +506,10 @@ pub async fn wait_for_signal() {
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -557,7 +614,14 @@ async fn console_with(
         engine,
         store: Some(store),
     };
-    crate::tui::run(console, inventory).await.map_err(cli_err)
+    match crate::tui::run(console, inventory).await {
+        // The window was closed: nobody is left to tell.
+        Err(crate::tui::ConsoleError::TerminalGone(e)) => {
+            tracing::info!("the console's terminal went away: {e}");
+            Ok(())
+        }
+        r => Ok(r?),
+    }
 }
 
 async fn demo(cli: &Cli) -> CliResult<()> {
@@ -584,7 +648,7 @@ async fn demo(cli: &Cli) -> CliResult<()> {
         state: Some(state.join("world.json")),
         ..Default::default()
     };
-    let h = crate::sim::start(cfg).await.map_err(cli_err)?;
+    let h = crate::sim::start(cfg).await?;
     let client = Client::with_timeout(demo_cloud(&h.base_url), settings.refresh.timeout.0)?;
     let greeting = format!(
         "demo: simulated OpenStack at {} ({}x speed), state in {}; ? lists the keys, q quits",
@@ -612,7 +676,7 @@ fn policy_retire(cli: &Cli, app: &str, cloud: Option<&str>) -> CliResult<()> {
     let dir = policies_dir(None, &settings);
     let store = open_store()?;
     let actor = crate::domain::event::operator_actor();
-    let k = crate::engine::policies::retire(&store, &dir, app, cloud, &actor, chrono::Utc::now()).map_err(cli_err)?;
+    let k = crate::engine::policies::retire(&store, &dir, app, cloud, &actor, chrono::Utc::now())?;
     emit(&format!(
         "{} on {} is retired: the engine that holds {} removes its members (drained first); the console's Events view shows each step\n",
         k.app, k.cloud, k.cloud
@@ -629,15 +693,25 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
     let (policies, mut errors) = crate::policy::load_dir(&path);
     let mut resolved = 0;
     if !offline {
-        let cf = CloudsFile::discover(&ProcessEnv).ok();
+        let cf = CloudsFile::discover(&ProcessEnv);
+        if let Err(e) = &cf {
+            say(format_args!("warning: {e}; the policies are checked offline"));
+        }
         for p in &policies {
-            let Some(cloud) = cf.as_ref().and_then(|cf| cf.resolve(p.cloud()).ok()) else {
-                emit(&format!(
-                    "{}: cloud `{}` is not configured here; checked offline\n",
-                    p.file.display(),
-                    p.cloud()
-                ))?;
-                continue;
+            let cloud = match cf.as_ref().map(|cf| cf.resolve(p.cloud())) {
+                Ok(Ok(cloud)) => cloud,
+                Ok(Err(e)) => {
+                    emit(&format!("{}: cloud `{}`: {e}; checked offline\n", p.file.display(), p.cloud()))?;
+                    continue;
+                }
+                Err(_) => {
+                    emit(&format!(
+                        "{}: cloud `{}`: no clouds.yaml read; checked offline\n",
+                        p.file.display(),
+                        p.cloud()
+                    ))?;
+                    continue;
+                }
             };
             let client = Client::new(cloud)?;
             let c = client.compute();
@@ -650,7 +724,8 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
                 keypairs: k.await?,
                 security_groups: g.list_security_groups().await?,
             };
-            let text = std::fs::read_to_string(&p.file).ok();
+            // Only for line numbers in messages: without it they name the file alone.
+            let text = crate::policy::read_policy_file(&p.file).ok();
             match crate::policy::resolve(p, &cat, text.as_deref()) {
                 Ok(spec) => {
                     resolved += 1;
@@ -660,7 +735,7 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
                         spec.image_name,
                         spec.image_id,
                         spec.flavor_name,
-                        &spec.hash()[..12]
+                        crate::domain::text::prefix(&spec.hash(), 12)
                     ))?;
                 }
                 Err(e) => errors.extend(e),
@@ -668,16 +743,11 @@ async fn policy_check(cli: &Cli, path: Option<PathBuf>, offline: bool) -> CliRes
         }
     }
     for e in &errors {
-        eprintln!("{e}");
+        say(e);
     }
     if errors.is_empty() {
-        emit(&format!(
-            "{} polic{} ok{}\n",
-            policies.len(),
-            if policies.len() == 1 { "y" } else { "ies" },
-            if offline { " (offline)" } else { "" }
-        ))?;
-        let _ = resolved;
+        let how = if offline { " (offline)".to_string() } else { format!(" ({resolved} checked against their cloud)") };
+        emit(&format!("{} polic{} ok{how}\n", policies.len(), if policies.len() == 1 { "y" } else { "ies" }))?;
         Ok(())
     } else {
         Err(cli_err(format!(

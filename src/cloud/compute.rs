@@ -6,6 +6,7 @@ use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::next_link;
 use super::wire::nova::*;
+use crate::domain::json::Obj;
 use crate::domain::{self, time::format_z, ComputeLimits, Flavor, Timestamp};
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -128,10 +129,10 @@ impl ServerAction {
             ServerAction::Rebuild { image_id, user_data, metadata } => {
                 let mut r = json!({"imageRef": image_id});
                 if let Some(u) = user_data {
-                    r["user_data"] = json!(base64::engine::general_purpose::STANDARD.encode(u));
+                    r.put("user_data", json!(base64::engine::general_purpose::STANDARD.encode(u)));
                 }
                 if let Some(m) = metadata {
-                    r["metadata"] = json!(m);
+                    r.put("metadata", json!(m));
                 }
                 json!({"rebuild": r})
             }
@@ -158,41 +159,44 @@ impl CreateServer {
                     .collect(),
             )
         };
-        s["networks"] = nets;
+        s.put("networks", nets);
         match (self.boot_volume_gb, &self.image_id) {
             (Some(size), Some(img)) => {
-                s["block_device_mapping_v2"] = json!([{
-                    "boot_index": 0, "uuid": img, "source_type": "image", "destination_type": "volume",
-                    "volume_size": size, "delete_on_termination": self.delete_volume_on_termination
-                }]);
+                s.put(
+                    "block_device_mapping_v2",
+                    json!([{
+                        "boot_index": 0, "uuid": img, "source_type": "image", "destination_type": "volume",
+                        "volume_size": size, "delete_on_termination": self.delete_volume_on_termination
+                    }]),
+                );
             }
-            (None, Some(img)) => s["imageRef"] = json!(img),
+            (None, Some(img)) => s.put("imageRef", json!(img)),
             _ => {}
         }
         if let Some(k) = &self.key_name {
-            s["key_name"] = json!(k);
+            s.put("key_name", json!(k));
         }
         if !self.security_groups.is_empty() {
-            s["security_groups"] = Value::Array(self.security_groups.iter().map(|g| json!({"name": g})).collect());
+            s.put("security_groups", Value::Array(self.security_groups.iter().map(|g| json!({"name": g})).collect()));
         }
         if let Some(u) = &self.user_data {
-            s["user_data"] = json!(base64::engine::general_purpose::STANDARD.encode(u));
+            s.put("user_data", json!(base64::engine::general_purpose::STANDARD.encode(u)));
         }
         if !self.metadata.is_empty() {
-            s["metadata"] = json!(self.metadata);
+            s.put("metadata", json!(self.metadata));
         }
         if !self.tags.is_empty() {
-            s["tags"] = json!(self.tags);
+            s.put("tags", json!(self.tags));
         }
         if let Some(az) = &self.availability_zone {
-            s["availability_zone"] = json!(az);
+            s.put("availability_zone", json!(az));
         }
         if let Some(d) = &self.description {
-            s["description"] = json!(d);
+            s.put("description", json!(d));
         }
         let mut body = json!({"server": s});
         if let Some(g) = &self.server_group {
-            body["os:scheduler_hints"] = json!({"group": g});
+            body.put("os:scheduler_hints", json!({"group": g}));
         }
         body
     }
@@ -221,10 +225,23 @@ impl std::fmt::Display for Undecodable {
 
 impl<T> Listing<T> {
     /// The items; undecodable ones are logged (for listings nothing plans from).
+    /// The same records failing poll after poll are logged once, when that changes.
     pub fn logged(self, cloud: &str, collection: &str) -> Vec<T> {
-        if !self.undecodable.is_empty() {
-            let what: Vec<String> = self.undecodable.iter().map(|u| u.to_string()).collect();
-            tracing::warn!(cloud, "{} {collection} could not be decoded: {}", what.len(), what.join("; "));
+        use std::collections::HashMap;
+        use std::sync::{LazyLock, Mutex};
+        static LAST: LazyLock<Mutex<HashMap<(String, String), String>>> = LazyLock::new(Default::default);
+        let what: Vec<String> = self.undecodable.iter().map(|u| u.to_string()).collect();
+        let now = what.join("; ");
+        let changed = match LAST.lock() {
+            Ok(mut last) => {
+                last.insert((cloud.to_string(), collection.to_string()), now.clone()).unwrap_or_default() != now
+            }
+            Err(_) => true,
+        };
+        if changed && !what.is_empty() {
+            tracing::warn!(cloud, "{} {collection} could not be decoded: {now}", what.len());
+        } else if changed && what.is_empty() {
+            tracing::info!(cloud, "every one of the {collection} decodes again");
         }
         self.items
     }
@@ -272,7 +289,7 @@ where
     F: FnMut(&str) -> Option<(T, String)>,
 {
     let l = paged_report(session, service, path, base_query, collection, page_size, max_items, |raw| {
-        parse(raw).ok_or_else(|| "does not decode".to_string())
+        parse(raw).ok_or(super::wire::DecodeError::Unreadable)
     })
     .await?;
     Ok(l.logged(session.cloud_name(), collection))
@@ -291,7 +308,7 @@ pub(crate) async fn paged_report<T, F>(
     mut parse: F,
 ) -> Result<Listing<T>>
 where
-    F: FnMut(&str) -> std::result::Result<(T, String), String>,
+    F: FnMut(&str) -> std::result::Result<(T, String), super::wire::DecodeError>,
 {
     let mut out: Vec<T> = Vec::new();
     let mut bad: Vec<Undecodable> = Vec::new();
@@ -345,7 +362,7 @@ where
                     if id.is_some() {
                         last_id = id.clone();
                     }
-                    bad.push(Undecodable { id, error });
+                    bad.push(Undecodable { id, error: error.to_string() });
                 }
             }
         }
@@ -506,9 +523,9 @@ impl Compute<'_> {
     /// Names of the key pairs the user can use.
     pub async fn list_keypairs(&self) -> Result<Vec<String>> {
         let (v, _): (Value, _) = self.0.json("compute", Req::get("/os-keypairs")).await?;
-        Ok(v["keypairs"]
+        Ok(v.at("keypairs")
             .as_array()
-            .map(|a| a.iter().filter_map(|k| k["keypair"]["name"].as_str().map(String::from)).collect())
+            .map(|a| a.iter().filter_map(|k| k.at("keypair").at("name").as_str().map(String::from)).collect())
             .unwrap_or_default())
     }
 

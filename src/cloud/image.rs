@@ -27,8 +27,9 @@ impl ImageService<'_> {
                 Some(n) => {
                     // Resolved against the endpoint and kept on its host: never
                     // string-pasted, so `@host/...` cannot send the token elsewhere.
-                    let url = super::session::resolve_link(&ep, &prefix, n)
-                        .map_err(|e| ApiError::new(ErrorKind::InvalidResponse, self.0.cloud_name(), "image", e))?;
+                    let url = super::session::resolve_link(&ep, &prefix, n).map_err(|e| {
+                        ApiError::new(ErrorKind::InvalidResponse, self.0.cloud_name(), "image", e.to_string())
+                    })?;
                     Req::get(url.to_string())
                 }
             };

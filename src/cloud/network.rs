@@ -4,6 +4,7 @@ use super::compute::paged;
 use super::error::Result;
 use super::session::{Req, Session};
 use super::wire::neutron::{WFloatingIp, WNetwork, WPort};
+use crate::domain::json::Obj;
 use crate::domain::{FloatingIp, Network, Port};
 
 pub struct NetworkService<'a>(pub &'a Session);
@@ -45,7 +46,8 @@ impl NetworkService<'_> {
     /// Names of the project's security groups.
     pub async fn list_security_groups(&self) -> Result<Vec<String>> {
         let (v, _): (serde_json::Value, _) = self.0.json("network", Req::get("/security-groups")).await?;
-        let mut names: Vec<String> = v["security_groups"]
+        let mut names: Vec<String> = v
+            .at("security_groups")
             .as_array()
             .map(|a| a.iter().filter_map(|g| g["name"].as_str().map(String::from)).collect())
             .unwrap_or_default();

@@ -7,6 +7,7 @@ use super::error::{classify, error_message, ApiError, ErrorKind, Result};
 use super::wire::keystone::{CatalogEntry, TokenBody};
 use crate::config::clouds::{canonical_service_type, AuthMethod, CloudConfig, DomainRef, Scope, UserRef};
 use crate::config::Secret;
+use crate::domain::json::Obj;
 use crate::domain::Timestamp;
 use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -116,7 +117,8 @@ pub async fn counting<F: std::future::Future>(f: F) -> (F::Output, u64) {
 }
 
 fn tally() {
-    let _ = REQUEST_TALLY.try_with(|c| c.set(c.get() + 1));
+    // Outside a counted scope there is nothing to count.
+    REQUEST_TALLY.try_with(|c| c.set(c.get() + 1)).unwrap_or(());
 }
 
 /// Counters of what a session did (benchmarks, tests, the Clouds view).
@@ -232,14 +234,15 @@ pub enum BodyError {
 /// Resolve a link a service sent (a `next` page, absolute or relative to
 /// `prefix`) and keep it on the endpoint's scheme, host and port, without user
 /// info: the token goes nowhere else.
-pub fn resolve_link(endpoint: &Url, prefix: &Url, link: &str) -> std::result::Result<Url, String> {
+pub fn resolve_link(endpoint: &Url, prefix: &Url, link: &str) -> std::result::Result<Url, LinkError> {
     let link = link.trim();
+    let malformed = |e: url::ParseError| LinkError::Malformed { link: link.to_string(), reason: e.to_string() };
     let url = if link.starts_with("http://") || link.starts_with("https://") {
-        Url::parse(link).map_err(|e| format!("bad link `{link}`: {e}"))?
+        Url::parse(link).map_err(malformed)?
     } else {
         let base = prefix.as_str().trim_end_matches('/');
         let joined = if link.starts_with('/') { format!("{base}{link}") } else { format!("{base}/{link}") };
-        Url::parse(&joined).map_err(|e| format!("bad link `{link}`: {e}"))?
+        Url::parse(&joined).map_err(malformed)?
     };
     let same = url.scheme() == endpoint.scheme()
         && url.host_str() == endpoint.host_str()
@@ -247,13 +250,21 @@ pub fn resolve_link(endpoint: &Url, prefix: &Url, link: &str) -> std::result::Re
         && url.username().is_empty()
         && url.password().is_none();
     if !same {
-        return Err(format!(
-            "the link `{link}` leaves the endpoint {}://{}: not followed (the token is sent to the endpoint only)",
-            endpoint.scheme(),
-            endpoint.host_str().unwrap_or_default()
-        ));
+        return Err(LinkError::OffEndpoint {
+            link: link.to_string(),
+            endpoint: format!("{}://{}", endpoint.scheme(), endpoint.host_str().unwrap_or_default()),
+        });
     }
     Ok(url)
+}
+
+/// Why a link a service sent is not followed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LinkError {
+    #[error("bad link `{link}`: {reason}")]
+    Malformed { link: String, reason: String },
+    #[error("the link `{link}` leaves the endpoint {endpoint}: not followed (the token is sent to the endpoint only)")]
+    OffEndpoint { link: String, endpoint: String },
 }
 
 fn domain_json(d: &DomainRef) -> Value {
@@ -286,17 +297,17 @@ pub fn auth_body(auth: &AuthMethod) -> Value {
     match auth {
         AuthMethod::Password { user, password, scope } => {
             let mut u = user_json(user);
-            u["password"] = json!(password.expose());
+            u.put("password", json!(password.expose()));
             json!({"auth": {"identity": {"methods": ["password"], "password": {"user": u}}, "scope": scope_json(scope)}})
         }
         AuthMethod::ApplicationCredential { id, name, user, secret } => {
             let mut ac = json!({"secret": secret.expose()});
             if let Some(id) = id {
-                ac["id"] = json!(id);
+                ac.put("id", json!(id));
             } else {
-                ac["name"] = json!(name);
+                ac.put("name", json!(name));
                 if let Some(u) = user {
-                    ac["user"] = user_json(u);
+                    ac.put("user", user_json(u));
                 }
             }
             // Application credentials are bound to their project: no scope.
@@ -606,11 +617,11 @@ impl Session {
         let mut root = ep.clone();
         let segs: Vec<String> = ep.path_segments().map(|s| s.map(String::from).collect()).unwrap_or_default();
         let Some(idx) = segs.iter().position(|s| is_version_segment(s)) else { return Ok(None) };
-        let major = segs[idx].clone();
-        root.set_path(&format!("{}/", segs[..=idx].join("/")));
+        let Some(major) = segs.get(idx).cloned() else { return Ok(None) };
+        root.set_path(&format!("{}/", segs.get(..=idx).unwrap_or_default().join("/")));
         let mut candidates = vec![root.clone()];
         let mut host_root = root.clone();
-        host_root.set_path(&format!("{}/", segs[..idx].join("/")));
+        host_root.set_path(&format!("{}/", segs.get(..idx).unwrap_or_default().join("/")));
         candidates.push(host_root);
         for url in candidates {
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -706,7 +717,8 @@ impl Session {
             let base = self.endpoint_in(&token, &service)?;
             let url = if req.path.starts_with("http://") || req.path.starts_with("https://") {
                 // An absolute URL must stay on the service's endpoint.
-                resolve_link(&base, &base, &req.path).map_err(|e| self.err(ErrorKind::InvalidResponse, &service, e))?
+                resolve_link(&base, &base, &req.path)
+                    .map_err(|e| self.err(ErrorKind::InvalidResponse, &service, e.to_string()))?
             } else {
                 join_path(&base, &req.path)
             };

@@ -5,6 +5,7 @@ use super::compute::paged;
 use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::cinder::*;
+use crate::domain::json::Obj;
 use crate::domain::{Backup, Snapshot, Volume};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -129,19 +130,19 @@ impl VolumeService<'_> {
     pub async fn create_backup(&self, c: &CreateBackup) -> Result<(String, Option<String>)> {
         let mut b = json!({"volume_id": c.volume_id, "incremental": c.incremental, "force": c.force});
         if let Some(n) = &c.name {
-            b["name"] = json!(n);
+            b.put("name", json!(n));
         }
         if let Some(d) = &c.description {
-            b["description"] = json!(d);
+            b.put("description", json!(d));
         }
         if let Some(s) = &c.snapshot_id {
-            b["snapshot_id"] = json!(s);
+            b.put("snapshot_id", json!(s));
         }
         if let Some(cn) = &c.container {
-            b["container"] = json!(cn);
+            b.put("container", json!(cn));
         }
         if !c.metadata.is_empty() {
-            b["metadata"] = json!(c.metadata);
+            b.put("metadata", json!(c.metadata));
         }
         let (body, resp): (BackupBody, _) =
             self.0.json("block-storage", Req::post("/backups", json!({"backup": b}))).await?;

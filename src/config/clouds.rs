@@ -228,6 +228,8 @@ pub struct CloudsFile {
     env_cloud_exists: bool,
     os_cloud: Option<String>,
     os_region: Option<String>,
+    /// `~` in file settings (cacert, cert, key).
+    home: Option<PathBuf>,
 }
 
 const CLOUD_FILE_NAMES: [&str; 3] = ["clouds.yaml", "clouds.yml", "clouds.json"];
@@ -333,6 +335,9 @@ fn load_yaml(path: &Path) -> Result<Option<YamlFile>, ConfigError> {
         if let Some(i) = msg.find(" at line ") {
             msg.truncate(i);
         }
+        // The parser quotes what it read (`invalid type: string "…"`, a duplicate
+        // key): in a file of passwords that may be one. The position says where.
+        let msg = redact_quoted(&msg);
         let mut err = ConfigError::new(
             format!("not valid YAML: {msg}"),
             "fix the syntax at that position (indentation, a missing ':' or an unclosed quote)",
@@ -373,15 +378,12 @@ fn find_key_line(text: &str, keys: &[&str]) -> Option<usize> {
     let mut min_indent: isize = -1;
     let mut found = None;
     for (i, line) in text.lines().enumerate() {
-        if want >= keys.len() {
-            break;
-        }
+        let Some(key) = keys.get(want).copied() else { break };
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
         let indent = (line.len() - trimmed.len()) as isize;
-        let key = keys[want];
         let matches =
             [format!("{key}:"), format!("'{key}':"), format!("\"{key}\":"), format!("{}:", key.replace('_', "-"))]
                 .iter()
@@ -410,6 +412,23 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// `s` with the text between double quotes hidden.
+fn redact_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut inside = false;
+    for c in s.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn truthy(s: &str) -> bool {
@@ -451,6 +470,7 @@ impl CloudsFile {
     }
 
     fn load_env(&mut self, env: &dyn Env) {
+        self.home = env.var("HOME").map(PathBuf::from);
         self.os_cloud = env.var("OS_CLOUD");
         self.os_region = env.var("OS_REGION_NAME");
         self.env_cloud_name = env.var("OS_CLOUD_NAME").unwrap_or_else(|| "envvars".to_string());
@@ -486,7 +506,15 @@ impl CloudsFile {
 
     /// Every cloud name defined (file clouds first, then the env cloud).
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.merged_clouds().keys().filter_map(|k| k.as_str().map(String::from)).collect();
+        // An entry only secure.yaml has that is no mapping is a broken secure file
+        // (its "name" may be a password run together): never listed.
+        let in_clouds = |k: &Value| self.clouds.as_ref().is_some_and(|f| f.clouds.contains_key(k));
+        let mut v: Vec<String> = self
+            .merged_clouds()
+            .iter()
+            .filter(|(k, v)| v.is_mapping() || in_clouds(k))
+            .filter_map(|(k, _)| k.as_str().map(String::from))
+            .collect();
         if self.env_cloud_exists && !v.contains(&self.env_cloud_name) {
             v.push(self.env_cloud_name.clone());
         }
@@ -510,9 +538,9 @@ impl CloudsFile {
             return Ok(self.env_cloud_name.clone());
         }
         let names = self.names();
-        match names.len() {
-            1 => Ok(names[0].clone()),
-            0 => Err(ConfigError::new(
+        match names.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(ConfigError::new(
                 "no cloud is configured",
                 "create clouds.yaml (see README: `Pointing it at a real cloud`), set OS_AUTH_URL and friends, or run `stackpilot --demo`",
             )
@@ -646,7 +674,10 @@ impl CloudsFile {
                 if auth_key {
                     path.push("auth");
                 }
-                let line = self.line_of(&path);
+                // The key's own line when it is in clouds.yaml, else its block's.
+                let block = self.line_of(&path);
+                path.push(key);
+                let line = self.line_of(&path).or(block);
                 let full = if auth_key { format!("clouds.{name}.auth.{key}") } else { format!("clouds.{name}.{key}") };
                 ConfigError::new(message, fix).at(self.clouds_path(), line).key(full)
             }
@@ -680,6 +711,25 @@ impl CloudsFile {
             ));
         };
         let auth_url = format_placeholders(&auth_url, &s);
+        let parsed = url::Url::parse(&auth_url);
+        if !parsed.as_ref().is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()) {
+            let why = parsed.err().map(|e| format!(" ({e})")).unwrap_or_default();
+            // `user:password@host` would show a password: everything before `@` is hidden.
+            let shown = match auth_url.rsplit_once('@') {
+                Some((before, after)) => {
+                    let scheme = before.split_once("://").map(|(s, _)| format!("{s}://")).unwrap_or_default();
+                    format!("{scheme}…@{after}")
+                }
+                None => auth_url.clone(),
+            };
+            return Err(self.err_for(
+                name,
+                &source,
+                "auth_url",
+                format!("auth_url `{shown}` is not an http(s) URL{why}"),
+                "write the whole Keystone URL, e.g. `auth_url: https://keystone.example.com:5000/v3`".into(),
+            ));
+        }
         let domain_default =
             DomainRef { id: get("domain_id").or_else(|| get("default_domain")), name: get("domain_name") };
         let dom = |id_key: &str, name_key: &str| {
@@ -868,18 +918,48 @@ impl CloudsFile {
         let insecure = get("insecure").map(|v| truthy(&v)).unwrap_or(false);
         let verify_setting = get("verify");
         let mut verify = !insecure;
-        let mut cacert = get("cacert").map(|p| expand_tilde(&p, self));
+        let mut cacert = get("cacert").map(|p| ("cacert", expand_tilde(&p, self)));
         if let Some(v) = verify_setting {
             if v.eq_ignore_ascii_case("false") || v == "0" || v.eq_ignore_ascii_case("no") {
                 verify = false;
             } else if !truthy(&v) {
                 // `verify` may also hold a CA bundle path.
-                cacert.get_or_insert(expand_tilde(&v, self));
+                cacert.get_or_insert(("verify", expand_tilde(&v, self)));
             }
         }
         if !verify {
             cacert = None;
         }
+        let pem = |key: &str, path: &Path, what: &str, marker: &str, fix: &str| -> Result<(), ConfigError> {
+            // A bundle is a few hundred KiB at most; a FIFO or /dev/zero is refused.
+            let problem = match paths::read_regular(path, 16 << 20) {
+                Err(e) => Some(format!("{what} `{}` cannot be read: {e}", path.display())),
+                Ok(t) if !String::from_utf8_lossy(&t).contains(marker) => {
+                    Some(format!("{what} `{}` is not a PEM file", path.display()))
+                }
+                Ok(_) => None,
+            };
+            match problem {
+                Some(m) => Err(self.err_for(name, &source, key, m, fix.to_string())),
+                None => Ok(()),
+            }
+        };
+        if let Some((key, p)) = &cacert {
+            let fix = match *key {
+                "verify" => "`verify` is true, false or the path of a CA bundle (PEM)",
+                _ => "point it at the PEM file of your cloud's CA, or remove it to trust the system's CAs",
+            };
+            pem(key, p, "the CA bundle", "-----BEGIN CERTIFICATE-----", fix)?;
+        }
+        let client_cert = get("cert").map(|p| expand_tilde(&p, self));
+        let client_key = get("key").map(|p| expand_tilde(&p, self));
+        if let Some(p) = &client_cert {
+            pem("cert", p, "the client certificate", "-----BEGIN", "point `cert` at your client certificate (PEM)")?;
+        }
+        if let Some(p) = &client_key {
+            pem("key", p, "the client key", "-----BEGIN", "point `key` at the private key of `cert` (PEM)")?;
+        }
+        let cacert = cacert.map(|(_, p)| p);
         let mut endpoint_overrides = BTreeMap::new();
         for (k, v) in &s {
             if let Some(svc) = k.strip_suffix("_endpoint_override") {
@@ -896,20 +976,18 @@ impl CloudsFile {
             interface,
             verify,
             cacert,
-            client_cert: get("cert").map(|p| expand_tilde(&p, self)),
-            client_key: get("key").map(|p| expand_tilde(&p, self)),
+            client_cert,
+            client_key,
             endpoint_overrides,
         })
     }
 }
 
-fn expand_tilde(p: &str, _cf: &CloudsFile) -> PathBuf {
-    if let Some(rest) = p.strip_prefix("~/") {
-        if let Ok(h) = std::env::var("HOME") {
-            return PathBuf::from(h).join(rest);
-        }
+fn expand_tilde(p: &str, cf: &CloudsFile) -> PathBuf {
+    match (p.strip_prefix("~/"), &cf.home) {
+        (Some(rest), Some(home)) => home.join(rest),
+        _ => PathBuf::from(p),
     }
-    PathBuf::from(p)
 }
 
 /// `auth_url` may contain `{key}` placeholders filled from the other settings.
@@ -937,5 +1015,39 @@ pub fn canonical_service_type(s: &str) -> &str {
         "network" | "neutron" => "network",
         "identity" | "keystone" => "identity",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parser_messages_never_repeat_what_they_quote() {
+        assert_eq!(
+            redact_quoted(r#"duplicate entry with key "p file-passroject_name""#),
+            r#"duplicate entry with key "…""#
+        );
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "s3cret", expected a map"#),
+            r#"invalid type: string "…", expected a map"#
+        );
+        assert_eq!(redact_quoted("no quotes"), "no quotes");
+    }
+
+    #[test]
+    fn a_broken_secure_entry_is_not_a_cloud() {
+        let dir = tempfile::tempdir().unwrap();
+        let clouds = dir.path().join("clouds.yaml");
+        let secure = dir.path().join("secure.yaml");
+        std::fs::write(
+            &clouds,
+            "clouds:\n  prod:\n    auth:\n      auth_url: https://k/v3\n      username: u\n      project_name: p\n",
+        )
+        .unwrap();
+        // A dropped line runs the password into a "cloud name".
+        std::fs::write(&secure, "clouds:\n  prod:\n    auth: {}\n  password secure-pass:\n").unwrap();
+        let cf = CloudsFile::from_paths(&clouds, Some(&secure), &super::super::paths::MapEnv::default()).unwrap();
+        assert_eq!(cf.names(), vec!["prod".to_string()]);
     }
 }

@@ -224,7 +224,7 @@ impl Settings {
             SettingsError { file: file.to_path_buf(), line, col, message: format!("{path}: {message}") }
         };
         for (path, d, range) in self.durations() {
-            range.check(d.0).map_err(|m| at(path, m))?;
+            range.check(d.0).map_err(|m| at(path, m.to_string()))?;
         }
         if self.ui.max_fps == 0 || self.ui.max_fps > 120 {
             return Err(at("ui.max_fps", format!("must be between 1 and 120, got {}", self.ui.max_fps)));

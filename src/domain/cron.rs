@@ -15,6 +15,15 @@ pub struct Cron {
     dow_any: bool,
 }
 
+/// Why a cron expression is not one: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CronError {
+    #[error("expected 5 fields (minute hour day month weekday), got {0}")]
+    Fields(usize),
+    #[error("{field}: {reason}")]
+    Field { field: &'static str, reason: String },
+}
+
 fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(Vec<bool>, bool), String> {
     let mut set = vec![false; hi as usize + 1];
     let any = s == "*";
@@ -43,38 +52,42 @@ fn field(s: &str, lo: u32, hi: u32, names: &[&str]) -> Result<(Vec<bool>, bool),
         if a < lo || b > hi || a > b {
             return Err(format!("`{part}` is outside {lo}-{hi}"));
         }
-        let mut v = a;
-        while v <= b {
-            set[v as usize] = true;
-            v += step;
+        for v in (a..=b).step_by(step as usize) {
+            if let Some(x) = set.get_mut(v as usize) {
+                *x = true;
+            }
         }
     }
     Ok((set, any))
 }
 
 impl Cron {
-    pub fn parse(s: &str) -> Result<Cron, String> {
+    pub fn parse(s: &str) -> Result<Cron, CronError> {
         let f: Vec<&str> = s.split_whitespace().collect();
-        if f.len() != 5 {
-            return Err(format!("expected 5 fields (minute hour day month weekday), got {}", f.len()));
-        }
-        let (minutes, _) = field(f[0], 0, 59, &[])?;
-        let (hours, _) = field(f[1], 0, 23, &[])?;
-        let (dom, dom_any) = field(f[2], 1, 31, &[])?;
+        let [mi, h, d, mo, w] = f.as_slice() else {
+            return Err(CronError::Fields(f.len()));
+        };
+        let named = |field: &'static str| move |reason: String| CronError::Field { field, reason };
+        let (minutes, _) = field(mi, 0, 59, &[]).map_err(named("minute"))?;
+        let (hours, _) = field(h, 0, 23, &[]).map_err(named("hour"))?;
+        let (dom, dom_any) = field(d, 1, 31, &[]).map_err(named("day of month"))?;
         let (months, _) =
-            field(f[3], 1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])?;
+            field(mo, 1, 12, &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+                .map_err(named("month"))?;
         let (mut dow, dow_any) =
-            field(f[4].replace('7', "0").as_str(), 0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"])?;
+            field(w.replace('7', "0").as_str(), 0, 6, &["sun", "mon", "tue", "wed", "thu", "fri", "sat"])
+                .map_err(named("weekday"))?;
         dow.resize(7, false);
         Ok(Cron { minutes, hours, dom, months, dow, dom_any, dow_any })
     }
 
     fn day_matches(&self, d: jiff::civil::Date) -> bool {
-        if !self.months[d.month() as usize] {
+        let at = |set: &[bool], i: i8| set.get(i as usize).copied().unwrap_or(false);
+        if !at(&self.months, d.month()) {
             return false;
         }
-        let dom = self.dom[d.day() as usize];
-        let dow = self.dow[d.weekday().to_sunday_zero_offset() as usize];
+        let dom = at(&self.dom, d.day());
+        let dow = at(&self.dow, d.weekday().to_sunday_zero_offset());
         // Vixie cron: with both fields restricted, either may match.
         match (self.dom_any, self.dow_any) {
             (true, true) => true,
@@ -91,11 +104,12 @@ impl Cron {
             if self.day_matches(day) {
                 let max_h = if k == 0 { t.hour() as u32 } else { 23 };
                 for h in (0..=max_h).rev() {
-                    if !self.hours[h as usize] {
+                    if !self.hours.get(h as usize).copied().unwrap_or(false) {
                         continue;
                     }
                     let max_m = if k == 0 && h == t.hour() as u32 { t.minute() as u32 } else { 59 };
-                    if let Some(m) = (0..=max_m).rev().find(|m| self.minutes[*m as usize]) {
+                    if let Some(m) = (0..=max_m).rev().find(|m| self.minutes.get(*m as usize).copied().unwrap_or(false))
+                    {
                         return day.at(h as i8, m as i8, 0, 0).into();
                     }
                 }
@@ -113,7 +127,8 @@ pub fn parse_tz(s: &str) -> Option<jiff::tz::TimeZone> {
         return Some(jiff::tz::TimeZone::UTC);
     }
     if let Some(sign) = s.chars().next().filter(|c| *c == '+' || *c == '-') {
-        let (h, m) = s[1..].split_once(':').unwrap_or((&s[1..], "0"));
+        let rest = crate::domain::text::skip(s, 1);
+        let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
         let secs = h.parse::<i32>().ok()? * 3600 + m.parse::<i32>().ok()? * 60;
         let secs = if sign == '-' { -secs } else { secs };
         return jiff::tz::Offset::from_seconds(secs).ok().map(jiff::tz::TimeZone::fixed);

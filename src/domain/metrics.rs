@@ -32,7 +32,11 @@ impl MetricSeries {
             Some(&(last, _)) if at > last => self.points.push_back((at, v)),
             None => self.points.push_back((at, v)),
             _ => match self.points.binary_search_by_key(&at, |p| p.0) {
-                Ok(i) => self.points[i].1 = v,
+                Ok(i) => {
+                    if let Some(p) = self.points.get_mut(i) {
+                        p.1 = v;
+                    }
+                }
                 Err(i) => self.points.insert(i, (at, v)),
             },
         }

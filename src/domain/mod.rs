@@ -4,6 +4,7 @@
 
 pub mod cron;
 pub mod event;
+pub mod json;
 pub mod metrics;
 pub mod names;
 pub mod resources;

@@ -387,13 +387,15 @@ impl ComputeLimits {
         let mut h: Option<i64> = None;
         let mut take = |limit: Option<i64>, used: i64, per: i64| {
             if let Some(l) = limit {
-                let room = if per <= 0 { i64::MAX } else { (l - used).max(0) / per };
+                // Whatever a cloud answers (a negative use, a limit near i64::MAX):
+                // saturating, never an overflow or a wrapped headroom.
+                let room = if per <= 0 { i64::MAX } else { l.saturating_sub(used).max(0) / per };
                 h = Some(h.map_or(room, |x: i64| x.min(room)));
             }
         };
         take(self.max_instances, self.instances_used, 1);
         take(self.max_cores, self.cores_used, vcpus as i64);
-        take(self.max_ram_mb, self.ram_used_mb, ram_mb as i64);
+        take(self.max_ram_mb, self.ram_used_mb, i64::try_from(ram_mb).unwrap_or(i64::MAX));
         h
     }
 }
@@ -401,6 +403,18 @@ impl ComputeLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headroom_of_absurd_limits_saturates() {
+        let l = ComputeLimits { max_instances: Some(i64::MAX), instances_used: -5, ..Default::default() };
+        assert_eq!(l.headroom(1, 512), Some(i64::MAX));
+        let l = ComputeLimits { max_instances: Some(i64::MIN), instances_used: i64::MAX, ..Default::default() };
+        assert_eq!(l.headroom(1, 512), Some(0));
+        let l = ComputeLimits { max_ram_mb: Some(1024), ..Default::default() };
+        assert_eq!(l.headroom(1, u64::MAX), Some(0), "a flavor larger than any quota fits none");
+        let l = ComputeLimits { max_cores: Some(10), cores_used: 4, ..Default::default() };
+        assert_eq!(l.headroom(2, 512), Some(3));
+    }
 
     #[test]
     fn status_round_trips_and_keeps_unknown_values() {

@@ -35,6 +35,22 @@ pub fn sanitize_lines(s: &str) -> Cow<'_, str> {
     Cow::Owned(s.chars().map(|c| if keep(c) { c } else { stand_in(c).unwrap_or(c) }).collect())
 }
 
+/// The first `n` characters of `s` (never cuts a character in two).
+pub fn prefix(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+/// `s` without its first `n` characters.
+pub fn skip(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => s.get(i..).unwrap_or_default(),
+        None => "",
+    }
+}
+
 /// True when nothing in `s` would be interpreted by a terminal.
 pub fn is_safe(s: &str) -> bool {
     !s.chars().any(|c| stand_in(c).is_some())
@@ -52,5 +68,9 @@ mod tests {
         assert!(matches!(sanitize("plain név ☃"), Cow::Borrowed(_)));
         assert_eq!(sanitize_lines("line 1\n\tline\u{1b}2"), "line 1\n\tline␛2");
         assert_eq!(sanitize("a\nb"), "a␊b");
+        assert_eq!(prefix("héllo", 2), "hé");
+        assert_eq!(prefix("hi", 8), "hi");
+        assert_eq!(skip("héllo", 2), "llo");
+        assert_eq!(skip("hi", 5), "");
     }
 }

@@ -82,7 +82,7 @@ pub fn parse_timestamp(s: &str) -> Option<Timestamp> {
 /// `2014-06-10T2:55:16` is a corrupt fixture, not a time.
 fn strict_fields(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() >= 16 && b[4] == b'-' && b[7] == b'-' && b[13] == b':'
+    b.len() >= 16 && b.get(4) == Some(&b'-') && b.get(7) == Some(&b'-') && b.get(13) == Some(&b':')
 }
 
 /// Format a timestamp the way Nova and Keystone do (`2013-09-03T04:01:32Z`).
@@ -208,9 +208,17 @@ impl<'de> serde::Deserialize<'de> for Dur {
         let bad = |s: &str| {
             format!("invalid duration `{s}`: expected a number with a unit such as \"500ms\", \"30s\", \"5m\", \"1h\" or \"2d\" (at most 100 years)")
         };
-        match Raw::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected a duration such as \"30s\", \"5m\" or \"1h\""))?
-        {
+        let raw = Raw::deserialize(d).map_err(|e| {
+            // A field left out says so (and which); anything else is a value of the wrong kind.
+            let e = e.to_string();
+            let m = if e.starts_with("missing field") {
+                e
+            } else {
+                "expected a duration such as \"30s\", \"5m\" or \"1h\"".into()
+            };
+            serde::de::Error::custom(m)
+        })?;
+        match raw {
             Raw::N(n) => {
                 let d = std::time::Duration::from_secs(n);
                 if d > MAX_DURATION {
@@ -240,18 +248,21 @@ impl DurRange {
     pub const fn new(min: Dur, max: Dur) -> DurRange {
         DurRange { min: min.0, max: max.0 }
     }
-    pub fn check(&self, d: std::time::Duration) -> Result<(), String> {
+    pub fn check(&self, d: std::time::Duration) -> Result<(), OutOfRange> {
         if d < self.min || d > self.max {
-            Err(format!(
-                "{} is out of range: expected between {} and {}",
-                format_duration(d),
-                format_duration(self.min),
-                format_duration(self.max)
-            ))
+            Err(OutOfRange { value: d, range: *self })
         } else {
             Ok(())
         }
     }
+}
+
+/// A duration outside the range its setting allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{} is out of range: expected between {} and {}", format_duration(*.value), format_duration(.range.min), format_duration(.range.max))]
+pub struct OutOfRange {
+    pub value: std::time::Duration,
+    pub range: DurRange,
 }
 
 /// Render a duration compactly, the inverse of `parse_duration` for whole units.

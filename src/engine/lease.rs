@@ -4,6 +4,7 @@
 //! file was removed or replaced is lost (another engine could lock the new file):
 //! the engine stops acting at once and tries to take it again.
 
+use crate::domain::json::Obj;
 use crate::domain::{Event, Timestamp};
 use crate::store::Store;
 use std::path::{Path, PathBuf};
@@ -53,7 +54,13 @@ impl Lease {
 
     /// The recorded holder of the cloud's lease.
     pub fn holder(store: &Store, cloud: &str) -> Option<String> {
-        store.control(&format!("lease:{cloud}")).ok().flatten().and_then(|v| v["holder"].as_str().map(String::from))
+        match store.control(&format!("lease:{cloud}")) {
+            Ok(v) => v.and_then(|v| v.at("holder").as_str().map(String::from)),
+            Err(err) => {
+                tracing::warn!(%cloud, "cannot read who holds the lease: {err}");
+                None
+            }
+        }
     }
 
     /// Keep the lease, or try to take it.
@@ -83,7 +90,7 @@ impl Lease {
 
     fn take(&self) -> Result<Option<std::fs::File>, String> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            crate::config::paths::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -92,13 +99,25 @@ impl Lease {
             .write(true)
             .open(&self.path)
             .map_err(|e| format!("cannot open the lease file {}: {e}", self.path.display()))?;
-        Ok(f.try_lock().is_ok().then_some(f))
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock the lease file {}: {e}", self.path.display()))
+            }
+        }
     }
 
     /// Record the holder and a new epoch (a fencing token for what it writes).
     fn record(&self, store: &Store, engine_id: &str, now: Timestamp) {
         let key = format!("lease:{}", self.cloud);
-        let epoch = store.control(&key).ok().flatten().and_then(|v| v["epoch"].as_u64()).unwrap_or(0) + 1;
+        let epoch = match store.control(&key) {
+            Ok(v) => v.and_then(|v| v.at("epoch").as_u64()).unwrap_or(0) + 1,
+            Err(err) => {
+                tracing::error!(cloud = %self.cloud, "cannot read the lease record: {err}");
+                return;
+            }
+        };
         let v = serde_json::json!({"holder": engine_id, "epoch": epoch, "since": now.to_rfc3339()});
         let e = Event::new(
             now,

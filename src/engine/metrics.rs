@@ -3,6 +3,7 @@
 //! store, data or catalog problem) and Prometheus-format `/metrics` (with the
 //! active alerts).
 
+use crate::domain::json::Obj;
 use crate::domain::Alert;
 use crate::inventory::liveness::{describe, Liveness};
 use std::collections::BTreeMap;
@@ -208,9 +209,7 @@ fn port_file(state_dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 /// Note that this engine serves on `port` (so another can name it).
 pub fn record_port(state_dir: &std::path::Path, port: u16, engine_id: &str) {
     let v = serde_json::json!({"engine": engine_id, "pid": std::process::id()});
-    if let Err(e) =
-        std::fs::create_dir_all(state_dir).and_then(|_| std::fs::write(port_file(state_dir, port), v.to_string()))
-    {
+    if let Err(e) = crate::config::paths::write_private(&port_file(state_dir, port), v.to_string().as_bytes()) {
         tracing::warn!("cannot note the metrics port in {}: {e}", state_dir.display());
     }
 }
@@ -223,9 +222,9 @@ pub fn port_holder(state_dir: &std::path::Path, port: u16) -> String {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
     match noted {
         Some(v) => {
-            let pid = v["pid"].as_u64().unwrap_or(0);
+            let pid = v.at("pid").as_u64().unwrap_or(0);
             let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-            match (v["engine"].as_str(), alive) {
+            match (v.at("engine").as_str(), alive) {
                 (Some(e), true) => format!("stackpilot engine {e}"),
                 _ => "another program".into(),
             }

@@ -529,7 +529,7 @@ fn plan_app(
             out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason });
         }
     }
-    let acted = out.actions[before..].iter().any(|x| x.step.mutating());
+    let acted = out.actions.iter().skip(before).any(|x| x.step.mutating());
     status.converged = current == desired
         && flying.is_empty()
         && status.terminating == 0

@@ -175,7 +175,7 @@ impl Policies {
     fn file(
         &mut self,
         file: &Path,
-        text: Result<String, String>,
+        text: Result<String, policy::model::ReadError>,
         known: &BTreeMap<String, KnownPolicy>,
         good: &mut BTreeMap<String, (Policy, String)>,
         invalid: &mut BTreeMap<String, Vec<String>>,
@@ -186,7 +186,7 @@ impl Policies {
         let owner = known.values().find(|k| Path::new(&k.file) == file && k.state != PolicyState::Retired);
         let parsed = match text {
             Ok(t) => self.parse(file, &t, used).map(|p| (p, t)),
-            Err(e) => Err(vec![policy::file_error(file, e)]),
+            Err(e) => Err(vec![policy::file_error(file, e.to_string())]),
         };
         match parsed {
             Ok((p, _)) if good.contains_key(&p.id) => {
@@ -276,6 +276,39 @@ fn record(
     })
 }
 
+/// Why an application is not retired.
+#[derive(Debug, thiserror::Error)]
+pub enum RetireError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("read-only: this console does not retire applications")]
+    ReadOnly,
+    #[error("`{app}` runs on several clouds ({clouds}): name one with --cloud")]
+    Ambiguous { app: String, clouds: String },
+    #[error("no application `{0}` is known; to remove servers of an app the engine no longer knows, name its cloud: --cloud CLOUD")]
+    Unknown(String),
+    #[error("`{app}` is still defined in {file} (the file does not validate, and its last good revision is in force): remove that file first, then retire it")]
+    InvalidFile { app: String, file: String },
+    #[error("`{app}` on `{cloud}` is already retired; the engine is removing its members")]
+    AlreadyRetired { app: String, cloud: String },
+    #[error("`{app}` is still defined in {file}: remove (or rename) that file first — the engine then holds the app — and retire it again")]
+    StillDefined { app: String, file: String },
+    #[error("{file} cannot be read ({why}): it may still define `{app}`; fix or remove it, then retire again")]
+    Unreadable { app: String, file: String, why: String },
+}
+
+/// Whether a policy file that does not load may still define `app` on `cloud`:
+/// yes when its `[app]` table says so, and when it cannot even be read as TOML.
+fn may_define(file: &Path, app: &str, cloud: &str) -> bool {
+    let Ok(text) = policy::read_policy_file(file) else { return true };
+    let Ok(v) = toml::from_str::<toml::Value>(&text) else { return true };
+    let field = |k: &str| v.get("app").and_then(|a| a.get(k)).and_then(toml::Value::as_str).map(String::from);
+    match (field("name"), field("cloud")) {
+        (Some(n), Some(c)) => n == app && c == cloud,
+        _ => true,
+    }
+}
+
 /// Retire an application (an operator's explicit request): its members are
 /// removed by the engine that holds its cloud. Refused while a policy file still
 /// defines it. `cloud` picks among apps of the same name; an app the store does
@@ -288,13 +321,13 @@ pub fn retire(
     cloud: Option<&str>,
     actor: &str,
     now: Timestamp,
-) -> Result<KnownPolicy, String> {
-    let known = store.known_policies().map_err(|e| e.to_string())?;
+) -> Result<KnownPolicy, RetireError> {
+    let known = store.known_policies()?;
     let mut matches: Vec<&KnownPolicy> =
         known.iter().filter(|k| k.app == app && cloud.is_none_or(|c| c == k.cloud)).collect();
     if matches.len() > 1 {
         let clouds: Vec<&str> = matches.iter().map(|k| k.cloud.as_str()).collect();
-        return Err(format!("`{app}` runs on several clouds ({}): name one with --cloud", clouds.join(", ")));
+        return Err(RetireError::Ambiguous { app: app.to_string(), clouds: clouds.join(", ") });
     }
     let target = match (matches.pop(), cloud) {
         (Some(k), _) => k.clone(),
@@ -309,27 +342,23 @@ pub fn retire(
             detail: None,
             updated_at: now,
         },
-        (None, None) => {
-            return Err(format!(
-                "no application `{app}` is known; to remove servers of an app the engine no longer knows, name its cloud: --cloud CLOUD"
-            ))
-        }
+        (None, None) => return Err(RetireError::Unknown(app.to_string())),
     };
     if target.state == PolicyState::Invalid {
-        return Err(format!(
-            "`{app}` is still defined in {} (the file does not validate, and its last good revision is in force): remove that file first, then retire it",
-            target.file
-        ));
+        return Err(RetireError::InvalidFile { app: app.to_string(), file: target.file });
     }
     if target.state == PolicyState::Retired {
-        return Err(format!("`{app}` on `{}` is already retired; the engine is removing its members", target.cloud));
+        return Err(RetireError::AlreadyRetired { app: app.to_string(), cloud: target.cloud });
     }
-    let (defined, _) = policy::load_dir(dir);
+    let (defined, errors) = policy::load_dir(dir);
     if let Some(p) = defined.iter().find(|p| p.id == target.policy_id) {
-        return Err(format!(
-            "`{app}` is still defined in {}: remove (or rename) that file first — the engine then holds the app — and retire it again",
-            p.file.display()
-        ));
+        return Err(RetireError::StillDefined { app: app.to_string(), file: p.file.display().to_string() });
+    }
+    // A file that does not load may still define the app: never retire on the
+    // strength of a file nobody could read.
+    if let Some(e) = errors.iter().find(|e| e.file.as_path() == dir || may_define(&e.file, app, &target.cloud)) {
+        let file = e.file.display().to_string();
+        return Err(RetireError::Unreadable { app: app.to_string(), file, why: e.message.clone() });
     }
     let retired = KnownPolicy {
         state: PolicyState::Retired,
@@ -337,10 +366,10 @@ pub fn retire(
         updated_at: now,
         ..target
     };
-    store.put_known_policy(&retired).map_err(|e| e.to_string())?;
+    store.put_known_policy(&retired)?;
     let e = Event::new(now, actor, &retired.cloud, "retire", "operator retired the app: its members will be removed")
         .app(app)
         .severity(Severity::Warning);
-    store.add_event(&e).map_err(|e| e.to_string())?;
+    store.add_event(&e)?;
     Ok(retired)
 }

@@ -14,6 +14,7 @@ use super::policies::{Policies, PolicyBook};
 use super::status::EngineStatus;
 use crate::cloud::Client;
 use crate::config::settings::EngineMode;
+use crate::domain::json::Obj;
 use crate::domain::{Alert, AlertBook, AlertChange, Event, Severity, Timestamp};
 use crate::inventory::{InventoryLink, Kind, Snapshot};
 use crate::store::{PolicyState, Store};
@@ -101,7 +102,7 @@ pub enum EngineCommand {
     Retire {
         cloud: String,
         app: String,
-        reply: Option<tokio::sync::oneshot::Sender<Result<String, String>>>,
+        reply: Option<tokio::sync::oneshot::Sender<Result<String, super::policies::RetireError>>>,
     },
 }
 
@@ -276,13 +277,13 @@ impl Runner {
             EngineCommand::TickNow => {}
             EngineCommand::Retire { cloud, app, reply } => {
                 let r = if !self.cfg.may_act {
-                    Err("read-only: this console does not retire applications".to_string())
+                    Err(super::policies::RetireError::ReadOnly)
                 } else {
                     super::policies::retire(&self.store, &self.cfg.policies_dir, &app, Some(&cloud), &op, now)
                         .map(|k| format!("{} on {}: its members will be removed", k.app, k.cloud))
                 };
                 if let Err(why) = &r {
-                    self.event(Event::new(now, &op, &cloud, "retire", why.clone()).app(app).result("refused"));
+                    self.event(Event::new(now, &op, &cloud, "retire", why.to_string()).app(app).result("refused"));
                 }
                 if let Some(tx) = reply {
                     if tx.send(r).is_err() {
@@ -492,12 +493,12 @@ impl Runner {
         status.lease_holder = Some(holder.to_string());
         status.observing_why = Some(why);
         if let Ok(Some(v)) = self.store.control(&format!("engine-status:{name}")) {
-            for p in v["plans"].as_array().into_iter().flatten() {
+            for p in v.at("plans").as_array().into_iter().flatten() {
                 let app = p["app"].as_str().unwrap_or_default().to_string();
                 let lines = p["lines"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from));
                 status.plans.push((app, lines.collect()));
             }
-            status.last_tick = v["last_tick"].as_str().and_then(crate::domain::time::parse_timestamp);
+            status.last_tick = v.at("last_tick").as_str().and_then(crate::domain::time::parse_timestamp);
         }
         status.policies.extend(self.book.of_cloud(name).map(super::status::PolicyView::of));
     }
@@ -563,6 +564,8 @@ impl Runner {
             }
             if outcomes.iter().any(|o| matches!(o.kind, "create" | "delete" | "mark-terminating")) {
                 self.link.refresh(name, Kind::Servers);
+                // The quota's use changed: the next headroom is read, not remembered.
+                self.link.refresh(name, Kind::Limits);
             }
             self.finish_retires(name, &obs, &d, now);
         }

@@ -187,9 +187,8 @@ fn ceil_u32(x: f64) -> u32 {
 }
 
 /// HPA's replica calculation for one metric with per-member values.
-fn track_metric(input: &ScaleInput<'_>, idx: usize, target: f64) -> MetricEval {
+fn track_metric(input: &ScaleInput<'_>, idx: usize, name: MetricName, target: f64) -> MetricEval {
     let s = input.scaling;
-    let name = s.metrics[idx].name;
     let current = input.current;
     let counted: Vec<&MemberSample> = input.members.iter().filter(|m| m.ready && !m.warming).collect();
     let with: Vec<f64> = counted.iter().filter_map(|m| m.values.get(idx).copied().flatten()).collect();
@@ -352,7 +351,8 @@ pub fn evaluate(input: &ScaleInput<'_>, hist: &mut ScaleHistory, now: Timestamp)
 fn target_tracking(input: &ScaleInput<'_>, hist: &mut ScaleHistory, now: Timestamp, min: u32, max: u32) -> Decision {
     let s = input.scaling;
     let current = input.current;
-    let evals: Vec<MetricEval> = s.metrics.iter().enumerate().map(|(i, m)| track_metric(input, i, m.target)).collect();
+    let evals: Vec<MetricEval> =
+        s.metrics.iter().enumerate().map(|(i, m)| track_metric(input, i, m.name, m.target)).collect();
     let any_missing = evals.iter().any(|e| e.proposal.is_none());
     let mut reason = Reason::DesiredWithinRange;
     let mut why = Vec::new();

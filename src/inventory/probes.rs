@@ -114,7 +114,7 @@ pub enum MarkerOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PromSample {
     pub at: Timestamp,
-    pub result: Result<PromValues, String>,
+    pub result: Result<PromValues, super::prometheus::PromError>,
 }
 
 /// A result for the hub.
@@ -280,7 +280,9 @@ pub(super) async fn observe(
                 if let Ok(mut f) = in_flight.lock() {
                     f.remove(&key);
                 }
-                let _ = tx.send((index, o)).await;
+                if tx.send((index, o)).await.is_err() {
+                    tracing::debug!("the hub ended before a probe's result");
+                }
             });
         }
     }

@@ -198,6 +198,15 @@ fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !s.starts_with('-')
 }
 
+/// A parse message with what to do about it.
+fn with_fix(message: String) -> String {
+    if message.starts_with("missing field") {
+        format!("{message}: add it to this table (config/policies/example.toml documents every key)")
+    } else {
+        message
+    }
+}
+
 /// Parse a policy text (strict) and check what needs no cloud.
 pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
     let spec: PolicyFile = toml::from_str(text).map_err(|e| {
@@ -210,7 +219,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             line,
             col,
             field: None,
-            message: e.message().trim().replace('\n', " "),
+            message: with_fix(e.message().trim().replace('\n', " ")),
         }]
     })?;
     let mut errs = Vec::new();
@@ -263,7 +272,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
     }
     for (path, d, range) in spec.durations() {
         if let Err(m) = range.check(d.0) {
-            err(&path, m);
+            err(&path, m.to_string());
         }
     }
     if spec.readiness.min_ready_seconds > 86_400 {
@@ -297,36 +306,45 @@ pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
 /// Read one policy file: a regular file (symlinks followed) of at most
 /// `MAX_POLICY_BYTES`, as UTF-8. A FIFO, a device or an endless file is refused
 /// without reading it, so nothing can hang or exhaust the engine.
-pub fn read_policy_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() {
-        return Err("not a regular file (a FIFO, a device or a directory): policies are plain files".into());
-    }
-    if meta.len() > MAX_POLICY_BYTES {
-        return Err(format!("{} bytes: a policy file is at most {MAX_POLICY_BYTES} bytes", meta.len()));
-    }
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut buf = Vec::new();
-    f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut buf).map_err(|e| format!("cannot read: {e}"))?;
-    if buf.len() as u64 > MAX_POLICY_BYTES {
-        return Err(format!("more than {MAX_POLICY_BYTES} bytes: a policy file is at most that"));
-    }
-    String::from_utf8(buf).map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
+pub fn read_policy_file(path: &Path) -> Result<String, ReadError> {
+    use std::io::ErrorKind;
+    let buf = crate::config::paths::read_regular(path, MAX_POLICY_BYTES).map_err(|e| match e.kind() {
+        ErrorKind::InvalidInput => ReadError::NotAFile,
+        ErrorKind::FileTooLarge => ReadError::TooLarge(e.to_string()),
+        _ => ReadError::Io(e),
+    })?;
+    String::from_utf8(buf).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
+}
+
+/// Why a policy file (or the directory) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read: {0}")]
+    Io(std::io::Error),
+    #[error("not a regular file (a FIFO, a device or a directory): policies are plain files")]
+    NotAFile,
+    #[error("{0}: a policy file is at most {MAX_POLICY_BYTES} bytes")]
+    TooLarge(String),
+    #[error("not UTF-8 text (byte {0})")]
+    NotUtf8(usize),
+    #[error("cannot read the directory: {0}")]
+    Dir(std::io::Error),
+    #[error("no such file or directory")]
+    Missing,
 }
 
 /// Policy files and what reading each gave (its text, or why not).
-pub type PolicyFiles = Vec<(PathBuf, Result<String, String>)>;
+pub type PolicyFiles = Vec<(PathBuf, Result<String, ReadError>)>;
 
 /// The `*.toml` files of a policies directory (or the one file named), sorted,
 /// each with its text or why it could not be read. An error when the directory
 /// itself cannot be read.
-pub fn scan_dir(path: &Path) -> Result<PolicyFiles, String> {
+pub fn scan_dir(path: &Path) -> Result<PolicyFiles, ReadError> {
     let mut files: Vec<PathBuf> = if path.is_dir() {
-        let rd = std::fs::read_dir(path).map_err(|e| format!("cannot read the directory: {e}"))?;
+        let rd = std::fs::read_dir(path).map_err(ReadError::Dir)?;
         let mut v = Vec::new();
         for e in rd {
-            let e = e.map_err(|e| format!("cannot read the directory: {e}"))?;
+            let e = e.map_err(ReadError::Dir)?;
             let p = e.path();
             if p.extension().is_some_and(|x| x == "toml") {
                 v.push(p);
@@ -336,7 +354,7 @@ pub fn scan_dir(path: &Path) -> Result<PolicyFiles, String> {
     } else if path.exists() {
         vec![path.to_path_buf()]
     } else {
-        return Err("no such file or directory".into());
+        return Err(ReadError::Missing);
     };
     files.sort();
     Ok(files
@@ -358,7 +376,7 @@ pub fn file_error(file: &Path, message: String) -> PolicyError {
 pub fn load_dir(path: &Path) -> (Vec<Policy>, Vec<PolicyError>) {
     let files = match scan_dir(path) {
         Ok(f) => f,
-        Err(e) => return (vec![], vec![file_error(path, e)]),
+        Err(e) => return (vec![], vec![file_error(path, e.to_string())]),
     };
     let mut ok = Vec::new();
     let mut errs = Vec::new();
@@ -368,7 +386,7 @@ pub fn load_dir(path: &Path) -> (Vec<Policy>, Vec<PolicyError>) {
                 Ok(p) => ok.push(p),
                 Err(e) => errs.extend(e),
             },
-            Err(e) => errs.push(file_error(&f, e)),
+            Err(e) => errs.push(file_error(&f, e.to_string())),
         }
     }
     // Two files for one application on one cloud would fight over the same members.
@@ -450,6 +468,32 @@ capacity = { min = 1, max = 5, desired = 2 }
         let e = parse(&bad, Path::new("web.toml")).unwrap_err();
         assert_eq!(e[0].line, Some(13));
         assert!(e[0].message.contains("invalid type"), "{}", e[0]);
+    }
+
+    #[test]
+    fn a_long_metadata_key_with_wide_characters_is_an_error_not_a_panic() {
+        // A multi-byte character across byte 20 (where the message cuts the key).
+        let key = format!("{}é{}", "k".repeat(19), "x".repeat(300));
+        let bad = OK.replace(
+            "networks = [\"private\"]",
+            &format!("networks = [\"private\"]\nmetadata = {{ \"{key}\" = \"v\" }}"),
+        );
+        let e = parse(&bad, Path::new("w.toml")).unwrap_err();
+        assert!(e[0].message.contains("longer than 255 bytes"), "{}", e[0]);
+        assert!(e[0].message.contains(&format!("{}é…", "k".repeat(19))), "{}", e[0]);
+    }
+
+    #[test]
+    fn a_missing_duration_names_the_field_the_table_and_the_fix() {
+        let bad = format!(
+            "{OK}\n[scaling]\n[[scaling.metrics]]\nname = \"cpu\"\ntarget = 60\n[scaling.behavior.scale_down]\npolicies = [{{ type = \"count\", value = 1, period = \"60s\" }}]\n"
+        );
+        let e = parse(&bad, Path::new("web.toml")).unwrap_err();
+        let text = e[0].to_string();
+        assert!(text.starts_with("web.toml:19:"), "the table's line: {text}");
+        assert!(text.contains("missing field `stabilization`"), "{text}");
+        assert!(text.contains("example.toml"), "{text}");
+        assert!(!text.contains("expected a duration"), "{text}");
     }
 
     #[test]

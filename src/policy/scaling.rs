@@ -428,7 +428,7 @@ impl Scaling {
 
 /// AWS step bounds: sorted, no overlap, no gap, at most one open lower and one open
 /// upper bound.
-pub fn check_steps(steps: &[StepRule]) -> Result<(), String> {
+fn check_steps(steps: &[StepRule]) -> Result<(), String> {
     if steps.is_empty() {
         return Err("name at least one step".into());
     }
@@ -440,7 +440,7 @@ pub fn check_steps(steps: &[StepRule]) -> Result<(), String> {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     for w in v.windows(2) {
-        let (a, b) = (w[0], w[1]);
+        let [a, b] = w else { continue };
         match (a.upper, b.lower) {
             (Some(u), Some(l)) if (u - l).abs() > 1e-9 => {
                 return Err(format!("steps must touch: one ends at {u}, the next starts at {l}"));

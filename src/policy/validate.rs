@@ -74,9 +74,9 @@ pub fn resolve(p: &Policy, cat: &CloudCatalog, text: Option<&str>) -> Result<Res
         Some(i) => Some(*i),
         None => {
             let named: Vec<&&Image> = active.iter().filter(|i| i.name.as_deref() == Some(d.image.as_str())).collect();
-            match named.len() {
-                1 => Some(*named[0]),
-                0 => {
+            match named.as_slice() {
+                [one] => Some(**one),
+                [] => {
                     err(
                         "deploy.image",
                         format!(
@@ -87,7 +87,8 @@ pub fn resolve(p: &Policy, cat: &CloudCatalog, text: Option<&str>) -> Result<Res
                     );
                     None
                 }
-                n => {
+                more => {
+                    let n = more.len();
                     err(
                         "deploy.image",
                         format!(

@@ -136,7 +136,7 @@ async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -
     let now = s.now();
     let mut w = s.world();
     match w.force_state(&id, &status, &message, now) {
-        Ok(()) => json_response(200, &json!({"id": id, "status": w.servers[&id].status()})),
+        Ok(()) => json_response(200, &json!({"id": id, "status": w.servers.get(&id).map(|sv| sv.status())})),
         Err(SimError { status, message, .. }) => json_response(status, &json!({"error": message})),
     }
 }
@@ -310,8 +310,12 @@ async fn seed(State(s): State<S>, body: Bytes) -> Response {
         meta.insert(crate::domain::META_APP.to_string(), app.to_string());
     }
     let images = b.get("images").and_then(Value::as_u64).unwrap_or(0).min(10_000);
+    let template = w.images.first().cloned();
+    if images > 0 && template.is_none() {
+        return bad("this world has no image to copy; seed images into a world that has one".to_string());
+    }
     for i in 0..images {
-        let mut img = w.images[0].clone();
+        let Some(mut img) = template.clone() else { break };
         img.id = super::world::new_id();
         img.name = format!("{prefix}-image-{i:05}");
         img.created_at = now;
@@ -350,7 +354,6 @@ async fn clouds_yaml(State(s): State<S>) -> Response {
 /// real time (divided by the speed factor) so that `rate()` over real seconds gives
 /// the utilisation the guest sees.
 async fn exporter(State(s): State<S>) -> Response {
-    use std::fmt::Write;
     let speed = s.clock.speed().max(1e-9);
     let w = s.world();
     let mut out = String::new();
@@ -381,14 +384,15 @@ async fn exporter(State(s): State<S>) -> Response {
             bin / speed,
             bout / speed,
         ];
-        for (i, v) in values.iter().enumerate() {
-            rows[i].push(format!("{}{{{labels}}} {v}", families[i].0));
+        for ((row, family), v) in rows.iter_mut().zip(&families).zip(values) {
+            row.push(format!("{}{{{labels}}} {v}", family.0));
         }
     }
     for ((name, kind, help), lines) in families.iter().zip(rows) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for l in lines {
-            let _ = writeln!(out, "{l}");
+            out.push_str(&l);
+            out.push('\n');
         }
     }
     let mut r = axum::response::IntoResponse::into_response(out);

@@ -3,7 +3,8 @@
 //! limits, with the `creating → available` lifecycles.
 
 use super::http::*;
-use super::world::{Backup, SimError, Snapshot, Volume, World};
+use super::world::{found, Backup, SimError, Snapshot, Volume, World};
+use crate::domain::json::Obj;
 use crate::domain::time::format_naive_micros;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -124,48 +125,47 @@ fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool, admin: bool
         "links": links(base, &v.project_id, "volumes", &v.id)
     });
     if admin {
-        j["os-vol-host-attr:host"] = json!("cinder-volume@fake#fake");
-        j["os-vol-mig-status-attr:migstat"] = Value::Null;
-        j["os-vol-mig-status-attr:name_id"] = Value::Null;
-        j["provider_id"] = Value::Null;
-        j["cluster_name"] = Value::Null;
+        j.put("os-vol-host-attr:host", json!("cinder-volume@fake#fake"));
+        j.put("os-vol-mig-status-attr:migstat", Value::Null);
+        j.put("os-vol-mig-status-attr:name_id", Value::Null);
+        j.put("provider_id", Value::Null);
+        j.put("cluster_name", Value::Null);
     }
     if mv >= (3, 48) {
-        j["shared_targets"] = json!(false);
-        j["service_uuid"] = Value::Null;
+        j.put("shared_targets", json!(false));
+        j.put("service_uuid", Value::Null);
     }
     if mv >= (3, 13) {
-        j["group_id"] = Value::Null;
+        j.put("group_id", Value::Null);
     }
     if mv >= (3, 63) {
-        j["volume_type_id"] = json!("5f9c1ad1-0000-4000-8000-00000000d3f1");
+        j.put("volume_type_id", json!("5f9c1ad1-0000-4000-8000-00000000d3f1"));
     }
     if mv >= (3, 65) {
-        j["consumes_quota"] = json!(true);
+        j.put("consumes_quota", json!(true));
     }
     j
 }
 
-fn snapshot_json(base: &str, s: &Snapshot, mv: (u32, u32), detail: bool) -> Value {
+fn snapshot_json(s: &Snapshot, mv: (u32, u32), detail: bool) -> Value {
     let mut j = json!({
         "id": s.id, "name": s.name, "description": s.description, "volume_id": s.volume_id, "status": s.status,
         "size": s.size, "metadata": s.metadata, "created_at": format_naive_micros(&s.created_at),
         "updated_at": s.updated_at.map(|t| format_naive_micros(&t))
     });
     if detail {
-        j["os-extended-snapshot-attributes:progress"] = json!(if s.status == "available" { "100%" } else { "0%" });
-        j["os-extended-snapshot-attributes:project_id"] = json!(s.project_id);
+        j.put("os-extended-snapshot-attributes:progress", json!(if s.status == "available" { "100%" } else { "0%" }));
+        j.put("os-extended-snapshot-attributes:project_id", json!(s.project_id));
         if mv >= (3, 41) {
-            j["user_id"] = json!(s.user_id);
+            j.put("user_id", json!(s.user_id));
         }
         if mv >= (3, 14) {
-            j["group_snapshot_id"] = Value::Null;
+            j.put("group_snapshot_id", Value::Null);
         }
         if mv >= (3, 65) {
-            j["consumes_quota"] = json!(true);
+            j.put("consumes_quota", json!(true));
         }
     }
-    let _ = base;
     j
 }
 
@@ -182,13 +182,13 @@ fn backup_json(w: &World, base: &str, b: &Backup, mv: (u32, u32), detail: bool) 
         "created_at": format_naive_micros(&b.created_at), "updated_at": b.updated_at.map(|t| format_naive_micros(&t)), "links": l
     });
     if mv >= (3, 18) {
-        j["os-backup-project-attr:project_id"] = json!(b.project_id);
+        j.put("os-backup-project-attr:project_id", json!(b.project_id));
     }
     if mv >= (3, 43) {
-        j["metadata"] = json!(b.metadata);
+        j.put("metadata", json!(b.metadata));
     }
     if mv >= (3, 56) {
-        j["user_id"] = json!(b.user_id);
+        j.put("user_id", json!(b.user_id));
     }
     j
 }
@@ -312,7 +312,7 @@ async fn vol_list(
     match page(&base, &pid, "volumes", detail, &q, items, mv) {
         Ok(mut b) => {
             if !detail {
-                if let Some(a) = b["volumes"].as_array_mut() {
+                if let Some(a) = b.get_mut("volumes").and_then(Value::as_array_mut) {
                     for v in a.iter_mut() {
                         *v = json!({"id": v["id"], "name": v["name"], "links": v["links"]});
                     }
@@ -357,7 +357,10 @@ async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, b
     let desc = v.get("description").and_then(Value::as_str).map(String::from);
     let az = v.get("availability_zone").and_then(Value::as_str).map(String::from);
     match w.create_volume(&c.project_id, &c.user_id, size, name, desc, str_map(v.get("metadata")), az, now) {
-        Ok(id) => ok(202, &json!({"volume": volume_json(&s.base(), &w.volumes[&id], mv, true, c.admin)}), mv),
+        Ok(id) => match found(&w.volumes, &id) {
+            Ok(v) => ok(202, &json!({"volume": volume_json(&s.base(), v, mv, true, c.admin)}), mv),
+            Err(e) => err(e, mv),
+        },
         Err(e) => err(e, mv),
     }
 }
@@ -438,7 +441,7 @@ async fn snap_list(
         .snapshots
         .values()
         .filter(|x| x.project_id == c.project_id)
-        .map(|x| snapshot_json(&base, x, mv, detail))
+        .map(|x| snapshot_json(x, mv, detail))
         .filter(|v| filters_ok(v, &q))
         .collect();
     match page(&base, &pid, "snapshots", detail, &q, items, mv) {
@@ -476,7 +479,10 @@ async fn snap_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, 
         str_map(sn.get("metadata")),
         now,
     ) {
-        Ok(id) => ok(202, &json!({"snapshot": snapshot_json(&s.base(), &w.snapshots[&id], mv, true)}), mv),
+        Ok(id) => match found(&w.snapshots, &id) {
+            Ok(sn) => ok(202, &json!({"snapshot": snapshot_json(sn, mv, true)}), mv),
+            Err(e) => err(e, mv),
+        },
         Err(e) => err(e, mv),
     }
 }
@@ -488,7 +494,7 @@ async fn snap_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Stri
     };
     let w = s.world();
     match w.snapshots.get(&id).filter(|x| x.project_id == c.project_id) {
-        Some(x) => ok(200, &json!({"snapshot": snapshot_json(&s.base(), x, mv, true)}), mv),
+        Some(x) => ok(200, &json!({"snapshot": snapshot_json(x, mv, true)}), mv),
         None => err(SimError::not_found(format!("Snapshot {id} could not be found.")), mv),
     }
 }
@@ -529,7 +535,7 @@ async fn backup_list(
         .collect();
     match page(&base, &pid, "backups", detail, &q, items, mv) {
         Ok(mut b) => {
-            if let Some(a) = b["backups"].as_array_mut() {
+            if let Some(a) = b.get_mut("backups").and_then(Value::as_array_mut) {
                 for v in a.iter_mut() {
                     if !detail {
                         *v = json!({"id": v["id"], "name": v["name"], "links": v["links"]});
@@ -610,11 +616,10 @@ async fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>
         req.metadata,
         now,
     );
-    match res {
-        Ok(id) => {
-            // Cinder answers a create with id, name and links only.
-            let bk = &w.backups[&id];
-            let v = json!({"id": id, "name": bk.name, "links": links(&s.base(), &c.project_id, "backups", &id)});
+    // Cinder answers a create with id, name and links only.
+    match res.and_then(|id| found(&w.backups, &id).map(|bk| (id.clone(), bk.name.clone()))) {
+        Ok((id, name)) => {
+            let v = json!({"id": id, "name": name, "links": links(&s.base(), &c.project_id, "backups", &id)});
             ok(202, &json!({"backup": v}), mv)
         }
         Err(e) => err(e, mv),

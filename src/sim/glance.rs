@@ -3,6 +3,7 @@
 
 use super::http::*;
 use super::world::Image;
+use crate::domain::json::Obj;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -126,7 +127,7 @@ async fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Resp
             qs.push(("marker".into(), last.id.clone()));
             qs.push(("limit".into(), limit.to_string()));
             let enc: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(qs).finish();
-            body["next"] = json!(format!("/v2/images?{enc}"));
+            body.put("next", json!(format!("/v2/images?{enc}")));
         }
     }
     json_response(200, &body)

@@ -4,7 +4,8 @@
 //! or list form, resource search, groupby, details).
 
 use super::http::*;
-use super::world::{ArchivePolicy, Metric, Resource, World};
+use super::world::{found, ArchivePolicy, Metric, Resource, World};
+use crate::domain::json::Obj;
 use crate::domain::time::{format_offset, parse_timestamp};
 use crate::domain::Timestamp;
 use axum::body::Bytes;
@@ -67,7 +68,7 @@ fn timedelta(secs: u64) -> String {
 fn ap_json(a: &ArchivePolicy) -> Value {
     json!({
         "name": a.name, "back_window": a.back_window, "aggregation_methods": a.aggregation_methods,
-        "definition": a.definition.iter().map(|(g, p)| json!({"granularity": timedelta(*g), "timespan": timedelta(g * p), "points": p})).collect::<Vec<_>>()
+        "definition": a.definition.iter().map(|(g, p)| json!({"granularity": timedelta(*g), "timespan": timedelta(g.saturating_mul(*p)), "points": p})).collect::<Vec<_>>()
     })
 }
 
@@ -137,11 +138,13 @@ async fn ap_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     };
     let mut defs = Vec::new();
     for d in b.get("definition").and_then(Value::as_array).cloned().unwrap_or_default() {
-        let g = d.get("granularity").and_then(parse_span).filter(|g| *g > 0);
+        // At most ten years per point and ten million points (as a real Gnocchi
+        // would answer, never an overflow).
+        let g = d.get("granularity").and_then(parse_span).filter(|g| *g > 0 && *g <= 10 * 365 * 86_400);
         let points =
             d.get("points").and_then(Value::as_u64).or_else(|| Some(d.get("timespan").and_then(parse_span)? / g?));
         match (g, points) {
-            (Some(g), Some(p)) if p > 0 => defs.push((g, p)),
+            (Some(g), Some(p)) if p > 0 && p <= 10_000_000 => defs.push((g, p)),
             _ => {
                 return gerr(
                     &h,
@@ -216,8 +219,10 @@ fn metric_json(w: &World, m: &Metric, with_resource: bool) -> Value {
         "archive_policy": w.archive_policies.get(&m.archive_policy).map(ap_json)
     });
     if with_resource {
-        v["resource"] =
-            m.resource_id.as_ref().and_then(|r| w.resources.get(r)).map(resource_json).unwrap_or(Value::Null);
+        v.put(
+            "resource",
+            m.resource_id.as_ref().and_then(|r| w.resources.get(r)).map(resource_json).unwrap_or(Value::Null),
+        );
     }
     v
 }
@@ -242,17 +247,16 @@ fn when(v: Option<&str>, now: Timestamp) -> Result<Option<i64>, String> {
     }
     if let Some(rest) = t.strip_prefix('-').or_else(|| t.strip_prefix('+')) {
         if let Some(span) = parse_span(&json!(rest.trim())) {
-            let sign = if t.starts_with('-') { -1 } else { 1 };
-            return Ok(Some(now.timestamp() + sign * span as i64));
+            let span = i64::try_from(span).unwrap_or(i64::MAX);
+            let offset = if t.starts_with('-') { span.saturating_neg() } else { span };
+            return Ok(Some(now.timestamp().saturating_add(offset)));
         }
     }
     Err(format!("Timestamp value {v} is invalid"))
 }
 
 fn agg_values(method: &str, vals: &[f64]) -> Option<f64> {
-    if vals.is_empty() {
-        return None;
-    }
+    let (&first, &last) = (vals.first()?, vals.last()?);
     let n = vals.len() as f64;
     Some(match method {
         "mean" => vals.iter().sum::<f64>() / n,
@@ -260,15 +264,16 @@ fn agg_values(method: &str, vals: &[f64]) -> Option<f64> {
         "min" => vals.iter().cloned().fold(f64::INFINITY, f64::min),
         "max" => vals.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
         "count" => n,
-        "first" => vals[0],
-        "last" => vals[vals.len() - 1],
+        "first" => first,
+        "last" => last,
         "median" => {
             let mut v = vals.to_vec();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-            if v.len() % 2 == 1 {
-                v[v.len() / 2]
-            } else {
-                (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+            v.sort_by(f64::total_cmp);
+            let mid = v.len() / 2;
+            match (v.get(mid.wrapping_sub(1)), v.get(mid)) {
+                (Some(a), Some(b)) if v.len().is_multiple_of(2) => (a + b) / 2.0,
+                (_, Some(m)) => *m,
+                _ => return None,
             }
         }
         "std" => {
@@ -295,7 +300,7 @@ fn metric_series(m: &Metric, agg: &str, g: i64, start: Option<i64>, stop: Option
     let mut out: Vec<(i64, f64)> =
         buckets.into_iter().filter_map(|(t, vs)| agg_values(base, &vs).map(|v| (t, v))).collect();
     if rate {
-        out = out.windows(2).map(|w| (w[1].0, w[1].1 - w[0].1)).collect();
+        out = out.iter().zip(out.iter().skip(1)).map(|(a, b)| (b.0, b.1 - a.1)).collect();
     }
     out.retain(|(t, _)| start.is_none_or(|s| *t >= s) && stop.is_none_or(|s| *t < s));
     out
@@ -432,8 +437,10 @@ async fn metric_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Respons
     if let Some(r) = rid.and_then(|r| w.resources.get_mut(&r)) {
         r.metrics.insert(name.clone(), id.clone());
     }
-    let v = metric_json(&w, &w.metrics[&id], false);
-    json_response(201, &v)
+    match found(&w.metrics, &id) {
+        Ok(m) => json_response(201, &metric_json(&w, m, false)),
+        Err(e) => gerr(&h, e.status, e.message),
+    }
 }
 
 async fn metric_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
@@ -562,7 +569,6 @@ fn page_resources(
     q: &[(String, String)],
     path: &str,
 ) -> Response {
-    let _ = h;
     let (key, desc) = match q_get(q, "sort") {
         Some(sv) => {
             let (k, d) = sv.split_once(':').unwrap_or((sv, "asc"));
@@ -844,14 +850,12 @@ fn like(pat: &str, s: &str) -> bool {
     let mut rest = s;
     for (i, p) in parts.iter().enumerate() {
         if i == 0 {
-            if !rest.starts_with(p) {
-                return false;
-            }
-            rest = &rest[p.len()..];
+            let Some(r) = rest.strip_prefix(p) else { return false };
+            rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(p);
-        } else if let Some(idx) = rest.find(p) {
-            rest = &rest[idx + p.len()..];
+        } else if let Some((_, r)) = rest.split_once(p) {
+            rest = r;
         } else {
             return false;
         }
@@ -860,7 +864,7 @@ fn like(pat: &str, s: &str) -> bool {
 }
 
 /// Evaluate a Gnocchi search filter on a resource.
-pub fn filter_match(f: &Value, r: &Resource) -> Result<bool, String> {
+fn filter_match(f: &Value, r: &Resource) -> Result<bool, String> {
     let Some(o) = f.as_object() else { return Err("Invalid filter".into()) };
     if o.is_empty() {
         return Ok(true);
@@ -932,9 +936,9 @@ fn parse_string_filter(f: &str) -> Option<Value> {
     for part in f.split(" and ") {
         let part = part.trim();
         let ops = [" like ", "!=", ">=", "<=", "=", ">", "<"];
-        let (op, idx) = ops.iter().find_map(|o| part.find(o).map(|i| (*o, i)))?;
-        let k = part[..idx].trim();
-        let v = part[idx + op.len()..].trim().trim_matches('\'').trim_matches('"');
+        let (op, (k, v)) = ops.iter().find_map(|o| part.split_once(o).map(|kv| (*o, kv)))?;
+        let k = k.trim();
+        let v = v.trim().trim_matches('\'').trim_matches('"');
         clauses.push(json!({op.trim(): {k: v}}));
     }
     Some(if clauses.len() == 1 { clauses.remove(0) } else { json!({"and": clauses}) })
@@ -980,6 +984,9 @@ enum Sx {
     List(Vec<Sx>),
 }
 
+/// How deep operations may nest.
+const MAX_NESTING: usize = 64;
+
 fn parse_sexp(s: &str) -> Result<Sx, String> {
     let mut tokens = Vec::new();
     let mut cur = String::new();
@@ -1001,6 +1008,19 @@ fn parse_sexp(s: &str) -> Result<Sx, String> {
     }
     if !cur.is_empty() {
         tokens.push(cur);
+    }
+    // Operations nest a few levels; a deeper one is refused before it is read
+    // (reading and evaluating recurse once per level).
+    let mut depth = 0usize;
+    for t in &tokens {
+        match t.as_str() {
+            "(" => depth += 1,
+            ")" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(format!("Operations nest deeper than {MAX_NESTING} levels"));
+        }
     }
     fn read(t: &[String], i: &mut usize) -> Result<Sx, String> {
         let tok = t.get(*i).ok_or("Unexpected end of operations")?;
@@ -1070,6 +1090,14 @@ fn atom(sx: &Sx) -> Option<String> {
     match sx {
         Sx::Atom(a) => Some(a.clone()),
         Sx::Num(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `(name aggregation)` as a metric reference.
+fn pair(p: &[Sx]) -> Option<(String, String)> {
+    match p {
+        [name, agg] => Some((atom(name).unwrap_or_default(), atom(agg).unwrap_or_default())),
         _ => None,
     }
 }
@@ -1148,23 +1176,19 @@ impl AggCtx<'_> {
         match head.as_str() {
             "metric" => {
                 let mut pairs = Vec::new();
-                if items.len() == 3 && atom(&items[1]).is_some() {
-                    pairs.push((atom(&items[1]).unwrap_or_default(), atom(&items[2]).unwrap_or_default()));
-                } else {
-                    for it in &items[1..] {
+                if let [_, name, agg] = items.as_slice() {
+                    if let Some(name) = atom(name) {
+                        pairs.push((name, atom(agg).unwrap_or_default()));
+                    }
+                }
+                if pairs.is_empty() {
+                    for it in items.iter().skip(1) {
                         match it {
-                            Sx::List(p) if p.len() == 2 => {
-                                pairs.push((atom(&p[0]).unwrap_or_default(), atom(&p[1]).unwrap_or_default()))
-                            }
+                            Sx::List(p) if p.len() == 2 => pairs.extend(pair(p)),
                             Sx::List(ps) => {
                                 for p in ps {
                                     if let Sx::List(p) = p {
-                                        if p.len() == 2 {
-                                            pairs.push((
-                                                atom(&p[0]).unwrap_or_default(),
-                                                atom(&p[1]).unwrap_or_default(),
-                                            ));
-                                        }
+                                        pairs.extend(pair(p));
                                     }
                                 }
                             }
@@ -1228,7 +1252,8 @@ impl AggCtx<'_> {
                     s.points = pts
                         .windows(n.max(1))
                         .filter_map(|w| {
-                            agg_values(&agg, &w.iter().map(|p| p.1).collect::<Vec<_>>()).map(|v| (w[w.len() - 1].0, v))
+                            let end = w.last()?.0;
+                            agg_values(&agg, &w.iter().map(|p| p.1).collect::<Vec<_>>()).map(|v| (end, v))
                         })
                         .collect();
                 }
@@ -1272,11 +1297,11 @@ impl AggCtx<'_> {
                     ">=" | "ge" => |a, b| (a >= b) as u8 as f64,
                     other => return Err(format!("'{other}' operation invalid")),
                 };
-                if items.len() != 3 {
+                let [_, a, b] = items.as_slice() else {
                     return Err(format!("'{op}' needs two operands"));
-                }
-                let a = self.eval(&items[1])?;
-                let b = self.eval(&items[2])?;
+                };
+                let a = self.eval(a)?;
+                let b = self.eval(b)?;
                 match (a, b) {
                     (Ev::Const(x), Ev::Const(y)) => Ok(Ev::Const(f(x, y))),
                     (Ev::Series(mut ss), Ev::Const(c)) => {
@@ -1313,11 +1338,13 @@ fn render_series(ss: &[Series], search_mode: bool, default_g: i64) -> Value {
         if search_mode {
             let m = s.metric.clone().unwrap_or_default();
             if e.get(&m).is_none() {
-                e[&m] = json!({});
+                e.put(&m, json!({}));
             }
-            e[&m][&s.agg] = pts;
+            if let Some(em) = e.get_mut(&m) {
+                em.put(&s.agg, pts);
+            }
         } else {
-            e[&s.agg] = pts;
+            e.put(&s.agg, pts);
         }
     }
     Value::Object(out)
@@ -1429,7 +1456,7 @@ async fn aggregates(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, b
         let m = results.into_iter().next().map(|r| r.1).unwrap_or_else(|| json!({}));
         let mut v = json!({"measures": m});
         if details {
-            v["references"] = Value::Array(references);
+            v.put("references", Value::Array(references));
         }
         v
     } else {

@@ -3,6 +3,7 @@
 
 use super::clock::SimClock;
 use super::world::{SimError, World};
+use crate::domain::json::Obj;
 use crate::domain::{Clock, Timestamp};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
@@ -11,6 +12,11 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// `n` random hexadecimal digits (request ids, passwords, reservation ids).
+pub fn random_hex(n: usize) -> String {
+    uuid::Uuid::new_v4().simple().to_string().chars().take(n).collect()
+}
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -62,6 +68,8 @@ pub struct SimShared {
     /// "service METHOD" → requests seen.
     pub counters: Mutex<BTreeMap<String, u64>>,
     pub dirty: std::sync::atomic::AtomicBool,
+    /// The secret of the control API (`/_sim/`).
+    pub control_token: String,
 }
 
 pub type S = Arc<SimShared>;
@@ -138,7 +146,9 @@ pub fn nova_error(status: u16, message: &str) -> Response {
     };
     let mut body = json!({name: {"code": status, "message": message}});
     if status == 413 || status == 429 {
-        body[name]["retryAfter"] = json!("0");
+        if let Some(fault) = body.get_mut(name) {
+            fault.put("retryAfter", json!("0"));
+        }
     }
     let mut r = json_response(status, &body);
     if status == 413 || status == 429 {
@@ -386,9 +396,38 @@ fn futures_lite_stream() -> impl futures_core::Stream<Item = Result<Bytes, std::
 }
 
 /// Middleware: request ids, counters and injected faults.
+/// The control API changes the world: only for whoever holds the token the
+/// simulator printed, and never from a web page (a browser sends `Origin` or
+/// `Sec-Fetch-Site` with every cross-site request, including the "simple" POSTs
+/// that need no preflight).
+fn control_allowed(h: &HeaderMap, token: &str) -> Result<(), SimError> {
+    if h.contains_key("origin") || h.contains_key("sec-fetch-site") {
+        return Err(SimError::new(403, "the control API does not answer web pages"));
+    }
+    let given = h
+        .get("x-sim-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| h.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")));
+    // Compared in full whatever the first difference (no timing to learn from).
+    let same = |a: &str| a.len() == token.len() && a.bytes().zip(token.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0;
+    match given {
+        Some(t) if same(t.trim()) => Ok(()),
+        Some(_) => Err(SimError::new(401, "wrong control token: use the one `stackpilot sim` printed")),
+        None => Err(SimError::new(
+            401,
+            "the control API needs the token `stackpilot sim` printed, as header X-Sim-Token (or Authorization: Bearer)",
+        )),
+    }
+}
+
 pub async fn layer(axum::extract::State(s): axum::extract::State<S>, req: Request<Body>, next: Next) -> Response {
     let service = service_of(req.uri().path());
     s.count(format!("{service} {}", req.method()));
+    if service == "admin" {
+        if let Err(why) = control_allowed(req.headers(), &s.control_token) {
+            return json_response(why.status, &json!({"error": why.message}));
+        }
+    }
     let rid = request_id();
     let faults = if service == "admin" {
         ServiceFaults::default()

@@ -4,13 +4,14 @@
 
 use super::http::*;
 use super::world::World;
+use crate::domain::json::Obj;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 pub fn router() -> Router<S> {
@@ -96,24 +97,24 @@ fn token_body(s: &SimShared, w: &World, t: &TokenRec, with_catalog: bool) -> Val
         "roles": t.roles.iter().map(|r| json!({"id": stable_id(&format!("role-{r}")), "name": r})).collect::<Vec<_>>(),
     });
     if let Some(p) = t.project_id.as_ref().and_then(|p| w.project(p)) {
-        tok["project"] = json!({"domain": domain_json(w, &p.domain_id), "id": p.id, "name": p.name});
+        tok.put("project", json!({"domain": domain_json(w, &p.domain_id), "id": p.id, "name": p.name}));
         if with_catalog {
-            tok["catalog"] = catalog(&s.base(), &w.settings.region, &p.id);
+            tok.put("catalog", catalog(&s.base(), &w.settings.region, &p.id));
         }
     } else if let Some(d) = &t.domain_scope {
-        tok["domain"] = domain_json(w, d);
+        tok.put("domain", domain_json(w, d));
         if with_catalog {
-            tok["catalog"] = json!([]);
+            tok.put("catalog", json!([]));
         }
     } else if t.system {
-        tok["system"] = json!({"all": true});
+        tok.put("system", json!({"all": true}));
         if with_catalog {
-            tok["catalog"] = json!([]);
+            tok.put("catalog", json!([]));
         }
     }
     if let Some(ac) = &t.app_cred {
         if let Some(a) = w.app_creds.iter().find(|a| &a.id == ac) {
-            tok["application_credential"] = json!({"id": a.id, "name": a.name, "restricted": true});
+            tok.put("application_credential", json!({"id": a.id, "name": a.name, "restricted": true}));
         }
     }
     json!({"token": tok})
@@ -181,8 +182,25 @@ fn named(v: &Value, what: &str) -> Result<Named, String> {
     Ok(Named::Name { name: name.to_string(), domain })
 }
 
+/// Why Keystone refuses an authentication request before looking anyone up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AuthParseError {
+    /// A 400: the body is not an authentication request.
+    #[error("{0}")]
+    Malformed(String),
+    /// A 401: a method Keystone does not offer.
+    #[error("Attempted to authenticate with an unsupported method ({0}).")]
+    Unsupported(String),
+}
+
+impl From<String> for AuthParseError {
+    fn from(m: String) -> Self {
+        AuthParseError::Malformed(m)
+    }
+}
+
 /// Parse an authentication request as Keystone reads it.
-pub fn parse_auth(body: &Value) -> Result<AuthRequest, String> {
+pub fn parse_auth(body: &Value) -> Result<AuthRequest, AuthParseError> {
     let auth = body.get("auth").ok_or_else(|| format!("Expecting to find auth in request body. {MALFORMED}"))?;
     let identity = auth.get("identity").ok_or_else(|| format!("Expecting to find identity in auth. {MALFORMED}"))?;
     let methods: Vec<String> = identity
@@ -191,7 +209,7 @@ pub fn parse_auth(body: &Value) -> Result<AuthRequest, String> {
         .map(|a| a.iter().filter_map(|m| m.as_str().map(String::from)).collect())
         .unwrap_or_default();
     if methods.is_empty() {
-        return Err(format!("Expecting to find methods in identity. {MALFORMED}"));
+        return Err(AuthParseError::Malformed(format!("Expecting to find methods in identity. {MALFORMED}")));
     }
     let mut r = AuthRequest {
         methods: methods.clone(),
@@ -217,19 +235,23 @@ pub fn parse_auth(body: &Value) -> Result<AuthRequest, String> {
                 let id = ac.get("id").and_then(Value::as_str).map(String::from);
                 let name = ac.get("name").and_then(Value::as_str).map(String::from);
                 if id.is_none() && name.is_none() {
-                    return Err(format!("Expecting to find id or name in application_credential. {MALFORMED}"));
+                    return Err(AuthParseError::Malformed(format!(
+                        "Expecting to find id or name in application_credential. {MALFORMED}"
+                    )));
                 }
                 let user = match (&id, ac.get("user")) {
                     (None, Some(u)) => Some(named(u, "user")?),
                     (None, None) => {
-                        return Err(format!("Expecting to find user in application_credential. {MALFORMED}"))
+                        return Err(AuthParseError::Malformed(format!(
+                            "Expecting to find user in application_credential. {MALFORMED}"
+                        )))
                     }
                     _ => None,
                 };
                 let secret = ac.get("secret").and_then(Value::as_str).unwrap_or("").to_string();
                 r.application_credential = Some(AppCredSel { id, name, user, secret });
             }
-            other => return Err(format!("unsupported:{other}")),
+            other => return Err(AuthParseError::Unsupported(other.to_string())),
         }
     }
     if let Some(scope) = auth.get("scope") {
@@ -286,13 +308,8 @@ async fn issue(State(s): State<S>, RawQuery(q): RawQuery, body: Bytes) -> Respon
     };
     let req = match parse_auth(&body) {
         Ok(r) => r,
-        Err(e) if e.starts_with("unsupported:") => {
-            return keystone_error(
-                401,
-                &format!("Attempted to authenticate with an unsupported method ({}).", &e[12..]),
-            )
-        }
-        Err(e) => return keystone_error(400, &e),
+        Err(e @ AuthParseError::Unsupported(_)) => return keystone_error(401, &e.to_string()),
+        Err(e) => return keystone_error(400, &e.to_string()),
     };
     let w = s.world();
     let mut user_id: Option<String> = None;
@@ -365,12 +382,12 @@ async fn issue(State(s): State<S>, RawQuery(q): RawQuery, body: Bytes) -> Respon
         project_id,
         domain_scope,
         system,
-        expires: now + ChronoDuration::seconds(w.settings.token_lifetime_secs as i64),
+        expires: super::clock::shifted(now, w.settings.token_lifetime_secs as f64 * 1000.0),
         issued: now,
         methods: req.methods.clone(),
         app_cred,
         roles,
-        audit_id: uuid::Uuid::new_v4().simple().to_string()[..22].to_string(),
+        audit_id: uuid::Uuid::new_v4().simple().to_string().chars().take(22).collect(),
     };
     let token_id = format!("gAAAAA{}", uuid::Uuid::new_v4().simple());
     let body = token_body(&s, &w, &rec, !nocatalog);
@@ -486,7 +503,7 @@ fn app_cred_json(base: &str, a: &super::world::AppCred, secret: bool) -> Value {
         "links": {"self": format!("{base}/identity/v3/users/{}/application_credentials/{}", a.user_id, a.id)}
     });
     if secret {
-        v["secret"] = json!(a.secret);
+        v.put("secret", json!(a.secret));
     }
     v
 }

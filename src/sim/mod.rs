@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub token_lifetime_secs: Option<u64>,
     /// Override the world's boot time (simulated seconds).
     pub boot_secs: Option<f64>,
+    /// The secret every `/_sim/` request carries (`X-Sim-Token`, or
+    /// `Authorization: Bearer`); a random one when not given.
+    pub control_token: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -72,6 +75,7 @@ impl Default for SimConfig {
             faults: BTreeMap::new(),
             token_lifetime_secs: None,
             boot_secs: None,
+            control_token: None,
         }
     }
 }
@@ -80,6 +84,8 @@ impl Default for SimConfig {
 pub struct SimHandle {
     pub addr: SocketAddr,
     pub base_url: String,
+    /// What `/_sim/` requests must carry (see `SimConfig::control_token`).
+    pub control_token: String,
     shared: Arc<SimShared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -108,10 +114,13 @@ impl SimHandle {
     }
     async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            // The server may already be gone; then there is nobody left to tell.
+            tx.send(()).ok();
         }
         if let Some(s) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), s).await;
+            if tokio::time::timeout(Duration::from_secs(5), s).await.is_err() {
+                tracing::warn!("the simulator did not stop serving within 5 s");
+            }
         }
         for t in self.tasks.drain(..) {
             t.abort();
@@ -127,7 +136,7 @@ impl SimHandle {
 impl Drop for SimHandle {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            tx.send(()).ok();
         }
         for t in self.tasks.drain(..) {
             t.abort();
@@ -142,34 +151,52 @@ pub fn clouds_yaml(base: &str, cloud: &str, user: &str, password: &str, project:
     )
 }
 
-fn save(s: &SimShared, path: &PathBuf) -> Result<(), String> {
+/// Why the simulator could not start or save its world.
+#[derive(Debug, thiserror::Error)]
+pub enum SimStartError {
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("{}: not a simulator state file: {err}; move it aside to start from the world file", path.display())]
+    State { path: PathBuf, err: serde_json::Error },
+    #[error(transparent)]
+    World(#[from] worldfile::WorldFileError),
+    #[error("{}: cannot write the world: {err}", path.display())]
+    Save { path: PathBuf, err: serde_json::Error },
+    #[error("cannot listen on 127.0.0.1:{port}: {err}; choose another port")]
+    Listen { port: u16, err: std::io::Error },
+    #[error("a task panicked while holding the world")]
+    Poisoned,
+}
+
+fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> SimStartError + '_ {
+    move |err| SimStartError::Io { path: path.to_path_buf(), err }
+}
+
+fn save(s: &SimShared, path: &PathBuf) -> Result<(), SimStartError> {
     let json = {
-        let w = s.world.lock().map_err(|_| "world lock poisoned".to_string())?;
-        serde_json::to_vec(&*w).map_err(|e| e.to_string())?
+        let w = s.world.lock().map_err(|_| SimStartError::Poisoned)?;
+        serde_json::to_vec(&*w).map_err(|err| SimStartError::Save { path: path.clone(), err })?
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
+    // The world holds user data and passwords: the user's alone.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, json).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())?;
+    crate::config::paths::write_private(&tmp, &json).map_err(io_at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_at(path))?;
     Ok(())
 }
 
 /// Build the initial world.
-pub fn initial_world(cfg: &SimConfig, now: crate::domain::Timestamp) -> Result<world::World, String> {
+pub fn initial_world(cfg: &SimConfig, now: crate::domain::Timestamp) -> Result<world::World, SimStartError> {
     if let Some(p) = &cfg.state {
         if p.exists() {
-            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{}: not a simulator state file: {e}", p.display()));
+            let bytes = std::fs::read(p).map_err(io_at(p))?;
+            return serde_json::from_slice(&bytes).map_err(|err| SimStartError::State { path: p.clone(), err });
         }
     }
     let mut w = match &cfg.world {
         WorldSource::Default => worldfile::load(worldfile::DEFAULT_WORLD, "default world", now)?,
         WorldSource::Demo => worldfile::load(worldfile::DEMO_WORLD, "assets/demo/world.toml", now)?,
         WorldSource::File(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(io_at(p))?;
             worldfile::load(&text, &p.display().to_string(), now)?
         }
     };
@@ -178,7 +205,7 @@ pub fn initial_world(cfg: &SimConfig, now: crate::domain::Timestamp) -> Result<w
 }
 
 /// Start the simulator on 127.0.0.1.
-pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
+pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
     let clock = clock::SimClock::new(cfg.speed, chrono::Utc::now());
     let mut w = initial_world(&cfg, clock.now())?;
     if let Some(t) = cfg.token_lifetime_secs {
@@ -190,9 +217,16 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
     let granularity = w.settings.granularity.max(1) as f64;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", cfg.port))
         .await
-        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", cfg.port))?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        .map_err(|err| SimStartError::Listen { port: cfg.port, err })?;
+    let addr = listener.local_addr().map_err(|err| SimStartError::Listen { port: cfg.port, err })?;
     let base_url = format!("http://{addr}");
+    let control_token = cfg
+        .control_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| http::random_hex(32));
     let shared = Arc::new(SimShared {
         world: Mutex::new(w),
         clock,
@@ -202,6 +236,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
         rng: Mutex::new(fastrand::Rng::with_seed(cfg.seed)),
         counters: Mutex::new(BTreeMap::new()),
         dirty: std::sync::atomic::AtomicBool::new(false),
+        control_token: control_token.clone(),
     });
     let app = axum::Router::new()
         .merge(keystone::router())
@@ -216,11 +251,15 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
         .with_state(shared.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = rx.await;
+                // A dropped sender stops the server just as a sent stop does.
+                rx.await.ok();
             })
             .await;
+        if let Err(e) = served {
+            tracing::warn!("the simulator stopped serving: {e}");
+        }
     });
     let mut tasks = Vec::new();
     // Metrics and lifecycles move even when nobody calls.
@@ -252,7 +291,16 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, String> {
             }
         }));
     }
-    Ok(SimHandle { addr, base_url, shared, shutdown: Some(tx), server: Some(server), tasks, state_path: cfg.state })
+    Ok(SimHandle {
+        addr,
+        base_url,
+        control_token,
+        shared,
+        shutdown: Some(tx),
+        server: Some(server),
+        tasks,
+        state_path: cfg.state,
+    })
 }
 
 async fn fallback(req: axum::http::Request<axum::body::Body>) -> axum::response::Response {

@@ -3,6 +3,7 @@
 
 use super::http::*;
 use super::world::{new_id, FloatingIp, SimError, World};
+use crate::domain::json::Obj;
 use crate::domain::time::format_z;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -96,9 +97,9 @@ fn all(w: &World, kind: &str, project: &str, admin: bool) -> Vec<Value> {
                     "revision_number": 1, "qinq": false, "vlan_transparent": null
                 });
                 if admin {
-                    v["provider:network_type"] = json!("flat");
-                    v["provider:physical_network"] = json!("physnet1");
-                    v["provider:segmentation_id"] = Value::Null;
+                    v.put("provider:network_type", json!("flat"));
+                    v.put("provider:physical_network", json!("physnet1"));
+                    v.put("provider:segmentation_id", Value::Null);
                 }
                 v
             })
@@ -133,10 +134,10 @@ fn all(w: &World, kind: &str, project: &str, admin: bool) -> Vec<Value> {
                 });
                 if admin {
                     let host = w.servers.get(&p.device_id).map(|s| s.host.clone()).unwrap_or_default();
-                    v["binding:host_id"] = json!(host);
-                    v["binding:profile"] = json!({});
-                    v["binding:vif_details"] = json!({"port_filter": true, "ovs_hybrid_plug": false, "bound_drivers": {"0": "alwaysbind"}});
-                    v["binding:vif_type"] = json!(if host.is_empty() { "unbound" } else { "ovs" });
+                    v.put("binding:host_id", json!(host));
+                    v.put("binding:profile", json!({}));
+                    v.put("binding:vif_details", json!({"port_filter": true, "ovs_hybrid_plug": false, "bound_drivers": {"0": "alwaysbind"}}));
+                    v.put("binding:vif_type", json!(if host.is_empty() { "unbound" } else { "ovs" }));
                 }
                 v
             })
@@ -267,7 +268,7 @@ async fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind
     }
     let mut body = json!({kind: items});
     if let Some(l) = links {
-        body[format!("{kind}_links")] = l;
+        body.put(&format!("{kind}_links"), l);
     }
     json_response(200, &body)
 }
@@ -283,12 +284,12 @@ async fn showing(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind:
         Some(v) => json_response(200, &json!({singular(kind): v})),
         None => {
             let what = match kind {
-                "floatingips" => "Floating IP",
-                "security_groups" => "Security group",
-                other => &singular(other).to_string()[..],
+                "floatingips" => "Floating IP".to_string(),
+                "security_groups" => "Security group".to_string(),
+                other => singular(other).to_string(),
             };
-            let what = what.to_string();
-            let cap = what[..1].to_uppercase() + &what[1..];
+            let mut letters = what.chars();
+            let cap: String = letters.next().map(|f| f.to_uppercase().chain(letters).collect()).unwrap_or_default();
             neutron_error(404, not_found_type(kind), &format!("{cap} {id} could not be found."))
         }
     }

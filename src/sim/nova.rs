@@ -3,7 +3,9 @@
 //! metadata, flavors, limits, quota sets, key pairs and availability zones.
 
 use super::http::*;
-use super::world::{Flavor, Server, ServerCreate, SimError, World};
+use super::world::{found, Flavor, Server, ServerCreate, SimError, World};
+use crate::domain::json::Obj;
+use crate::domain::text;
 use crate::domain::time::{format_naive_micros, format_z, parse_timestamp};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -117,22 +119,25 @@ fn flavor_json(base: &str, f: &Flavor, mv: (u32, u32)) -> Value {
         "OS-FLV-EXT-DATA:ephemeral": f.ephemeral, "os-flavor-access:is_public": f.is_public,
         "links": links(base, "flavors", &f.id)
     });
-    v["swap"] = if ge(mv, 2, 75) {
-        json!(f.swap)
-    } else if f.swap == 0 {
-        json!("")
-    } else {
-        json!(f.swap)
-    };
+    v.put(
+        "swap",
+        if ge(mv, 2, 75) {
+            json!(f.swap)
+        } else if f.swap == 0 {
+            json!("")
+        } else {
+            json!(f.swap)
+        },
+    );
     if !ge(mv, 2, 102) {
-        v["rxtx_factor"] = json!(1.0);
-        v["OS-FLV-DISABLED:disabled"] = json!(false);
+        v.put("rxtx_factor", json!(1.0));
+        v.put("OS-FLV-DISABLED:disabled", json!(false));
     }
     if ge(mv, 2, 55) {
-        v["description"] = json!(f.description);
+        v.put("description", json!(f.description));
     }
     if ge(mv, 2, 61) {
-        v["extra_specs"] = json!(f.extra_specs);
+        v.put("extra_specs", json!(f.extra_specs));
     }
     v
 }
@@ -164,7 +169,7 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
         match flavor {
             Some(f) => {
                 let mut fv = json!({"vcpus": f.vcpus, "ram": f.ram, "disk": f.disk, "ephemeral": f.ephemeral, "swap": f.swap, "original_name": f.name});
-                fv["extra_specs"] = json!(f.extra_specs);
+                fv.put("extra_specs", json!(f.extra_specs));
                 fv
             }
             None => json!({}),
@@ -176,7 +181,7 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
         Some(i) => {
             let mut iv = json!({"id": i, "links": [{"rel": "bookmark", "href": format!("{base}/compute/images/{i}")}]});
             if ge(mv, 2, 98) {
-                iv["properties"] = json!({});
+                iv.put("properties", json!({}));
             }
             iv
         }
@@ -199,59 +204,63 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
         "os-extended-volumes:volumes_attached": s.volumes_attached.iter().map(|v| json!({"id": v, "delete_on_termination": false})).collect::<Vec<_>>(),
     });
     if !s.ports.is_empty() {
-        v["security_groups"] = Value::Array(s.security_groups.iter().map(|g| json!({"name": g})).collect());
+        v.put("security_groups", Value::Array(s.security_groups.iter().map(|g| json!({"name": g})).collect()));
     }
     if admin {
-        v["OS-EXT-SRV-ATTR:host"] = json!(if s.host.is_empty() { None } else { Some(&s.host) });
-        v["OS-EXT-SRV-ATTR:hypervisor_hostname"] =
-            json!(if s.host.is_empty() { None } else { Some(format!("{}.sim", s.host)) });
-        v["OS-EXT-SRV-ATTR:instance_name"] = json!(format!("instance-{}", &s.id[..8]));
+        v.put("OS-EXT-SRV-ATTR:host", json!(if s.host.is_empty() { None } else { Some(&s.host) }));
+        v.put(
+            "OS-EXT-SRV-ATTR:hypervisor_hostname",
+            json!(if s.host.is_empty() { None } else { Some(format!("{}.sim", s.host)) }),
+        );
+        v.put("OS-EXT-SRV-ATTR:instance_name", json!(format!("instance-{}", text::prefix(&s.id, 8))));
         if ge(mv, 2, 3) {
             use base64::Engine as _;
-            v["OS-EXT-SRV-ATTR:reservation_id"] = json!(format!("r-{}", &s.id[..8]));
-            v["OS-EXT-SRV-ATTR:launch_index"] = json!(0);
-            v["OS-EXT-SRV-ATTR:hostname"] = json!(s.name.to_lowercase().replace(['_', ' '], "-"));
-            v["OS-EXT-SRV-ATTR:kernel_id"] = json!("");
-            v["OS-EXT-SRV-ATTR:ramdisk_id"] = json!("");
-            v["OS-EXT-SRV-ATTR:root_device_name"] = json!("/dev/vda");
-            v["OS-EXT-SRV-ATTR:user_data"] =
-                json!(s.user_data.as_ref().map(|u| base64::engine::general_purpose::STANDARD.encode(u)));
+            v.put("OS-EXT-SRV-ATTR:reservation_id", json!(format!("r-{}", text::prefix(&s.id, 8))));
+            v.put("OS-EXT-SRV-ATTR:launch_index", json!(0));
+            v.put("OS-EXT-SRV-ATTR:hostname", json!(s.name.to_lowercase().replace(['_', ' '], "-")));
+            v.put("OS-EXT-SRV-ATTR:kernel_id", json!(""));
+            v.put("OS-EXT-SRV-ATTR:ramdisk_id", json!(""));
+            v.put("OS-EXT-SRV-ATTR:root_device_name", json!("/dev/vda"));
+            v.put(
+                "OS-EXT-SRV-ATTR:user_data",
+                json!(s.user_data.as_ref().map(|u| base64::engine::general_purpose::STANDARD.encode(u))),
+            );
         }
     }
     if ge(mv, 2, 9) {
-        v["locked"] = json!(s.locked);
+        v.put("locked", json!(s.locked));
     }
     if ge(mv, 2, 16) && admin {
-        v["host_status"] = json!(if s.host.is_empty() { "" } else { "UP" });
+        v.put("host_status", json!(if s.host.is_empty() { "" } else { "UP" }));
     }
     if ge(mv, 2, 19) {
-        v["description"] = json!(s.description);
+        v.put("description", json!(s.description));
     }
     if ge(mv, 2, 26) {
-        v["tags"] = json!(s.tags);
+        v.put("tags", json!(s.tags));
     }
     if ge(mv, 2, 63) {
-        v["trusted_image_certificates"] = Value::Null;
+        v.put("trusted_image_certificates", Value::Null);
     }
     if ge(mv, 2, 71) && show {
-        v["server_groups"] = json!([]);
+        v.put("server_groups", json!([]));
     }
     if ge(mv, 2, 73) {
-        v["locked_reason"] = Value::Null;
+        v.put("locked_reason", Value::Null);
     }
     if ge(mv, 2, 90) {
-        v["OS-EXT-SRV-ATTR:hostname"] = json!(s.name.to_lowercase().replace(['_', ' '], "-"));
+        v.put("OS-EXT-SRV-ATTR:hostname", json!(s.name.to_lowercase().replace(['_', ' '], "-")));
     }
     if ge(mv, 2, 96) {
-        v["pinned_availability_zone"] = Value::Null;
+        v.put("pinned_availability_zone", Value::Null);
     }
     if let Some(f) = &s.fault {
         if matches!(status, "ERROR" | "DELETED") {
             let mut fv = json!({"code": f.code, "created": format_z(&f.created), "message": f.message});
             if admin || f.code != 500 {
-                fv["details"] = json!("Traceback (most recent call last):\n  (simulated)");
+                fv.put("details", json!("Traceback (most recent call last):\n  (simulated)"));
             }
-            v["fault"] = fv;
+            v.put("fault", fv);
         }
     }
     // A record broken on purpose (fault injection): the given fields replace the real ones.
@@ -264,39 +273,74 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
 }
 
 /// Nova's `name` filter is a regular expression (`re.search`). This matcher covers
-/// the forms operators use: literals, `.`, `x*`, `.*`, `^` and `$`.
+/// the forms operators use: literals, `.`, `x*`, `.*`, `\\x`, `^` and `$`. It runs
+/// as a set of pattern positions stepped once per character of the text: time
+/// grows with pattern × text, never exponentially, and nothing recurses.
 pub fn name_matches(pattern: &str, text: &str) -> bool {
-    fn here(p: &[char], t: &[char]) -> bool {
-        if p.is_empty() {
-            return true;
-        }
-        if p.len() >= 2 && p[1] == '*' {
-            let mut i = 0;
-            loop {
-                if here(&p[2..], &t[i..]) {
-                    return true;
+    #[derive(Clone, Copy)]
+    struct Tok {
+        any: bool,
+        c: char,
+        star: bool,
+    }
+    let mut p: &str = pattern;
+    let anchored = p.starts_with('^');
+    if anchored {
+        p = p.get(1..).unwrap_or_default();
+    }
+    let mut toks: Vec<Tok> = Vec::new();
+    let mut chars = p.chars().peekable();
+    let mut end_anchor = false;
+    while let Some(c) = chars.next() {
+        let tok = match c {
+            '\\' => Tok { any: false, c: chars.next().unwrap_or('\\'), star: false },
+            '.' => Tok { any: true, c, star: false },
+            '$' if chars.peek().is_none() => {
+                end_anchor = true;
+                break;
+            }
+            '*' if toks.last().is_some_and(|t| !t.star) => {
+                if let Some(t) = toks.last_mut() {
+                    t.star = true;
                 }
-                if i < t.len() && (p[0] == '.' || p[0] == t[i]) {
-                    i += 1;
-                } else {
-                    return false;
-                }
+                continue;
+            }
+            _ => Tok { any: false, c, star: false },
+        };
+        toks.push(tok);
+    }
+    let n = toks.len();
+    // Add position `i` and what a starred token lets it skip to.
+    let add = |set: &mut Vec<bool>, mut i: usize| {
+        while let Some(slot) = set.get_mut(i) {
+            if *slot {
+                break;
+            }
+            *slot = true;
+            match toks.get(i) {
+                Some(t) if t.star => i += 1,
+                _ => break,
             }
         }
-        if p[0] == '$' && p.len() == 1 {
-            return t.is_empty();
+    };
+    let mut now = vec![false; n + 1];
+    add(&mut now, 0);
+    for ch in text.chars() {
+        if !end_anchor && now.get(n).copied().unwrap_or(false) {
+            return true;
         }
-        if p[0] == '\\' && p.len() >= 2 {
-            return !t.is_empty() && t[0] == p[1] && here(&p[2..], &t[1..]);
+        let mut next = vec![false; n + 1];
+        for (i, t) in toks.iter().enumerate() {
+            if now.get(i).copied().unwrap_or(false) && (t.any || t.c == ch) {
+                add(&mut next, if t.star { i } else { i + 1 });
+            }
         }
-        !t.is_empty() && (p[0] == '.' || p[0] == t[0]) && here(&p[1..], &t[1..])
+        if !anchored {
+            add(&mut next, 0);
+        }
+        now = next;
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    if p.first() == Some(&'^') {
-        return here(&p[1..], &t);
-    }
-    (0..=t.len()).any(|i| here(&p, &t[i..]))
+    now.get(n).copied().unwrap_or(false)
 }
 
 const LIST_PARAMS: &[&str] = &[
@@ -406,6 +450,12 @@ fn list(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> Resp
             return err(SimError::bad("Invalid status value"), mv);
         }
     }
+    // A server name is at most 255 characters; so is a pattern worth matching.
+    for k in ["name", "ip", "ip6"] {
+        if q_get(&q, k).is_some_and(|v| v.chars().count() > 255) {
+            return err(SimError::bad(format!("Invalid input for query parameters {k}.")), mv);
+        }
+    }
     let split = |k: &str| -> Vec<String> {
         q_get(&q, k)
             .map(|v| v.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
@@ -496,7 +546,7 @@ fn list(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> Resp
             qs.push(("marker".into(), last.id.clone()));
             let enc: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(qs).finish();
             let path = if detail { "servers/detail" } else { "servers" };
-            body["servers_links"] = json!([{"href": format!("{base}/compute/v2.1/{path}?{enc}"), "rel": "next"}]);
+            body.put("servers_links", json!([{"href": format!("{base}/compute/v2.1/{path}?{enc}"), "rel": "next"}]));
         }
     }
     ok(200, &body, mv)
@@ -725,20 +775,18 @@ async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
         Err(e) => return err(e, mv),
     };
     if rri {
-        return ok(
-            202,
-            &json!({"reservation_id": format!("r-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])}),
-            mv,
-        );
+        return ok(202, &json!({"reservation_id": format!("r-{}", random_hex(8))}), mv);
     }
-    let id = ids[0].clone();
+    let Some(id) = ids.first().cloned() else {
+        return err(SimError::new(500, "No server was created."), mv);
+    };
     let base = s.base();
     let groups: Vec<Value> = if sgs.is_empty() {
         vec![json!({"name": "default"})]
     } else {
         sgs.iter().map(|g| json!({"name": g})).collect()
     };
-    let pass: String = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let pass = random_hex(12);
     let mut r = ok(
         202,
         &json!({"server": {"id": id, "links": links(&base, "servers", &id), "OS-DCF:diskConfig": "MANUAL", "security_groups": groups, "adminPass": pass}}),
@@ -773,8 +821,10 @@ async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
         }
         sv.updated = now;
     }
-    let sv = &w.servers[&id];
-    ok(200, &json!({"server": server_json(&w, &s.base(), sv, mv, c.admin, true)}), mv)
+    match found(&w.servers, &id) {
+        Ok(sv) => ok(200, &json!({"server": server_json(&w, &s.base(), sv, mv, c.admin, true)}), mv),
+        Err(e) => err(e, mv),
+    }
 }
 
 async fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
@@ -805,12 +855,12 @@ async fn action(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
     };
     let now = s.now();
     let mut w = s.world();
-    if let Err(e) = owned(&w, &c, &id) {
-        return err(e, mv);
-    }
+    let sv = match owned(&w, &c, &id) {
+        Ok(sv) => sv,
+        Err(e) => return err(e, mv),
+    };
     match name.as_str() {
         "os-getConsoleOutput" => {
-            let sv = &w.servers[&id];
             if sv.vm_state == "building" {
                 return err(
                     SimError::conflict(format!(
@@ -828,7 +878,7 @@ async fn action(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
             };
             let lines: Vec<&str> = sv.console.iter().map(String::as_str).collect();
             let skip = n.map_or(0, |n| lines.len().saturating_sub(n));
-            let mut out = lines[skip..].join("\n");
+            let mut out = lines.get(skip..).unwrap_or_default().join("\n");
             if !out.is_empty() {
                 out.push('\n');
             }
@@ -842,11 +892,14 @@ async fn action(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
             with_mv(empty(202), mv)
         }
         "os-start" | "os-stop" | "reboot" | "rebuild" => match w.server_action(&id, &name, &arg, now) {
-            Ok(()) if name == "rebuild" => {
-                let mut v = server_json(&w, &s.base(), &w.servers[&id], mv, c.admin, true);
-                v["adminPass"] = json!(uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
-                ok(202, &json!({"server": v}), mv)
-            }
+            Ok(()) if name == "rebuild" => match found(&w.servers, &id) {
+                Ok(sv) => {
+                    let mut v = server_json(&w, &s.base(), sv, mv, c.admin, true);
+                    v.put("adminPass", json!(random_hex(12)));
+                    ok(202, &json!({"server": v}), mv)
+                }
+                Err(e) => err(e, mv),
+            },
             Ok(()) => with_mv(empty(202), mv),
             Err(e) => err(e, mv),
         },
@@ -875,7 +928,10 @@ async fn tags_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> R
         Err(r) => return r,
     };
     let w = s.world();
-    ok(200, &json!({"tags": w.servers[&id].tags}), mv)
+    match found(&w.servers, &id) {
+        Ok(sv) => ok(200, &json!({"tags": sv.tags}), mv),
+        Err(e) => err(e, mv),
+    }
 }
 
 async fn tags_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
@@ -932,7 +988,7 @@ async fn tag_get(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String
         Err(r) => return r,
     };
     let w = s.world();
-    if w.servers[&id].tags.contains(&tag) {
+    if w.servers.get(&id).is_some_and(|sv| sv.tags.contains(&tag)) {
         with_mv(empty(204), mv)
     } else {
         err(SimError::not_found(format!("Tag '{tag}' could not be found for instance {id}.")), mv)
@@ -1007,7 +1063,10 @@ async fn meta_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> R
         Err(r) => return r,
     };
     let w = s.world();
-    ok(200, &json!({"metadata": w.servers[&id].metadata}), mv)
+    match found(&w.servers, &id) {
+        Ok(sv) => ok(200, &json!({"metadata": sv.metadata}), mv),
+        Err(e) => err(e, mv),
+    }
 }
 
 /// Nova changes metadata only of servers at rest (`check_instance_state` on
@@ -1075,7 +1134,7 @@ async fn meta_item_get(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(
         Err(r) => return r,
     };
     let w = s.world();
-    match w.servers[&id].metadata.get(&key) {
+    match w.servers.get(&id).and_then(|sv| sv.metadata.get(&key)) {
         Some(v) => ok(200, &json!({"meta": {key: v}}), mv),
         None => err(SimError::not_found("Metadata item was not found"), mv),
     }
@@ -1169,7 +1228,7 @@ fn flavors(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> R
             } else {
                 let mut v = json!({"id": f.id, "name": f.name, "links": links(&base, "flavors", &f.id)});
                 if ge(mv, 2, 55) {
-                    v["description"] = json!(f.description);
+                    v.put("description", json!(f.description));
                 }
                 v
             }
@@ -1178,7 +1237,7 @@ fn flavors(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> R
     let mut body = json!({"flavors": items});
     if page.len() == limit && limit > 0 {
         if let Some(last) = page.last() {
-            body["flavors_links"] = json!([{"rel": "next", "href": format!("{base}/compute/v2.1/flavors{}?limit={limit}&marker={}", if detail { "/detail" } else { "" }, last.id)}]);
+            body.put("flavors_links", json!([{"rel": "next", "href": format!("{base}/compute/v2.1/flavors{}?limit={limit}&marker={}", if detail { "/detail" } else { "" }, last.id)}]));
         }
     }
     ok(200, &body, mv)
@@ -1373,7 +1432,7 @@ async fn quota_update(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>,
     }
     w.quotas.insert(pid.clone(), q);
     let mut b = quota_body(&w, &pid, mv, false, false);
-    if let Some(o) = b["quota_set"].as_object_mut() {
+    if let Some(o) = b.get_mut("quota_set").and_then(Value::as_object_mut) {
         o.remove("id");
     }
     ok(200, &b, mv)
@@ -1436,5 +1495,16 @@ mod tests {
         assert!(name_matches("w.b", "wib"));
         assert!(name_matches("a\\.b", "a.b"));
         assert!(!name_matches("a\\.b", "axb"));
+        assert!(name_matches("^a*b$", "aaab"));
+        assert!(name_matches("^a*b$", "b"));
+        assert!(!name_matches("^a*b$", "aaabc"));
+        assert!(name_matches("", "anything"));
+        assert!(name_matches("^$", ""));
+        assert!(name_matches("x.*", "x"));
+        assert!(name_matches("*a", "x*a"), "a leading star is a literal");
+        // Patterns that backtrack exponentially in a naive matcher answer at once.
+        let evil = ".*".repeat(200) + "x";
+        assert!(!name_matches(&evil, &"a".repeat(255)));
+        assert!(!name_matches(&"(".repeat(100_000), "web"));
     }
 }

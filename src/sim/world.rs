@@ -5,7 +5,6 @@
 use super::workload::Workload;
 use crate::domain::time::format_z;
 use crate::domain::Timestamp;
-use chrono::Duration as ChronoDuration;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -43,6 +42,16 @@ impl SimError {
 }
 
 pub type SimResult<T> = Result<T, SimError>;
+
+/// The hypervisor a server lands on: one of four, by its id.
+fn compute_host(id: &str) -> String {
+    format!("compute-{}", id.bytes().next().unwrap_or(0) % 4 + 1)
+}
+
+/// `map[id]` as an answer: a missing entry is a 404, never a panic.
+pub fn found<'a, T>(map: &'a BTreeMap<String, T>, id: &str) -> SimResult<&'a T> {
+    map.get(id).ok_or_else(|| SimError::not_found(format!("`{id}` could not be found.")))
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -620,7 +629,7 @@ impl World {
     }
 
     fn after(now: Timestamp, secs: f64) -> Timestamp {
-        now + ChronoDuration::milliseconds((secs * 1000.0) as i64)
+        super::clock::shifted(now, secs * 1000.0)
     }
 
     pub fn quota(&self, project: &str) -> Quota {
@@ -699,7 +708,8 @@ impl World {
             // Wide networks: spill into the next octets of a /16.
             let mut parts: Vec<u32> = net.prefix.split('.').filter_map(|p| p.parse().ok()).collect();
             parts.resize(3, 0);
-            format!("{}.{}.{}.{}", parts[0], parts[1], (parts[2] + net.next_host / 250) % 256, net.next_host % 250 + 2)
+            let [a, b, c] = [0, 1, 2].map(|i| parts.get(i).copied().unwrap_or(0));
+            format!("{a}.{b}.{}.{}", (c + net.next_host / 250) % 256, net.next_host % 250 + 2)
         };
         let id = new_id();
         // Ports get the project's `default` group unless others are asked for.
@@ -982,7 +992,7 @@ impl World {
             self.apply(first.2, at);
         }
         // Forget servers deleted long ago.
-        let horizon = now - ChronoDuration::seconds(self.settings.deleted_retention_secs);
+        let horizon = super::clock::shifted(now, -(self.settings.deleted_retention_secs as f64) * 1000.0);
         let old: Vec<String> = self
             .servers
             .values()
@@ -1028,7 +1038,7 @@ impl World {
                 let boot = self.settings.boot_secs;
                 if let Some(s) = self.servers.get_mut(&id) {
                     s.task_state = Some("spawning".into());
-                    s.host = format!("compute-{}", (id.as_bytes()[0] % 4) + 1);
+                    s.host = compute_host(&id);
                     s.updated = at;
                 }
                 self.schedule(Self::after(at, boot), Pending::ServerActive(id, gen));
@@ -1298,9 +1308,14 @@ impl World {
                 if !matches!(s.vm_state.as_str(), "active" | "stopped" | "error") {
                     return Err(conflict(s, "vm_state"));
                 }
+                // Undecodable user data is a 400, as Nova answers, before anything changes.
+                let user_data = match arg.get("user_data").and_then(|v| v.as_str()) {
+                    Some(ud) => Some(super::http::decode_user_data(ud)?),
+                    None => None,
+                };
                 s.image_id = rebuild_image;
-                if let Some(ud) = arg.get("user_data").and_then(|v| v.as_str()) {
-                    s.user_data = super::http::decode_user_data(ud).ok();
+                if user_data.is_some() {
+                    s.user_data = user_data;
                 }
                 if let Some(m) = arg.get("metadata").and_then(|v| v.as_object()) {
                     s.metadata = m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect();
@@ -1770,7 +1785,7 @@ impl World {
             },
         );
         for (i, pid) in s.ports.iter().enumerate() {
-            let tap = format!("tap{}", &pid[..11.min(pid.len())]);
+            let tap = format!("tap{}", crate::domain::text::prefix(pid, 11));
             let orig = format!("instance-{:08x}-{}-{}", i, server_id, tap);
             let rid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, orig.as_bytes()).to_string();
             let mut metrics = BTreeMap::new();
@@ -1808,8 +1823,8 @@ impl World {
             match m.points.back() {
                 Some(&(last, _)) if at < last => {
                     let idx = m.points.partition_point(|p| p.0 < at);
-                    if m.points.get(idx).is_some_and(|p| p.0 == at) {
-                        m.points[idx].1 = value;
+                    if let Some(p) = m.points.get_mut(idx).filter(|p| p.0 == at) {
+                        p.1 = value;
                     } else {
                         m.points.insert(idx, (at, value));
                     }
@@ -1966,7 +1981,7 @@ impl World {
             user_data: None,
             locked: false,
             description: None,
-            host: format!("compute-{}", (id.as_bytes()[0] % 4) + 1),
+            host: compute_host(&id),
             console: VecDeque::new(),
             boot_gen: 1,
             metrics,

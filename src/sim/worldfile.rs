@@ -200,11 +200,26 @@ fn stable_uuid(kind: &str, name: &str) -> String {
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("stackpilot-sim/{kind}/{name}").as_bytes()).to_string()
 }
 
+/// What is wrong with a world file, and where.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct WorldFileError {
+    /// The file, with line and column when known.
+    pub place: String,
+    pub message: String,
+}
+
+impl WorldFileError {
+    fn at(file: &str, message: String) -> WorldFileError {
+        WorldFileError { place: file.to_string(), message }
+    }
+}
+
 /// Build a world from TOML text. `source` names the file in errors.
-pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, String> {
+pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFileError> {
     let f: WorldFile = toml::from_str(text).map_err(|e| {
         let (line, col) = e.span().map_or((1, 1), |s| crate::config::line_col(text, s.start));
-        format!("{source}:{line}:{col}: {}", e.message())
+        WorldFileError { place: format!("{source}:{line}:{col}"), message: e.message().to_string() }
     })?;
     let mut w = World { settings: f.settings.unwrap_or_default(), ..Default::default() };
     w.domains.push(Domain { id: "default".into(), name: "Default".into() });
@@ -216,12 +231,12 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, String> {
         });
     }
     let projects = w.projects.clone();
-    let pid = |name: &str| -> Result<String, String> {
+    let pid = |name: &str| -> Result<String, WorldFileError> {
         projects
             .iter()
             .find(|p| p.name == name || p.id == name)
             .map(|p| p.id.clone())
-            .ok_or_else(|| format!("{source}: unknown project `{name}`"))
+            .ok_or_else(|| WorldFileError::at(source, format!("unknown project `{name}`")))
     };
     let mut users = Vec::new();
     for u in &f.users {
@@ -279,7 +294,7 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, String> {
             .iter()
             .find(|u| u.name == a.user)
             .map(|u| u.id.clone())
-            .ok_or_else(|| format!("{source}: unknown user `{}`", a.user))?;
+            .ok_or_else(|| WorldFileError::at(source, format!("unknown user `{}`", a.user)))?;
         app_creds.push(AppCred {
             id: a.id.clone(),
             name: a.name.clone(),
@@ -412,27 +427,21 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, String> {
         let p = pid(&sd.project)?;
         let user =
             w.users.iter().find(|u| u.roles.iter().any(|(rp, _)| rp == &p)).map(|u| u.id.clone()).unwrap_or_default();
-        let fid = w
-            .flavor(&sd.flavor)
-            .map(|x| x.id.clone())
-            .ok_or_else(|| format!("{source}: server `{}`: unknown flavor `{}`", sd.name, sd.flavor))?;
-        let img = w
-            .images
-            .iter()
-            .find(|i| i.name == sd.image)
-            .map(|i| i.id.clone())
-            .ok_or_else(|| format!("{source}: server `{}`: unknown image `{}`", sd.name, sd.image))?;
-        let net = w
-            .networks
-            .iter()
-            .find(|n| n.name == sd.network)
-            .map(|n| n.id.clone())
-            .ok_or_else(|| format!("{source}: server `{}`: unknown network `{}`", sd.name, sd.network))?;
+        let fid = w.flavor(&sd.flavor).map(|x| x.id.clone()).ok_or_else(|| {
+            WorldFileError::at(source, format!("server `{}`: unknown flavor `{}`", sd.name, sd.flavor))
+        })?;
+        let img =
+            w.images.iter().find(|i| i.name == sd.image).map(|i| i.id.clone()).ok_or_else(|| {
+                WorldFileError::at(source, format!("server `{}`: unknown image `{}`", sd.name, sd.image))
+            })?;
+        let net = w.networks.iter().find(|n| n.name == sd.network).map(|n| n.id.clone()).ok_or_else(|| {
+            WorldFileError::at(source, format!("server `{}`: unknown network `{}`", sd.name, sd.network))
+        })?;
         for i in 0..sd.count {
             let name = if sd.count > 1 { format!("{}-{}", sd.name, i + 1) } else { sd.name.clone() };
             let id = w
                 .seed_server(&name, &p, &user, &fid, Some(&img), Some(&net), sd.metadata.clone(), sd.metrics, now)
-                .map_err(|e| e.message)?;
+                .map_err(|e| WorldFileError::at(source, format!("server `{name}`: {}", e.message)))?;
             by_name.insert(name, id);
         }
     }
@@ -461,8 +470,9 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, String> {
             resting_status: "available".into(),
         };
         if let Some(sname) = &v.attach_to {
-            let sid =
-                by_name.get(sname).ok_or_else(|| format!("{source}: volume `{}`: unknown server `{sname}`", v.name))?;
+            let sid = by_name
+                .get(sname)
+                .ok_or_else(|| WorldFileError::at(source, format!("volume `{}`: unknown server `{sname}`", v.name)))?;
             vol.status = "in-use".into();
             vol.resting_status = "in-use".into();
             vol.attachments.push(VolAttachment {
@@ -503,6 +513,6 @@ mod tests {
             chrono::Utc::now(),
         )
         .unwrap_err();
-        assert!(e.starts_with("w.toml:7:1: unknown field `colour`"), "{e}");
+        assert!(e.to_string().starts_with("w.toml:7:1: unknown field `colour`"), "{e}");
     }
 }

@@ -164,34 +164,6 @@ CREATE TABLE IF NOT EXISTS policies (
   content_hash TEXT NOT NULL, state TEXT NOT NULL, detail TEXT, updated_at TEXT NOT NULL);
 ";
 
-/// Create a directory (and its parents) private to the user; the last one is
-/// made 0700 even when it already existed (it is stackpilot's own).
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::create_dir_all(dir)
-    }
-}
-
-fn private_file(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
-}
-
 /// Where a policy stands, as the engine last saw its file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyState {
@@ -252,10 +224,10 @@ impl Store {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            private_dir(dir).map_err(|e| io("cannot create its directory", e))?;
+            crate::config::paths::private_dir(dir).map_err(|e| io("cannot create its directory", e))?;
         }
         let conn = Connection::open(path).map_err(|e| StoreError::sqlite(path, e))?;
-        private_file(path).map_err(|e| io("cannot make it private (0600)", e))?;
+        crate::config::paths::private_file(path).map_err(|e| io("cannot make it private (0600)", e))?;
         let init = |c: &Connection| -> rusqlite::Result<()> {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             c.pragma_update(None, "journal_mode", "WAL")?;
@@ -268,7 +240,7 @@ impl Store {
             p.push(side);
             let p = PathBuf::from(p);
             if p.exists() {
-                private_file(&p).map_err(|e| io("cannot make its journal private (0600)", e))?;
+                crate::config::paths::private_file(&p).map_err(|e| io("cannot make its journal private (0600)", e))?;
             }
         }
         Ok(Store { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf() })
@@ -710,5 +682,35 @@ mod tests {
         }
         let s = Store::open(&p).unwrap();
         assert_eq!(s.control("engine").unwrap().unwrap()["paused"], true);
+    }
+
+    /// Revisions keep user data (cloud-init often carries bootstrap secrets):
+    /// the state directory and every file of the store are the user's alone,
+    /// even when an older version left them readable to others.
+    #[cfg(unix)]
+    #[test]
+    fn the_store_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let db = state.join("stackpilot.db");
+        let s = Store::open(&db).unwrap();
+        s.revision_for("p", "h1", r#"{"user_data":"token=s3cret"}"#, 0, 10, &now()).unwrap();
+        assert_eq!(mode(&state), 0o700, "the state directory");
+        assert_eq!(mode(&db), 0o600, "the database");
+        let wal = state.join("stackpilot.db-wal");
+        assert_eq!(mode(&wal), 0o600, "the journal");
+        drop(s);
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reopened = Store::open(&db).unwrap();
+        reopened.revision_for("p", "h2", "{}", 0, 10, &now()).unwrap();
+        assert_eq!((mode(&state), mode(&db), mode(&wal)), (0o700, 0o600, 0o600), "tightened on open");
+        // A shared place (sticky, as /tmp) is left as it is.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        drop(reopened);
+        let _again = Store::open(&db).unwrap();
+        assert_eq!(mode(&state), 0o1777 & 0o777, "not ours to change");
     }
 }

@@ -166,6 +166,9 @@ pub enum Msg {
     Engine(EngineView),
     /// A task of the console died (the engine, a poller): what and how.
     TaskDied(String),
+    /// The terminal cannot be read any more (handled by the runtime: the
+    /// console ends).
+    InputLost(String),
     Quit,
 }
 
@@ -253,6 +256,8 @@ pub struct App {
     /// Never empty: it starts with the Overview and only `back` pops, never the last
     /// one (private, so the invariant is this module's alone).
     stack: Vec<ViewState>,
+    /// The Overview, for an empty stack (never: only `back` pops, never the last).
+    home: ViewState,
     /// Last filter and sort per view kind (kept across `:` jumps).
     pub remembered: BTreeMap<ViewKind, (String, Option<(char, bool)>)>,
     pub mode: Mode,
@@ -287,6 +292,7 @@ impl App {
             frozen: None,
             cloud: 0,
             stack: vec![ViewState::new(ViewKind::Overview)],
+            home: ViewState::new(ViewKind::Overview),
             remembered: BTreeMap::new(),
             mode: Mode::Normal,
             events: VecDeque::new(),
@@ -318,10 +324,14 @@ impl App {
     }
 
     pub fn view(&self) -> &ViewState {
-        self.stack.last().expect("the navigation stack is never empty")
+        // The stack is never empty (see `stack`); the Overview stands in otherwise.
+        self.stack.last().unwrap_or(&self.home)
     }
     fn view_mut(&mut self) -> &mut ViewState {
-        self.stack.last_mut().expect("the navigation stack is never empty")
+        if self.stack.is_empty() {
+            self.stack.push(ViewState::new(ViewKind::Overview));
+        }
+        self.stack.last_mut().unwrap_or(&mut self.home)
     }
     /// The current view, writable (benchmarks set a sort directly).
     #[doc(hidden)]
@@ -453,7 +463,7 @@ pub struct CommandLine {
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
-pub fn parse_command(line: &str) -> Result<CommandLine, String> {
+fn parse_command(line: &str) -> Result<CommandLine, String> {
     let line = line.trim().trim_start_matches(':');
     let mut c = CommandLine::default();
     let mut words = line.split_whitespace();
@@ -498,7 +508,7 @@ pub fn parse_command(line: &str) -> Result<CommandLine, String> {
 /// Apply a message to the state; return the effects to carry out.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
-        Msg::Quit => {
+        Msg::InputLost(_) | Msg::Quit => {
             app.quit = true;
             vec![Effect::Quit]
         }
@@ -648,7 +658,7 @@ fn command_key(app: &mut App, k: Key, input: &mut Input, completion: usize) -> V
                     (None, _) => n - 1,
                 };
                 app.history_pos = Some(pos);
-                *input = Input::new(app.history[pos].clone());
+                *input = Input::new(app.history.get(pos).cloned().unwrap_or_default());
             }
             app.mode = Mode::Command { input: input.clone(), completion };
             vec![]
@@ -839,7 +849,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
                     (Some(p), _) => (p + 1).min(n - 1),
                 };
                 app.history_pos = Some(pos);
-                let line = app.history[pos].clone();
+                let line = app.history.get(pos).cloned().unwrap_or_default();
                 let saved = app.history.clone();
                 let effects = run_command(app, &line);
                 app.history = saved;

@@ -2,6 +2,9 @@
 //! benchmarks: three applications, a bastion, volumes, backups, alerts and an hour
 //! of metrics — or ten thousand servers for the benchmarks.
 
+// Test data: fixed indexes into vectors built right here.
+#![allow(clippy::indexing_slicing)]
+
 use crate::domain::*;
 use crate::inventory::snapshot::{summarize_apps, CloudSnapshot, PollState, ServerSeries, Snapshot};
 use crate::inventory::Kind;

@@ -69,7 +69,9 @@ impl Key {
             "pgup" | "pageup" => Code::PageUp,
             "pgdn" | "pgdown" | "pagedown" => Code::PageDown,
             "space" => Code::Char(' '),
-            l if l.len() > 1 && l.starts_with('f') && l[1..].parse::<u8>().is_ok() => Code::F(l[1..].parse().ok()?),
+            l if l.len() > 1 && l.starts_with('f') && l.get(1..).is_some_and(|n| n.parse::<u8>().is_ok()) => {
+                Code::F(l.get(1..)?.parse().ok()?)
+            }
             _ => {
                 let mut chars = rest.chars();
                 let c = chars.next()?;
@@ -187,6 +189,8 @@ const fn info(
 use Action as A;
 use Context as C;
 
+const QUIT: ActionInfo = info(A::Quit, "quit", &[Key::ch('q'), Key::ctrl('c')], C::Global, "quit", false);
+
 /// Every action stackpilot knows.
 pub const ACTIONS: &[ActionInfo] = &[
     info(A::Quit, "quit", &[Key::ch('q'), Key::ctrl('c')], C::Global, "quit", false),
@@ -225,7 +229,8 @@ pub const ACTIONS: &[ActionInfo] = &[
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {
-    ACTIONS.iter().find(|i| i.action == a).unwrap_or(&ACTIONS[0])
+    // Every action is in the table (a test checks it); Quit stands in otherwise.
+    ACTIONS.iter().find(|i| i.action == a).unwrap_or(&QUIT)
 }
 
 /// Contexts that can be active together (their bindings may not collide).

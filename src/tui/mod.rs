@@ -16,7 +16,7 @@ use crate::cloud::compute::{RebootKind, ServerAction};
 use crate::cloud::Client;
 use crate::domain::{Event, Severity};
 use crate::inventory::{Inventory, InventoryCommand};
-use app::{update, App, ConsoleState, Effect, Msg, Pending};
+use app::{update, App, Effect, Msg, Pending};
 use keymap::{Action, Code, Key, Keymap};
 use ratatui::crossterm::event::{self, Event as CtEvent, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::crossterm::terminal::{
@@ -111,10 +111,20 @@ pub fn key_of(k: event::KeyEvent) -> Option<Key> {
 /// Puts the terminal back however the console ends (return, error or panic).
 pub struct TerminalGuard;
 
+/// Whether the console holds the terminal: its panic hook stays installed after
+/// it ends (hooks cannot be taken back from under others), and then only passes
+/// panics on.
+static CONSOLE_ACTIVE: AtomicBool = AtomicBool::new(false);
+
 fn restore_terminal() {
     let mut out = std::io::stdout();
-    let _ = execute!(out, EndSynchronizedUpdate, LeaveAlternateScreen, cursor::Show);
-    let _ = terminal::disable_raw_mode();
+    // Best effort: the terminal may be gone already (a closed pty).
+    if let Err(e) = execute!(out, EndSynchronizedUpdate, LeaveAlternateScreen, cursor::Show) {
+        tracing::debug!("cannot restore the screen: {e}");
+    }
+    if let Err(e) = terminal::disable_raw_mode() {
+        tracing::debug!("cannot leave raw mode: {e}");
+    }
 }
 
 impl TerminalGuard {
@@ -131,12 +141,16 @@ impl TerminalGuard {
         }
         let ui = std::thread::current().id();
         let previous = std::panic::take_hook();
+        CONSOLE_ACTIVE.store(true, Ordering::SeqCst);
         std::panic::set_hook(Box::new(move |info| {
+            if !CONSOLE_ACTIVE.load(Ordering::SeqCst) {
+                return previous(info);
+            }
             let report = crash_report(info);
             if std::thread::current().id() == ui {
                 restore_terminal();
                 if let Some(path) = &report {
-                    eprintln!("stackpilot crashed; the report is in {}", path.display());
+                    crate::cli::say(format_args!("stackpilot crashed; the report is in {}", path.display()));
                 }
                 previous(info);
             } else {
@@ -155,11 +169,12 @@ fn crash_report(info: &std::panic::PanicHookInfo<'_>) -> Option<std::path::PathB
     let path = dir.join(format!("crash-{stamp}.txt"));
     let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
     let report = format!("stackpilot {} crashed in thread {thread}: {info}\n", env!("CARGO_PKG_VERSION"));
-    (std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&path, report).is_ok()).then_some(path)
+    crate::config::paths::write_private(&path, report.as_bytes()).is_ok().then_some(path)
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
+        CONSOLE_ACTIVE.store(false, Ordering::SeqCst);
         restore_terminal();
     }
 }
@@ -231,7 +246,9 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                             e.id = id;
                         }
                     }
-                    let _ = tx.send(Msg::ActionDone(e)).await;
+                    if tx.send(Msg::ActionDone(e)).await.is_err() {
+                        tracing::debug!("the console ended before an action's result");
+                    }
                 });
             }
         }
@@ -240,7 +257,9 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 let tx = tx.clone();
                 tokio::spawn(async move {
                     let r = c.compute().console_output(&server_id, Some(200)).await.map_err(|e| e.to_string());
-                    let _ = tx.send(Msg::Console { server_id, result: r }).await;
+                    if tx.send(Msg::Console { server_id, result: r }).await.is_err() {
+                        tracing::debug!("the console ended before a console log came");
+                    }
                 });
             }
         }
@@ -274,7 +293,7 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 let e = match sent {
                     // A command that answers (retire) says how it went.
                     Some(Ok(())) => match reply.await {
-                        Ok(Err(why)) => e.result("refused").detail(why),
+                        Ok(Err(why)) => e.result("refused").detail(why.to_string()),
                         Ok(Ok(done)) => e.detail(done),
                         Err(_) => e,
                     },
@@ -290,8 +309,33 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
     true
 }
 
+/// Why the console ended other than by the operator's choice.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("cannot take over the terminal: {0}; run stackpilot in an interactive terminal, or use a one-shot command (`stackpilot servers`)")]
+    NoTerminal(std::io::Error),
+    #[error("the terminal is gone: {0}")]
+    TerminalGone(String),
+    #[error("the terminal failed: {0}")]
+    Terminal(std::io::Error),
+}
+
+/// What a failed terminal write or read means: the terminal went away (its
+/// window closed, the SSH session dropped), or something to report.
+fn terminal_error(e: std::io::Error) -> ConsoleError {
+    use std::io::ErrorKind;
+    // EIO and ENXIO: the pty's other side is gone.
+    let gone = matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::NotConnected | ErrorKind::UnexpectedEof)
+        || matches!(e.raw_os_error(), Some(5) | Some(6));
+    if gone {
+        ConsoleError::TerminalGone(e.to_string())
+    } else {
+        ConsoleError::Terminal(e)
+    }
+}
+
 /// Run the console until the operator quits or a signal arrives.
-pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
+pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleError> {
     let mut snap_rx = inventory.subscribe();
     let initial = snap_rx.borrow().clone();
     let mut app = App::new(initial, console.keymap.clone(), console.theme, chrono::Utc::now());
@@ -305,9 +349,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
     let (w, h) = terminal::size().unwrap_or((80, 24));
     update(&mut app, Msg::Resize(w, h));
 
-    let guard = TerminalGuard::enter().map_err(|e| format!("cannot take over the terminal: {e}"))?;
+    let guard = TerminalGuard::enter().map_err(ConsoleError::NoTerminal)?;
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
-    let mut terminal = ratatui::Terminal::new(backend).map_err(|e| e.to_string())?;
+    let mut terminal = ratatui::Terminal::new(backend).map_err(ConsoleError::NoTerminal)?;
 
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
     let stop = Arc::new(AtomicBool::new(false));
@@ -331,10 +375,21 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
                             }
                         }
                         Ok(_) => {}
-                        Err(_) => return,
+                        Err(e) => {
+                            // The console cannot read keys any more: it ends.
+                            if tx.blocking_send(Msg::InputLost(e.to_string())).is_err() {
+                                tracing::debug!("the console ended before its input failed: {e}");
+                            }
+                            return;
+                        }
                     },
                     Ok(false) => {}
-                    Err(_) => return,
+                    Err(e) => {
+                        if tx.blocking_send(Msg::InputLost(e.to_string())).is_err() {
+                            tracing::debug!("the console ended before its input failed: {e}");
+                        }
+                        return;
+                    }
                 }
             }
         });
@@ -343,7 +398,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
         let tx = tx.clone();
         tokio::spawn(async move {
             crate::cli::wait_for_signal().await;
-            let _ = tx.send(Msg::Quit).await;
+            if tx.send(Msg::Quit).await.is_err() {
+                tracing::debug!("the console ended before the signal");
+            }
         });
     }
     // Events written by the engine, other consoles and this one, from the store.
@@ -410,6 +467,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
         tokio::select! {
             m = rx.recv() => {
                 let Some(m) = m else { break Ok(()) };
+                if let Msg::InputLost(why) = m {
+                    break Err(ConsoleError::TerminalGone(why));
+                }
                 if let Msg::Resize(w, h) = m {
                     // Debounce: apply the size once the terminal stops moving.
                     pending_resize = Some((w, h, Instant::now() + Duration::from_millis(60)));
@@ -451,18 +511,21 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
                     if Instant::now() >= at {
                         pending_resize = None;
                         update(&mut app, Msg::Resize(w, h));
-                        let _ = terminal.autoresize();
+                        if let Err(e) = terminal.autoresize() {
+                            break Err(terminal_error(e));
+                        }
                         dirty = true;
                     }
                 }
                 if dirty && Instant::now() >= last_draw + frame {
-                    let out = terminal.backend_mut();
-                    let _ = execute!(out, BeginSynchronizedUpdate);
-                    let r = terminal.draw(|f| view::draw(f, &app)).map(|_| ());
-                    let _ = execute!(terminal.backend_mut(), EndSynchronizedUpdate);
-                    let _ = terminal.backend_mut().flush();
+                    // A terminal that went away (a closed pty) ends the console
+                    // cleanly: no crash, no report.
+                    let r = execute!(terminal.backend_mut(), BeginSynchronizedUpdate)
+                        .and_then(|_| terminal.draw(|f| view::draw(f, &app)).map(|_| ()))
+                        .and_then(|_| execute!(terminal.backend_mut(), EndSynchronizedUpdate))
+                        .and_then(|_| terminal.backend_mut().flush());
                     if let Err(e) = r {
-                        break Err(format!("cannot draw: {e}"));
+                        break Err(terminal_error(e));
                     }
                     last_draw = Instant::now();
                     dirty = false;
@@ -475,6 +538,5 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), String> {
         h.task.abort();
     }
     drop(guard);
-    let _ = ConsoleState::Loading;
     result
 }

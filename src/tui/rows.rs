@@ -108,7 +108,7 @@ pub fn compute(app: &App) -> RowSet {
         if let Some((c, desc)) = sort {
             if let Some(i) = cols.iter().position(|x| *x == c) {
                 ids.sort_by(|a, b| {
-                    let o = a.1[i].cmp(&b.1[i]);
+                    let o = a.1.get(i).cmp(&b.1.get(i));
                     if desc {
                         o.reverse()
                     } else {
@@ -224,7 +224,7 @@ pub fn compute(app: &App) -> RowSet {
                     )
                 })
                 .collect();
-            rows.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+            rows.sort_by(|a, b| a.1.first().cmp(&b.1.first()));
             apply_sort(&mut rows, sort_columns(ViewKind::Alerts));
             rows.into_iter().map(|r| r.0).collect()
         }
@@ -256,7 +256,7 @@ pub fn compute(app: &App) -> RowSet {
                 })
                 .collect();
             // Newest first unless another order is asked for.
-            rows.sort_by(|a, b| a.1[0].cmp(&b.1[0]));
+            rows.sort_by(|a, b| a.1.first().cmp(&b.1.first()));
             apply_sort(&mut rows, sort_columns(ViewKind::Events));
             rows.into_iter().map(|r| r.0).collect()
         }
@@ -283,7 +283,7 @@ pub fn compute(app: &App) -> RowSet {
                     (p.policy_id.clone(), vec![SortKey::S(p.app.clone()), SortKey::S(format!("{rank}{}", p.state))])
                 })
                 .collect();
-            rows.sort_by(|a, b| a.1[1].cmp(&b.1[1]).then(a.1[0].cmp(&b.1[0])));
+            rows.sort_by(|a, b| a.1.get(1).cmp(&b.1.get(1)).then(a.1.first().cmp(&b.1.first())));
             apply_sort(&mut rows, sort_columns(ViewKind::Policies));
             rows.into_iter().map(|r| r.0).collect()
         }

@@ -5,7 +5,7 @@ use super::app::{App, ConsoleState, Mode, ViewKind};
 use super::keymap::{info_of, Action};
 use super::widgets::{col, fit, sparkline, truncate, Col};
 use crate::domain::time::human_age;
-use crate::domain::{Server, Severity};
+use crate::domain::Server;
 use crate::inventory::CloudSnapshot;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -227,7 +227,7 @@ where
         .iter()
         .enumerate()
         .flat_map(|(n, (i, w))| {
-            let c = &cols[*i];
+            let Some(c) = cols.get(*i) else { return vec![] };
             let mut title = c.title.to_string();
             if let (Some(k), Some((s, desc))) = (c.sort_key, sort) {
                 if k == s {
@@ -638,18 +638,17 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     }
     // Alert ticker: the active alerts, most severe first.
     let alerts: Vec<crate::domain::Alert> = app.alerts().into_iter().filter(|a| a.is_active()).collect();
-    let tick = if alerts.is_empty() {
-        Line::from(Span::styled(" no alerts", t.ok()))
-    } else {
-        let mut v: Vec<&crate::domain::Alert> = alerts.iter().collect();
-        v.sort_by_key(|a| std::cmp::Reverse(a.severity));
-        let idx = (app.now.timestamp() / 5) as usize % v.len();
-        let a = v[idx];
-        Line::from(vec![
+    // One alert at a time, turning every five seconds, most severe first.
+    let mut v: Vec<&crate::domain::Alert> = alerts.iter().collect();
+    v.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    let idx = (app.now.timestamp() / 5).unsigned_abs() as usize % v.len().max(1);
+    let tick = match v.get(idx) {
+        None => Line::from(Span::styled(" no alerts", t.ok())),
+        Some(a) => Line::from(vec![
             Span::styled(format!(" ▲ {} ", a.severity.as_str().to_uppercase()), t.severity(a.severity)),
             Span::raw(a.message.clone()),
             Span::styled(format!("   ({} alerts)", v.len()), t.dim()),
-        ])
+        ]),
     };
     f.render_widget(Paragraph::new(tick), ticker);
     let (age, st) = age_style(app, Some(c));
@@ -772,7 +771,7 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
             Some(ConsoleState::Text(x)) => {
                 let lines: Vec<&str> = x.lines().collect();
                 let keep = (b.height as usize).saturating_sub(2);
-                lines[lines.len().saturating_sub(keep)..].join("\n")
+                lines.iter().skip(lines.len().saturating_sub(keep)).copied().collect::<Vec<_>>().join("\n")
             }
             Some(ConsoleState::Failed(e)) => format!("could not fetch the console log: {e}"),
             None => String::new(),
@@ -1242,5 +1241,4 @@ fn confirm(
         ),
         r,
     );
-    let _ = Severity::Info;
 }

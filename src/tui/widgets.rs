@@ -12,7 +12,7 @@ pub fn sparkline(values: &[f64], width: usize, max: Option<f64>, ascii: bool) ->
         return String::new();
     }
     let glyphs = if ascii { &ASCII } else { &BLOCKS };
-    let tail = &values[values.len().saturating_sub(width)..];
+    let tail = values.get(values.len().saturating_sub(width)..).unwrap_or_default();
     let top = max.unwrap_or_else(|| tail.iter().cloned().fold(0.0, f64::max)).max(1e-9);
     let mut s = String::with_capacity(width * 3);
     for _ in tail.len()..width {
@@ -20,7 +20,7 @@ pub fn sparkline(values: &[f64], width: usize, max: Option<f64>, ascii: bool) ->
     }
     for v in tail {
         let idx = ((v.max(0.0) / top) * 7.0).round().clamp(0.0, 7.0) as usize;
-        s.push(glyphs[idx]);
+        s.push(glyphs.get(idx).copied().unwrap_or(' '));
     }
     s
 }
@@ -66,36 +66,36 @@ pub const fn col(title: &'static str, width: u16, min: u16, priority: u8, sort_k
 /// Which columns fit in `total` width (one space between columns), dropping the
 /// lowest priorities first, and their widths.
 pub fn fit(cols: &[Col], total: u16) -> Vec<(usize, u16)> {
-    let mut keep: Vec<usize> = (0..cols.len()).collect();
+    let mut keep: Vec<(usize, &Col)> = cols.iter().enumerate().collect();
     // The most important columns (priority 0 and 1) keep their wished width; the
     // others may shrink to their minimum before the least important are dropped.
-    let need_of = |i: usize| if cols[i].priority <= 1 { cols[i].width.max(cols[i].min) } else { cols[i].min };
+    let need_of = |c: &Col| if c.priority <= 1 { c.width.max(c.min) } else { c.min };
     loop {
-        let need: u16 = keep.iter().map(|&i| need_of(i)).sum::<u16>() + keep.len().saturating_sub(1) as u16;
+        let need: u16 = keep.iter().map(|(_, c)| need_of(c)).sum::<u16>() + keep.len().saturating_sub(1) as u16;
         if need <= total || keep.len() <= 1 {
             break;
         }
-        let drop = keep.iter().copied().max_by_key(|&i| (cols[i].priority, i)).unwrap_or(0);
-        keep.retain(|&i| i != drop);
+        let Some((_, drop)) = keep.iter().map(|(i, c)| (c.priority, *i)).max() else { break };
+        keep.retain(|(i, _)| *i != drop);
     }
-    let mut widths: Vec<(usize, u16)> = keep.iter().map(|&i| (i, cols[i].min)).collect();
+    let mut widths: Vec<(usize, &Col, u16)> = keep.iter().map(|(i, c)| (*i, *c, c.min)).collect();
     let mut spare =
-        total.saturating_sub(widths.iter().map(|w| w.1).sum::<u16>() + widths.len().saturating_sub(1) as u16);
+        total.saturating_sub(widths.iter().map(|w| w.2).sum::<u16>() + widths.len().saturating_sub(1) as u16);
     // Grow the most important columns to their wish first.
-    let mut order: Vec<usize> = (0..widths.len()).collect();
-    order.sort_by_key(|&k| (cols[widths[k].0].priority, k));
-    for k in order {
-        let w = &mut widths[k];
-        let want = cols[w.0].width.saturating_sub(w.1);
-        let add = want.min(spare);
-        w.1 += add;
-        spare -= add;
+    let mut order: Vec<(u8, usize)> = widths.iter().enumerate().map(|(k, w)| (w.1.priority, k)).collect();
+    order.sort();
+    for (_, k) in order {
+        if let Some(w) = widths.get_mut(k) {
+            let add = w.1.width.saturating_sub(w.2).min(spare);
+            w.2 += add;
+            spare -= add;
+        }
     }
     // What is left goes to the column that wished to be widest.
-    if let Some(w) = widths.iter_mut().max_by_key(|w| (cols[w.0].width, std::cmp::Reverse(w.0))) {
-        w.1 += spare;
+    if let Some(w) = widths.iter_mut().max_by_key(|w| (w.1.width, std::cmp::Reverse(w.0))) {
+        w.2 += spare;
     }
-    widths
+    widths.into_iter().map(|(i, _, w)| (i, w)).collect()
 }
 
 #[cfg(test)]

@@ -49,18 +49,21 @@ pub fn client(h: &SimHandle) -> stackpilot::cloud::Client {
 
 /// POST to the simulator's control API.
 pub async fn control(h: &SimHandle, path: &str, body: Value) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}/_sim/{path}", h.base_url))
-        .json(&body)
-        .send()
-        .await
-        .expect("control API");
+    let r = control_request(h, reqwest::Method::POST, path).json(&body).send().await.expect("control API");
     assert!(r.status().is_success(), "control {path}: {}", r.status());
     r.json().await.unwrap_or(Value::Null)
 }
 
 pub async fn control_get(h: &SimHandle, path: &str) -> Value {
-    reqwest::get(format!("{}/_sim/{path}", h.base_url)).await.expect("control API").json().await.expect("json")
+    let r = control_request(h, reqwest::Method::GET, path).send().await.expect("control API");
+    r.json().await.expect("json")
+}
+
+/// A request to the simulator's control API, with its token.
+pub fn control_request(h: &SimHandle, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .request(method, format!("{}/_sim/{path}", h.base_url))
+        .header("x-sim-token", &h.control_token)
 }
 
 /// Requests the simulator saw for a "service METHOD" key.

@@ -289,7 +289,7 @@ min_ready_seconds = 0
 
     pub async fn sim_stats(&self) -> Value {
         let h = self.sim.as_ref().unwrap();
-        reqwest::get(format!("{}/_sim/stats", h.base_url)).await.unwrap().json().await.unwrap()
+        super::control_get(h, "stats").await
     }
 
     /// Delete what earlier runs left on the real cloud.

@@ -38,12 +38,9 @@ pub fn parse_measures(v: &Value) -> Vec<Measure> {
     items
         .iter()
         .filter_map(|m| {
-            let a = m.as_array()?;
-            if a.len() < 3 {
-                return None;
-            }
-            let at = parse_timestamp(a[0].as_str()?)?;
-            let granularity = match &a[1] {
+            let [at, granularity, value, ..] = m.as_array()?.as_slice() else { return None };
+            let at = parse_timestamp(at.as_str()?)?;
+            let granularity = match granularity {
                 Value::Number(n) => Granularity::Seconds(n.as_f64()?),
                 Value::String(s) => match s.parse::<f64>() {
                     Ok(f) => Granularity::Seconds(f),
@@ -51,7 +48,7 @@ pub fn parse_measures(v: &Value) -> Vec<Measure> {
                 },
                 _ => return None,
             };
-            let value = a[2].as_f64();
+            let value = value.as_f64();
             Some(Measure { at, granularity, value })
         })
         .collect()
@@ -145,12 +142,8 @@ pub fn parse_timedelta(s: &str) -> Option<f64> {
         None => (0.0, s),
     };
     let parts: Vec<&str> = rest.split(':').collect();
-    if parts.len() != 3 {
-        return None;
-    }
-    let h: f64 = parts[0].parse().ok()?;
-    let m: f64 = parts[1].parse().ok()?;
-    let sec: f64 = parts[2].parse().ok()?;
+    let [h, m, sec] = parts.as_slice() else { return None };
+    let (h, m, sec): (f64, f64, f64) = (h.parse().ok()?, m.parse().ok()?, sec.parse().ok()?);
     Some(days * 86400.0 + h * 3600.0 + m * 60.0 + sec)
 }
 

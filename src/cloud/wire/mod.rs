@@ -11,6 +11,17 @@ pub mod nova;
 
 use serde::Deserialize;
 
+/// Why an item of a listing (or an answer) does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("a {0} without an id")]
+    NoId(&'static str),
+    #[error("does not decode")]
+    Unreadable,
+}
+
 /// A `{"href", "rel"}` link (`servers_links`, `volumes_links`, ...).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]

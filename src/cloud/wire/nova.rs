@@ -184,10 +184,10 @@ impl WServer {
 
 /// Parse one server object (keeping its raw JSON for the raw view); why not
 /// when it cannot be.
-pub fn server_from_raw(raw: &str) -> Result<domain::Server, String> {
-    let w: WServer = serde_json::from_str(raw).map_err(|e| e.to_string())?;
+pub fn server_from_raw(raw: &str) -> Result<domain::Server, super::DecodeError> {
+    let w: WServer = serde_json::from_str(raw)?;
     if w.id.is_empty() {
-        return Err("a server without an id".into());
+        return Err(super::DecodeError::NoId("server"));
     }
     let mut s = w.into_domain();
     s.raw = Some(raw.into());
