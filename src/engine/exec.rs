@@ -197,93 +197,95 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
     match a.step.clone() {
         Step::Create { slot, revision, zone, launch } => match launch {
             Some(info) => create(ctx, &a, &info, slot, revision, zone).await,
-            None => {
-                // The planner asked for a revision decide could not resolve: a bug.
-                tracing::error!(cloud = %ctx.cloud, app = %a.app, "a create without its launch spec: not sent");
-                let e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "create", a.reason.clone())
-                    .app(a.app.clone())
-                    .result("failed")
-                    .severity(Severity::Critical)
-                    .detail(format!("no launch spec for revision {revision}: nothing was sent"));
-                logged(ctx.store.add_event(&e), "record an event");
-                Outcome::new("create", false)
-            }
+            None => create_without_spec(ctx, &a, revision),
         },
-        Step::MarkReady { server_id, name } => {
-            let mut items = BTreeMap::new();
-            items.insert(meta::READY.to_string(), crate::domain::time::format_z(&now()));
-            // Harmless when it fails: the mark is tried again next tick.
-            let r = ctx.client.compute().set_metadata(&server_id, &items).await;
-            if let Err(e) = &r {
-                tracing::warn!(cloud = %ctx.cloud, "cannot mark {name} ready: {e}");
-            }
-            Outcome::new("mark-ready", r.is_ok())
-        }
-        Step::MarkTerminating { server_id, name } => {
-            let mut items = BTreeMap::new();
-            items.insert(meta::STATE.to_string(), meta::STATE_TERMINATING.to_string());
-            items.insert(meta::TERMINATE_AT.to_string(), crate::domain::time::format_z(&now()));
-            let r = ctx.client.compute().set_metadata(&server_id, &items).await;
-            let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "drain", a.reason.clone())
-                .app(a.app.clone())
-                .target(name);
-            let ok = match &r {
-                Ok(()) => true,
-                Err(err) if err.kind == ErrorKind::NotFound => true,
-                Err(err) => {
-                    e = failed(e, err);
-                    false
-                }
-            };
-            logged(ctx.store.add_event(&e), "record an event");
-            let marked = (ok && r.is_ok()).then_some(server_id);
-            Outcome { marked, ..Outcome::new("mark-terminating", ok) }
-        }
-        Step::Delete { server_id, name } => {
-            let op = uuid::Uuid::new_v4().to_string();
-            let intent = Intent { server_id: Some(server_id.clone()), ..new_intent(ctx, &a, "delete", &op) };
-            if let Err(e) = ctx.store.put_intent(&intent) {
-                tracing::error!("cannot write the intent, not deleting {server_id}: {e}");
-                return Outcome::new("delete", false);
-            }
-            let r = ctx.client.compute().delete_server(&server_id).await;
-            let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "delete", a.reason.clone())
-                .app(a.app.clone())
-                .target(name);
-            let ok = match r {
-                Ok(rid) => {
-                    logged(
-                        ctx.store.set_intent_status(&op, IntentStatus::Running, None, None, &now()),
-                        "update an intent",
-                    );
-                    e = e.request_id(rid);
-                    true
-                }
-                Err(err) if err.kind == ErrorKind::NotFound => {
-                    logged(
-                        ctx.store.set_intent_status(&op, IntentStatus::Done, None, None, &now()),
-                        "update an intent",
-                    );
-                    e = e.request_id(err.request_id.clone()).detail("already gone");
-                    true
-                }
-                Err(err) => {
-                    // Transient: the intent stays open; the next tick looks again.
-                    if !err.is_transient() {
-                        logged(
-                            ctx.store.set_intent_status(&op, IntentStatus::Failed, None, Some(&err.message), &now()),
-                            "update an intent",
-                        );
-                    }
-                    e = failed(e, &err);
-                    false
-                }
-            };
-            logged(ctx.store.add_event(&e), "record an event");
-            Outcome::new("delete", ok)
-        }
+        Step::MarkReady { server_id, name } => mark_ready(ctx, &server_id, &name).await,
+        Step::MarkTerminating { server_id, name } => mark_terminating(ctx, &a, server_id, name).await,
+        Step::Delete { server_id, name } => delete(ctx, &a, server_id, name).await,
         _ => Outcome::new("noop", true),
     }
+}
+
+/// The planner asked for a revision decide could not resolve: a bug, recorded and not sent.
+fn create_without_spec(ctx: &ExecContext, a: &PlannedAction, revision: u32) -> Outcome {
+    tracing::error!(cloud = %ctx.cloud, app = %a.app, "a create without its launch spec: not sent");
+    let e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "create", a.reason.clone())
+        .app(a.app.clone())
+        .result("failed")
+        .severity(Severity::Critical)
+        .detail(format!("no launch spec for revision {revision}: nothing was sent"));
+    logged(ctx.store.add_event(&e), "record an event");
+    Outcome::new("create", false)
+}
+
+async fn mark_ready(ctx: &ExecContext, server_id: &str, name: &str) -> Outcome {
+    let mut items = BTreeMap::new();
+    items.insert(meta::READY.to_string(), crate::domain::time::format_z(&now()));
+    // Harmless when it fails: the mark is tried again next tick.
+    let r = ctx.client.compute().set_metadata(server_id, &items).await;
+    if let Err(e) = &r {
+        tracing::warn!(cloud = %ctx.cloud, "cannot mark {name} ready: {e}");
+    }
+    Outcome::new("mark-ready", r.is_ok())
+}
+
+async fn mark_terminating(ctx: &ExecContext, a: &PlannedAction, server_id: String, name: String) -> Outcome {
+    let mut items = BTreeMap::new();
+    items.insert(meta::STATE.to_string(), meta::STATE_TERMINATING.to_string());
+    items.insert(meta::TERMINATE_AT.to_string(), crate::domain::time::format_z(&now()));
+    let r = ctx.client.compute().set_metadata(&server_id, &items).await;
+    let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "drain", a.reason.clone())
+        .app(a.app.clone())
+        .target(name);
+    let ok = match &r {
+        Ok(()) => true,
+        Err(err) if err.kind == ErrorKind::NotFound => true,
+        Err(err) => {
+            e = failed(e, err);
+            false
+        }
+    };
+    logged(ctx.store.add_event(&e), "record an event");
+    let marked = (ok && r.is_ok()).then_some(server_id);
+    Outcome { marked, ..Outcome::new("mark-terminating", ok) }
+}
+
+async fn delete(ctx: &ExecContext, a: &PlannedAction, server_id: String, name: String) -> Outcome {
+    let op = uuid::Uuid::new_v4().to_string();
+    let intent = Intent { server_id: Some(server_id.clone()), ..new_intent(ctx, a, "delete", &op) };
+    if let Err(e) = ctx.store.put_intent(&intent) {
+        tracing::error!("cannot write the intent, not deleting {server_id}: {e}");
+        return Outcome::new("delete", false);
+    }
+    let r = ctx.client.compute().delete_server(&server_id).await;
+    let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "delete", a.reason.clone())
+        .app(a.app.clone())
+        .target(name);
+    let status = |s, msg: Option<&str>| {
+        logged(ctx.store.set_intent_status(&op, s, None, msg, &now()), "update an intent");
+    };
+    let ok = match r {
+        Ok(rid) => {
+            status(IntentStatus::Running, None);
+            e = e.request_id(rid);
+            true
+        }
+        Err(err) if err.kind == ErrorKind::NotFound => {
+            status(IntentStatus::Done, None);
+            e = e.request_id(err.request_id.clone()).detail("already gone");
+            true
+        }
+        Err(err) => {
+            // Transient: the intent stays open; the next tick looks again.
+            if !err.is_transient() {
+                status(IntentStatus::Failed, Some(&err.message));
+            }
+            e = failed(e, &err);
+            false
+        }
+    };
+    logged(ctx.store.add_event(&e), "record an event");
+    Outcome::new("delete", ok)
 }
 
 /// The server a create launches, everything set at birth.
