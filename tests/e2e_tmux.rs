@@ -67,6 +67,20 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(150));
         }
     }
+    /// Wait until the screen no longer contains `text`.
+    fn wait_gone(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if !s.contains(text) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("`{text}` never went away; screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
 }
 
 impl Drop for Tmux {
@@ -209,4 +223,118 @@ fn closing_the_terminal_ends_the_console_without_a_crash() {
         let log = std::fs::read_to_string(state.join("stackpilot/stackpilot.log")).unwrap_or_default();
         assert!(!log.contains("panicked"), "{wrapper}: no panic in the log: {log}");
     }
+}
+
+/// Issue-level walk through policy editing on `--demo`: a quick edit of web's
+/// max, an image change through `$EDITOR` (a scripted editor), the engine acting
+/// on it, a restore of the previous change, and a broken edit that comes back
+/// in the editor with its error and leaves the file untouched.
+#[test]
+fn policies_are_edited_reviewed_and_restored_in_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let policy = state.join("stackpilot/demo/policies/web.toml");
+    // The editor: what it does is read from a file the test writes before each `e`.
+    let editor = dir.path().join("editor.sh");
+    let mode = dir.path().join("editor-mode");
+    let reopened = dir.path().join("reopened.toml");
+    std::fs::write(
+        &editor,
+        format!(
+            "#!/bin/sh\n\
+             if grep -q 'this change was NOT saved' \"$1\"; then cp \"$1\" {reopened}; exit 0; fi\n\
+             case \"$(cat {mode})\" in\n\
+             image) sed -i 's/debian-12-genericcloud-amd64/ubuntu-24.04-server-cloudimg-amd64/' \"$1\" ;;\n\
+             broken) printf 'bogus = 1\\n' >> \"$1\" ;;\n\
+             esac\n",
+            reopened = reopened.display(),
+            mode = mode.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&editor).status().unwrap();
+    let cmd = format!(
+        "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} EDITOR={} VISUAL= {} --demo --speed 60",
+        state.display(),
+        dir.path().join("config").display(),
+        editor.display(),
+        env!("CARGO_BIN_EXE_stackpilot")
+    );
+    let t = Tmux::start(&cmd, 160, 45);
+    t.wait_for("Overview");
+    t.keys(&[":"]);
+    t.literal("policies");
+    t.keys(&["Enter"]);
+    t.wait_for("policies [3]");
+    // Select web: the filter leaves it alone.
+    t.keys(&["/"]);
+    t.literal("web");
+    t.keys(&["Enter"]);
+    t.wait_for("policies [1]");
+
+    // 1. Raise... lower max 8 → 3 with a quick edit: c, ↓ ↓, ctrl-u, 3, enter, tab, enter.
+    t.keys(&["c"]);
+    t.wait_for("change web on demo");
+    t.keys(&["Down", "Down", "C-u"]);
+    t.literal("3");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("max 8 → 3");
+    assert!(s.contains("+capacity = { min = 2, max = 3, desired = 2 }"), "the diff: {s}");
+    t.wait_gone("computing its plan");
+    t.keys(&["Tab", "Enter"]);
+    t.wait_for("saved (change");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains("max = 3") && text.contains("# The web tier of the demo"), "comments kept: {text}");
+
+    // 2. The image through $EDITOR: the review names the new revision.
+    std::fs::write(&mode, "image").unwrap();
+    t.keys(&["e"]);
+    let s = t.wait_for("image debian-12-genericcloud-amd64 → ubuntu-24.04-server-cloudimg-amd64");
+    assert!(s.contains("+image = \"ubuntu-24.04-server-cloudimg-amd64\""), "{s}");
+    t.wait_for("launch spec change: revision");
+    t.wait_gone("computing its plan");
+    t.keys(&["Tab", "Enter"]);
+    t.wait_for("saved (change");
+    assert!(std::fs::read_to_string(&policy).unwrap().contains("ubuntu-24.04"));
+    // The engine acts on it: a new revision with the new image.
+    t.keys(&[":"]);
+    t.literal("events");
+    t.keys(&["Enter"]);
+    t.wait_for("revision 2: image ubuntu-24.04");
+
+    // 3. Restore the change before the image: Enter on web, j, R, tab, enter.
+    t.keys(&[":"]);
+    t.literal("policies");
+    t.keys(&["Enter", "Enter"]);
+    let s = t.wait_for("history");
+    let row = s.lines().find(|l| l.contains("max 8 → 3") && !l.contains("policy-edit")).unwrap_or_default();
+    assert!(!row.contains("engine") && !row.contains("unknown"), "the history says who (the OS user): {s}");
+    t.keys(&["j", "R"]);
+    t.wait_for("image ubuntu-24.04-server-cloudimg-amd64 → debian-12-genericcloud-amd64");
+    t.wait_gone("computing its plan");
+    t.keys(&["Tab", "Enter"]);
+    t.wait_for("saved (change");
+    let text = std::fs::read_to_string(&policy).unwrap();
+    assert!(text.contains("debian-12-genericcloud-amd64") && text.contains("max = 3"), "{text}");
+
+    // 4. A broken edit: the editor comes back with the error; quitting it unchanged writes nothing.
+    std::fs::write(&mode, "broken").unwrap();
+    t.keys(&["e"]);
+    t.wait_for("did not validate and was not saved");
+    // The rejected text is kept (privately) for the operator.
+    let kept: Vec<_> = std::fs::read_dir(state.join("stackpilot/edits"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("rejected"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(std::fs::read_to_string(kept[0].path()).unwrap().contains("bogus = 1"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(kept[0].metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    let again = std::fs::read_to_string(&reopened).unwrap();
+    assert!(again.contains("unknown field `bogus`"), "the error on top: {again}");
+    assert_eq!(std::fs::read_to_string(&policy).unwrap(), text, "the file is untouched");
+    // The console is whole again after the editor.
+    t.keys(&["?"]);
+    t.wait_for("keys of Policy");
 }

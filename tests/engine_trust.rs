@@ -26,18 +26,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// Wait until the engine's status satisfies `f` (or fail with the last one).
-async fn wait_status(eng: &Running, what: &str, secs: u64, f: impl Fn(&EngineStatus) -> bool) -> EngineStatus {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = eng.handle.status.borrow().clone();
-        if f(&s) {
-            return s;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn ids(ms: &[Server]) -> BTreeSet<String> {
     ms.iter().map(|s| s.id.clone()).collect()
 }

@@ -55,6 +55,7 @@ fn typed(a: &mut App, s: &str) -> Vec<Effect> {
 const ENTER: Key = Key { code: Code::Enter, ctrl: false };
 const ESC: Key = Key { code: Code::Esc, ctrl: false };
 const TAB: Key = Key { code: Code::Tab, ctrl: false };
+const DOWN: Key = Key { code: Code::Down, ctrl: false };
 
 fn selected_name(a: &App) -> String {
     let id = a.view().selected_id.clone().unwrap_or_default();
@@ -310,6 +311,31 @@ fn at(kind: &str, w: u16, h: u16) -> App {
             typed(&mut a, ":policies");
             keys(&mut a, &[ENTER]);
         }
+        "policy" | "form_error" | "review" | "history_diff" => {
+            a.engine = Some(fixture::engine());
+            a.policies_dir = Some("policies".into());
+            typed(&mut a, ":policies");
+            keys(&mut a, &[ENTER, Key::ch('j'), ENTER]);
+            update(&mut a, Msg::PolicyLoaded(fixture::web_policy_doc()));
+            match kind {
+                "form_error" => {
+                    keys(&mut a, &[Key::ch('c')]);
+                    update(&mut a, Msg::PolicyLoaded(fixture::web_policy_doc()));
+                    retype(&mut a, 2, "1");
+                }
+                "review" => {
+                    keys(&mut a, &[Key::ch('c')]);
+                    update(&mut a, Msg::PolicyLoaded(fixture::web_policy_doc()));
+                    retype(&mut a, 2, "3");
+                    retype(&mut a, 2, "13");
+                    keys(&mut a, &[TAB, ENTER]);
+                }
+                "history_diff" => {
+                    keys(&mut a, &[Key::ch('m'), Key::ch('j'), Key::ch('d')]);
+                }
+                _ => {}
+            }
+        }
         "died" => {
             a.engine = Some(fixture::engine());
             stackpilot::tui::app::update(
@@ -335,9 +361,24 @@ fn at(kind: &str, w: u16, h: u16) -> App {
     a
 }
 
-const VIEWS: [&str; 13] = [
-    "overview", "apps", "servers", "detail", "volumes", "alerts", "events", "clouds", "plan", "help", "confirm",
-    "policies", "died",
+const VIEWS: [&str; 17] = [
+    "overview",
+    "apps",
+    "servers",
+    "detail",
+    "volumes",
+    "alerts",
+    "events",
+    "clouds",
+    "plan",
+    "help",
+    "confirm",
+    "policies",
+    "died",
+    "policy",
+    "form_error",
+    "review",
+    "history_diff",
 ];
 
 #[test]
@@ -480,4 +521,329 @@ fn the_engine_mode_switches_from_the_command_line_and_auto_is_confirmed() {
     typed(&mut none, ":mode off");
     assert!(keys(&mut none, &[ENTER]).is_empty());
     assert!(none.message.as_ref().unwrap().0.contains("no engine"));
+}
+
+// ---- policy editing ----------------------------------------------------------
+
+fn web_id() -> String {
+    stackpilot::policy::policy_id("demo", "web")
+}
+
+fn policies_app(read_only: bool) -> App {
+    let mut a = app_with(read_only);
+    a.engine = Some(fixture::engine());
+    a.policies_dir = Some("policies".into());
+    typed(&mut a, ":policies");
+    keys(&mut a, &[ENTER, Key::ch('j')]);
+    assert_eq!(a.view().selected_id.as_deref(), Some(web_id().as_str()));
+    a
+}
+
+/// The load the console asks for, answered with the fixture's web policy.
+fn answer_load(a: &mut App, fx: Vec<Effect>) -> Vec<Effect> {
+    assert!(
+        matches!(fx.as_slice(), [Effect::LoadPolicy { policy_id, .. }] if *policy_id == web_id()),
+        "a load first: {fx:?}"
+    );
+    update(a, Msg::PolicyLoaded(fixture::web_policy_doc()))
+}
+
+/// Move `downs` fields down, clear the field and type `text`.
+fn retype(a: &mut App, downs: usize, text: &str) {
+    let mut ks = vec![DOWN; downs];
+    ks.push(Key::ctrl('u'));
+    keys(a, &ks);
+    typed(a, text);
+}
+
+fn form(a: &App) -> &stackpilot::tui::editing::Form {
+    match &a.mode {
+        Mode::Form(f) => f,
+        other => panic!("not in the form: {other:?}"),
+    }
+}
+
+fn review(a: &App) -> &stackpilot::tui::editing::Review {
+    match &a.mode {
+        Mode::Review(r) => r,
+        other => panic!("not in a review: {other:?}"),
+    }
+}
+
+/// The engine's answer to the preview a review asked for: nothing to do now.
+fn answer_preview(a: &mut App, fx: Vec<Effect>) {
+    let [Effect::Preview { file, text }] = fx.as_slice() else { panic!("no preview asked: {fx:?}") };
+    let p = stackpilot::engine::preview::Preview { desired: 2, members: 2, revision: 2, ..Default::default() };
+    update(a, Msg::Previewed { file: file.clone(), text: text.clone(), result: Ok(p) });
+}
+
+fn saved_request(fx: Vec<Effect>) -> stackpilot::engine::policies::SaveRequest {
+    match fx.as_slice() {
+        [Effect::SavePolicy(r)] => r.clone(),
+        other => panic!("no save: {other:?}"),
+    }
+}
+
+#[test]
+fn raising_max_is_a_quick_edit_reviewed_then_saved() {
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[Key::ch('c')]);
+    answer_load(&mut a, fx);
+    assert_eq!(
+        form(&a).fields.iter().map(|f| f.label.as_str()).collect::<Vec<_>>(),
+        ["desired", "min", "max", "target cpu %", "image", "flavor", "mode"]
+    );
+    retype(&mut a, 2, "12");
+    assert!(form(&a).fields.iter().all(|f| f.error.is_none()), "{:?}", form(&a).fields);
+    let fx = keys(&mut a, &[ENTER]);
+    assert!(matches!(fx.as_slice(), [Effect::Preview { .. }]), "the engine is asked for its plan: {fx:?}");
+    let r = review(&a);
+    assert_eq!(r.effect, vec!["max 8 → 12"]);
+    assert!(r.diff.contains("-capacity = { min = 2, max = 8, desired = 2 }"), "{}", r.diff);
+    assert!(r.diff.contains("+capacity = { min = 2, max = 12, desired = 2 }"), "{}", r.diff);
+    assert!(!r.confirm_focused, "Cancel first");
+    // Enter on Cancel writes nothing.
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(matches!(a.mode, Mode::Normal));
+    assert!(a.message.as_ref().unwrap().0.contains("nothing written"));
+    // Again, confirmed.
+    let fx = keys(&mut a, &[Key::ch('c')]);
+    answer_load(&mut a, fx);
+    retype(&mut a, 2, "12");
+    let fx = keys(&mut a, &[ENTER]);
+    // Apply waits for the engine's plan.
+    assert!(keys(&mut a, &[TAB, ENTER]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains("waiting for the engine"));
+    keys(&mut a, &[TAB]);
+    answer_preview(&mut a, fx);
+    let req = saved_request(keys(&mut a, &[TAB, ENTER]));
+    let doc = fixture::web_policy_doc();
+    let before = doc.text.as_ref().unwrap();
+    assert_eq!(req.base_hash.as_deref(), Some(stackpilot::policy::edit::content_hash(before).as_str()));
+    assert_eq!(req.text, before.replace("max = 8", "max = 12"), "only the value changes: comments and order stay");
+    assert_eq!(req.summary, "max 8 → 12");
+    assert!(!req.summary.contains("no plan preview"));
+    assert!(req.actor.starts_with("operator:"));
+}
+
+#[test]
+fn fields_validate_as_typed_and_show_the_error_on_the_field() {
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[Key::ch('c')]);
+    answer_load(&mut a, fx);
+    // max below min (2): the whole policy is checked; the error sits on max.
+    retype(&mut a, 2, "1");
+    let max = &form(&a).fields[2];
+    assert!(max.error.as_deref().unwrap_or_default().contains("min (2) is above max (1)"), "{max:?}");
+    // Not a number.
+    retype(&mut a, 0, "x");
+    assert!(form(&a).fields[2].error.as_deref().unwrap().contains("not a whole number"));
+    // Enter refuses while a field is wrong.
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(matches!(a.mode, Mode::Form(_)));
+    retype(&mut a, 0, "8");
+    // An image the cloud does not have is named on the image field.
+    retype(&mut a, 2, "nope");
+    let image = &form(&a).fields[4];
+    assert!(image.error.as_deref().unwrap_or_default().contains("no active image `nope`"), "{image:?}");
+    // Tab completes from the catalog.
+    retype(&mut a, 0, "13");
+    keys(&mut a, &[TAB]);
+    assert_eq!(form(&a).fields[4].input.value(), "debian-13-genericcloud-amd64");
+    assert!(form(&a).fields[4].error.is_none());
+    // The mode completes too, and a paused app is one Enter away.
+    retype(&mut a, 2, "pa");
+    keys(&mut a, &[TAB]);
+    assert_eq!(form(&a).fields[6].input.value(), "paused");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(review(&a).effect[0], "image debian-12-genericcloud-amd64 → debian-13-genericcloud-amd64");
+    assert_eq!(review(&a).effect[1], "mode auto → paused");
+    // Esc cancels.
+    keys(&mut a, &[ESC]);
+    assert!(matches!(a.mode, Mode::Normal));
+}
+
+#[test]
+fn the_preview_of_the_engine_joins_the_effect() {
+    use stackpilot::engine::preview::Preview;
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[Key::ch('c')]);
+    answer_load(&mut a, fx);
+    retype(&mut a, 0, "4");
+    let fx = keys(&mut a, &[ENTER]);
+    let [Effect::Preview { file, text }] = fx.as_slice() else { panic!("{fx:?}") };
+    let p = Preview { desired: 4, members: 2, creates: 2, revision: 2, ..Default::default() };
+    update(&mut a, Msg::Previewed { file: file.clone(), text: text.clone(), result: Ok(p) });
+    assert_eq!(review(&a).effect, vec!["desired 2 → 4: 2 creates"]);
+    // A preview of another text (an older review) changes nothing.
+    let p = Preview { desired: 9, creates: 7, ..Default::default() };
+    update(&mut a, Msg::Previewed { file: file.clone(), text: "other".into(), result: Ok(p) });
+    assert_eq!(review(&a).effect, vec!["desired 2 → 4: 2 creates"]);
+}
+
+#[test]
+fn the_editor_path_reviews_what_was_saved_and_ignores_no_change() {
+    use stackpilot::tui::editing::EditOutcome;
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[Key::ch('e')]);
+    let fx = answer_load(&mut a, fx);
+    let [Effect::EditPolicy { policy_id, file, text }] = fx.as_slice() else { panic!("{fx:?}") };
+    assert_eq!(policy_id.as_deref(), Some(web_id().as_str()));
+    let edited = text.replace("debian-12-genericcloud-amd64", "debian-13-genericcloud-amd64");
+    let fx = update(
+        &mut a,
+        Msg::Edited {
+            policy_id: policy_id.clone(),
+            file: file.clone(),
+            base: text.clone(),
+            outcome: EditOutcome::Changed(edited.clone()),
+        },
+    );
+    assert!(matches!(fx.as_slice(), [Effect::Preview { .. }]));
+    assert_eq!(review(&a).new_text, edited);
+    assert_eq!(review(&a).effect, vec!["image debian-12-genericcloud-amd64 → debian-13-genericcloud-amd64"]);
+    keys(&mut a, &[ESC]);
+    let fx = update(
+        &mut a,
+        Msg::Edited {
+            policy_id: policy_id.clone(),
+            file: file.clone(),
+            base: text.clone(),
+            outcome: EditOutcome::Unchanged,
+        },
+    );
+    assert!(fx.is_empty());
+    assert!(matches!(a.mode, Mode::Normal));
+    assert!(a.message.as_ref().unwrap().0.contains("no change"));
+}
+
+#[test]
+fn history_diffs_any_two_changes_and_restores_one_through_the_review() {
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[ENTER]);
+    answer_load(&mut a, fx);
+    assert_eq!(a.view().kind, ViewKind::PolicyDetail);
+    assert_eq!(a.rows.ids, vec!["2", "1"], "newest first");
+    // Mark 2, select 1, diff.
+    keys(&mut a, &[Key::ch('m'), Key::ch('j'), Key::ch('d')]);
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(text.contains("--- web.toml change 2") && text.contains("+++ web.toml change 1"), "{text}");
+    assert!(text.contains("-capacity = { min = 2, max = 8, desired = 2 }"), "{text}");
+    keys(&mut a, &[ESC]);
+    // Restore change 1: the same review, then a save based on the file now.
+    let fx = keys(&mut a, &[Key::ch('R')]);
+    assert!(matches!(fx.as_slice(), [Effect::Preview { .. }]));
+    assert_eq!(review(&a).effect, vec!["max 8 → 6"]);
+    answer_preview(&mut a, fx);
+    let req = saved_request(keys(&mut a, &[TAB, ENTER]));
+    assert!(req.text.contains("max = 6"));
+    let now = fixture::web_policy_doc();
+    assert_eq!(
+        req.base_hash.as_deref(),
+        Some(stackpilot::policy::edit::content_hash(now.text.as_ref().unwrap()).as_str())
+    );
+}
+
+#[test]
+fn a_conflicting_save_shows_both_and_writes_nothing() {
+    use stackpilot::tui::editing::{SaveFailure, SavedPolicy};
+    let mut a = policies_app(false);
+    let fx = update(
+        &mut a,
+        Msg::PolicySaved(SavedPolicy {
+            policy_id: Some(web_id()),
+            file: "policies/web.toml".into(),
+            result: Err(SaveFailure::Conflict {
+                on_disk: "a = 1\n".into(),
+                yours: "a = 2\n".into(),
+                kept: Some("/state/edits/web-unsaved.toml".into()),
+            }),
+        }),
+    );
+    let Mode::Raw { title, text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(title.contains("conflict"));
+    assert!(text.contains("nothing was written") && text.contains("-a = 1") && text.contains("+a = 2"), "{text}");
+    assert!(text.contains("kept in /state/edits/web-unsaved.toml"), "{text}");
+    assert!(matches!(fx.as_slice(), [Effect::LoadPolicy { .. }]), "the file is read again: {fx:?}");
+}
+
+#[test]
+fn a_new_app_starts_from_the_catalog_and_is_created_through_the_review() {
+    let mut a = policies_app(false);
+    typed(&mut a, ":new-app shop");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    let f = form(&a);
+    assert_eq!(f.fields[1].input.value(), "debian-12-genericcloud-amd64", "the first active image");
+    assert_eq!(f.fields[3].input.value(), "private");
+    assert!(f.fields.iter().all(|f| f.error.is_none()), "{:?}", f.fields);
+    keys(&mut a, &[ENTER]);
+    assert_eq!(
+        review(&a).effect[0],
+        "new application shop on demo: desired 2 (min 1, max 4), image debian-12-genericcloud-amd64, flavor m1.medium"
+    );
+    let (file, text) = (review(&a).file.clone(), review(&a).new_text.clone());
+    update(&mut a, Msg::Previewed { file, text, result: Err("no engine answer".into()) });
+    let req = saved_request(keys(&mut a, &[TAB, ENTER]));
+    assert!(req.summary.ends_with("(no plan preview)"), "{}", req.summary);
+    assert_eq!(req.base_hash, None, "a new file must not exist yet");
+    assert_eq!(req.file, std::path::Path::new("policies/shop.toml"));
+    stackpilot::policy::parse(&req.text, &req.file).unwrap();
+    // A bad name is refused on the name field.
+    typed(&mut a, ":new-app no_good");
+    keys(&mut a, &[ENTER]);
+    assert!(form(&a).fields[0].error.as_deref().unwrap_or_default().contains("not a valid name"));
+}
+
+#[test]
+fn read_only_binds_no_policy_change() {
+    let mut a = policies_app(true);
+    for k in ['c', 'e'] {
+        assert!(keys(&mut a, &[Key::ch(k)]).is_empty(), "{k}");
+        assert!(matches!(a.mode, Mode::Normal));
+    }
+    let fx = keys(&mut a, &[ENTER]);
+    answer_load(&mut a, fx);
+    assert!(keys(&mut a, &[Key::ch('j'), Key::ch('R')]).is_empty());
+    assert!(matches!(a.mode, Mode::Normal));
+    typed(&mut a, ":new-app shop");
+    keys(&mut a, &[ENTER]);
+    assert!(a.message.as_ref().unwrap().0.contains("read-only"));
+    // Help lists none of them; it does list the history keys that only read.
+    keys(&mut a, &[Key::ch('?')]);
+    let s = render(&a, 120, 40);
+    assert!(!s.contains("edit the policy file") && !s.contains("restore the selected"), "{s}");
+    assert!(s.contains("diff: selected change"), "{s}");
+}
+
+#[test]
+fn every_policy_key_is_in_help_and_remappable() {
+    let mut a = policies_app(false);
+    keys(&mut a, &[Key::ch('?')]);
+    let s = render(&a, 120, 40);
+    for h in ["change desired/min/max", "edit the policy file", ":new-app NAME"] {
+        assert!(s.contains(h), "{h}: {s}");
+    }
+    let o: std::collections::BTreeMap<String, String> = [("change-policy".to_string(), "C".to_string())].into();
+    let k = Keymap::new(&o, &Default::default(), "c.toml", false).unwrap();
+    use stackpilot::tui::keymap::Context;
+    assert_eq!(k.action(Key::ch('C'), &[Context::Global, Context::Policies]), Some(Action::QuickEdit));
+    assert_eq!(k.action(Key::ch('c'), &[Context::Global, Context::Policies]), None);
+}
+
+#[test]
+fn a_restore_the_cloud_can_no_longer_run_is_shown_and_refused() {
+    let mut a = policies_app(false);
+    let fx = keys(&mut a, &[ENTER]);
+    assert!(matches!(fx.as_slice(), [Effect::LoadPolicy { .. }]));
+    let mut doc = fixture::web_policy_doc();
+    // Change 1 used an image the cloud no longer has.
+    let old = doc.history[1].text.clone().unwrap().replace("debian-12-genericcloud-amd64", "debian-11-gone");
+    doc.history[1].text = Some(old);
+    update(&mut a, Msg::PolicyLoaded(doc));
+    keys(&mut a, &[Key::ch('j'), Key::ch('R')]);
+    let r = review(&a);
+    assert!(r.problems.iter().any(|p| p.contains("no active image `debian-11-gone`")), "{:?}", r.problems);
+    assert!(keys(&mut a, &[TAB, ENTER]).is_empty(), "never applied");
+    assert!(a.message.as_ref().unwrap().0.contains("does not validate"));
+    assert!(render(&a, 120, 40).contains("cannot be applied: "));
 }

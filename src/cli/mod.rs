@@ -589,7 +589,7 @@ async fn console_with(
     let store = crate::store::Store::open(&state_dir.join("stackpilot.db"))?;
     // The engine runs inside the console unless it is off; a read-only console
     // never takes the lease: it shows what the acting engine plans and does.
-    let mut ecfg = crate::engine::EngineConfig::for_settings(settings, policies, state_dir);
+    let mut ecfg = crate::engine::EngineConfig::for_settings(settings, policies.clone(), state_dir);
     ecfg.may_act = !cli.read_only;
     let engine = (ecfg.mode != EngineMode::Off).then(|| {
         crate::engine::Engine::start(
@@ -613,6 +613,7 @@ async fn console_with(
         greeting,
         engine,
         store: Some(store),
+        policies_dir: Some(policies),
     };
     match crate::tui::run(console, inventory).await {
         // The window was closed: nobody is left to tell.

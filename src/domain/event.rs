@@ -51,9 +51,28 @@ pub struct Event {
     pub detail: Option<String>,
 }
 
-/// The actor of an operator's action: `operator:<login>`.
+/// The actor of an operator's action: `operator:<login>` — `$USER`, else
+/// `$LOGNAME`, else the name of the process's user id in /etc/passwd (a
+/// service or a container often sets neither variable).
 pub fn operator_actor() -> String {
-    format!("operator:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+    let login = ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(login_of_uid)
+        .unwrap_or_else(|| "unknown".into());
+    format!("operator:{login}")
+}
+
+fn login_of_uid() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        let id: u32 = f.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
 }
 
 impl Event {

@@ -15,7 +15,7 @@ use crate::domain::{names, Timestamp};
 use crate::inventory::probes::{HttpCheck, ObserveTargets, ProbeSpec, PromQuery};
 use crate::inventory::CloudSnapshot;
 use crate::policy::scaling::Source;
-use crate::policy::{self, CloudCatalog, Policy, ResolvedSpec};
+use crate::policy::{self, AppRunMode, CloudCatalog, Policy, ResolvedSpec};
 use crate::store::PolicyState;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -68,6 +68,8 @@ pub struct Decision {
     pub waiting: BTreeSet<String>,
     /// The engine state with the orphans seen now remembered.
     pub state: EngineState,
+    /// Policies in `dry-run` mode: their steps wait for an operator's approval.
+    pub dry_run: BTreeSet<String>,
 }
 
 /// How a policy's members are probed (its readiness section).
@@ -210,7 +212,16 @@ fn app_input(
         (PolicyState::Retired, _) => AppMode::Retire,
         (PolicyState::Missing, _) => AppMode::Hold(format!("PolicyMissing: {}", e.problems.join("; "))),
         (_, None) => AppMode::Hold(format!("no valid revision in force: {}", e.problems.join("; "))),
-        _ => AppMode::Active,
+        (_, Some(p)) => match p.spec.app.mode {
+            AppRunMode::Paused => {
+                AppMode::Hold("paused by its policy ([app] mode = \"paused\"): nothing is created or removed".into())
+            }
+            AppRunMode::DryRun => {
+                d.dry_run.insert(e.id.clone());
+                AppMode::Active
+            }
+            AppRunMode::Auto => AppMode::Active,
+        },
     };
     let mut input = AppInput {
         policy_id: e.id.clone(),
@@ -230,11 +241,6 @@ fn app_input(
     let mut view = PolicyView { revision: floor, ..PolicyView::of(e) };
     if let Some(p) = p {
         let cap = p.spec.deploy.capacity;
-        (view.desired, view.min, view.max) = (cap.desired, cap.min, cap.max);
-        view.target = p.spec.scaling.as_ref().and_then(|s| s.metrics.first()).map(|m| {
-            let unit = if matches!(m.name.as_str(), "cpu" | "memory") { " %" } else { " B/s" };
-            format!("{} {}{unit}", m.name.as_str(), m.target)
-        });
         input.startup_grace = p.spec.readiness.startup_grace.chrono();
         input.desired = cap.desired.clamp(cap.min, cap.max);
         if input.mode == AppMode::Active {

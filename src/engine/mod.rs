@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod observe;
 pub mod plan;
 pub mod policies;
+pub mod preview;
 pub mod runner;
 pub mod scaling;
 pub mod status;

@@ -222,6 +222,20 @@ impl Policies {
 }
 
 /// Write a policy's state to the store when it changed, with an event.
+/// What changed since the last recorded text of a policy, in words.
+fn summary_since(store: &Store, policy_id: &str, spec: &policy::PolicyFile) -> Option<String> {
+    let history = store.policy_history(policy_id).ok()?;
+    if history.is_empty() {
+        return Some(policy::edit::describe_change(None, spec).join("; "));
+    }
+    // The last recorded text (changes recorded before texts were kept have none).
+    let Some(old) = history.into_iter().find_map(|c| c.text).and_then(|t| policy::parse(&t, Path::new("")).ok()) else {
+        return Some("policy changed".into());
+    };
+    let lines = policy::edit::describe_change(Some(&old.spec), spec);
+    (!lines.is_empty()).then(|| lines.join("; "))
+}
+
 fn record(
     store: &Store,
     before: Option<&KnownPolicy>,
@@ -260,7 +274,18 @@ fn record(
     }
     if e.state == PolicyState::Ok {
         if let Some(p) = &e.policy {
-            store.record_policy(&p.id, p.name(), &p.file.display().to_string(), hash, &ch.now)?;
+            let file = p.file.display().to_string();
+            let summary = summary_since(store, &p.id, &p.spec);
+            let rec = crate::store::PolicyChangeRecord {
+                policy_id: &p.id,
+                app: p.name(),
+                file: &file,
+                content_hash: hash,
+                text,
+                actor: ch.actor,
+                summary: summary.as_deref(),
+            };
+            store.record_policy(&rec, &ch.now)?;
         }
     }
     store.put_known_policy(&KnownPolicy {
@@ -372,4 +397,108 @@ pub fn retire(
         .severity(Severity::Warning);
     store.add_event(&e)?;
     Ok(retired)
+}
+
+/// A policy change an operator confirmed (in the console).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SaveRequest {
+    pub file: PathBuf,
+    /// The hash of the file's content when the operator opened it; `None` for a
+    /// new file, which must not exist yet.
+    pub base_hash: Option<String>,
+    pub text: String,
+    /// The OS user (`alice@host`).
+    pub actor: String,
+    /// What the change does, in words.
+    pub summary: String,
+}
+
+/// Why a confirmed change was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("{file} changed on disk since it was opened: nothing was written; look at both and edit again")]
+    Conflict { file: String, on_disk: String },
+    #[error("{0} already exists: nothing was written")]
+    Exists(String),
+    #[error("the change does not validate: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("application `{app}` on `{cloud}` is already defined in {other}: nothing was written")]
+    Duplicate { app: String, cloud: String, other: String },
+    #[error("cannot read {file}: {why}")]
+    Read { file: String, why: String },
+    #[error("cannot write {file}: {source}")]
+    Write { file: String, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Write an operator's change: refused when the file changed on disk since it
+/// was opened (never overwritten blindly), when the text does not validate, or
+/// when another file defines the same application. Recorded (who, when, the
+/// text, what it does) before the file is replaced atomically, so the engine
+/// that reads the file next finds the change already attributed; the record is
+/// taken back when the write fails. Returns the change's generation.
+pub fn save(store: &Store, r: &SaveRequest, now: Timestamp) -> Result<u64, SaveError> {
+    let file = r.file.display().to_string();
+    let on_disk = match policy::read_policy_file(&r.file) {
+        Ok(t) => Some(t),
+        Err(policy::model::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(SaveError::Read { file, why: e.to_string() }),
+    };
+    match (&r.base_hash, on_disk) {
+        (None, Some(_)) => return Err(SaveError::Exists(file)),
+        (Some(h), Some(t)) if &policy::edit::content_hash(&t) != h => {
+            return Err(SaveError::Conflict { file, on_disk: t })
+        }
+        (Some(_), None) => return Err(SaveError::Conflict { file, on_disk: String::new() }),
+        _ => {}
+    }
+    let p =
+        policy::parse(&r.text, &r.file).map_err(|e| SaveError::Invalid(e.iter().map(|x| x.to_string()).collect()))?;
+    if let Some(dir) = r.file.parent() {
+        let (others, _) = policy::load_dir(dir);
+        if let Some(o) = others.iter().find(|o| o.id == p.id && o.file != r.file) {
+            return Err(SaveError::Duplicate {
+                app: p.name().to_string(),
+                cloud: p.cloud().to_string(),
+                other: o.file.display().to_string(),
+            });
+        }
+    }
+    let rec = crate::store::PolicyChangeRecord {
+        policy_id: &p.id,
+        app: p.name(),
+        file: &file,
+        content_hash: &p.content_hash,
+        text: &r.text,
+        actor: &r.actor,
+        summary: Some(&r.summary),
+    };
+    let (generation, new) = store.record_policy(&rec, &now)?;
+    // Once more just before the rename: a write that landed meanwhile is not lost.
+    let unchanged = || {
+        let now_there = policy::read_policy_file(&r.file).ok().map(|t| policy::edit::content_hash(&t));
+        if now_there == r.base_hash {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("the file changed on disk while it was being saved; nothing was written"))
+        }
+    };
+    if let Err(source) = policy::edit::save_atomic(&r.file, &r.text, unchanged) {
+        if new {
+            if let Err(e) = store.forget_policy_change(&p.id, generation) {
+                tracing::error!("a failed policy write stays recorded: {e}");
+            }
+        }
+        return Err(SaveError::Write { file, source });
+    }
+    let e = Event::new(now, &r.actor, p.cloud(), "policy-edit", r.summary.clone())
+        .app(p.name().to_string())
+        .target(file)
+        .detail(format!("change {generation}"));
+    // The file is written: a failure to record the event does not undo that.
+    if let Err(err) = store.add_event(&e) {
+        tracing::error!("the policy change {generation} of {} is saved, its event is not: {err}", p.name());
+    }
+    Ok(generation)
 }

@@ -20,7 +20,7 @@ use crate::inventory::{InventoryLink, Kind, Snapshot};
 use crate::store::{PolicyState, Store};
 use chrono::Utc;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -103,6 +103,13 @@ pub enum EngineCommand {
         cloud: String,
         app: String,
         reply: Option<tokio::sync::oneshot::Sender<Result<String, super::policies::RetireError>>>,
+    },
+    /// What a changed policy text would make the engine do now (nothing is
+    /// recorded or carried out, and no tick follows).
+    Preview {
+        text: String,
+        file: PathBuf,
+        reply: tokio::sync::oneshot::Sender<Result<super::preview::Preview, String>>,
     },
 }
 
@@ -231,6 +238,14 @@ impl Runner {
                 _ = iv.tick() => {}
                 c = cmd_rx.recv() => match c {
                     None => return,
+                    Some(EngineCommand::Preview { text, file, reply }) => {
+                        let snap = snapshots.borrow().clone();
+                        let r = self.preview(&snap, &text, &file);
+                        if reply.send(r).is_err() {
+                            tracing::debug!("a preview was no longer awaited");
+                        }
+                        continue;
+                    }
                     Some(c) => self.command(c),
                 }
             }
@@ -271,10 +286,16 @@ impl Runner {
                 self.event(Event::new(now, &op, "", what, "operator request from the console"));
             }
             EngineCommand::Approve => {
-                self.approved = true;
+                let acting = self.clouds.iter().any(|c| c.lease_seen == Some(LeaseState::Held));
+                if acting {
+                    self.approved = true;
+                } else if let Err(e) = self.store.put_control("engine-approve", &serde_json::json!(true), &now) {
+                    // The engine that acts reads the approval from the store.
+                    tracing::error!("cannot pass the approval on to the acting engine: {e}");
+                }
                 self.event(Event::new(now, &op, "", "approve-plan", "operator approved the plan shown"));
             }
-            EngineCommand::TickNow => {}
+            EngineCommand::TickNow | EngineCommand::Preview { .. } => {}
             EngineCommand::Retire { cloud, app, reply } => {
                 let r = if !self.cfg.may_act {
                     Err(super::policies::RetireError::ReadOnly)
@@ -319,6 +340,13 @@ impl Runner {
             }
             self.alerts_loaded = true;
         }
+        if holding && matches!(self.store.control_as::<bool>("engine-approve"), Ok(Some(true))) {
+            // An approval given in a console whose engine only observes.
+            match self.store.put_control("engine-approve", &serde_json::json!(false), &now) {
+                Ok(()) => self.approved = true,
+                Err(e) => tracing::error!("cannot take an approval from the store: {e}"),
+            }
+        }
         self.alerts.begin();
         self.lease_alerts(now);
         let policies_ok = self.read_policies(now, holding);
@@ -330,7 +358,7 @@ impl Runner {
         if execute_now && self.approved {
             self.approved = false;
         }
-        status.approval_pending = self.mode == EngineMode::DryRun && status.plans.iter().any(|(_, p)| !p.is_empty());
+        status.approval_pending |= self.mode == EngineMode::DryRun && status.plans.iter().any(|(_, p)| !p.is_empty());
         self.engine_alerts(now, holding);
         status.alerts = self.alerts.alerts();
         if !holding {
@@ -341,6 +369,11 @@ impl Runner {
             }
         }
         status.policies.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
+        for p in status.policies.iter_mut() {
+            if let Ok(Some((at, by))) = self.store.last_policy_change(&p.policy_id) {
+                (p.changed_at, p.changed_by) = (Some(at), by);
+            }
+        }
         let observing: Vec<String> = status.observing_why.iter().cloned().collect();
         self.metrics.ticked(std::mem::take(&mut self.problems), observing);
         // `/metrics` carries what the inventory observed too (unreachable APIs, auth).
@@ -415,6 +448,54 @@ impl Runner {
         self.decision_alerts(&name, &obs, &d, now);
         self.hold_alerts(&name, &obs, now);
         self.act(i, &name, obs, d, may_execute, now, status).await;
+    }
+
+    /// Decide for a cloud with a changed policy in place of the one in force.
+    fn preview(&mut self, snap: &Snapshot, text: &str, file: &Path) -> Result<super::preview::Preview, String> {
+        use super::policies::PolicyEntry;
+        let p = crate::policy::parse(text, file)
+            .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))?;
+        let name = p.cloud().to_string();
+        let i = self
+            .clouds
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| format!("this engine has no cloud `{name}`"))?;
+        // The state this engine keeps when it acts on the cloud, else the store's
+        // (read, never kept: an observer's copy would go stale).
+        let state = match self.clouds.get(i).and_then(|c| c.state.clone()) {
+            Some(s) => s,
+            None => self
+                .store
+                .control_as::<EngineState>(&format!("engine-state:{name}"))
+                .map_err(|e| format!("the engine's state cannot be read: {e}"))?
+                .unwrap_or_default(),
+        };
+        let mut entries: Vec<PolicyEntry> = self.book.of_cloud(&name).filter(|e| e.id != p.id).cloned().collect();
+        entries.push(PolicyEntry {
+            id: p.id.clone(),
+            app: p.name().to_string(),
+            cloud: name.clone(),
+            file: file.to_path_buf(),
+            policy: Some(p.clone()),
+            state: PolicyState::Ok,
+            problems: vec![],
+        });
+        let pids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let needs = catalog_needs(entries.iter().filter_map(|e| e.policy.as_ref()));
+        let obs = observe(&self.cfg, snap, &name, &self.store, Some(&state), &pids, &needs, Utc::now());
+        let sv = obs.store.as_ref().ok_or("the store cannot be read")?;
+        let refs: Vec<&PolicyEntry> = entries.iter().collect();
+        let d = decide(&DecideInput {
+            obs: &obs,
+            store: sv,
+            state: &state,
+            entries: &refs,
+            plan_cfg: &self.cfg.plan,
+            actor: &self.actor,
+            granularity: self.cfg.metrics_granularity,
+        });
+        super::preview::summarize(&d, &p.id, &obs.cloud.servers).ok_or_else(|| "the planner made no decision".into())
     }
 
     /// The cloud's engine state, read from the store the first time (`None` while
@@ -515,6 +596,9 @@ impl Runner {
                 })
                 .map(|x| x.describe())
                 .collect();
+            if d.dry_run.contains(&a.policy_id) && !lines.is_empty() {
+                status.approval_pending = true;
+            }
             status.plans.push((a.app.clone(), lines));
         }
         status.apps.extend(d.plan.apps.iter().cloned());
@@ -556,6 +640,14 @@ impl Runner {
             };
         let Some(client) = self.clouds.get(i).map(|c| c.client.clone()) else { return };
         let mut state = d.state.clone();
+        let mut d = d;
+        if !self.approved {
+            // Applications in dry-run mode act only when an operator approves.
+            d.plan.actions.retain(|a| {
+                matches!(a.step, Step::CompleteIntent { .. })
+                    || !a.policy_id.as_ref().is_some_and(|p| d.dry_run.contains(p))
+            });
+        }
         if may_execute && persisted && obs.acting_allowed() {
             let a = ActCtx { cfg: &self.cfg, client: &client, store: &self.store, cloud: name, actor: &self.actor };
             let outcomes = carry_out(&a, &d, &mut state, now).await;

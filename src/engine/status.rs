@@ -51,12 +51,19 @@ pub struct PolicyView {
     pub max: u32,
     /// The first scaling metric and its target, e.g. `cpu 60 %`.
     pub target: Option<String>,
+    /// `[app] mode`: auto, dry-run or paused.
+    pub app_mode: String,
+    /// When the file last changed, and who changed it (an operator, or the
+    /// engine that found it changed on disk).
+    pub changed_at: Option<Timestamp>,
+    pub changed_by: Option<String>,
 }
 
 impl PolicyView {
-    /// A policy as the book has it (revision and capacity are filled in by `decide`).
+    /// A policy as the book has it: capacity, target and mode from the policy in
+    /// force (`decide` then puts the autoscaler's desired and the revision).
     pub fn of(e: &super::policies::PolicyEntry) -> PolicyView {
-        PolicyView {
+        let mut v = PolicyView {
             app: e.app.clone(),
             cloud: e.cloud.clone(),
             policy_id: e.id.clone(),
@@ -64,7 +71,17 @@ impl PolicyView {
             state: e.state.as_str().to_string(),
             problems: e.problems.clone(),
             ..Default::default()
+        };
+        if let Some(p) = &e.policy {
+            let cap = p.spec.deploy.capacity;
+            (v.desired, v.min, v.max) = (cap.desired, cap.min, cap.max);
+            v.app_mode = p.spec.app.mode.as_str().to_string();
+            v.target = p.spec.scaling.as_ref().and_then(|s| s.metrics.first()).map(|m| {
+                let unit = if matches!(m.name.as_str(), "cpu" | "memory") { " %" } else { " B/s" };
+                format!("{} {}{unit}", m.name.as_str(), m.target)
+            });
         }
+        v
     }
 }
 

@@ -14,6 +14,38 @@ pub struct AppSection {
     pub name: String,
     /// Cloud from clouds.yaml the application runs on.
     pub cloud: String,
+    /// What the engine may do for this application (`auto` when absent).
+    #[serde(default, skip_serializing_if = "AppRunMode::is_auto")]
+    pub mode: AppRunMode,
+}
+
+/// Per application: converge on its own (`auto`), plan only (`dry-run`: the plan
+/// is shown and carried out when an operator approves it), or do nothing
+/// (`paused`: the engine neither creates nor removes members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppRunMode {
+    #[default]
+    Auto,
+    DryRun,
+    Paused,
+}
+
+impl AppRunMode {
+    pub const ALL: [AppRunMode; 3] = [AppRunMode::Auto, AppRunMode::DryRun, AppRunMode::Paused];
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AppRunMode::Auto => "auto",
+            AppRunMode::DryRun => "dry-run",
+            AppRunMode::Paused => "paused",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AppRunMode> {
+        AppRunMode::ALL.into_iter().find(|m| m.as_str() == s.trim())
+    }
+    pub fn is_auto(&self) -> bool {
+        *self == AppRunMode::Auto
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -33,7 +33,8 @@ pub fn schema() -> Value {
         "properties": {
             "app": {"type": "object", "additionalProperties": false, "required": ["name", "cloud"], "properties": {
                 "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9-]{0,39}$"},
-                "cloud": {"type": "string", "description": "a cloud of clouds.yaml"}}},
+                "cloud": {"type": "string", "description": "a cloud of clouds.yaml"},
+                "mode": {"enum": ["auto", "dry-run", "paused"], "description": "auto (default): converge; dry-run: plan, act when approved; paused: do nothing"}}},
             "deploy": {"type": "object", "additionalProperties": false, "required": ["image", "flavor", "networks", "capacity"], "properties": {
                 "image": {"type": "string", "description": "image name or id (pinned by id in each revision)"},
                 "flavor": {"type": "string", "description": "flavor name or id"},

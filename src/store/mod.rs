@@ -67,6 +67,57 @@ pub struct Revision {
     pub created_at: Timestamp,
 }
 
+/// A policy change to record (see `Store::record_policy`).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyChangeRecord<'a> {
+    pub policy_id: &'a str,
+    pub app: &'a str,
+    pub file: &'a str,
+    pub content_hash: &'a str,
+    pub text: &'a str,
+    /// The OS user (`alice@host`) or the engine (`engine:<id>`).
+    pub actor: &'a str,
+    /// What the change does, in words (`max 8 → 3; ...`).
+    pub summary: Option<&'a str>,
+}
+
+/// One recorded change of a policy file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyChange {
+    pub policy_id: String,
+    pub generation: u64,
+    pub app: String,
+    pub file: String,
+    pub content_hash: String,
+    pub at: Timestamp,
+    /// `None` for changes recorded before texts were kept.
+    pub text: Option<String>,
+    pub actor: Option<String>,
+    pub summary: Option<String>,
+}
+
+/// Changes kept per policy.
+const POLICY_HISTORY: i64 = 100;
+
+/// Columns added after the first release: added to an older store when opened.
+const MIGRATIONS: &[(&str, &str, &str)] =
+    &[("policy_changes", "text", "TEXT"), ("policy_changes", "actor", "TEXT"), ("policy_changes", "summary", "TEXT")];
+
+fn migrate(c: &Connection) -> rusqlite::Result<()> {
+    for (table, column, ty) in MIGRATIONS {
+        let mut st = c.prepare(&format!("PRAGMA table_info({table})"))?;
+        let have: Vec<String> = st.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+        if !have.iter().any(|h| h == column) {
+            match c.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {ty}")) {
+                // Another process opening the same store added it first.
+                Err(e) if e.to_string().contains("duplicate column") => {}
+                r => r?,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What went wrong with the store, always with the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -232,7 +283,8 @@ impl Store {
             c.busy_timeout(std::time::Duration::from_secs(5))?;
             c.pragma_update(None, "journal_mode", "WAL")?;
             c.pragma_update(None, "synchronous", "FULL")?;
-            c.execute_batch(SCHEMA)
+            c.execute_batch(SCHEMA)?;
+            migrate(c)
         };
         init(&conn).map_err(|e| StoreError::sqlite(path, e))?;
         for side in ["-wal", "-shm"] {
@@ -250,7 +302,7 @@ impl Store {
     pub fn memory() -> Result<Store> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| StoreError::sqlite(&path, e))?;
-        conn.execute_batch(SCHEMA).map_err(|e| StoreError::sqlite(&path, e))?;
+        conn.execute_batch(SCHEMA).and_then(|_| migrate(&conn)).map_err(|e| StoreError::sqlite(&path, e))?;
         Ok(Store { conn: Arc::new(Mutex::new(conn)), path })
     }
 
@@ -457,29 +509,77 @@ impl Store {
         })
     }
 
-    /// Record a policy file's content; returns its generation (bumped on change).
-    pub fn record_policy(
-        &self,
-        policy_id: &str,
-        app: &str,
-        file: &str,
-        content_hash: &str,
-        now: &Timestamp,
-    ) -> Result<(u64, bool)> {
-        let last: Option<(i64, String)> = self.with(|c| {
-            c.query_row("SELECT generation, content_hash FROM policy_changes WHERE policy_id = ?1 ORDER BY generation DESC LIMIT 1", params![policy_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })?;
-        match last {
-            Some((g, h)) if h == content_hash => Ok((g as u64, false)),
-            other => {
-                let g = other.map(|o| o.0 + 1).unwrap_or(1);
-                self.with(|c| {
-                    c.execute("INSERT INTO policy_changes (policy_id, generation, app, file, content_hash, at) VALUES (?1,?2,?3,?4,?5,?6)", params![policy_id, g, app, file, content_hash, ts(now)])
-                })?;
-                Ok((g as u64, true))
-            }
-        }
+    /// Record a policy file's content: who changed it (the OS user, or the
+    /// engine that found it changed on disk), its text and what the change does.
+    /// Returns its generation (bumped on change; the same content is no change).
+    /// The newest `POLICY_HISTORY` changes of each policy are kept.
+    pub fn record_policy(&self, c: &PolicyChangeRecord<'_>, now: &Timestamp) -> Result<(u64, bool)> {
+        // One immediate transaction: a console and an engine recording at once
+        // each get their own generation.
+        self.with(|conn| {
+            let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+            let last: Option<(i64, String)> = tx
+                .query_row("SELECT generation, content_hash FROM policy_changes WHERE policy_id = ?1 ORDER BY generation DESC LIMIT 1", params![c.policy_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let out = match last {
+                Some((g, h)) if h == c.content_hash => (g as u64, false),
+                other => {
+                    let g = other.map(|o| o.0 + 1).unwrap_or(1);
+                    tx.execute("INSERT INTO policy_changes (policy_id, generation, app, file, content_hash, at, text, actor, summary) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)", params![c.policy_id, g, c.app, c.file, c.content_hash, ts(now), c.text, c.actor, c.summary])?;
+                    tx.execute(
+                        "DELETE FROM policy_changes WHERE policy_id = ?1 AND generation <= ?2",
+                        params![c.policy_id, g - POLICY_HISTORY],
+                    )?;
+                    (g as u64, true)
+                }
+            };
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    /// Take back a change recorded for a write that then failed.
+    pub fn forget_policy_change(&self, policy_id: &str, generation: u64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM policy_changes WHERE policy_id = ?1 AND generation = ?2",
+                params![policy_id, generation as i64],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// When a policy last changed, and who changed it.
+    pub fn last_policy_change(&self, policy_id: &str) -> Result<Option<(Timestamp, Option<String>)>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT at, actor FROM policy_changes WHERE policy_id = ?1 ORDER BY generation DESC LIMIT 1",
+                params![policy_id],
+                |r| Ok((strict_ts(0, &r.get::<_, String>(0)?)?, r.get(1)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// The recorded changes of a policy, newest first.
+    pub fn policy_history(&self, policy_id: &str) -> Result<Vec<PolicyChange>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT generation, app, file, content_hash, at, text, actor, summary FROM policy_changes WHERE policy_id = ?1 ORDER BY generation DESC")?;
+            let rows = st.query_map(params![policy_id], |r| {
+                Ok(PolicyChange {
+                    policy_id: policy_id.to_string(),
+                    generation: r.get::<_, i64>(0)? as u64,
+                    app: r.get(1)?,
+                    file: r.get(2)?,
+                    content_hash: r.get(3)?,
+                    at: strict_ts(4, &r.get::<_, String>(4)?)?,
+                    text: r.get(5)?,
+                    actor: r.get(6)?,
+                    summary: r.get(7)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     // ---- control state --------------------------------------------------------
@@ -664,12 +764,49 @@ mod tests {
         assert_eq!(s.revisions("p").unwrap().len(), 10, "revision history is bounded");
     }
 
+    fn change<'a>(hash: &'a str, text: &'a str, actor: &'a str) -> PolicyChangeRecord<'a> {
+        PolicyChangeRecord {
+            policy_id: "p",
+            app: "web",
+            file: "web.toml",
+            content_hash: hash,
+            text,
+            actor,
+            summary: Some("max 8 → 3"),
+        }
+    }
+
     #[test]
-    fn policy_generations_bump_on_change_only() {
+    fn policy_generations_bump_on_change_only_and_keep_who_and_what() {
         let s = Store::memory().unwrap();
-        assert_eq!(s.record_policy("p", "web", "web.toml", "a", &now()).unwrap(), (1, true));
-        assert_eq!(s.record_policy("p", "web", "web.toml", "a", &now()).unwrap(), (1, false));
-        assert_eq!(s.record_policy("p", "web", "web.toml", "b", &now()).unwrap(), (2, true));
+        assert_eq!(s.record_policy(&change("a", "A", "engine:x"), &now()).unwrap(), (1, true));
+        assert_eq!(s.record_policy(&change("a", "A", "alice@h"), &now()).unwrap(), (1, false));
+        assert_eq!(s.record_policy(&change("b", "B", "alice@h"), &now()).unwrap(), (2, true));
+        let h = s.policy_history("p").unwrap();
+        assert_eq!(h.iter().map(|c| c.generation).collect::<Vec<_>>(), vec![2, 1], "newest first");
+        assert_eq!(h[0].text.as_deref(), Some("B"));
+        assert_eq!(h[0].actor.as_deref(), Some("alice@h"));
+        assert_eq!(h[1].actor.as_deref(), Some("engine:x"));
+        s.forget_policy_change("p", 2).unwrap();
+        assert_eq!(s.policy_history("p").unwrap().len(), 1);
+        for k in 0..150 {
+            s.record_policy(&change(&format!("h{k}"), "t", "e"), &now()).unwrap();
+        }
+        assert_eq!(s.policy_history("p").unwrap().len(), POLICY_HISTORY as usize, "history is bounded");
+    }
+
+    #[test]
+    fn an_older_store_gains_the_history_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.db");
+        {
+            let c = rusqlite::Connection::open(&p).unwrap();
+            c.execute_batch("CREATE TABLE policy_changes (policy_id TEXT NOT NULL, generation INTEGER NOT NULL, app TEXT NOT NULL, file TEXT NOT NULL, content_hash TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (policy_id, generation)); INSERT INTO policy_changes VALUES ('p', 1, 'web', 'web.toml', 'a', '2026-01-01T00:00:00Z');").unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        let h = s.policy_history("p").unwrap();
+        assert_eq!((h[0].generation, h[0].text.clone()), (1, None));
+        assert_eq!(s.record_policy(&change("b", "B", "alice@h"), &now()).unwrap(), (2, true));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub enum ViewKind {
     Clouds,
     Plan,
     Policies,
+    PolicyDetail,
 }
 
 impl ViewKind {
@@ -38,6 +39,7 @@ impl ViewKind {
             ViewKind::Clouds => "Clouds",
             ViewKind::Plan => "Plan",
             ViewKind::Policies => "Policies",
+            ViewKind::PolicyDetail => "Policy",
         }
     }
     /// Key contexts active in this view.
@@ -48,6 +50,8 @@ impl ViewKind {
             ViewKind::ServerDetail => v.extend([Context::Server, Context::Charts]),
             ViewKind::Overview => v.push(Context::Charts),
             ViewKind::Plan => v.extend([Context::Plan, Context::NoCharts]),
+            ViewKind::Policies => v.extend([Context::Policies, Context::NoCharts]),
+            ViewKind::PolicyDetail => v.extend([Context::Policies, Context::PolicyDetail, Context::NoCharts]),
             _ => v.push(Context::NoCharts),
         }
         v
@@ -83,6 +87,8 @@ pub struct ViewState {
     pub app: Option<String>,
     /// The server of a Server view.
     pub server: Option<String>,
+    /// The policy id of an open policy.
+    pub policy: Option<String>,
 }
 
 impl ViewState {
@@ -96,6 +102,7 @@ impl ViewState {
             sort: None,
             app: None,
             server: None,
+            policy: None,
         }
     }
     /// Breadcrumb text; `name` resolves a server id to its name.
@@ -103,6 +110,7 @@ impl ViewState {
         match (&self.kind, &self.app, &self.server) {
             (ViewKind::Servers, Some(a), _) => format!("Servers of {a}"),
             (ViewKind::ServerDetail, _, Some(s)) => format!("Server {}", name(s).unwrap_or_else(|| s.clone())),
+            (ViewKind::PolicyDetail, Some(a), _) => format!("Policy {a}"),
             (k, _, _) => k.title().to_string(),
         }
     }
@@ -143,6 +151,10 @@ pub enum Mode {
         text: String,
         scroll: u16,
     },
+    /// The quick-edit form of a policy (or a new application's).
+    Form(Box<super::editing::Form>),
+    /// A policy change shown as a diff with its effect, waiting for confirmation.
+    Review(Box<super::editing::Review>),
 }
 
 /// Input to `update`.
@@ -169,6 +181,24 @@ pub enum Msg {
     /// The terminal cannot be read any more (handled by the runtime: the
     /// console ends).
     InputLost(String),
+    /// A policy's file and history were read.
+    PolicyLoaded(super::editing::PolicyDoc),
+    /// An `$EDITOR` session on a policy ended.
+    Edited {
+        policy_id: Option<String>,
+        file: std::path::PathBuf,
+        /// The text the editor started from.
+        base: String,
+        outcome: super::editing::EditOutcome,
+    },
+    /// The engine's preview of a changed policy.
+    Previewed {
+        file: std::path::PathBuf,
+        text: String,
+        result: Result<crate::engine::preview::Preview, String>,
+    },
+    /// A confirmed policy change was written, or why not.
+    PolicySaved(super::editing::SavedPolicy),
     Quit,
 }
 
@@ -176,9 +206,35 @@ pub enum Msg {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     ServerAction(Pending),
-    FetchConsole { cloud: String, server_id: String },
-    Refresh { cloud: String, kind: Kind },
+    FetchConsole {
+        cloud: String,
+        server_id: String,
+    },
+    Refresh {
+        cloud: String,
+        kind: Kind,
+    },
     EngineControl(EngineCommand),
+    /// Read a policy file and its recorded history.
+    LoadPolicy {
+        policy_id: String,
+        app: String,
+        cloud: String,
+        file: std::path::PathBuf,
+    },
+    /// Suspend the console and edit a policy's text in `$VISUAL`/`$EDITOR`.
+    EditPolicy {
+        policy_id: Option<String>,
+        file: std::path::PathBuf,
+        text: String,
+    },
+    /// Ask the engine what a changed policy would make it do.
+    Preview {
+        file: std::path::PathBuf,
+        text: String,
+    },
+    /// Write a confirmed policy change (checked against the file on disk).
+    SavePolicy(crate::engine::policies::SaveRequest),
     Quit,
 }
 
@@ -280,6 +336,14 @@ pub struct App {
     pub engine: Option<EngineView>,
     /// Tasks that died (shown as a red banner until the console restarts).
     pub banners: Vec<String>,
+    /// Policy files and histories read for the Policies views, by policy id.
+    pub docs: BTreeMap<String, super::editing::PolicyDoc>,
+    /// What to open once a policy is loaded.
+    pub after_load: Option<(String, super::editing::Then)>,
+    /// The change of a policy's history marked for a diff.
+    pub marked_change: Option<u64>,
+    /// Where new applications' policies are written.
+    pub policies_dir: Option<std::path::PathBuf>,
     pub quit: bool,
 }
 
@@ -312,6 +376,10 @@ impl App {
             rows: RowSet::default(),
             engine: None,
             banners: vec![],
+            docs: BTreeMap::new(),
+            after_load: None,
+            marked_change: None,
+            policies_dir: None,
             quit: false,
         };
         a.refresh_rows();
@@ -419,12 +487,12 @@ impl App {
         }
     }
 
-    fn notify(&mut self, m: impl Into<String>, s: Severity) {
+    pub(crate) fn notify(&mut self, m: impl Into<String>, s: Severity) {
         self.message = Some((m.into(), s));
     }
 }
 
-fn input_request(k: Key) -> Option<InputRequest> {
+pub(crate) fn input_request(k: Key) -> Option<InputRequest> {
     Some(match (k.code, k.ctrl) {
         (Code::Char('w'), true) => InputRequest::DeletePrevWord,
         (Code::Char('u'), true) => InputRequest::DeleteLine,
@@ -445,7 +513,7 @@ fn input_request(k: Key) -> Option<InputRequest> {
 pub fn completions(prefix: &str) -> Vec<&'static str> {
     let p = prefix.trim_start_matches(':');
     let mut v: Vec<&'static str> = COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(p)).collect();
-    v.extend(["quit"].iter().filter(|n| n.starts_with(p)));
+    v.extend(["new-app", "retire", "mode", "quit"].iter().filter(|n| n.starts_with(p)));
     v
 }
 
@@ -460,6 +528,8 @@ pub struct CommandLine {
     pub mode: Option<crate::config::settings::EngineMode>,
     /// `:retire APP`: remove an application's members.
     pub retire: Option<String>,
+    /// `:new-app NAME`: a new application from the cloud's catalog.
+    pub new_app: Option<String>,
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -481,6 +551,11 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
             match words.next() {
                 Some(a) => c.retire = Some(a.to_string()),
                 None => return Err("retire which application? `:retire APP`".into()),
+            }
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("new-app") {
+            match words.next() {
+                Some(a) => c.new_app = Some(a.to_string()),
+                None => return Err("name the application: `:new-app NAME`".into()),
             }
         } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("mode") {
             let m = words.next().unwrap_or_default();
@@ -583,6 +658,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             );
             vec![]
         }
+        Msg::PolicyLoaded(doc) => super::editing::loaded(app, doc),
+        Msg::Edited { policy_id, file, base, outcome } => super::editing::edited(app, policy_id, file, base, outcome),
+        Msg::Previewed { file, text, result } => {
+            super::editing::preview_done(app, &file, &text, result);
+            vec![]
+        }
+        Msg::PolicySaved(p) => super::editing::saved(app, p),
         Msg::Key(k) => key(app, k),
     }
 }
@@ -630,6 +712,8 @@ fn key(app: &mut App, k: Key) -> Vec<Effect> {
             };
             vec![]
         }
+        Mode::Form(form) => super::editing::form_key(app, k, *form),
+        Mode::Review(r) => super::editing::review_key(app, k, *r),
         Mode::Normal => normal_key(app, k),
     }
 }
@@ -693,6 +777,7 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         }
         Ok(CommandLine { quit: true, .. }) => update(app, Msg::Quit),
         Ok(CommandLine { retire: Some(name), .. }) => ask_retire(app, &name),
+        Ok(CommandLine { new_app: Some(name), .. }) => super::editing::new_app(app, &name),
         Ok(CommandLine { mode: Some(m), .. }) => {
             use crate::config::settings::EngineMode;
             if app.engine.is_none() {
@@ -878,6 +963,11 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
         Action::Start | Action::Stop | Action::Reboot | Action::HardReboot | Action::Delete => return ask(app, action),
         Action::RetireApp => app.notify("retire an application with `:retire APP`", Severity::Info),
+        Action::NewApp => app.notify("create an application with `:new-app NAME`", Severity::Info),
+        Action::QuickEdit | Action::EditPolicy => return edit_policy(app, action),
+        Action::MarkChange | Action::DiffChange | Action::RestoreChange => {
+            return super::editing::history_action(app, action)
+        }
         Action::ConsoleLog => {
             if let Some((cloud, id)) = selected_server(app) {
                 app.console.insert(id.clone(), ConsoleState::Loading);
@@ -911,6 +1001,21 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
     }
     vec![]
+}
+
+/// `c` and `e` on a policy: the form or the editor, once its file is loaded.
+fn edit_policy(app: &mut App, action: Action) -> Vec<Effect> {
+    let Some(p) = super::editing::selected_policy(app) else {
+        app.notify("no policy selected", Severity::Info);
+        return vec![];
+    };
+    if p.state == "retired" {
+        app.notify(format!("{} is retired: create it again with :new-app", p.app), Severity::Info);
+        return vec![];
+    }
+    let then = if action == Action::QuickEdit { super::editing::Then::Form } else { super::editing::Then::Editor };
+    // Always from the file as it is now.
+    super::editing::load(app, &p, Some(then))
 }
 
 /// `:retire APP`: refused under --read-only or without an engine; otherwise
@@ -993,6 +1098,17 @@ fn open(app: &mut App) -> Vec<Effect> {
         ViewKind::Servers => {
             if let Some(id) = v.selected_id.clone() {
                 open_server(app, &id);
+            }
+        }
+        ViewKind::Policies => {
+            if let Some(p) = super::editing::selected_policy(app) {
+                let mut s = ViewState::new(ViewKind::PolicyDetail);
+                s.policy = Some(p.policy_id.clone());
+                s.app = Some(p.app.clone());
+                app.stack.push(s);
+                app.marked_change = None;
+                app.refresh_rows();
+                return super::editing::load(app, &p, None);
             }
         }
         ViewKind::Clouds => {

@@ -160,21 +160,23 @@ fn cloud_snapshot(
         name: name.into(),
         scope: CloudScope { cloud: name.into(), region: Some("RegionOne".into()), project: Some("demo".into()) },
         servers: Arc::new(servers),
-        flavors: Arc::new(vec![]),
-        images: Arc::new(vec![Image {
-            id: "img-debian".into(),
-            name: Some("debian-12-genericcloud-amd64".into()),
-            status: "active".into(),
-            visibility: Some("public".into()),
-            size: None,
-            min_disk: None,
-            min_ram: None,
-            disk_format: None,
-            created_at: None,
-            tags: vec![],
-            properties: BTreeMap::new(),
+        flavors: Arc::new(vec![flavor("fl-small", "m1.small", 1), flavor("fl-medium", "m1.medium", 2)]),
+        images: Arc::new(vec![
+            image("img-debian", "debian-12-genericcloud-amd64"),
+            image("img-debian13", "debian-13-genericcloud-amd64"),
+        ]),
+        networks: Arc::new(vec![Network {
+            id: "net-private".into(),
+            name: "private".into(),
+            status: "ACTIVE".into(),
+            shared: false,
+            external: false,
+            subnets: vec![],
+            mtu: None,
+            project_id: None,
         }]),
-        networks: Arc::new(vec![]),
+        keypairs: Arc::new(vec!["ops".into()]),
+        security_groups: Arc::new(vec!["default".into()]),
         volumes: Arc::new(vec![
             vol("vol-web-data", "web-data", 20, "in-use", Some("00000000-0000-4000-8000-000000000001")),
             vol("vol-scratch", "scratch", 10, "available", None),
@@ -207,6 +209,66 @@ fn cloud_snapshot(
     );
     snap.alerts = Arc::new(book.alerts());
     snap
+}
+
+fn image(id: &str, name: &str) -> Image {
+    Image {
+        id: id.into(),
+        name: Some(name.into()),
+        status: "active".into(),
+        visibility: Some("public".into()),
+        size: None,
+        min_disk: None,
+        min_ram: None,
+        disk_format: None,
+        created_at: None,
+        tags: vec![],
+        properties: BTreeMap::new(),
+    }
+}
+
+fn flavor(id: &str, name: &str, vcpus: u32) -> crate::domain::Flavor {
+    crate::domain::Flavor {
+        id: id.into(),
+        name: name.into(),
+        vcpus,
+        ram_mb: 2048 * vcpus as u64,
+        disk_gb: 20,
+        ephemeral_gb: 0,
+        swap_mb: 0,
+        is_public: true,
+        description: None,
+        extra_specs: BTreeMap::new(),
+    }
+}
+
+/// The demo's web policy as the fixture's policy of web on demo (file `policies/web.toml`).
+pub fn web_policy_doc() -> crate::tui::editing::PolicyDoc {
+    let text = include_str!("../../assets/demo/policies/web.toml").to_string();
+    let older = text.replace("max = 8", "max = 6");
+    let change = |generation: u64, hours: i64, actor: &str, text: &str, summary: &str| crate::store::PolicyChange {
+        policy_id: crate::policy::policy_id("demo", "web"),
+        generation,
+        app: "web".into(),
+        file: "policies/web.toml".into(),
+        content_hash: crate::policy::edit::content_hash(text),
+        at: now() - chrono::Duration::hours(hours),
+        text: Some(text.to_string()),
+        actor: Some(actor.to_string()),
+        summary: Some(summary.to_string()),
+    };
+    crate::tui::editing::PolicyDoc {
+        policy_id: crate::policy::policy_id("demo", "web"),
+        app: "web".into(),
+        cloud: "demo".into(),
+        file: "policies/web.toml".into(),
+        history: vec![
+            change(2, 2, "operator:alice", &text, "max 6 → 8"),
+            change(1, 30, "engine:ops-1/4242", &older, "new application web on demo"),
+        ],
+        text: Ok(text),
+        history_error: None,
+    }
 }
 
 /// `n` servers in 50 applications, `with_metrics` of them with an hour of metrics.
@@ -330,7 +392,7 @@ pub fn engine() -> super::app::EngineView {
             crate::engine::PolicyView {
                 app: "api".into(),
                 cloud: "demo".into(),
-                policy_id: "pid-api".into(),
+                policy_id: crate::policy::policy_id("demo", "api"),
                 file: "policies/api.toml".into(),
                 state: "invalid".into(),
                 problems: vec![
@@ -342,11 +404,14 @@ pub fn engine() -> super::app::EngineView {
                 min: 1,
                 max: 4,
                 target: None,
+                app_mode: "auto".into(),
+                changed_at: Some(now() - chrono::Duration::minutes(5)),
+                changed_by: Some("engine:ops-1/4242".into()),
             },
             crate::engine::PolicyView {
                 app: "web".into(),
                 cloud: "demo".into(),
-                policy_id: "pid-web".into(),
+                policy_id: crate::policy::policy_id("demo", "web"),
                 file: "policies/web.toml".into(),
                 state: "ok".into(),
                 problems: vec![],
@@ -355,6 +420,9 @@ pub fn engine() -> super::app::EngineView {
                 min: 2,
                 max: 8,
                 target: Some("cpu 60 %".into()),
+                app_mode: "auto".into(),
+                changed_at: Some(now() - chrono::Duration::hours(2)),
+                changed_by: Some("operator:alice".into()),
             },
         ],
         ..Default::default()

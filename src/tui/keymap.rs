@@ -125,6 +125,10 @@ pub enum Context {
     NoCharts,
     /// The Plan view.
     Plan,
+    /// The Policies view and an open policy.
+    Policies,
+    /// An open policy (its history).
+    PolicyDetail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,6 +167,18 @@ pub enum Action {
     EngineAuto,
     /// `:retire APP` (a command, no key).
     RetireApp,
+    /// Change a policy's desired/min/max, targets, image, flavor or mode in place.
+    QuickEdit,
+    /// Edit a policy file in `$VISUAL`/`$EDITOR`.
+    EditPolicy,
+    /// Mark a change of the history (a diff compares it with the selected one).
+    MarkChange,
+    /// Diff of the selected change against the marked one (or the file now).
+    DiffChange,
+    /// Write the selected change's text back (as a new, confirmed change).
+    RestoreChange,
+    /// `:new-app NAME` (a command, no key).
+    NewApp,
 }
 
 pub struct ActionInfo {
@@ -226,6 +242,40 @@ pub const ACTIONS: &[ActionInfo] = &[
     info(A::ApprovePlan, "approve-plan", &[Key::ch('a')], C::Plan, "carry out the plan (dry-run mode)", true),
     info(A::EngineAuto, "engine-auto", &[Key::ch('A')], C::Plan, "let the engine act on its own (auto mode)", true),
     info(A::RetireApp, "retire", &[], C::Plan, ":retire APP removes an application's members", true),
+    info(
+        A::QuickEdit,
+        "change-policy",
+        &[Key::ch('c')],
+        C::Policies,
+        "change desired/min/max, targets, image, flavor, mode",
+        true,
+    ),
+    info(A::EditPolicy, "edit-policy", &[Key::ch('e')], C::Policies, "edit the policy file in $VISUAL / $EDITOR", true),
+    info(
+        A::MarkChange,
+        "mark-change",
+        &[Key::ch('m')],
+        C::PolicyDetail,
+        "mark a change (d then diffs it with the selected)",
+        false,
+    ),
+    info(
+        A::DiffChange,
+        "diff-change",
+        &[Key::ch('d')],
+        C::PolicyDetail,
+        "diff: selected change vs marked (or vs the file now)",
+        false,
+    ),
+    info(
+        A::RestoreChange,
+        "restore-change",
+        &[Key::ch('R')],
+        C::PolicyDetail,
+        "restore the selected change (diff, then confirm)",
+        true,
+    ),
+    info(A::NewApp, "new-app", &[], C::Policies, ":new-app NAME creates an application from the catalog", true),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {
@@ -251,6 +301,12 @@ fn overlaps(a: Context, b: Context) -> bool {
                         | (NoCharts, Server)
                         | (Plan, NoCharts)
                         | (NoCharts, Plan)
+                        | (Policies, NoCharts)
+                        | (NoCharts, Policies)
+                        | (PolicyDetail, NoCharts)
+                        | (NoCharts, PolicyDetail)
+                        | (Policies, PolicyDetail)
+                        | (PolicyDetail, Policies)
                 )
         }
     }

@@ -5,11 +5,13 @@
 //! (at most `max_fps` a second, inside synchronized output).
 
 pub mod app;
+pub mod editing;
 pub mod fixture;
 pub mod keymap;
 pub mod rows;
 pub mod theme;
 pub mod view;
+mod view_policy;
 pub mod widgets;
 
 use crate::cloud::compute::{RebootKind, ServerAction};
@@ -45,6 +47,8 @@ pub struct Console {
     pub engine: Option<crate::engine::EngineHandle>,
     /// The store the Events view reads (and operator actions are written to).
     pub store: Option<crate::store::Store>,
+    /// The policies directory (new applications are written there).
+    pub policies_dir: Option<std::path::PathBuf>,
 }
 
 /// The console's view of the engine's status.
@@ -263,6 +267,103 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 });
             }
         }
+        Effect::LoadPolicy { policy_id, app, cloud, file } => {
+            let tx = tx.clone();
+            let store = console.store.clone();
+            tokio::spawn(async move {
+                let load = move || {
+                    let text = crate::policy::read_policy_file(&file).map_err(|e| e.to_string());
+                    let (history, history_error) = match store.as_ref().map(|s| s.policy_history(&policy_id)) {
+                        Some(Ok(h)) => (h, None),
+                        Some(Err(e)) => (vec![], Some(e.to_string())),
+                        None => (vec![], Some("no store in this console".to_string())),
+                    };
+                    editing::PolicyDoc { policy_id, app, cloud, file, text, history, history_error }
+                };
+                match tokio::task::spawn_blocking(load).await {
+                    Ok(doc) => {
+                        if tx.send(Msg::PolicyLoaded(doc)).await.is_err() {
+                            tracing::debug!("the console ended before a policy was read");
+                        }
+                    }
+                    Err(e) => tracing::error!("reading a policy failed: {e}"),
+                }
+            });
+        }
+        Effect::Preview { file, text } => {
+            let tx = tx.clone();
+            let (reply_tx, reply) = tokio::sync::oneshot::channel();
+            let sent = console.engine.as_ref().map(|h| {
+                h.commands.try_send(crate::engine::EngineCommand::Preview {
+                    text: text.clone(),
+                    file: file.clone(),
+                    reply: reply_tx,
+                })
+            });
+            tokio::spawn(async move {
+                let result = match sent {
+                    Some(Ok(())) => match tokio::time::timeout(Duration::from_secs(20), reply).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(_)) => Err("the engine ended before it answered".into()),
+                        Err(_) => Err("the engine did not answer within 20 s".into()),
+                    },
+                    Some(Err(e)) => Err(format!("the engine did not take the request: {e}")),
+                    None => Err("no engine runs in this console".into()),
+                };
+                if tx.send(Msg::Previewed { file, text, result }).await.is_err() {
+                    tracing::debug!("the console ended before a preview came");
+                }
+            });
+        }
+        Effect::SavePolicy(req) => {
+            let tx = tx.clone();
+            let store = console.store.clone();
+            let tick = console.engine.as_ref().map(|h| h.commands.clone());
+            tokio::spawn(async move {
+                let file = req.file.clone();
+                let policy_id = crate::policy::parse(&req.text, &req.file).ok().map(|p| p.id);
+                let save = move || {
+                    let r = match store {
+                        Some(s) => crate::engine::policies::save(&s, &req, chrono::Utc::now()).map_err(|e| match e {
+                            crate::engine::policies::SaveError::Conflict { on_disk, .. } => {
+                                editing::SaveFailure::Conflict { on_disk, yours: req.text.clone(), kept: None }
+                            }
+                            other => editing::SaveFailure::Other(other.to_string()),
+                        }),
+                        None => Err(editing::SaveFailure::Other("no store in this console".into())),
+                    };
+                    // What was not written is kept for the operator.
+                    let stem = req.file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                    r.map_err(|f| match f {
+                        editing::SaveFailure::Conflict { on_disk, yours, .. } => {
+                            let kept = keep_text(&stem, "unsaved", &yours);
+                            editing::SaveFailure::Conflict { on_disk, yours, kept }
+                        }
+                        editing::SaveFailure::Other(e) => match keep_text(&stem, "unsaved", &req.text) {
+                            Some(p) => {
+                                editing::SaveFailure::Other(format!("{e}; your text is kept in {}", p.display()))
+                            }
+                            None => editing::SaveFailure::Other(e),
+                        },
+                    })
+                };
+                let result = tokio::task::spawn_blocking(save)
+                    .await
+                    .unwrap_or_else(|e| Err(editing::SaveFailure::Other(format!("the write failed: {e}"))));
+                // The engine of this console picks the change up now rather than
+                // at its next tick (a headless engine reads the file on its own).
+                if result.is_ok() {
+                    if let Some(Err(e)) = tick.map(|t| t.try_send(crate::engine::EngineCommand::TickNow)) {
+                        tracing::debug!("the engine will see the change at its next tick: {e}");
+                    }
+                }
+                if tx.send(Msg::PolicySaved(editing::SavedPolicy { policy_id, file, result })).await.is_err() {
+                    tracing::debug!("the console ended before a policy was written");
+                }
+            });
+        }
+        // Handled by the console loop, which owns the terminal.
+        Effect::EditPolicy { .. } => {}
         Effect::EngineControl(cmd) => {
             use crate::engine::EngineCommand as E;
             let tx = tx.clone();
@@ -309,6 +410,150 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
     true
 }
 
+/// Lets the console hand the terminal's keys to an editor and take them back.
+#[derive(Clone, Default)]
+struct InputControl {
+    /// Set by the console: the input thread stops reading.
+    paused: Arc<AtomicBool>,
+    /// Set by the input thread once it no longer reads.
+    parked: Arc<AtomicBool>,
+}
+
+type Term = ratatui::Terminal<ratatui::backend::CrosstermBackend<std::io::Stdout>>;
+
+/// Suspend the console, edit a policy's text in `$VISUAL`/`$EDITOR` until it
+/// validates (or the operator quits without a change), and take the terminal
+/// back.
+async fn edit_in_editor(
+    term: &mut Term,
+    input: &InputControl,
+    file: &std::path::Path,
+    policy_id: Option<&str>,
+    base: &str,
+    snap: Arc<crate::inventory::Snapshot>,
+) -> editing::EditOutcome {
+    input.paused.store(true, Ordering::SeqCst);
+    // The input thread finishes its current wait (at most 200 ms) and parks.
+    for _ in 0..100 {
+        if input.parked.load(Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    restore_terminal();
+    let (file, policy_id, base) = (file.to_path_buf(), policy_id.map(str::to_string), base.to_string());
+    let outcome = tokio::task::spawn_blocking(move || editor_session(&file, policy_id.as_deref(), &base, &snap))
+        .await
+        .unwrap_or_else(|e| editing::EditOutcome::Failed(e.to_string()));
+    let back = terminal::enable_raw_mode()
+        .and_then(|_| execute!(std::io::stdout(), EnterAlternateScreen, cursor::Hide))
+        .and_then(|_| term.clear());
+    if let Err(e) = back {
+        tracing::error!("cannot take the terminal back after the editor: {e}");
+    }
+    input.parked.store(false, Ordering::SeqCst);
+    input.paused.store(false, Ordering::SeqCst);
+    outcome
+}
+
+/// Where edits in progress (and edits that could not be saved) are kept: the
+/// state directory, private.
+fn edits_dir() -> std::path::PathBuf {
+    crate::config::paths::state_dir(&crate::config::paths::ProcessEnv).join("edits")
+}
+
+/// Keep an operator's text that was not saved (private); its path.
+fn keep_text(stem: &str, why: &str, text: &str) -> Option<std::path::PathBuf> {
+    let dir = edits_dir();
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    let p = dir.join(format!("{stem}-{why}-{stamp}.toml"));
+    let r =
+        crate::config::paths::private_dir(&dir).and_then(|_| crate::config::paths::write_private(&p, text.as_bytes()));
+    match r {
+        Ok(()) => Some(p),
+        Err(e) => {
+            tracing::error!("cannot keep the unsaved text in {}: {e}", p.display());
+            None
+        }
+    }
+}
+
+/// The editor's command line: `$VISUAL`, else `$EDITOR`, else `vi`.
+fn editor_command() -> String {
+    ["VISUAL", "EDITOR"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "vi".into())
+}
+
+/// The editor loop, as `kubectl edit` does it: a text that does not validate
+/// comes back in the editor with the errors on top as comments; saving it
+/// unchanged (or quitting) cancels. The policy file itself is never touched
+/// here: the change goes to the review first.
+fn editor_session(
+    file: &std::path::Path,
+    policy_id: Option<&str>,
+    base: &str,
+    snap: &crate::inventory::Snapshot,
+) -> editing::EditOutcome {
+    use crate::policy::edit::{strip_error_header, with_error_header};
+    use editing::EditOutcome;
+    let dir = edits_dir();
+    if let Err(e) = crate::config::paths::private_dir(&dir) {
+        return EditOutcome::Failed(format!("cannot create {}: {e}", dir.display()));
+    }
+    let stem = file.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "policy".into());
+    let tmp = dir.join(format!("{stem}-{}.toml", std::process::id()));
+    let mut rejected = false;
+    let editor = editor_command();
+    let mut shown = base.to_string();
+    let outcome = loop {
+        if let Err(e) = crate::config::paths::write_private(&tmp, shown.as_bytes()) {
+            break EditOutcome::Failed(format!("cannot write {}: {e}", tmp.display()));
+        }
+        // Through the shell, so that `EDITOR="code -w"` works as it does for git.
+        let status =
+            std::process::Command::new("sh").arg("-c").arg(format!("{editor} \"$1\"")).arg("sh").arg(&tmp).status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => break EditOutcome::Failed(format!("`{editor}` ended with {s}")),
+            Err(e) => break EditOutcome::Failed(format!("cannot run `{editor}`: {e}")),
+        }
+        let back = match crate::policy::read_policy_file(&tmp) {
+            Ok(t) => t,
+            Err(e) => break EditOutcome::Failed(format!("cannot read the edited text back: {e}")),
+        };
+        let text = strip_error_header(&back);
+        if text == base {
+            break EditOutcome::Unchanged;
+        }
+        if back == shown {
+            // Quit on a text that did not validate: nothing is written, and
+            // the operator's work is kept where it can be found.
+            break match (rejected, keep_text(&stem, "rejected", &text)) {
+                (false, _) => EditOutcome::Unchanged,
+                (true, Some(p)) => EditOutcome::Failed(format!(
+                    "the edit did not validate and was not saved; your text is kept in {}",
+                    p.display()
+                )),
+                (true, None) => EditOutcome::Failed("the edit did not validate and was not saved".into()),
+            };
+        }
+        match editing::check_candidate(snap, &text, file, policy_id) {
+            Ok(_) => break EditOutcome::Changed(text),
+            Err(errs) => {
+                let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+                shown = with_error_header(&text, &msgs);
+                rejected = true;
+            }
+        }
+    };
+    if let Err(e) = std::fs::remove_file(&tmp) {
+        tracing::debug!("cannot remove {}: {e}", tmp.display());
+    }
+    outcome
+}
+
 /// Why the console ended other than by the operator's choice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -343,6 +588,7 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
     app.read_only = console.read_only;
     app.stale_after = console.stale_after;
     app.protected_clouds = console.protected_clouds.clone();
+    app.policies_dir = console.policies_dir.clone();
     if let Some(g) = &console.greeting {
         app.message = Some((g.clone(), Severity::Info));
     }
@@ -355,11 +601,20 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
 
     let (tx, mut rx) = mpsc::channel::<Msg>(1024);
     let stop = Arc::new(AtomicBool::new(false));
+    let input = InputControl::default();
     {
         let tx = tx.clone();
         let stop = stop.clone();
+        let input = input.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
+                // While an editor runs, the keys are the editor's.
+                if input.paused.load(Ordering::SeqCst) {
+                    input.parked.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                input.parked.store(false, Ordering::SeqCst);
                 match event::poll(Duration::from_millis(200)) {
                     Ok(true) => match event::read() {
                         Ok(CtEvent::Key(k)) => {
@@ -479,6 +734,15 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                 dirty = true;
                 let mut go_on = true;
                 for e in effects {
+                    if let Effect::EditPolicy { policy_id, file, text } = e {
+                        let snap = snap_rx.borrow().clone();
+                        let outcome = edit_in_editor(&mut terminal, &input, &file, policy_id.as_deref(), &text, snap).await;
+                        // Straight into update: this loop is the channel's only reader.
+                        for fx in update(&mut app, Msg::Edited { policy_id, file, base: text, outcome }) {
+                            go_on &= spawn_effect(fx, &console, &inventory, &tx);
+                        }
+                        continue;
+                    }
                     go_on &= spawn_effect(e, &console, &inventory, &tx);
                 }
                 if !go_on || app.quit {

@@ -287,6 +287,21 @@ pub fn compute(app: &App) -> RowSet {
             apply_sort(&mut rows, sort_columns(ViewKind::Policies));
             rows.into_iter().map(|r| r.0).collect()
         }
+        ViewKind::PolicyDetail => {
+            // The policy's recorded changes, newest first.
+            let doc = app.view().policy.as_ref().and_then(|id| app.docs.get(id));
+            doc.map(|d| {
+                d.history
+                    .iter()
+                    .filter(|c| {
+                        let g = c.generation.to_string();
+                        filter.matches(&[&g, c.actor.as_deref().unwrap_or(""), c.summary.as_deref().unwrap_or("")])
+                    })
+                    .map(|c| c.generation.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+        }
     };
     RowSet { ids }
 }
@@ -328,7 +343,7 @@ fn pretty(raw: Option<&str>, fallback: &impl serde::Serialize) -> String {
 pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
     let v = app.view();
     let cloud = app.cloud_snapshot()?;
-    let id = v.selected_id.clone().or_else(|| v.server.clone())?;
+    let id = v.selected_id.clone().or_else(|| v.server.clone()).or_else(|| v.policy.clone())?;
     match v.kind {
         ViewKind::Servers | ViewKind::ServerDetail => {
             let id = v.server.clone().filter(|_| v.kind == ViewKind::ServerDetail).unwrap_or(id);
@@ -361,6 +376,10 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
             let i: usize = id.strip_prefix("ev:")?.parse().ok()?;
             let e = app.events.get(i)?;
             Some((format!("event {}", e.action), serde_json::to_string_pretty(e).unwrap_or_default()))
+        }
+        ViewKind::PolicyDetail => {
+            let doc = app.docs.get(v.policy.as_deref()?)?;
+            Some((doc.file.display().to_string(), doc.text.clone().unwrap_or_else(|e| e)))
         }
         ViewKind::Policies => {
             let p = app.engine.as_ref()?.policies.iter().find(|p| p.policy_id == id)?;

@@ -39,7 +39,8 @@ pub fn draw(f: &mut Frame, app: &App) {
         ViewKind::Events => events(f, app, body),
         ViewKind::Clouds => clouds(f, app, body),
         ViewKind::Plan => plan(f, app, body),
-        ViewKind::Policies => policies(f, app, body),
+        ViewKind::Policies => super::view_policy::policies(f, app, body),
+        ViewKind::PolicyDetail => super::view_policy::policy_detail(f, app, body),
     }
     footer(f, app, foot);
     match &app.mode {
@@ -48,6 +49,8 @@ pub fn draw(f: &mut Frame, app: &App) {
         Mode::Confirm { pending, confirm_focused, typed } => {
             confirm(f, app, area, pending, *confirm_focused, typed.as_ref())
         }
+        Mode::Form(form) => super::view_policy::form(f, app, area, form),
+        Mode::Review(r) => super::view_policy::review(f, app, area, r),
         _ => {}
     }
     defuse(f);
@@ -182,6 +185,16 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
                         .iter()
                         .filter_map(|a| hint(app, *a))
                         .collect();
+                if matches!(app.view().kind, ViewKind::Policies | ViewKind::PolicyDetail) {
+                    parts.extend([Action::QuickEdit, Action::EditPolicy].iter().filter_map(|a| hint(app, *a)));
+                }
+                if app.view().kind == ViewKind::PolicyDetail {
+                    parts.extend(
+                        [Action::MarkChange, Action::DiffChange, Action::RestoreChange]
+                            .iter()
+                            .filter_map(|a| hint(app, *a)),
+                    );
+                }
                 if matches!(app.view().kind, ViewKind::Servers | ViewKind::ServerDetail) {
                     parts.extend(
                         [Action::Reboot, Action::Stop, Action::Start, Action::Delete, Action::ConsoleLog]
@@ -205,7 +218,7 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
 }
 
 /// A boxed table of the visible rows. `cells(row_id, widths)` renders one row.
-fn table<F>(f: &mut Frame, app: &App, area: Rect, title: &str, cols: &[Col], mut cells: F)
+pub(super) fn table<F>(f: &mut Frame, app: &App, area: Rect, title: &str, cols: &[Col], mut cells: F)
 where
     F: FnMut(&str, &[(usize, u16)]) -> Vec<Span<'static>>,
 {
@@ -268,7 +281,7 @@ where
 }
 
 /// Pad/cut cells to their column widths, with a separating space.
-fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) -> Vec<Span<'static>> {
+pub(super) fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) -> Vec<Span<'static>> {
     let mut out = Vec::new();
     for (n, (i, w)) in widths.iter().enumerate() {
         let (text, style) = values.get(*i).cloned().unwrap_or_default();
@@ -384,48 +397,6 @@ fn policy_word(state: &str) -> &'static str {
         "retired" => "Retiring",
         _ => "",
     }
-}
-
-const POLICY_COLS: [Col; 7] = [
-    col("APP", 16, 6, 0, Some('N')),
-    col("STATE", 13, 7, 0, Some('S')),
-    col("REV", 4, 3, 3, None),
-    col("DESIRED", 12, 7, 2, None),
-    col("SCALING", 14, 7, 4, None),
-    col("PROBLEM / FILE", 60, 12, 1, None),
-    col("CLOUD", 10, 5, 5, None),
-];
-
-/// Every policy of the cloud and where it stands (`:policies`).
-fn policies(f: &mut Frame, app: &App, area: Rect) {
-    let t = &app.theme;
-    let Some(e) = app.engine.as_ref() else {
-        let msg = "  the engine is off: policies are read by the engine (set `[engine] mode` in config.toml)";
-        f.render_widget(Paragraph::new(Span::styled(msg, t.dim())), area);
-        return;
-    };
-    table(f, app, area, "policies", &POLICY_COLS, |id, widths| {
-        let Some(p) = e.policies.iter().find(|p| p.policy_id == id) else { return vec![] };
-        let (word, st) = match p.state.as_str() {
-            "ok" => ("ok", t.ok()),
-            "invalid" => ("PolicyInvalid", t.bad()),
-            "missing" => ("PolicyMissing", t.bad()),
-            _ => ("Retiring", t.warn()),
-        };
-        let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
-        cells_of(
-            vec![
-                (p.app.clone(), t.accent()),
-                (word.to_string(), st),
-                (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
-                (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
-                (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
-                (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
-                (p.cloud.clone(), t.dim()),
-            ],
-            widths,
-        )
-    });
 }
 
 fn apps(f: &mut Frame, app: &App, area: Rect) {
@@ -1118,7 +1089,7 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
     Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
@@ -1150,9 +1121,15 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     }
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(
-        "  commands: :overview :apps :servers :vol :alerts :events :clouds :plan   (:view @cloud /filter)",
+        "  commands: :overview :apps :servers :vol :alerts :events :clouds :plan :policies",
         t.dim(),
     )));
+    let actions = if app.read_only {
+        "  also: :view @cloud /filter  :mode off|dry-run  :q".to_string()
+    } else {
+        "  also: :view @cloud /filter  :new-app NAME  :retire APP  :mode off|dry-run|auto".to_string()
+    };
+    lines.push(Line::from(Span::styled(actions, t.dim())));
     let r = centered(area, 84, (lines.len() as u16 + 2).min(area.height));
     f.render_widget(Clear, r);
     f.render_widget(

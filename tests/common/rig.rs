@@ -12,7 +12,7 @@ use stackpilot::config::settings::{Dur, EngineMode};
 use stackpilot::config::CloudConfig;
 use stackpilot::domain::{Server, ServerStatus};
 use stackpilot::engine::metrics::EngineMetrics;
-use stackpilot::engine::{Engine, EngineConfig, EngineHandle, PlanConfig};
+use stackpilot::engine::{Engine, EngineConfig, EngineHandle, EngineStatus, PlanConfig};
 use stackpilot::inventory::{Inventory, InventoryConfig};
 use stackpilot::policy::policy_id;
 use stackpilot::sim::{SimConfig, SimHandle};
@@ -341,6 +341,19 @@ pub async fn assert_no_duplicate_creates(rig: &Rig) -> u64 {
     let dup: Vec<_> = by_tag.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dup.is_empty(), "creates repeated under one op tag: {dup:?}");
     st["server_creates"].as_u64().unwrap()
+}
+
+/// Wait until the engine's status satisfies `f`.
+pub async fn wait_status(eng: &Running, what: &str, secs: u64, f: impl Fn(&EngineStatus) -> bool) -> EngineStatus {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = eng.handle.status.borrow().clone();
+        if f(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub fn events(store: &Store, action: &str, app: &str) -> Vec<stackpilot::domain::Event> {

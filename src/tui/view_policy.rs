@@ -1,0 +1,362 @@
+//! Rendering of the policy views: the Policies table, an open policy (its TOML
+//! highlighted, its history, its events), the quick-edit form and the review
+//! of a change (effect in the engine's words, unified diff, Cancel / Apply).
+
+use super::app::App;
+use super::editing::{Form, FormKey, PreviewState, Review};
+use super::view::{cells_of, centered, table};
+use super::widgets::{col, Col};
+use crate::domain::text::sanitize;
+use crate::domain::time::human_age;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+const POLICY_COLS: [Col; 10] = [
+    col("APP", 16, 6, 0, Some('N')),
+    col("STATE", 13, 7, 0, Some('S')),
+    col("MODE", 7, 4, 3, None),
+    col("REV", 4, 3, 3, None),
+    col("DESIRED", 12, 7, 1, None),
+    col("SCALING", 14, 7, 2, None),
+    col("CHANGED", 8, 7, 4, None),
+    col("BY", 16, 6, 5, None),
+    col("PROBLEM / FILE", 60, 12, 2, None),
+    col("CLOUD", 10, 5, 6, None),
+];
+
+/// Who changed a policy, short: the OS user, or `engine`.
+fn who(actor: Option<&str>) -> String {
+    match actor {
+        Some(a) if a.starts_with("engine") => "engine".into(),
+        Some(a) => a.strip_prefix("operator:").unwrap_or(a).to_string(),
+        None => "-".into(),
+    }
+}
+
+/// Every policy of the cloud and where it stands (`:policies`).
+pub fn policies(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let Some(e) = app.engine.as_ref() else {
+        let msg = "  the engine is off: policies are read by the engine (set `[engine] mode` in config.toml)";
+        f.render_widget(Paragraph::new(Span::styled(msg, t.dim())), area);
+        return;
+    };
+    table(f, app, area, "policies", &POLICY_COLS, |id, widths| {
+        let Some(p) = e.policies.iter().find(|p| p.policy_id == id) else { return vec![] };
+        let (word, st) = match p.state.as_str() {
+            "ok" => ("ok", t.ok()),
+            "invalid" => ("PolicyInvalid", t.bad()),
+            "missing" => ("PolicyMissing", t.bad()),
+            _ => ("Retiring", t.warn()),
+        };
+        let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
+        let mode_style = if p.app_mode == "auto" || p.app_mode.is_empty() { t.dim() } else { t.warn() };
+        cells_of(
+            vec![
+                (p.app.clone(), t.accent()),
+                (word.to_string(), st),
+                (if p.app_mode.is_empty() { "-".into() } else { p.app_mode.clone() }, mode_style),
+                (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
+                (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
+                (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
+                (p.changed_at.map(|at| human_age((app.now - at).num_seconds())).unwrap_or_else(|| "-".into()), t.dim()),
+                (who(p.changed_by.as_deref()), t.dim()),
+                (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
+                (p.cloud.clone(), t.dim()),
+            ],
+            widths,
+        )
+    });
+}
+
+const HISTORY_COLS: [Col; 5] = [
+    col("#", 4, 2, 0, None),
+    col("WHEN", 6, 4, 2, None),
+    col("WHO", 10, 6, 3, None),
+    col("CONTENT", 8, 6, 4, None),
+    col("WHAT CHANGED", 30, 10, 1, None),
+];
+
+/// TOML, coloured by line: comments, tables, keys, strings (multi-line ones too).
+fn highlight(app: &App, text: &str, max: usize) -> Vec<Line<'static>> {
+    let t = &app.theme;
+    let mut in_string = false;
+    let mut out = Vec::new();
+    for raw in text.lines().take(max) {
+        let l = sanitize(raw).into_owned();
+        let trimmed = l.trim_start();
+        let quotes = l.matches("\"\"\"").count();
+        let line = if in_string {
+            Line::from(Span::styled(l.clone(), t.ok()))
+        } else if trimmed.starts_with('#') {
+            Line::from(Span::styled(l.clone(), t.dim()))
+        } else if trimmed.starts_with('[') {
+            Line::from(Span::styled(l.clone(), t.accent().add_modifier(Modifier::BOLD)))
+        } else if let Some((k, v)) = l.split_once('=') {
+            let vs = if v.trim_start().starts_with('"') { t.ok() } else { t.warn() };
+            Line::from(vec![
+                Span::styled(k.to_string(), t.accent()),
+                Span::styled("=", t.dim()),
+                Span::styled(v.to_string(), vs),
+            ])
+        } else {
+            Line::from(Span::styled(l.clone(), t.base()))
+        };
+        if quotes % 2 == 1 {
+            in_string = !in_string;
+        }
+        out.push(line);
+    }
+    out
+}
+
+fn boxed<'a>(app: &App, title: String) -> Block<'a> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_style(app.theme.dim())
+        .title(Span::styled(format!(" {title} "), app.theme.title()))
+}
+
+/// An open policy: its file, its history, its recent events.
+pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let v = app.view();
+    let id = v.policy.clone().unwrap_or_default();
+    let pv = app.engine.as_ref().and_then(|e| e.policies.iter().find(|p| p.policy_id == id));
+    let doc = app.docs.get(&id);
+    let name = pv.map(|p| p.app.clone()).or_else(|| doc.map(|d| d.app.clone())).unwrap_or_default();
+    let (text_area, side) = if area.width >= 110 {
+        let [a, b] = Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+        (a, b)
+    } else {
+        let [a, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+        (a, b)
+    };
+    let [hist_area, ev_area] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(side);
+    // The file, highlighted, with where the policy stands on top.
+    let mut lines: Vec<Line> = Vec::new();
+    if let Some(p) = pv {
+        let state = match p.state.as_str() {
+            "ok" => Span::styled("ok", t.ok()),
+            s => Span::styled(s.to_string(), t.bad()),
+        };
+        lines.push(Line::from(vec![
+            Span::styled(" state ", t.dim()),
+            state,
+            Span::styled(format!("  revision {}  mode {}", p.revision, p.app_mode), t.dim()),
+        ]));
+        for pr in &p.problems {
+            lines.push(Line::from(Span::styled(format!(" {}", sanitize(pr)), t.bad())));
+        }
+    }
+    let file = doc.map(|d| d.file.display().to_string()).or_else(|| pv.map(|p| p.file.clone())).unwrap_or_default();
+    match doc.map(|d| &d.text) {
+        None => lines.push(Line::from(Span::styled(" reading the file…", t.dim()))),
+        Some(Err(e)) => lines.push(Line::from(Span::styled(format!(" {file}: {}", sanitize(e)), t.bad()))),
+        Some(Ok(text)) => lines.extend(highlight(app, text, text_area.height as usize)),
+    }
+    let keys = [super::keymap::Action::QuickEdit, super::keymap::Action::EditPolicy]
+        .iter()
+        .filter_map(|a| app.keymap.hint(*a).map(|k| format!("{k}:{}", super::keymap::info_of(*a).name)))
+        .collect::<Vec<_>>()
+        .join("  ");
+    let title = if keys.is_empty() {
+        format!("policy {name} — {file}")
+    } else {
+        format!("policy {name} — {file} — {keys}")
+    };
+    f.render_widget(Paragraph::new(lines).block(boxed(app, title)), text_area);
+    // The history (the view's rows).
+    let marked = app.marked_change;
+    table(f, app, hist_area, "history (m marks, d diffs)", &HISTORY_COLS, |gid, widths| {
+        let Some(c) = doc.and_then(|d| d.history.iter().find(|c| c.generation.to_string() == gid)) else {
+            return vec![];
+        };
+        let mark = if marked == Some(c.generation) { "*" } else { "" };
+        let hash: String = c.content_hash.chars().take(8).collect();
+        cells_of(
+            vec![
+                (format!("{}{mark}", c.generation), t.accent()),
+                (human_age((app.now - c.at).num_seconds()), t.dim()),
+                (who(c.actor.as_deref()), t.base()),
+                (hash, t.dim()),
+                (c.summary.clone().unwrap_or_else(|| "-".into()), t.base()),
+            ],
+            widths,
+        )
+    });
+    if let Some(e) = doc.and_then(|d| d.history_error.as_ref()) {
+        let r = Rect { y: hist_area.bottom().saturating_sub(2), height: 1.min(hist_area.height), ..hist_area };
+        f.render_widget(Paragraph::new(Span::styled(format!("  {}", sanitize(e)), t.bad())), r);
+    }
+    // Its recent events.
+    let evs: Vec<Line> = app
+        .events
+        .iter()
+        .filter(|e| e.app.as_deref() == Some(name.as_str()))
+        .take(ev_area.height.saturating_sub(2) as usize)
+        .map(|e| {
+            Line::from(vec![
+                Span::styled(format!("{} ", e.at.format("%H:%M:%S")), t.dim()),
+                Span::styled(format!("{} ", e.action), t.accent()),
+                Span::styled(format!("{} ", who(Some(&e.actor))), t.dim()),
+                Span::raw(sanitize(&e.reason).into_owned()),
+            ])
+        })
+        .collect();
+    f.render_widget(Paragraph::new(evs).block(boxed(app, format!("events of {name}"))), ev_area);
+}
+
+/// The quick-edit form.
+pub fn form(f: &mut Frame, app: &App, area: Rect, form: &Form) {
+    let t = &app.theme;
+    let cloud = app.shown().clouds.iter().find(|c| c.name == form.cloud);
+    let mut lines: Vec<Line> = vec![Line::from("")];
+    for (i, fl) in form.fields.iter().enumerate() {
+        let focused = i == form.focus;
+        let changed = fl.input.value().trim() != fl.original;
+        let marker = if focused { Span::styled(" ▶ ", t.accent()) } else { Span::raw("   ") };
+        let label_style = if focused { t.accent().add_modifier(Modifier::BOLD) } else { t.dim() };
+        let value_style = if fl.error.is_some() {
+            t.bad()
+        } else if changed {
+            t.warn().add_modifier(Modifier::BOLD)
+        } else {
+            t.base()
+        };
+        let mut spans = vec![
+            marker,
+            Span::styled(format!("{:<16}", fl.label), label_style),
+            Span::styled(sanitize(fl.input.value()).into_owned(), value_style),
+        ];
+        if focused {
+            spans.push(Span::styled("▏", t.accent()));
+        }
+        if changed && fl.error.is_none() && fl.key != FormKey::Name {
+            spans.push(Span::styled(format!("  (was {})", fl.original), t.dim()));
+        }
+        lines.push(Line::from(spans));
+        if let Some(e) = &fl.error {
+            lines.push(Line::from(Span::styled(format!("{:19}✗ {}", "", sanitize(e)), t.bad())));
+        }
+        if focused {
+            let cands = form.candidates(cloud);
+            if !cands.is_empty() {
+                let shown: Vec<String> = cands.iter().take(6).cloned().collect();
+                let more = cands.len().saturating_sub(6);
+                let tail = if more > 0 { format!(" (+{more})") } else { String::new() };
+                lines.push(Line::from(Span::styled(
+                    format!("{:19}tab: {}{tail}", "", sanitize(&shown.join("  "))),
+                    t.dim(),
+                )));
+            }
+        }
+    }
+    lines.push(Line::from(""));
+    for n in &form.notes {
+        lines.push(Line::from(Span::styled(format!("   {n}"), t.warn())));
+    }
+    lines.push(Line::from(Span::styled(
+        "   ↑↓ field   tab complete / next   enter review the change   esc cancel",
+        t.dim(),
+    )));
+    let w = 84.min(area.width);
+    // Long errors wrap: count the rows they take.
+    let inner = w.saturating_sub(2).max(1) as usize;
+    let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+    let r = centered(area, w, rows as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.accent())
+                .title(Span::styled(format!(" {} ", form.title), t.title())),
+        ),
+        r,
+    );
+}
+
+fn diff_style(app: &App, l: &str) -> Style {
+    let t = &app.theme;
+    if l.starts_with("+++") || l.starts_with("---") {
+        t.dim().add_modifier(Modifier::BOLD)
+    } else if l.starts_with('+') {
+        t.ok()
+    } else if l.starts_with('-') {
+        t.bad()
+    } else if l.starts_with("@@") {
+        t.accent()
+    } else {
+        t.base()
+    }
+}
+
+/// A change waiting for confirmation: its effect, then its diff.
+pub fn review(f: &mut Frame, app: &App, area: Rect, r: &Review) {
+    let t = &app.theme;
+    // Between the header and the footer.
+    let outer = centered(area, area.width.saturating_sub(2), area.height.saturating_sub(2));
+    f.render_widget(Clear, outer);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(t.warn())
+        .title(Span::styled(format!(" {} — review (j/k scroll, tab switches, esc cancels) ", r.title), t.title()));
+    let inner = block.inner(outer);
+    f.render_widget(block, outer);
+    let [body, buttons] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+    let mut lines: Vec<Line> = r
+        .problems
+        .iter()
+        .map(|p| Line::from(Span::styled(format!(" cannot be applied: {}", sanitize(p)), t.bad())))
+        .collect();
+    lines.push(Line::from(Span::styled(" what it does:", t.dim())));
+    for e in &r.effect {
+        lines.push(Line::from(Span::styled(format!("   {}", sanitize(e)), t.base().add_modifier(Modifier::BOLD))));
+    }
+    let note = match &r.preview {
+        PreviewState::Waiting => Some((" the engine is computing its plan for this change…".to_string(), t.dim())),
+        PreviewState::NoEngine => {
+            Some((" no engine runs in this console: the plan is not previewed".to_string(), t.dim()))
+        }
+        PreviewState::Failed(e) => Some((format!(" no plan preview: {}", sanitize(e)), t.warn())),
+        PreviewState::Ready(p) if !p.steps.is_empty() => {
+            let shown: Vec<String> = p.steps.iter().take(4).cloned().collect();
+            let more = p.steps.len().saturating_sub(4);
+            let tail = if more > 0 { format!(" …and {more} more") } else { String::new() };
+            Some((format!(" the engine's next steps: {}{tail}", sanitize(&shown.join("; "))), t.dim()))
+        }
+        PreviewState::Ready(_) => None,
+    };
+    if let Some((n, st)) = note {
+        lines.push(Line::from(Span::styled(n, st)));
+    }
+    lines.push(Line::from(Span::styled(format!(" file: {}", r.file.display()), t.dim())));
+    lines.push(Line::from(""));
+    for l in r.diff.lines() {
+        lines.push(Line::from(Span::styled(sanitize(l).into_owned(), diff_style(app, l))));
+    }
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((r.scroll, 0)), body);
+    let btn = |label: &str, on: bool, danger: bool| {
+        let st = match (on, danger) {
+            (true, true) => t.bad().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+            (true, false) => t.selected(),
+            _ => t.dim(),
+        };
+        Span::styled(format!("[ {label} ]"), st)
+    };
+    let apply = if r.policy_id.is_none() { "Create" } else { "Apply" };
+    f.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::raw("   "),
+            btn("Cancel", !r.confirm_focused, false),
+            Span::raw("    "),
+            btn(apply, r.confirm_focused, true),
+            Span::styled("   enter chooses", t.dim()),
+        ])),
+        buttons,
+    );
+}
