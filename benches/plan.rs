@@ -90,6 +90,7 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
             boot_failed: Default::default(),
             startup_grace: chrono::Duration::minutes(10),
             mode: AppMode::Active,
+            rollout: None,
         });
     }
     (apps, servers, intents)

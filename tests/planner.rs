@@ -45,6 +45,7 @@ fn app(desired: u32) -> AppInput {
         boot_failed: Default::default(),
         startup_grace: chrono::Duration::minutes(10),
         mode: AppMode::Active,
+        rollout: None,
     }
 }
 
@@ -520,4 +521,97 @@ fn members_that_failed_to_boot_are_replaced_and_ready_ones_are_marked() {
     assert!(p.actions.iter().any(|x| matches!(&x.step, Step::MarkReady { server_id, .. } if server_id == "srv-2")));
     let p = run(&[app(1)], &[member(3, 0, 2, ServerStatus::Active, 900)], None, &[], &EngineState::default());
     assert!(p.actions.is_empty(), "{:?}", p.actions);
+}
+
+// ---- rollouts (ENGINE-SPEC 4) -------------------------------------------------
+
+fn rolling(desired: u32, surge: u32, unavailable: u32, batch: u32) -> AppInput {
+    AppInput {
+        rollout: Some(stackpilot::engine::rollout::RolloutPlan {
+            target: 2,
+            target_spec: Some("abcdef123456".into()),
+            skip_matching: true,
+            surge,
+            unavailable,
+            batch,
+        }),
+        ..app(desired)
+    }
+}
+
+/// Six members of revision 1, ready.
+fn old_six() -> Vec<Arc<Server>> {
+    (0..6).map(|i| member(i, i, 1, ServerStatus::Active, 3600)).collect()
+}
+
+/// A member built from a server (BUILD, not ready yet).
+fn booting(n: u32, slot: u32) -> Arc<Server> {
+    let s = member(n, slot, 2, ServerStatus::Build, 5);
+    let mut s = (*s).clone();
+    s.metadata.remove("stackpilot:ready");
+    Arc::new(s)
+}
+
+#[test]
+fn a_rollout_surges_first_and_removes_old_members_only_when_new_ones_are_ready() {
+    // Surge 2, unavailable 0: two creates, nothing removed while they boot.
+    let p = run(&[rolling(6, 2, 0, 0)], &old_six(), None, &[], &EngineState::default());
+    assert_eq!(creates(&p), vec![6, 7]);
+    assert!(marked(&p).is_empty() && deleted(&p).is_empty(), "{:?}", p.actions);
+    assert!(p.actions.iter().any(|a| a.reason.starts_with("rollout to revision 2: 0 new of 6 (6 old")));
+    // Booting: no more creates (surge used), no removal (6 available = 6 needed).
+    let mut s = old_six();
+    s.extend([booting(6, 6), booting(7, 7)]);
+    let p = run(&[rolling(6, 2, 0, 0)], &s, None, &[], &EngineState::default());
+    assert!(creates(&p).is_empty() && marked(&p).is_empty(), "{:?}", p.actions);
+    // Ready: two old ones go (8 available, 6 kept).
+    let mut s = old_six();
+    s.extend([member(6, 6, 2, ServerStatus::Active, 60), member(7, 7, 2, ServerStatus::Active, 60)]);
+    let p = run(&[rolling(6, 2, 0, 0)], &s, None, &[], &EngineState::default());
+    assert_eq!(marked(&p), vec!["srv-0", "srv-1"], "the oldest old ones");
+    assert!(creates(&p).is_empty());
+}
+
+#[test]
+fn max_unavailable_lets_old_members_go_first_and_batches_cap_creates() {
+    // Unavailable 2, surge 0: two old members go at once, two creates.
+    let p = run(&[rolling(6, 0, 2, 0)], &old_six(), None, &[], &EngineState::default());
+    assert_eq!(marked(&p).len(), 2);
+    assert!(creates(&p).is_empty(), "no surge: creates wait for room");
+    // A batch of 1 caps a surge of 3.
+    let p = run(&[rolling(6, 3, 0, 1)], &old_six(), None, &[], &EngineState::default());
+    assert_eq!(creates(&p).len(), 1);
+}
+
+#[test]
+fn a_rollout_without_quota_holds_and_keeps_every_old_member() {
+    let full = ComputeLimits {
+        max_instances: Some(6),
+        max_cores: None,
+        max_ram_mb: None,
+        instances_used: 6,
+        cores_used: 6,
+        ram_used_mb: 0,
+    };
+    let p = run(&[rolling(6, 2, 0, 0)], &old_six(), Some(&full), &[], &EngineState::default());
+    assert!(creates(&p).is_empty());
+    assert!(marked(&p).is_empty() && deleted(&p).is_empty(), "old members are never removed for a blocked rollout");
+}
+
+#[test]
+fn a_lower_desired_mid_rollout_is_absorbed_old_members_first() {
+    // The autoscaler went from 6 to 3: 7 available, 3 needed: 4 old ones go.
+    let mut s = old_six();
+    s.extend([member(6, 6, 2, ServerStatus::Active, 60)]);
+    let p = run(&[rolling(3, 1, 0, 0)], &s, None, &[], &EngineState::default());
+    let m = marked(&p);
+    assert_eq!(m.len(), 4, "7 members down to 3: {:?}", p.actions);
+    assert!(!m.contains(&"srv-6".to_string()), "the new member stays");
+}
+
+#[test]
+fn without_a_rollout_members_of_another_revision_stay() {
+    let p = run(&[app(6)], &old_six(), None, &[], &EngineState::default());
+    assert!(creates(&p).is_empty() && marked(&p).is_empty());
+    assert!(p.apps[0].converged);
 }

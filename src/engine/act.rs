@@ -33,6 +33,12 @@ pub fn persist(store: &Store, cloud: &str, actor: &str, d: &Decision, now: Times
         .detail(format!("spec {short}"));
         store.add_event(&e)?;
     }
+    for e in &d.events {
+        store.add_event(e)?;
+    }
+    for pid in &d.commands_applied {
+        store.delete_control(&super::rollout::command_key(pid))?;
+    }
     for (pid, out) in &d.scaling {
         if let Some((hist, message)) = &out.history {
             store.put_control_as(&format!("scaling:{pid}"), hist, &now)?;

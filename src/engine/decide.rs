@@ -6,7 +6,7 @@
 
 use super::autoscale::{autoscale, prom_key, ScaleCtx, ScaleOutcome};
 use super::exec::LaunchInfo;
-use super::members::{boot_failed, member, phase, Member, Phase, PhaseFacts};
+use super::members::{boot_failed, member, phase, Member, MemberState, Phase, PhaseFacts};
 use super::observe::{Observation, StoreView};
 use super::plan::{orphan_bookkeeping, plan, AppInput, AppMode, EngineState, Observed, Plan, PlanConfig, Step};
 use super::policies::PolicyEntry;
@@ -70,6 +70,14 @@ pub struct Decision {
     pub state: EngineState,
     /// Policies in `dry-run` mode: their steps wait for an operator's approval.
     pub dry_run: BTreeSet<String>,
+    /// Rollout steps for the audit log.
+    pub events: Vec<crate::domain::Event>,
+    /// Failed rollouts an operator must see: (policy id, app, why).
+    pub rollout_alerts: Vec<(String, String, String)>,
+    /// Rollout commands applied (their store keys are cleared once persisted).
+    pub commands_applied: Vec<String>,
+    /// Rollouts going on, per policy id (for the console).
+    pub rollouts: BTreeMap<String, super::rollout::RolloutView>,
 }
 
 /// How a policy's members are probed (its readiness section).
@@ -158,7 +166,7 @@ fn revision_of(store: &StoreView, pid: &str, hash: &str, floor: u32) -> (u32, bo
 pub fn decide(i: &DecideInput<'_>) -> Decision {
     let c = &i.obs.cloud;
     let now = i.obs.now;
-    let mut d = Decision::default();
+    let mut d = Decision { state: i.state.clone(), ..Default::default() };
     let cat = catalog(c);
     let mut members_of: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for m in c.servers.iter().filter_map(|s| member(s)) {
@@ -170,7 +178,6 @@ pub fn decide(i: &DecideInput<'_>) -> Decision {
         d.inputs.push(input);
     }
     let failed_ops: BTreeSet<String> = i.store.failed_intents.iter().map(|x| x.op_id.clone()).collect();
-    d.state = i.state.clone();
     orphan_bookkeeping(&c.servers, &failed_ops, &mut d.state, now);
     d.plan = plan(
         &d.inputs,
@@ -188,6 +195,13 @@ pub fn decide(i: &DecideInput<'_>) -> Decision {
     for a in &mut d.plan.actions {
         if let (Step::Create { revision, launch, .. }, Some(pid)) = (&mut a.step, &a.policy_id) {
             *launch = d.launches.get(&(pid.clone(), *revision)).cloned().map(Box::new);
+        }
+    }
+    // A rollout going on is shown with its app, which is not converged.
+    for s in &mut d.plan.apps {
+        if let Some(v) = d.rollouts.get(&s.policy_id) {
+            s.rollout = Some(v.clone());
+            s.converged = false;
         }
     }
     // A block only matters to an app being converged.
@@ -237,6 +251,7 @@ fn app_input(
         boot_failed: facts.boot_failed,
         startup_grace: chrono::Duration::MAX,
         mode,
+        rollout: None,
     };
     let mut view = PolicyView { revision: floor, ..PolicyView::of(e) };
     if let Some(p) = p {
@@ -250,11 +265,98 @@ fn app_input(
                 view.desired = desired;
             }
             launch(i, p, cat, floor, &mut input, d);
+            if input.invalid.is_none() {
+                rollout(i, p, members, &mut input, d);
+            }
             view.revision = input.revision;
         }
     }
     d.policies.push(view);
     input
+}
+
+/// The rollout state machine for one policy: the revision its new members get
+/// and how the planner replaces the others (ENGINE-SPEC 4).
+fn rollout(i: &DecideInput<'_>, p: &Policy, members: &[Member], input: &mut AppInput, d: &mut Decision) {
+    use super::rollout::{advance, Facts, MemberFact};
+    let live: Vec<MemberFact> = members
+        .iter()
+        .filter(|m| !m.deleting && m.state == MemberState::Active && !d.state.terminating.contains_key(&m.server_id))
+        .map(|m| MemberFact {
+            server_id: m.server_id.clone(),
+            revision: m.revision,
+            spec: m.spec.clone(),
+            ready: input.phases.get(&m.server_id) == Some(&Phase::Ready),
+            boot_failed: input.boot_failed.contains(&m.server_id),
+        })
+        .collect();
+    let revs: &[crate::store::Revision] = i.store.revisions.get(&p.id).map(Vec::as_slice).unwrap_or_default();
+    let (policy_rev, policy_spec) = (input.revision, input.spec.clone());
+    let spec_of = |rev: u32| -> Option<String> {
+        if rev == policy_rev {
+            return Some(policy_spec.clone());
+        }
+        revs.iter().find(|r| r.revision == rev).map(|r| r.spec_hash.chars().take(12).collect())
+    };
+    let f = Facts {
+        policy_id: &p.id,
+        policy_rev,
+        desired: input.desired,
+        members: &live,
+        spec: &p.spec.rollout,
+        spec_of: &spec_of,
+        now: i.obs.now,
+    };
+    let cmd = i.store.rollout_commands.get(&p.id);
+    if cmd.is_some() {
+        d.commands_applied.push(p.id.clone());
+    }
+    let out = advance(&f, &mut d.state.rollouts, cmd);
+    for (action, reason, sev) in out.events {
+        let e = crate::domain::Event::new(i.obs.now, i.actor, &i.obs.cloud.name, &action, reason)
+            .app(p.name().to_string())
+            .severity(sev);
+        d.events.push(e);
+    }
+    if let Some(why) = out.alert {
+        d.rollout_alerts.push((p.id.clone(), p.name().to_string(), why));
+    }
+    if let Some(v) = out.view {
+        d.rollouts.insert(p.id.clone(), v);
+    }
+    input.rollout = out.plan;
+    if out.create_rev == policy_rev {
+        return;
+    }
+    // An earlier revision (rollback, undo, a paused rollout): launched as recorded.
+    input.revision = out.create_rev;
+    let recorded = revs.iter().find(|r| r.revision == out.create_rev);
+    match recorded.and_then(|r| serde_json::from_str::<ResolvedSpec>(&r.spec).ok().map(|s| (r, s))) {
+        Some((r, spec)) => use_revision(p, out.create_rev, &r.spec_hash, spec, input, d),
+        None => {
+            input.invalid = Some(format!("the launch spec of revision {} is not in the store", out.create_rev));
+        }
+    }
+}
+
+/// New members of the policy get this revision: what the planner needs of it,
+/// and what its creates launch.
+fn use_revision(p: &Policy, rev: u32, hash: &str, spec: ResolvedSpec, input: &mut AppInput, d: &mut Decision) {
+    let short: String = hash.chars().take(12).collect();
+    input.revision = rev;
+    input.spec = short.clone();
+    input.vcpus = spec.vcpus;
+    input.ram_mb = spec.ram_mb;
+    input.zones = spec.availability_zones.clone();
+    let info = LaunchInfo {
+        app: p.name().to_string(),
+        policy_id: p.id.clone(),
+        generation: 0,
+        spec,
+        spec_short: short,
+        app_tag: p.app_tag(),
+    };
+    d.launches.insert((p.id.clone(), rev), info);
 }
 
 /// Ask the observer for the policy's probes and Prometheus queries.
@@ -312,7 +414,6 @@ fn launch(i: &DecideInput<'_>, p: &Policy, cat: &CloudCatalog, floor: u32, input
     match policy::resolve(p, cat, Some(&p.text)) {
         Ok(spec) => {
             let hash = spec.hash();
-            let short: String = hash.chars().take(12).collect();
             let (rev, new) = revision_of(i.store, &p.id, &hash, floor);
             if new {
                 d.new_revisions.push(NewRevision {
@@ -323,20 +424,7 @@ fn launch(i: &DecideInput<'_>, p: &Policy, cat: &CloudCatalog, floor: u32, input
                     spec: spec.clone(),
                 });
             }
-            input.revision = rev;
-            input.spec = short.clone();
-            input.vcpus = spec.vcpus;
-            input.ram_mb = spec.ram_mb;
-            input.zones = spec.availability_zones.clone();
-            let info = LaunchInfo {
-                app: p.name().to_string(),
-                policy_id: p.id.clone(),
-                generation: 0,
-                spec,
-                spec_short: short,
-                app_tag: p.app_tag(),
-            };
-            d.launches.insert((p.id.clone(), rev), info);
+            use_revision(p, rev, &hash, spec, input, d);
         }
         Err(errs) => {
             input.invalid = Some(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "));

@@ -24,6 +24,7 @@ pub mod observe;
 pub mod plan;
 pub mod policies;
 pub mod preview;
+pub mod rollout;
 pub mod runner;
 pub mod scaling;
 pub mod status;

@@ -72,6 +72,8 @@ pub struct StoreView {
     pub messages: BTreeMap<String, String>,
     /// Revisions per policy id.
     pub revisions: BTreeMap<String, Vec<Revision>>,
+    /// Operators' rollout commands waiting for this engine, per policy id.
+    pub rollout_commands: BTreeMap<String, super::rollout::Command>,
 }
 
 /// One cloud as a tick sees it.
@@ -111,6 +113,9 @@ fn read_store(
             v.messages.insert(pid.clone(), m);
         }
         v.revisions.insert(pid.clone(), store.revisions(pid)?);
+        if let Some(c) = store.control_as::<super::rollout::Command>(&super::rollout::command_key(pid))? {
+            v.rollout_commands.insert(pid.clone(), c);
+        }
     }
     Ok(v)
 }

@@ -45,6 +45,8 @@ pub struct AppInput {
     /// A member not ready this long after its creation is replaced.
     pub startup_grace: chrono::Duration,
     pub mode: AppMode,
+    /// A rollout going on: members not at its target are replaced (ENGINE-SPEC 4).
+    pub rollout: Option<super::rollout::RolloutPlan>,
 }
 
 /// What the engine may do for an application.
@@ -103,6 +105,9 @@ pub struct EngineState {
     /// observed state (the inventory may lag a tick behind the engine's own writes).
     #[serde(default)]
     pub terminating: BTreeMap<String, Timestamp>,
+    /// Rollouts, stable and failed revisions, undo pins.
+    #[serde(default)]
+    pub rollouts: super::rollout::RolloutBook,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -245,6 +250,8 @@ pub struct AppStatus {
     pub in_flight: u32,
     pub terminating: u32,
     pub blocked: Option<String>,
+    /// A rollout going on (filled in by `decide`).
+    pub rollout: Option<super::rollout::RolloutView>,
     /// Held or retired: why (the policy's state).
     pub hold: Option<String>,
     pub converged: bool,
@@ -517,10 +524,34 @@ fn plan_app(
     }
     status.in_flight = flying.len() as u32;
     let current = keep.len() as u32 + flying.len() as u32;
+    let rolling = if retire { None } else { rollout_split(a, &keep) };
+    // A rollout creates up to its surge above desired, and never more new members than desired.
+    let create_to = match &rolling {
+        Some((r, new, _)) => {
+            let new_n = new.len() as u32 + flying.len() as u32;
+            let n = (desired + r.surge).saturating_sub(current).min(desired.saturating_sub(new_n));
+            let n = if r.batch > 0 { n.min(r.batch) } else { n };
+            desired.max(current + n)
+        }
+        None => desired,
+    };
+    let first_create = out.actions.len();
     let blocked =
-        capacity(a, desired, current, capacity_fault, &keep, flying, limits, state, cfg, now, &mut status, out);
-    if current > desired && flying.is_empty() {
-        scale_in(a, desired, current, &keep, retire, out);
+        capacity(a, create_to, current, capacity_fault, &keep, flying, limits, state, cfg, now, &mut status, out);
+    match &rolling {
+        Some((r, new, old)) => {
+            for x in out.actions.iter_mut().skip(first_create).filter(|x| matches!(x.step, Step::Create { .. })) {
+                x.reason = format!(
+                    "rollout to revision {}: {} new of {desired} ({} old to replace)",
+                    r.target,
+                    new.len() + flying.len(),
+                    old.len()
+                );
+            }
+            replace_old(a, r, desired, current, new, old, out);
+        }
+        None if current > desired && flying.is_empty() => scale_in(a, desired, current, &keep, retire, out),
+        None => {}
     }
     if a.mode == AppMode::Active {
         for m in keep.iter().filter(|m| a.is_ready(m) && !m.ready_mark) {
@@ -706,6 +737,58 @@ fn capacity(
         act(out, Step::Unblock, "capacity is back".into());
     }
     blocked
+}
+
+/// The members of a rollout: new (at its target revision, or at its launch spec
+/// with `skip_matching`) and old. `None` when no rollout goes on or nothing is old.
+#[allow(clippy::type_complexity)]
+fn rollout_split<'a, 'm>(
+    a: &'a AppInput,
+    keep: &[&'m Member],
+) -> Option<(&'a super::rollout::RolloutPlan, Vec<&'m Member>, Vec<&'m Member>)> {
+    let r = a.rollout.as_ref()?;
+    let is_new = |m: &Member| {
+        m.revision == Some(r.target) || (r.skip_matching && r.target_spec.is_some() && m.spec == r.target_spec)
+    };
+    let (new, old): (Vec<&Member>, Vec<&Member>) = keep.iter().partition(|m| is_new(m));
+    (!old.is_empty()).then_some((r, new, old))
+}
+
+/// Remove old members as long as enough stay available (ENGINE-SPEC 4):
+/// `min(|old|, available − (desired − max_unavailable))`, and whatever stands
+/// above desired + surge (the autoscaler lowered desired) — old ones first,
+/// unhealthy before healthy, oldest first. Protected members and members an
+/// operator stopped are never chosen.
+fn replace_old(
+    a: &AppInput,
+    r: &super::rollout::RolloutPlan,
+    desired: u32,
+    current: u32,
+    new: &[&Member],
+    old: &[&Member],
+    out: &mut Plan,
+) {
+    // Available means ready and recorded so (`stackpilot:ready`): an engine
+    // killed right after this step, and the one after it, count the same members.
+    let ready = |ms: &[&Member]| ms.iter().filter(|m| a.is_ready(m) && m.ready_mark).count() as u32;
+    let available = ready(new) + ready(old);
+    let floor = desired.saturating_sub(r.unavailable);
+    let excess = current.saturating_sub(desired + r.surge);
+    // Old members that serve nothing cost no availability: they go first, and always.
+    let not_ready_old = old.iter().filter(|m| !a.is_ready(m)).count() as u32;
+    let n = (old.len() as u32).min((not_ready_old + available.saturating_sub(floor)).max(excess));
+    let mut victims: Vec<&&Member> =
+        old.iter().filter(|m| !m.protected && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
+    victims.sort_by(|x, y| {
+        let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);
+        unhealthy(y).cmp(&unhealthy(x)).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
+    });
+    for m in victims.into_iter().take(n as usize) {
+        let (step, why) = terminate(m);
+        let reason =
+            format!("rollout to revision {}: replaced ({available} available, at least {floor} kept){why}", r.target);
+        out.actions.push(PlannedAction { app: a.app.clone(), policy_id: Some(a.policy_id.clone()), step, reason });
+    }
 }
 
 /// Scale-in (never blocked by capacity): outdated revision first, then

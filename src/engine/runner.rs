@@ -753,6 +753,19 @@ impl Runner {
                     .app(app),
             );
         }
+        for (pid, app, why) in &d.rollout_alerts {
+            self.alerts.raise(
+                now,
+                Alert::new(
+                    "rollout-failed",
+                    format!("{name}:rollout:{pid}"),
+                    name,
+                    Severity::Critical,
+                    format!("{app}: {why}"),
+                )
+                .app(Some(app.clone())),
+            );
+        }
         for a in d.inputs.iter().filter(|a| a.invalid.is_some() && !d.waiting.contains(&a.policy_id)) {
             let msg = format!("{}: the launch spec cannot be used: {}", a.app, a.invalid.clone().unwrap_or_default());
             self.alerts.raise(

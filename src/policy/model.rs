@@ -133,6 +133,8 @@ pub struct PolicyFile {
     pub readiness: Readiness,
     #[serde(default)]
     pub scaling: Option<super::scaling::Scaling>,
+    #[serde(default)]
+    pub rollout: super::rollout::RolloutSpec,
 }
 
 impl PolicyFile {
@@ -150,6 +152,7 @@ impl PolicyFile {
         if let Some(sc) = &self.scaling {
             v.extend(sc.durations());
         }
+        v.extend(self.rollout.durations());
         v
     }
 }
@@ -301,6 +304,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
         for (path, msg) in sc.check(&spec.deploy.capacity) {
             err(&path, msg);
         }
+    }
+    for (path, msg) in spec.rollout.check() {
+        err(&path, msg);
     }
     for (path, d, range) in spec.durations() {
         if let Err(m) = range.check(d.0) {

@@ -7,6 +7,10 @@ fn duration() -> Value {
     json!({"oneOf": [{"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w))+$"}, {"type": "integer", "minimum": 0}], "description": "a duration: 30s, 10m, 1h, or seconds"})
 }
 
+fn amount() -> Value {
+    json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,3}%$"}], "description": "a count, or a percentage of desired (\"25%\")"})
+}
+
 fn rate_policy() -> Value {
     json!({"type": "object", "additionalProperties": false, "required": ["type", "value", "period"], "properties": {
         "type": {"enum": ["percent", "count"]}, "value": {"type": "integer", "minimum": 1}, "period": duration()}})
@@ -52,6 +56,13 @@ pub fn schema() -> Value {
                     "url": {"type": "string"}, "expect_status": {"type": "array", "items": {"type": "integer"}}, "timeout": duration()}},
                 "min_ready_seconds": {"type": "integer", "minimum": 0},
                 "startup_grace": duration()}},
+            "rollout": {"type": "object", "additionalProperties": false, "properties": {
+                "max_surge": amount(), "max_unavailable": amount(),
+                "batch_size": {"type": "integer", "minimum": 0},
+                "progress_deadline": duration(), "failure_threshold": {"type": "integer", "minimum": 1},
+                "on_failure": {"enum": ["rollback", "pause"]},
+                "checkpoints": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 99}},
+                "checkpoint_delay": duration(), "skip_matching": {"type": "boolean"}}},
             "scaling": {"type": "object", "additionalProperties": false, "required": ["metrics"], "properties": {
                 "mode": {"enum": ["target_tracking", "step"]},
                 "evaluation_interval": duration(),

@@ -17,7 +17,7 @@ pub struct CloudCatalog {
 }
 
 /// The launch spec with every name resolved to an id (what a revision pins).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResolvedSpec {
     pub image_id: String,
     pub image_name: String,

@@ -1072,9 +1072,24 @@ impl World {
                 self.schedule(Self::after(at, ci), Pending::CloudInitDone(id, gen));
             }
             Pending::CloudInitDone(id, gen) => {
+                // An image with the property `sim_cloud_init = "fail"` boots, but its
+                // cloud-init never finishes: a bad release, as a readiness check sees it.
+                let fails = self
+                    .servers
+                    .get(&id)
+                    .and_then(|s| s.image_id.as_ref())
+                    .and_then(|iid| self.images.iter().find(|i| &i.id == iid))
+                    .is_some_and(|i| i.properties.get("sim_cloud_init").is_some_and(|v| v == "fail"));
                 if let Some(s) = self.servers.get_mut(&id) {
                     if s.boot_gen == gen && s.vm_state == "active" {
-                        Self::cloud_init_finish(s, at);
+                        if fails {
+                            s.log(format!(
+                                "[   21.503311] cloud-init[598]: 2026 - util.py[WARNING]: Running module scripts_user failed at {}",
+                                fmt_console_time(&at)
+                            ));
+                        } else {
+                            Self::cloud_init_finish(s, at);
+                        }
                     }
                 }
             }

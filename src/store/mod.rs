@@ -596,6 +596,10 @@ impl Store {
     }
 
     /// A control value; one that does not decode is an error, never "absent".
+    pub fn delete_control(&self, key: &str) -> Result<()> {
+        self.with(|c| c.execute("DELETE FROM control WHERE key = ?1", params![key]).map(|_| ()))
+    }
+
     pub fn control(&self, key: &str) -> Result<Option<serde_json::Value>> {
         let s: Option<String> = self
             .with(|c| c.query_row("SELECT value FROM control WHERE key = ?1", params![key], |r| r.get(0)).optional())?;

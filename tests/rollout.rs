@@ -1,0 +1,167 @@
+//! Rolling updates against the simulator over HTTP (ENGINE-SPEC 4): a new
+//! revision replaces every member without dropping below desired, a revision
+//! whose members never get ready rolls back by itself, and an engine killed
+//! with SIGKILL mid-rollout finishes it without a duplicate.
+
+// Tests fail by panicking: unwrap, expect and indexing say so plainly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::let_underscore_must_use,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+
+mod common;
+use common::rig::*;
+use stackpilot::domain::{Server, ServerStatus};
+use stackpilot::sim::SimConfig;
+use std::time::{Duration, Instant};
+
+/// Members that serve: ACTIVE, not being removed, passed their checks once.
+fn serving(ms: &[Server]) -> usize {
+    ms.iter()
+        .filter(|s| {
+            s.status == ServerStatus::Active
+                && s.metadata.get("stackpilot:state").map(String::as_str) == Some("active")
+                && s.metadata.contains_key("stackpilot:ready")
+        })
+        .count()
+}
+
+fn revision(s: &Server) -> Option<&str> {
+    s.metadata.get("stackpilot:rev").map(String::as_str)
+}
+
+/// Rewrite the policy of `short` with a text change.
+fn edit(rig: &Rig, short: &str, from: &str, to: &str) {
+    let p = rig.policies().join(format!("{short}.toml"));
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{from} in {text}");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+}
+
+/// Wait until every member runs `rev` (and `n` of them serve), watching the
+/// lowest number serving on the way. Returns (seconds, lowest serving).
+async fn roll(rig: &Rig, short: &str, n: usize, rev: &str, within: Duration) -> (f64, usize) {
+    let start = Instant::now();
+    let mut lowest = usize::MAX;
+    loop {
+        let ms = rig.members(short).await;
+        lowest = lowest.min(serving(&ms));
+        let done = ms.len() == n && ms.iter().all(|s| revision(s) == Some(rev)) && serving(&ms) == n;
+        if done {
+            return (start.elapsed().as_secs_f64(), lowest);
+        }
+        assert!(
+            start.elapsed() < within,
+            "not rolled out to revision {rev} after {within:?}: {:?}\n{}",
+            ms.iter().map(|s| (s.name.clone(), revision(s).map(str::to_string), s.status.clone())).collect::<Vec<_>>(),
+            rig.journal(30)
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_members_roll_to_a_new_flavor_without_dropping_below_six() {
+    let rig = Rig::new(SimConfig::default()).await;
+    rig.policy_with("web", 6, 10, "[rollout]\nmax_surge = 2\nmax_unavailable = 0\n");
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 6)], Duration::from_secs(90)).await;
+    let before: Vec<String> = rig.members("web").await.iter().map(|s| s.id.clone()).collect();
+    edit(&rig, "web", "flavor = \"m1.tiny\"", "flavor = \"m1.small\"");
+    let (secs, lowest) = roll(&rig, "web", 6, "2", Duration::from_secs(120)).await;
+    println!("rollout of 6 members: {secs:.1} s, at least {lowest} serving throughout");
+    assert!(lowest >= 6, "never fewer than 6 serving; saw {lowest}");
+    let after = rig.members("web").await;
+    assert!(after.iter().all(|s| s.flavor.name.as_deref() == Some("m1.small") || s.flavor.id.is_some()));
+    assert!(after.iter().all(|s| !before.contains(&s.id)), "every member was replaced");
+    assert_well_formed(&rig.app("web"), &after);
+    let ev = events(&eng.store, "rollout", &rig.app("web"));
+    assert!(ev.iter().any(|e| e.reason.contains("rollout started: revision 1 → 2")), "{ev:?}");
+    assert!(ev.iter().any(|e| e.reason.contains("rollout complete: revision 2 is stable")), "{ev:?}");
+    assert_no_duplicate_creates(&rig).await;
+    drop(eng);
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_whose_members_never_get_ready_rolls_back_by_itself() {
+    let Some(rig) = sim_rig("automatic rollback", "needs the simulator's image whose cloud-init never finishes").await
+    else {
+        return;
+    };
+    rig.policy_with("web", 3, 6, "[rollout]\nmax_surge = 1\nprogress_deadline = \"15s\"\n");
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 3)], Duration::from_secs(60)).await;
+    let started = Instant::now();
+    edit(&rig, "web", "image = \"cirros-0.6.2-x86_64-disk\"", "image = \"cirros-0.6.2-broken-release\"");
+    // It tries revision 2, misses the deadline, and comes back to revision 1.
+    let s = wait_status(&eng, "the rollback", 60, |s| {
+        s.alerts.iter().any(|a| a.kind == "rollout-failed" && a.is_active() && a.message.contains("revision 2 failed"))
+    })
+    .await;
+    assert!(s.alerts.iter().any(|a| a.message.contains("no new member became ready within 15s")), "{:?}", s.alerts);
+    let (secs, lowest) = roll(&rig, "web", 3, "1", Duration::from_secs(60)).await;
+    println!(
+        "rolled back {:.1} s after the change ({secs:.1} s after the alert), at least {lowest} serving",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(lowest >= 3, "the stable members kept serving: {lowest}");
+    let ev = events(&eng.store, "rollback", &rig.app("web"));
+    assert!(ev.iter().any(|e| e.reason.contains("rolling back to revision 1")), "{ev:?}");
+    // The failed revision is not tried again while the policy stays as it is.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ms = rig.members("web").await;
+    assert!(ms.iter().all(|s| revision(s) == Some("1")), "no new attempt at revision 2");
+    // The operator fixes the policy: a new rollout to a new revision.
+    edit(&rig, "web", "image = \"cirros-0.6.2-broken-release\"", "image = \"debian-12-genericcloud-amd64\"");
+    edit(&rig, "web", "flavor = \"m1.tiny\"", "flavor = \"m1.small\"");
+    roll(&rig, "web", 3, "3", Duration::from_secs(90)).await;
+    wait_status(&eng, "the alert resolved", 20, |s| {
+        !s.alerts.iter().any(|a| a.kind == "rollout-failed" && a.is_active())
+    })
+    .await;
+    drop(eng);
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_three_times_mid_rollout_finishes_it_without_duplicates() {
+    let rig = Rig::new(SimConfig::default()).await;
+    rig.policy_with("web", 4, 8, "[rollout]\nmax_surge = 2\n");
+    let state = rig.dir.path().join("engine-state");
+    let mut child = spawn_engine(&rig, &state, "engine-1.log");
+    rig.converged(&[("web", 4)], Duration::from_secs(90)).await;
+    edit(&rig, "web", "flavor = \"m1.tiny\"", "flavor = \"m1.small\"");
+    let mut lowest = usize::MAX;
+    for k in 0..3 {
+        // Let the rollout move, then kill the engine in the middle of it.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1200 + 400 * k) {
+            lowest = lowest.min(serving(&rig.members("web").await));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        child.proc.kill().unwrap(); // SIGKILL
+        child.proc.wait().unwrap();
+        let ms = rig.members("web").await;
+        println!(
+            "killed with {} members ({} at revision 2)",
+            ms.len(),
+            ms.iter().filter(|s| revision(s) == Some("2")).count()
+        );
+        child = spawn_engine(&rig, &state, &format!("engine-{}.log", k + 2));
+    }
+    let (_, low) = roll(&rig, "web", 4, "2", Duration::from_secs(120)).await;
+    lowest = lowest.min(low);
+    println!("after three kills: rolled out, at least {lowest} serving throughout");
+    assert!(lowest >= 4, "never below desired - max_unavailable (4): {lowest}");
+    assert_no_duplicate_creates(&rig).await;
+    assert_well_formed(&rig.app("web"), &rig.members("web").await);
+    child.proc.kill().unwrap();
+    rig.cleanup().await;
+}
