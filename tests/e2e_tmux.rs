@@ -320,7 +320,7 @@ fn policies_are_edited_reviewed_and_restored_in_the_console() {
     // 4. A broken edit: the editor comes back with the error; quitting it unchanged writes nothing.
     std::fs::write(&mode, "broken").unwrap();
     t.keys(&["e"]);
-    t.wait_for("did not validate and was not saved");
+    t.wait_for("cancelled, nothing written; the text that did not validate is kept in");
     // The rejected text is kept (privately) for the operator.
     let kept: Vec<_> = std::fs::read_dir(state.join("stackpilot/edits"))
         .unwrap()

@@ -727,8 +727,14 @@ fn history_diffs_any_two_changes_and_restores_one_through_the_review() {
     // Mark 2, select 1, diff.
     keys(&mut a, &[Key::ch('m'), Key::ch('j'), Key::ch('d')]);
     let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
-    assert!(text.contains("--- web.toml change 2") && text.contains("+++ web.toml change 1"), "{text}");
-    assert!(text.contains("-capacity = { min = 2, max = 8, desired = 2 }"), "{text}");
+    assert!(text.contains("--- web.toml change 1") && text.contains("+++ web.toml change 2"), "older first: {text}");
+    assert!(text.contains("+capacity = { min = 2, max = 8, desired = 2 }"), "{text}");
+    keys(&mut a, &[ESC]);
+    // y shows the selected change as it was written, with who and what.
+    keys(&mut a, &[Key::ch('y')]);
+    let Mode::Raw { title, text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(title.ends_with("change 1"), "{title}");
+    assert!(text.contains("by engine:") && text.contains("max = 6"), "{text}");
     keys(&mut a, &[ESC]);
     // Restore change 1: the same review, then a save based on the file now.
     let fx = keys(&mut a, &[Key::ch('R')]);
@@ -788,10 +794,15 @@ fn a_new_app_starts_from_the_catalog_and_is_created_through_the_review() {
     assert_eq!(req.base_hash, None, "a new file must not exist yet");
     assert_eq!(req.file, std::path::Path::new("policies/shop.toml"));
     stackpilot::policy::parse(&req.text, &req.file).unwrap();
-    // A bad name is refused on the name field.
+    // A bad name is refused on the name field, and so is a name in use.
     typed(&mut a, ":new-app no_good");
     keys(&mut a, &[ENTER]);
     assert!(form(&a).fields[0].error.as_deref().unwrap_or_default().contains("not a valid name"));
+    keys(&mut a, &[ESC]);
+    typed(&mut a, ":new-app web");
+    keys(&mut a, &[ENTER]);
+    assert!(form(&a).fields[0].error.as_deref().unwrap_or_default().contains("already an application"));
+    assert!(keys(&mut a, &[ENTER]).is_empty() && matches!(a.mode, Mode::Form(_)), "no review");
 }
 
 #[test]

@@ -92,11 +92,10 @@ pub fn effect(old: Option<&PolicyFile>, new: &PolicyFile, p: Option<&Preview>) -
         d.capacity = new.deploy.capacity;
         d != new.deploy
     });
-    if spec_changed && p.new_revision {
-        lines.push(format!(
-            "launch spec change: revision {} for new members; {} of {} member(s) run an older revision and are the first removed on scale-in",
-            p.revision, p.outdated, p.members
-        ));
+    if spec_changed && p.new_revision && p.outdated > 0 {
+        lines.push(format!("launch spec change: revision {}, rolling update of {} member(s)", p.revision, p.outdated));
+    } else if spec_changed && p.new_revision {
+        lines.push(format!("launch spec change: revision {} for new members", p.revision));
     } else if spec_changed {
         lines.push(format!("launch spec: back to revision {}", p.revision));
     }
@@ -143,7 +142,7 @@ mod tests {
         let p = Preview { desired: 2, members: 4, outdated: 4, revision: 3, new_revision: true, ..Default::default() };
         let l = effect(Some(&spec(8, 2, "i")), &spec(8, 2, "j"), Some(&p));
         assert_eq!(l[0], "image i → j");
-        assert!(l[1].starts_with("launch spec change: revision 3 for new members; 4 of 4 member(s)"), "{l:?}");
+        assert_eq!(l[1], "launch spec change: revision 3, rolling update of 4 member(s)");
         let p = Preview { desired: 3, members: 3, revision: 1, ..Default::default() };
         assert_eq!(
             effect(Some(&spec(8, 2, "i")), &spec(8, 4, "i"), Some(&p)),

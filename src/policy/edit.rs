@@ -315,7 +315,8 @@ fn scaling_change(old: &PolicyFile, new: &PolicyFile) -> Vec<String> {
 /// The first lines of a text handed to an editor after a failed save; they are
 /// removed from what the editor saves.
 const ERROR_HEADER: &str = "# stackpilot: this change was NOT saved. Fix it, or quit without saving to cancel.";
-const ERROR_END: &str = "# stackpilot: (the lines above are removed when you save)";
+const ERROR_END: &str =
+    "# stackpilot: (the lines above are removed when you save; line numbers count from the line below)";
 
 /// Put the errors of a failed edit at the top of the text, as comments.
 pub fn with_error_header(text: &str, errors: &[String]) -> String {
@@ -355,7 +356,7 @@ pub fn new_app_text(name: &str, cloud: &str, image: &str, flavor: &str, network:
     let (min, max, desired) = c;
     let q = |s: &str| toml_edit::Value::from(s).to_string();
     format!(
-        "# {name}: created in the stackpilot console. config/policies/example.toml documents every key.\n\
+        "# {name}: created in the stackpilot console. `stackpilot policy schema` describes every key.\n\
          \n\
          [app]\n\
          name = {}\n\

@@ -77,6 +77,10 @@ pub struct Form {
     pub notes: Vec<String>,
     /// A new application's policies directory (its file is named after it).
     pub dir: Option<PathBuf>,
+    /// What the operator should know about the values (kept while typing).
+    pub info: Vec<String>,
+    /// Applications already defined on the cloud (a new one needs another name).
+    pub taken: Vec<String>,
 }
 
 /// The engine's preview of a change.
@@ -116,6 +120,8 @@ pub enum EditOutcome {
     Unchanged,
     /// A text that parses and validates.
     Changed(String),
+    /// Quit on a text that did not validate: nothing written, the text kept there.
+    Cancelled(Option<PathBuf>),
     Failed(String),
 }
 
@@ -222,6 +228,8 @@ pub fn form_for(doc: &PolicyDoc) -> Result<Form, String> {
         completion: None,
         notes: vec![],
         dir: None,
+        info: vec![],
+        taken: vec![],
     })
 }
 
@@ -248,6 +256,8 @@ pub fn new_app_form(c: &CloudSnapshot, name: &str, dir: &Path) -> Form {
         completion: None,
         notes: vec![],
         dir: Some(dir.to_path_buf()),
+        info: vec![],
+        taken: vec![],
     }
 }
 
@@ -313,6 +323,12 @@ impl Form {
                 return Some(m);
             }
         };
+        let name = self.value(FormKey::Name);
+        if self.dir.is_some() && self.taken.contains(&name) {
+            let m = format!("`{name}` is already an application on {}: pick another name", self.cloud);
+            self.set_error(FormKey::Name, m.clone());
+            return Some(m);
+        }
         let file = self.file.clone();
         match check_candidate(snap, &text, &file, self.policy_id.as_deref()) {
             Ok((_, notes)) => {
@@ -374,6 +390,12 @@ impl Form {
         }
         let typed = self.completion.as_ref().map(|c| c.0.clone()).unwrap_or_else(|| f.input.value().to_string());
         let low = typed.to_lowercase();
+        // The mode has three values: all of them, always, the matching first.
+        if f.key == FormKey::Field(Field::Mode) {
+            let mut all = names_of(snap, f.key);
+            all.sort_by_key(|n| !n.contains(&low));
+            return all;
+        }
         names_of(snap, f.key).into_iter().filter(|n| n.to_lowercase().contains(&low)).collect()
     }
 }
@@ -391,7 +413,7 @@ pub fn review(
     let diff = edit::unified_diff(
         old_text.as_deref().unwrap_or_default(),
         &new_text,
-        &format!("{name} (now)"),
+        &format!("{name} (as opened)"),
         &format!("{name} (after)"),
     );
     let old = old_text.as_deref().and_then(|t| crate::policy::parse(t, file).ok()).map(|p| p.spec);
@@ -423,6 +445,7 @@ pub fn review(
 
 /// Open the review of a change and ask the engine for its preview.
 pub fn start_review(app: &mut App, r: Review) -> Vec<Effect> {
+    app.message = None;
     let fx = match r.preview {
         PreviewState::Waiting => vec![Effect::Preview { file: r.file.clone(), text: r.new_text.clone() }],
         _ => vec![],
@@ -465,7 +488,9 @@ pub fn form_key(app: &mut App, k: Key, mut form: Form) -> Vec<Effect> {
         Code::Tab => {
             let cloud = app.shown().clouds.iter().find(|c| c.name == form.cloud).cloned();
             let cands = form.candidates(cloud.as_ref());
-            if cands.is_empty() {
+            let current = form.fields.get(form.focus).map(|f| f.input.value().to_string()).unwrap_or_default();
+            let settled = form.completion.is_none() && cands.len() == 1 && cands.first() == Some(&current);
+            if cands.is_empty() || settled {
                 form.completion = None;
                 form.focus = (form.focus + 1) % n;
             } else {
@@ -620,6 +645,15 @@ pub fn proceed(app: &mut App, id: &str, then: Then) -> Vec<Effect> {
     match then {
         Then::Form => match form_for(&doc) {
             Ok(mut f) => {
+                let view = app.engine.as_ref().and_then(|e| e.policies.iter().find(|p| p.policy_id == doc.policy_id));
+                if let (Some(v), Some(spec)) = (view, doc.spec()) {
+                    if spec.scaling.is_some() && v.desired != spec.deploy.capacity.desired {
+                        f.info.push(format!(
+                            "the autoscaler owns desired ({} now): the file's value only matters within min..max",
+                            v.desired
+                        ));
+                    }
+                }
                 let snap = app.shown().clone();
                 f.validate(&snap);
                 app.mode = Mode::Form(Box::new(f));
@@ -655,6 +689,13 @@ pub fn edited(
             app.notify(format!("{}: no change, nothing written", file.display()), Severity::Info);
             vec![]
         }
+        EditOutcome::Cancelled(kept) => {
+            let kept = kept
+                .map(|k| format!("; the text that did not validate is kept in {}", k.display()))
+                .unwrap_or_default();
+            app.notify(format!("{}: cancelled, nothing written{kept}", file.display()), Severity::Info);
+            vec![]
+        }
         EditOutcome::Failed(e) => {
             app.notify(format!("the editor failed: {e}; nothing written"), Severity::Warning);
             vec![]
@@ -678,6 +719,7 @@ pub fn saved(app: &mut App, p: SavedPolicy) -> Vec<Effect> {
         }
         Err(SaveFailure::Conflict { on_disk, yours, kept }) => {
             let name = p.file.display().to_string();
+            app.notify(format!("not saved: {name} changed on disk since it was opened"), Severity::Warning);
             let diff =
                 edit::unified_diff(&on_disk, &yours, &format!("{name} (on disk now)"), &format!("{name} (yours)"));
             let kept = kept.map(|k| format!(" Your text is kept in {}.", k.display())).unwrap_or_default();
@@ -731,6 +773,11 @@ pub fn new_app(app: &mut App, name: &str) -> Vec<Effect> {
         return vec![];
     };
     let mut f = new_app_form(&c, name, &dir);
+    f.taken = app
+        .engine
+        .as_ref()
+        .map(|e| e.policies.iter().filter(|p| p.cloud == c.name).map(|p| p.app.clone()).collect())
+        .unwrap_or_default();
     let snap = app.shown().clone();
     f.validate(&snap);
     app.mode = Mode::Form(Box::new(f));
@@ -763,13 +810,20 @@ pub fn history_action(app: &mut App, action: super::keymap::Action) -> Vec<Effec
                 return vec![];
             };
             let name = doc.file.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            let (old, old_name) = match app.marked_change.and_then(|g| change(Some(g))) {
+            // Older first: the diff reads as what changed since.
+            let this = (new, format!("{name} change {}", selected.generation));
+            let (from, to) = match app.marked_change.and_then(|g| change(Some(g))) {
                 Some(m) if m.generation != selected.generation => {
-                    (m.text.clone().unwrap_or_default(), format!("{name} change {}", m.generation))
+                    let marked = (m.text.clone().unwrap_or_default(), format!("{name} change {}", m.generation));
+                    if m.generation < selected.generation {
+                        (marked, this)
+                    } else {
+                        (this, marked)
+                    }
                 }
-                _ => (doc.text().unwrap_or_default().to_string(), format!("{name} (file now)")),
+                _ => (this, (doc.text().unwrap_or_default().to_string(), format!("{name} (file now)"))),
             };
-            let diff = edit::unified_diff(&old, &new, &old_name, &format!("{name} change {}", selected.generation));
+            let diff = edit::unified_diff(&from.0, &to.0, &from.1, &to.1);
             let text = if diff.is_empty() { "no difference".to_string() } else { diff };
             app.mode = Mode::Raw { title: format!("diff of {}", doc.app), text, scroll: 0 };
             vec![]

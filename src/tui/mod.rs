@@ -530,13 +530,9 @@ fn editor_session(
         if back == shown {
             // Quit on a text that did not validate: nothing is written, and
             // the operator's work is kept where it can be found.
-            break match (rejected, keep_text(&stem, "rejected", &text)) {
-                (false, _) => EditOutcome::Unchanged,
-                (true, Some(p)) => EditOutcome::Failed(format!(
-                    "the edit did not validate and was not saved; your text is kept in {}",
-                    p.display()
-                )),
-                (true, None) => EditOutcome::Failed("the edit did not validate and was not saved".into()),
+            break match rejected {
+                false => EditOutcome::Unchanged,
+                true => EditOutcome::Cancelled(keep_text(&stem, "rejected", &text)),
             };
         }
         match editing::check_candidate(snap, &text, file, policy_id) {

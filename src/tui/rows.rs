@@ -379,7 +379,22 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
         }
         ViewKind::PolicyDetail => {
             let doc = app.docs.get(v.policy.as_deref()?)?;
-            Some((doc.file.display().to_string(), doc.text.clone().unwrap_or_else(|e| e)))
+            // The selected change as it was written, else the file as it is.
+            let change =
+                v.selected_id.as_deref().and_then(|g| doc.history.iter().find(|c| c.generation.to_string() == g));
+            match change.and_then(|c| c.text.clone().map(|t| (c, t))) {
+                Some((c, text)) => {
+                    let who = c.actor.clone().unwrap_or_default();
+                    let what = c.summary.clone().unwrap_or_default();
+                    let head = format!(
+                        "# change {} — {} by {who}\n# {what}\n\n",
+                        c.generation,
+                        c.at.format("%Y-%m-%d %H:%M:%S")
+                    );
+                    Some((format!("{} change {}", doc.file.display(), c.generation), head + &text))
+                }
+                None => Some((doc.file.display().to_string(), doc.text.clone().unwrap_or_else(|e| e))),
+            }
         }
         ViewKind::Policies => {
             let p = app.engine.as_ref()?.policies.iter().find(|p| p.policy_id == id)?;

@@ -177,6 +177,13 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
             Span::raw(input.value().to_string()),
             Span::styled("▏", t.accent()),
         ]),
+        Mode::Form(_) => Line::from(Span::styled(
+            " ↑↓ field  tab complete / next  enter review  esc cancel (nothing is written before the review)",
+            t.dim(),
+        )),
+        Mode::Review(_) => {
+            Line::from(Span::styled(" tab: Cancel / Apply   enter chooses   j/k scroll   esc cancels", t.dim()))
+        }
         _ => match &app.message {
             Some((m, s)) => Line::from(Span::styled(format!(" {m}"), t.severity(*s))),
             None => {
@@ -1148,7 +1155,7 @@ fn raw(f: &mut Frame, app: &App, area: Rect, title: &str, text: &str, scroll: u1
     let r = centered(area, area.width.saturating_sub(4), area.height.saturating_sub(2));
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(text.to_string()).scroll((scroll, 0)).block(
+        Paragraph::new(text.to_string()).wrap(Wrap { trim: false }).scroll((scroll, 0)).block(
             Block::default()
                 .borders(Borders::ALL)
                 .border_style(t.accent())

@@ -3,7 +3,7 @@
 //! of a change (effect in the engine's words, unified diff, Cancel / Apply).
 
 use super::app::App;
-use super::editing::{Form, FormKey, PreviewState, Review};
+use super::editing::{Form, PreviewState, Review};
 use super::view::{cells_of, centered, table};
 use super::widgets::{col, Col};
 use crate::domain::text::sanitize;
@@ -235,7 +235,7 @@ pub fn form(f: &mut Frame, app: &App, area: Rect, form: &Form) {
         if focused {
             spans.push(Span::styled("▏", t.accent()));
         }
-        if changed && fl.error.is_none() && fl.key != FormKey::Name {
+        if changed && fl.error.is_none() && form.base_text.is_some() {
             spans.push(Span::styled(format!("  (was {})", fl.original), t.dim()));
         }
         lines.push(Line::from(spans));
@@ -256,7 +256,7 @@ pub fn form(f: &mut Frame, app: &App, area: Rect, form: &Form) {
         }
     }
     lines.push(Line::from(""));
-    for n in &form.notes {
+    for n in form.info.iter().chain(&form.notes) {
         lines.push(Line::from(Span::styled(format!("   {n}"), t.warn())));
     }
     lines.push(Line::from(Span::styled(
@@ -298,8 +298,8 @@ fn diff_style(app: &App, l: &str) -> Style {
 /// A change waiting for confirmation: its effect, then its diff.
 pub fn review(f: &mut Frame, app: &App, area: Rect, r: &Review) {
     let t = &app.theme;
-    // Between the header and the footer.
-    let outer = centered(area, area.width.saturating_sub(2), area.height.saturating_sub(2));
+    // The whole body, between the header and the footer.
+    let outer = Rect { y: area.y + 1, height: area.height.saturating_sub(2), ..area };
     f.render_widget(Clear, outer);
     let block = Block::default()
         .borders(Borders::ALL)
