@@ -534,6 +534,7 @@ fn rolling(desired: u32, surge: u32, unavailable: u32, batch: u32) -> AppInput {
             surge,
             unavailable,
             batch,
+            paused: false,
         }),
         ..app(desired)
     }
@@ -614,4 +615,23 @@ fn without_a_rollout_members_of_another_revision_stay() {
     let p = run(&[app(6)], &old_six(), None, &[], &EngineState::default());
     assert!(creates(&p).is_empty() && marked(&p).is_empty());
     assert!(p.apps[0].converged);
+}
+
+#[test]
+fn a_paused_rollout_keeps_its_mix_and_restores_capacity() {
+    let mut a = rolling(6, 2, 0, 0);
+    if let Some(r) = a.rollout.as_mut() {
+        r.paused = true;
+    }
+    a.revision = 1;
+    // 4 old + 3 new = 7 (one surge member still there): nothing is removed.
+    let mut s: Vec<Arc<Server>> = (0..4).map(|i| member(i, i, 1, ServerStatus::Active, 3600)).collect();
+    s.extend((4..7).map(|i| member(i, i, 2, ServerStatus::Active, 60)));
+    let p = run(&[a.clone()], &s, None, &[], &EngineState::default());
+    assert!(marked(&p).is_empty() && creates(&p).is_empty(), "{:?}", p.actions);
+    // A member lost while paused is replaced (capacity), with the stable revision.
+    s.truncate(5);
+    let p = run(&[a], &s, None, &[], &EngineState::default());
+    assert_eq!(creates(&p).len(), 1);
+    assert!(p.actions.iter().any(|x| matches!(x.step, Step::Create { revision: 1, .. })));
 }

@@ -60,7 +60,7 @@ async fn roll(rig: &Rig, short: &str, n: usize, rev: &str, within: Duration) -> 
             start.elapsed() < within,
             "not rolled out to revision {rev} after {within:?}: {:?}\n{}",
             ms.iter().map(|s| (s.name.clone(), revision(s).map(str::to_string), s.status.clone())).collect::<Vec<_>>(),
-            rig.journal(30)
+            rig.journal(60)
         );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -163,5 +163,56 @@ async fn an_engine_killed_three_times_mid_rollout_finishes_it_without_duplicates
     assert_no_duplicate_creates(&rig).await;
     assert_well_formed(&rig.app("web"), &rig.members("web").await);
     child.proc.kill().unwrap();
+    rig.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_resumes_and_undoes_through_the_store_and_the_cli() {
+    use stackpilot::engine::operate;
+    use stackpilot::engine::rollout::Command;
+    let rig = Rig::new(SimConfig::default()).await;
+    // One create per step and a checkpoint at 50 % that waits for an operator.
+    rig.policy_with("web", 4, 8, "[rollout]\nmax_surge = 1\nbatch_size = 1\ncheckpoints = [50]\n");
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 4)], Duration::from_secs(90)).await;
+    edit(&rig, "web", "flavor = \"m1.tiny\"", "flavor = \"m1.small\"");
+    let app = rig.app("web");
+    let s = wait_status(&eng, "the checkpoint", 60, |s| {
+        s.apps.iter().any(|a| a.app == app && a.rollout.as_ref().is_some_and(|r| r.phase.contains("checkpoint 50 %")))
+    })
+    .await;
+    assert!(s
+        .plans
+        .iter()
+        .any(|(a, l)| a == &app && l.iter().any(|x| x.starts_with("rollout revision 1 → revision 2: paused"))));
+    // The CLI says where it stands (reading the engine's store).
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackpilot"))
+            .args(args)
+            .env("STACKPILOT_STATE_DIR", rig.state())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, text) = cli(&["rollout", "status", &app]);
+    assert!(ok, "{text}");
+    assert!(text.contains("stable revision  1") && text.contains("paused: checkpoint 50 %"), "{text}");
+    let (ok, text) = cli(&["--read-only", "rollout", "resume", &app]);
+    assert!(!ok && text.contains("read-only"), "{text}");
+    // Resumed from the CLI: it completes.
+    let (ok, text) = cli(&["rollout", "resume", &app]);
+    assert!(ok && text.contains("applies it on its next tick"), "{text}");
+    roll(&rig, "web", 4, "2", Duration::from_secs(90)).await;
+    // Undo to revision 1 (through the store, as the console does): back to the old flavor.
+    let k = operate::find(&eng.store, &app, None).unwrap();
+    let msg =
+        operate::request(&eng.store, &k, Command::Undo { revision: 1 }, "operator:test", true, chrono::Utc::now());
+    assert!(msg.is_ok(), "{msg:?}");
+    let e = operate::request(&eng.store, &k, Command::Undo { revision: 9 }, "operator:test", true, chrono::Utc::now());
+    assert!(e.unwrap_err().to_string().contains("revision 9 of"));
+    roll(&rig, "web", 4, "1", Duration::from_secs(90)).await;
+    let ev = events(&eng.store, "rollout", &app);
+    assert!(ev.iter().any(|e| e.reason.contains("undo: back to revision 1")), "{ev:?}");
+    drop(eng);
     rig.cleanup().await;
 }

@@ -336,6 +336,24 @@ fn at(kind: &str, w: u16, h: u16) -> App {
                 _ => {}
             }
         }
+        "rollout" => {
+            let mut e = fixture::engine();
+            if let Some(web) = e.apps.iter_mut().find(|x| x.app == "web") {
+                web.rollout = Some(stackpilot::engine::rollout::RolloutView {
+                    target: 3,
+                    from: Some(2),
+                    rolling_back: false,
+                    new_ready: 1,
+                    old: 1,
+                    desired: 2,
+                    phase: "progressing".into(),
+                    deadline: None,
+                });
+            }
+            a.engine = Some(e);
+            typed(&mut a, ":apps");
+            keys(&mut a, &[ENTER]);
+        }
         "died" => {
             a.engine = Some(fixture::engine());
             stackpilot::tui::app::update(
@@ -361,7 +379,7 @@ fn at(kind: &str, w: u16, h: u16) -> App {
     a
 }
 
-const VIEWS: [&str; 17] = [
+const VIEWS: [&str; 18] = [
     "overview",
     "apps",
     "servers",
@@ -379,6 +397,7 @@ const VIEWS: [&str; 17] = [
     "form_error",
     "review",
     "history_diff",
+    "rollout",
 ];
 
 #[test]
@@ -857,4 +876,34 @@ fn a_restore_the_cloud_can_no_longer_run_is_shown_and_refused() {
     assert!(keys(&mut a, &[TAB, ENTER]).is_empty(), "never applied");
     assert!(a.message.as_ref().unwrap().0.contains("does not validate"));
     assert!(render(&a, 120, 40).contains("cannot be applied: "));
+}
+
+#[test]
+fn rollouts_are_steered_from_the_command_line_confirmed_and_refused_read_only() {
+    use stackpilot::engine::rollout::Command;
+    let mut a = app();
+    a.engine = Some(fixture::engine());
+    typed(&mut a, ":rollout status web");
+    assert_eq!(keys(&mut a, &[ENTER]), vec![Effect::RolloutStatus { cloud: "demo".into(), app: "web".into() }]);
+    typed(&mut a, ":rollout undo web 2");
+    assert!(keys(&mut a, &[ENTER]).is_empty(), "confirmed first");
+    assert!(render(&a, 120, 40).contains("Undo the rollout of web to revision 2 on demo?"));
+    assert_eq!(
+        keys(&mut a, &[TAB, ENTER]),
+        vec![Effect::Rollout { cloud: "demo".into(), app: "web".into(), cmd: Command::Undo { revision: 2 } }]
+    );
+    typed(&mut a, ":rollout pause web");
+    keys(&mut a, &[ENTER]);
+    assert!(render(&a, 120, 40).contains("Pause the rollout of web on demo?"));
+    assert!(keys(&mut a, &[ENTER]).is_empty(), "Cancel is focused");
+    typed(&mut a, ":rollout undo web");
+    keys(&mut a, &[ENTER]);
+    assert!(a.message.as_ref().unwrap().0.contains("which revision"));
+    let mut ro = app_with(true);
+    typed(&mut ro, ":rollout abort web");
+    assert!(keys(&mut ro, &[ENTER]).is_empty());
+    assert!(ro.message.as_ref().unwrap().0.contains("read-only"));
+    // The Apps view shows a rollout as a progress bar.
+    let s = render(&at("rollout", 200, 60), 200, 60);
+    assert!(s.contains("r3 ") && s.contains("1/2 -1") && s.contains("RollingUpdate"), "{s}");
 }

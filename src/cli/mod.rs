@@ -65,6 +65,43 @@ pub enum Command {
     Engine(EngineArgs),
     /// Check policy files, or print their JSON Schema.
     Policy(PolicyArgs),
+    /// See and steer an application's rolling update (the acting engine applies
+    /// a request on its next tick).
+    Rollout(RolloutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Where the rollout stands: stable and target revisions, phase, failures, revisions.
+    Status(RolloutTarget),
+    /// Pause the rollout where it is.
+    Pause(RolloutTarget),
+    /// Resume a paused rollout (after a checkpoint or a failure).
+    Resume(RolloutTarget),
+    /// Give up on the rollout: back to the stable revision by the same algorithm.
+    Abort(RolloutTarget),
+    /// Run an earlier revision (until the policy changes).
+    Undo {
+        #[command(flatten)]
+        target: RolloutTarget,
+        /// The revision to go back to (see `rollout status`).
+        #[arg(long)]
+        revision: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RolloutTarget {
+    pub app: String,
+    /// The application's cloud (when several clouds run an app of that name).
+    #[arg(long = "app-cloud")]
+    pub cloud: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -308,6 +345,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
             PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
         },
+        Some(Command::Rollout(a)) => rollout(&cli, &a.command),
     }
 }
 
@@ -668,6 +706,27 @@ pub const DEMO_POLICIES: [(&str, &str); 3] = [
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
 ];
+
+fn rollout(cli: &Cli, c: &RolloutCommand) -> CliResult<()> {
+    use crate::engine::rollout::Command as C;
+    let store = open_store()?;
+    let (t, cmd) = match c {
+        RolloutCommand::Status(t) => (t, None),
+        RolloutCommand::Pause(t) => (t, Some(C::Pause)),
+        RolloutCommand::Resume(t) => (t, Some(C::Resume)),
+        RolloutCommand::Abort(t) => (t, Some(C::Abort)),
+        RolloutCommand::Undo { target, revision } => (target, Some(C::Undo { revision: *revision })),
+    };
+    let k = crate::engine::operate::find(&store, &t.app, t.cloud.as_deref())?;
+    let text = match cmd {
+        None => crate::engine::operate::status(&store, &k)?,
+        Some(cmd) => {
+            let actor = crate::domain::event::operator_actor();
+            crate::engine::operate::request(&store, &k, cmd, &actor, !cli.read_only, chrono::Utc::now())? + "\n"
+        }
+    };
+    Ok(emit(&text)?)
+}
 
 fn policy_retire(cli: &Cli, app: &str, cloud: Option<&str>) -> CliResult<()> {
     if cli.read_only {

@@ -21,6 +21,7 @@ pub mod lease;
 pub mod members;
 pub mod metrics;
 pub mod observe;
+pub mod operate;
 pub mod plan;
 pub mod policies;
 pub mod preview;

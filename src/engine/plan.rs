@@ -527,6 +527,8 @@ fn plan_app(
     let rolling = if retire { None } else { rollout_split(a, &keep) };
     // A rollout creates up to its surge above desired, and never more new members than desired.
     let create_to = match &rolling {
+        // Paused: capacity is kept (with the stable revision), nothing rolls.
+        Some((r, _, _)) if r.paused => desired,
         Some((r, new, _)) => {
             let new_n = new.len() as u32 + flying.len() as u32;
             let n = (desired + r.surge).saturating_sub(current).min(desired.saturating_sub(new_n));
@@ -540,13 +542,15 @@ fn plan_app(
         capacity(a, create_to, current, capacity_fault, &keep, flying, limits, state, cfg, now, &mut status, out);
     match &rolling {
         Some((r, new, old)) => {
-            for x in out.actions.iter_mut().skip(first_create).filter(|x| matches!(x.step, Step::Create { .. })) {
-                x.reason = format!(
-                    "rollout to revision {}: {} new of {desired} ({} old to replace)",
-                    r.target,
-                    new.len() + flying.len(),
-                    old.len()
-                );
+            if !r.paused {
+                for x in out.actions.iter_mut().skip(first_create).filter(|x| matches!(x.step, Step::Create { .. })) {
+                    x.reason = format!(
+                        "rollout to revision {}: {} new of {desired} ({} old to replace)",
+                        r.target,
+                        new.len() + flying.len(),
+                        old.len()
+                    );
+                }
             }
             replace_old(a, r, desired, current, new, old, out);
         }
@@ -776,7 +780,12 @@ fn replace_old(
     let excess = current.saturating_sub(desired + r.surge);
     // Old members that serve nothing cost no availability: they go first, and always.
     let not_ready_old = old.iter().filter(|m| !a.is_ready(m)).count() as u32;
-    let n = (old.len() as u32).min((not_ready_old + available.saturating_sub(floor)).max(excess));
+    let n = if r.paused {
+        // Paused: only what stands above desired + surge goes (old first).
+        (old.len() as u32).min(excess)
+    } else {
+        (old.len() as u32).min((not_ready_old + available.saturating_sub(floor)).max(excess))
+    };
     let mut victims: Vec<&&Member> =
         old.iter().filter(|m| !m.protected && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
     victims.sort_by(|x, y| {

@@ -134,6 +134,8 @@ pub struct RolloutPlan {
     pub unavailable: u32,
     /// At most this many creates per step (0: no cap but the surge).
     pub batch: u32,
+    /// Paused (checkpoint, failure, operator): capacity is kept, nothing is replaced.
+    pub paused: bool,
 }
 
 /// What the console shows of a rollout.
@@ -156,7 +158,7 @@ pub struct RolloutView {
 pub struct Outcome {
     /// The revision new members get (the stable one while a rollout is paused).
     pub create_rev: u32,
-    /// `None`: no rollout, or a paused one (the planner keeps capacity only).
+    /// `None`: no rollout going on.
     pub plan: Option<RolloutPlan>,
     /// (action, reason, severity) for the audit log.
     pub events: Vec<(String, String, Severity)>,
@@ -262,6 +264,9 @@ pub fn advance(f: &Facts<'_>, book: &mut RolloutBook, cmd: Option<&Command>) -> 
         (None, Some(_), Some(s)) => s,
         _ => f.policy_rev,
     };
+    // Going back on an operator's undo is a rollback: no checkpoints, a failure pauses.
+    let undoing = book.pinned.contains_key(&pid);
+    let back_from = |from: Option<u32>| if undoing { from } else { None };
     let skip = f.spec.skip_matching;
     let off = |rev: u32| {
         let spec = (f.spec_of)(rev);
@@ -279,7 +284,7 @@ pub fn advance(f: &Facts<'_>, book: &mut RolloutBook, cmd: Option<&Command>) -> 
                 None => format!("rollout started to revision {wanted}"),
             };
             ev.push(("rollout".into(), format!("{what} ({} desired)", f.desired), Severity::Info));
-            book.rollouts.insert(pid.clone(), start(wanted, from, None, f.now));
+            book.rollouts.insert(pid.clone(), start(wanted, from, back_from(from), f.now));
         }
         Some(r) if r.target != wanted => {
             let from = stable.filter(|s| *s != wanted).or(r.from);
@@ -288,7 +293,7 @@ pub fn advance(f: &Facts<'_>, book: &mut RolloutBook, cmd: Option<&Command>) -> 
                 format!("rollout retargeted: revision {} → {wanted} (the policy changed)", r.target),
                 Severity::Info,
             ));
-            book.rollouts.insert(pid.clone(), start(wanted, from, None, f.now));
+            book.rollouts.insert(pid.clone(), start(wanted, from, back_from(from), f.now));
         }
         Some(_) => {}
     }
@@ -324,6 +329,7 @@ pub fn advance(f: &Facts<'_>, book: &mut RolloutBook, cmd: Option<&Command>) -> 
         book.rollouts.remove(&pid);
         book.stable.insert(pid.clone(), r.target);
         let what = match r.rolling_back_from {
+            Some(_) if undoing => format!("undo complete: revision {} runs until the policy changes", r.target),
             Some(bad) => format!("rollback complete: revision {} is stable again (revision {bad} failed)", r.target),
             None => format!("rollout complete: revision {} is stable ({new_ready} ready)", r.target),
         };
@@ -350,13 +356,14 @@ pub fn advance(f: &Facts<'_>, book: &mut RolloutBook, cmd: Option<&Command>) -> 
         deadline,
     };
     let create_rev = if paused { r.from.unwrap_or(r.target) } else { r.target };
-    let plan = (!paused).then(|| RolloutPlan {
+    let plan = Some(RolloutPlan {
         target: r.target,
         target_spec: (f.spec_of)(r.target),
         skip_matching: skip,
         surge,
         unavailable,
         batch: f.spec.batch_size,
+        paused,
     });
     let alert = failed_alert(book, &pid).or_else(|| match &r.phase {
         Phase::Paused { why, .. } if why.starts_with("failed") => Some(why.clone()),
@@ -531,13 +538,13 @@ mod tests {
         bad.iter_mut().for_each(|m| m.boot_failed = true);
         ms.extend(bad);
         let o = step(&mut b, &spec, 2, &ms, 10, None);
-        assert!(o.plan.is_none(), "paused: no rollout steps");
+        assert!(o.plan.unwrap().paused, "paused: no rollout steps");
         assert_eq!(o.create_rev, 1, "recovery uses the stable revision while paused");
         assert!(o.view.unwrap().phase.contains("2 new member(s) failed"));
         assert!(o.alert.is_some());
         // Resumed by an operator: the failures count again from zero.
         let o = step(&mut b, &spec, 2, &ms, 20, Some(&Command::Resume));
-        assert!(o.plan.is_some());
+        assert!(!o.plan.unwrap().paused);
     }
 
     #[test]
@@ -552,15 +559,16 @@ mod tests {
         step(&mut b, &spec, 2, &at(1, 4, true), 1, None);
         let mut ms = at(1, 2, true);
         ms.extend(at(2, 2, true));
+        let paused = |o: &Outcome| o.plan.as_ref().is_some_and(|p| p.paused);
         let o = step(&mut b, &spec, 2, &ms, 10, None);
-        assert!(o.plan.is_none() && o.events[0].1.contains("50 % checkpoint"), "{:?}", o.events);
+        assert!(paused(&o) && o.events[0].1.contains("50 % checkpoint"), "{:?}", o.events);
         let o = step(&mut b, &spec, 2, &ms, 30, None);
-        assert!(o.plan.is_none(), "still within the delay");
+        assert!(paused(&o), "still within the delay");
         let o = step(&mut b, &spec, 2, &ms, 41, None);
-        assert!(o.plan.is_some(), "the delay passed");
+        assert!(!paused(&o), "the delay passed");
         // Operators pause, abort (roll back) and undo.
         let o = step(&mut b, &spec, 2, &ms, 42, Some(&Command::Pause));
-        assert!(o.plan.is_none() && o.view.unwrap().phase.contains("paused by an operator"));
+        assert!(paused(&o) && o.view.unwrap().phase.contains("paused by an operator"));
         let o = step(&mut b, &spec, 2, &ms, 43, Some(&Command::Abort));
         assert_eq!(o.plan.unwrap().target, 1);
         let o = step(&mut b, &spec, 2, &at(1, 4, true), 44, None);

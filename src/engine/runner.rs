@@ -596,6 +596,22 @@ impl Runner {
                 })
                 .map(|x| x.describe())
                 .collect();
+            let mut lines = lines;
+            if let Some(r) = d.rollouts.get(&a.policy_id) {
+                let kind = if r.rolling_back { "rollback" } else { "rollout" };
+                let from = r.from.map(|f| format!("revision {f} → ")).unwrap_or_default();
+                let deadline = r
+                    .deadline
+                    .map(|d| format!("; fails at {} without progress", d.format("%H:%M:%S")))
+                    .unwrap_or_default();
+                lines.insert(
+                    0,
+                    format!(
+                        "{kind} {from}revision {}: {}, {}/{} new ready, {} old{deadline}",
+                        r.target, r.phase, r.new_ready, r.desired, r.old
+                    ),
+                );
+            }
             if d.dry_run.contains(&a.policy_id) && !lines.is_empty() {
                 status.approval_pending = true;
             }

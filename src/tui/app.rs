@@ -199,6 +199,8 @@ pub enum Msg {
     },
     /// A confirmed policy change was written, or why not.
     PolicySaved(super::editing::SavedPolicy),
+    /// A text to show (title, text), e.g. a rollout's status.
+    Show(String, String),
     Quit,
 }
 
@@ -235,6 +237,17 @@ pub enum Effect {
     },
     /// Write a confirmed policy change (checked against the file on disk).
     SavePolicy(crate::engine::policies::SaveRequest),
+    /// Leave a rollout command for the acting engine.
+    Rollout {
+        cloud: String,
+        app: String,
+        cmd: crate::engine::rollout::Command,
+    },
+    /// Show where an application's rollout stands.
+    RolloutStatus {
+        cloud: String,
+        app: String,
+    },
     Quit,
 }
 
@@ -294,6 +307,8 @@ impl EngineView {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineApp {
     pub app: String,
+    /// A rollout going on.
+    pub rollout: Option<crate::engine::rollout::RolloutView>,
     pub desired: u32,
     pub members: u32,
     pub ready: u32,
@@ -513,7 +528,7 @@ pub(crate) fn input_request(k: Key) -> Option<InputRequest> {
 pub fn completions(prefix: &str) -> Vec<&'static str> {
     let p = prefix.trim_start_matches(':');
     let mut v: Vec<&'static str> = COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(p)).collect();
-    v.extend(["new-app", "retire", "mode", "quit"].iter().filter(|n| n.starts_with(p)));
+    v.extend(["new-app", "rollout", "retire", "mode", "quit"].iter().filter(|n| n.starts_with(p)));
     v
 }
 
@@ -530,6 +545,8 @@ pub struct CommandLine {
     pub retire: Option<String>,
     /// `:new-app NAME`: a new application from the cloud's catalog.
     pub new_app: Option<String>,
+    /// `:rollout status|pause|resume|abort APP`, `:rollout undo APP REV`.
+    pub rollout: Option<(String, String, Option<u32>)>,
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -552,6 +569,17 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
                 Some(a) => c.retire = Some(a.to_string()),
                 None => return Err("retire which application? `:retire APP`".into()),
             }
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("rollout") {
+            let usage = "`:rollout status|pause|resume|abort APP` or `:rollout undo APP REVISION`";
+            let (Some(sub), Some(app)) = (words.next(), words.next()) else { return Err(usage.into()) };
+            let sub = sub.to_ascii_lowercase();
+            let rev = match (sub.as_str(), words.next()) {
+                ("undo", Some(r)) => Some(r.parse::<u32>().map_err(|_| format!("`{r}` is not a revision; {usage}"))?),
+                ("undo", None) => return Err(format!("undo to which revision? {usage}")),
+                ("status" | "pause" | "resume" | "abort", None) => None,
+                _ => return Err(usage.into()),
+            };
+            c.rollout = Some((sub, app.to_string(), rev));
         } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("new-app") {
             match words.next() {
                 Some(a) => c.new_app = Some(a.to_string()),
@@ -665,6 +693,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::PolicySaved(p) => super::editing::saved(app, p),
+        Msg::Show(title, text) => {
+            app.mode = Mode::Raw { title, text, scroll: 0 };
+            vec![]
+        }
         Msg::Key(k) => key(app, k),
     }
 }
@@ -778,6 +810,7 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         Ok(CommandLine { quit: true, .. }) => update(app, Msg::Quit),
         Ok(CommandLine { retire: Some(name), .. }) => ask_retire(app, &name),
         Ok(CommandLine { new_app: Some(name), .. }) => super::editing::new_app(app, &name),
+        Ok(CommandLine { rollout: Some((sub, name, rev)), .. }) => ask_rollout(app, &sub, &name, rev),
         Ok(CommandLine { mode: Some(m), .. }) => {
             use crate::config::settings::EngineMode;
             if app.engine.is_none() {
@@ -847,6 +880,11 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
             app.notify(format!("{} {}…", info_of(pending.action).name, pending.server_name), Severity::Info);
             match pending.action {
                 Action::PauseEngine => vec![Effect::EngineControl(EngineCommand::TogglePause)],
+                Action::Rollout => rollout_command(&pending.server_id)
+                    .map(|cmd| {
+                        vec![Effect::Rollout { cloud: pending.cloud.clone(), app: pending.server_name.clone(), cmd }]
+                    })
+                    .unwrap_or_default(),
                 Action::ApprovePlan => vec![Effect::EngineControl(EngineCommand::ApprovePlan)],
                 Action::EngineAuto => {
                     vec![Effect::EngineControl(EngineCommand::SetMode(crate::config::settings::EngineMode::Auto))]
@@ -964,6 +1002,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Start | Action::Stop | Action::Reboot | Action::HardReboot | Action::Delete => return ask(app, action),
         Action::RetireApp => app.notify("retire an application with `:retire APP`", Severity::Info),
         Action::NewApp => app.notify("create an application with `:new-app NAME`", Severity::Info),
+        Action::Rollout => app.notify("steer a rollout with `:rollout pause|resume|abort|undo APP`", Severity::Info),
         Action::QuickEdit | Action::EditPolicy => return edit_policy(app, action),
         Action::MarkChange | Action::DiffChange | Action::RestoreChange => {
             return super::editing::history_action(app, action)
@@ -1001,6 +1040,49 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
     }
     vec![]
+}
+
+/// `:rollout ...`: status is shown at once; a change is confirmed (and refused
+/// read-only) before it is left for the acting engine.
+fn ask_rollout(app: &mut App, sub: &str, name: &str, rev: Option<u32>) -> Vec<Effect> {
+    let cloud = app.cloud_name();
+    if sub == "status" {
+        return vec![Effect::RolloutStatus { cloud, app: name.to_string() }];
+    }
+    if app.read_only {
+        app.notify("read-only: rollouts are not changed from this console", Severity::Warning);
+        return vec![];
+    }
+    let what = match rev {
+        Some(r) => format!("undo:{r}"),
+        None => sub.to_string(),
+    };
+    app.mode = Mode::Confirm {
+        pending: Pending {
+            action: Action::Rollout,
+            cloud,
+            server_id: what,
+            server_name: name.to_string(),
+            member: false,
+        },
+        confirm_focused: false,
+        typed: None,
+    };
+    vec![]
+}
+
+/// The rollout command a confirmation carries (`pause`, `undo:3`, ...).
+pub fn rollout_command(what: &str) -> Option<crate::engine::rollout::Command> {
+    use crate::engine::rollout::Command;
+    Some(match what.split_once(':') {
+        Some(("undo", r)) => Command::Undo { revision: r.parse().ok()? },
+        _ => match what {
+            "pause" => Command::Pause,
+            "resume" => Command::Resume,
+            "abort" => Command::Abort,
+            _ => return None,
+        },
+    })
 }
 
 /// `c` and `e` on a policy: the form or the editor, once its file is loaded.

@@ -179,6 +179,8 @@ pub enum Action {
     RestoreChange,
     /// `:new-app NAME` (a command, no key).
     NewApp,
+    /// `:rollout pause|resume|abort|undo APP` (a command, no key).
+    Rollout,
 }
 
 pub struct ActionInfo {
@@ -276,6 +278,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         true,
     ),
     info(A::NewApp, "new-app", &[], C::Policies, ":new-app NAME creates an application from the catalog", true),
+    info(A::Rollout, "rollout", &[], C::Plan, ":rollout status|pause|resume|abort|undo APP [REV]", true),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {

@@ -72,6 +72,7 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
                 blocked: a.blocked.clone(),
                 hold: a.hold.clone(),
                 converged: a.converged,
+                rollout: a.rollout.clone(),
             })
             .collect(),
         alerts: s.alerts.clone(),
@@ -364,6 +365,43 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
         }
         // Handled by the console loop, which owns the terminal.
         Effect::EditPolicy { .. } => {}
+        Effect::Rollout { cloud, app, cmd } => {
+            let (tx, store, read_only) = (tx.clone(), console.store.clone(), console.read_only);
+            tokio::spawn(async move {
+                let ask = move || -> Result<String, String> {
+                    let store = store.ok_or("no store in this console")?;
+                    let k = crate::engine::operate::find(&store, &app, Some(&cloud)).map_err(|e| e.to_string())?;
+                    let actor = crate::domain::event::operator_actor();
+                    crate::engine::operate::request(&store, &k, cmd, &actor, !read_only, chrono::Utc::now())
+                        .map_err(|e| e.to_string())
+                };
+                let msg = match tokio::task::spawn_blocking(ask).await {
+                    Ok(Ok(text)) => Msg::Show("rollout".into(), text),
+                    Ok(Err(e)) => Msg::Show("rollout: refused".into(), e),
+                    Err(e) => Msg::Show("rollout".into(), e.to_string()),
+                };
+                if tx.send(msg).await.is_err() {
+                    tracing::debug!("the console ended before a rollout request was answered");
+                }
+            });
+        }
+        Effect::RolloutStatus { cloud, app } => {
+            let (tx, store) = (tx.clone(), console.store.clone());
+            tokio::spawn(async move {
+                let read = move || -> Result<String, String> {
+                    let store = store.ok_or("no store in this console")?;
+                    let k = crate::engine::operate::find(&store, &app, Some(&cloud)).map_err(|e| e.to_string())?;
+                    crate::engine::operate::status(&store, &k).map_err(|e| e.to_string())
+                };
+                let text = match tokio::task::spawn_blocking(read).await {
+                    Ok(Ok(t)) | Ok(Err(t)) => t,
+                    Err(e) => e.to_string(),
+                };
+                if tx.send(Msg::Show("rollout status".into(), text)).await.is_err() {
+                    tracing::debug!("the console ended before a rollout status came");
+                }
+            });
+        }
         Effect::EngineControl(cmd) => {
             use crate::engine::EngineCommand as E;
             let tx = tx.clone();

@@ -375,7 +375,7 @@ fn servers(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
-const APP_COLS: [Col; 9] = [
+const APP_COLS: [Col; 10] = [
     col("APP", 16, 6, 0, Some('N')),
     col("SERVERS", 8, 7, 0, Some('S')),
     col("ACTIVE", 7, 6, 2, None),
@@ -385,7 +385,28 @@ const APP_COLS: [Col; 9] = [
     col("WHY", 19, 8, 3, None),
     col("FLAVORS", 16, 6, 6, None),
     col("CPU", 40, 10, 0, Some('C')),
+    col("ROLLOUT", 20, 10, 7, None),
 ];
+
+/// A rollout as a progress bar: `r2 ▰▰▰▱▱▱ 3/6 -3` (new ready of desired, old left).
+fn rollout_cell(app: &App, r: &crate::engine::rollout::RolloutView, width: u16) -> (String, Style) {
+    let t = &app.theme;
+    let head = if r.rolling_back { format!("↶r{}", r.target) } else { format!("r{}", r.target) };
+    let tail =
+        format!(" {}/{}{}", r.new_ready, r.desired, if r.old > 0 { format!(" -{}", r.old) } else { String::new() });
+    let bar_w = (width as usize).saturating_sub(head.chars().count() + tail.chars().count() + 1).min(12);
+    let filled = if r.desired == 0 { bar_w } else { (r.new_ready as usize * bar_w / r.desired as usize).min(bar_w) };
+    let (on, off) = if app.ascii { ('#', '-') } else { ('▰', '▱') };
+    let bar: String = std::iter::repeat_n(on, filled).chain(std::iter::repeat_n(off, bar_w - filled)).collect();
+    let style = if r.rolling_back || r.phase.contains("failed") {
+        t.bad()
+    } else if r.phase.starts_with("paused") {
+        t.warn()
+    } else {
+        t.accent()
+    };
+    (format!("{head} {bar}{tail}"), style)
+}
 
 /// Reason codes that mean "held back": shown in amber.
 fn reason_style(t: &super::theme::Theme, reason: &str) -> Style {
@@ -433,11 +454,17 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
         };
         // A policy that is not ok says so first: it is what the operator must fix.
         let pol = eng.and_then(|e| e.policy_of(id)).filter(|p| p.state != "ok");
-        let why = match (pol, governed.and_then(|g| g.hold.as_ref())) {
-            (Some(p), _) => policy_word(&p.state).to_string(),
-            (None, Some(h)) => h.split(':').next().unwrap_or_default().to_string(),
-            (None, None) => sc.map(|v| v.reason.clone()).unwrap_or_default(),
+        let rollout = governed.and_then(|g| g.rollout.as_ref());
+        let why = match (pol, governed.and_then(|g| g.hold.as_ref()), rollout) {
+            (Some(p), _, _) => policy_word(&p.state).to_string(),
+            (None, Some(h), _) => h.split(':').next().unwrap_or_default().to_string(),
+            (None, None, Some(r)) if r.rolling_back => "RollingBack".into(),
+            (None, None, Some(r)) if r.phase.starts_with("paused") => "RolloutPaused".into(),
+            (None, None, Some(_)) => "RollingUpdate".into(),
+            (None, None, None) => sc.map(|v| v.reason.clone()).unwrap_or_default(),
         };
+        let rollout_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(12);
+        let rollout = rollout.map(|r| rollout_cell(app, r, rollout_w)).unwrap_or_else(|| ("-".into(), t.dim()));
         cells_of(
             vec![
                 (a.name.clone(), t.accent()),
@@ -449,6 +476,7 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
                 (why.clone(), reason_style(t, &why)),
                 (a.flavors.join(","), t.dim()),
                 cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
+                rollout,
             ],
             widths,
         )
@@ -1185,11 +1213,25 @@ fn confirm(
     let h = if typed.is_some() { 8 } else { 6 };
     let r = centered(area, 60, h);
     f.render_widget(Clear, r);
-    let mut lines = vec![Line::from(vec![
-        Span::raw(format!(" {verb} server ")),
-        Span::styled(p.server_name.clone(), t.accent().add_modifier(Modifier::BOLD)),
-        Span::raw(format!(" on {}?", p.cloud)),
-    ])];
+    let mut lines = vec![if p.action == Action::Rollout {
+        let what = match p.server_id.split_once(':') {
+            Some((_, rev)) => format!("Undo the rollout of {} to revision {rev}", p.server_name),
+            None => {
+                let mut w = p.server_id.clone();
+                if let Some(first) = w.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                format!("{w} the rollout of {}", p.server_name)
+            }
+        };
+        Line::from(Span::raw(format!(" {what} on {}?", p.cloud)))
+    } else {
+        Line::from(vec![
+            Span::raw(format!(" {verb} server ")),
+            Span::styled(p.server_name.clone(), t.accent().add_modifier(Modifier::BOLD)),
+            Span::raw(format!(" on {}?", p.cloud)),
+        ])
+    }];
     if let Some(i) = typed {
         lines.push(Line::from(Span::styled(
             format!(" {} is protected: type the server name to confirm", p.cloud),
