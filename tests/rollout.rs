@@ -216,3 +216,38 @@ async fn an_operator_pauses_resumes_and_undoes_through_the_store_and_the_cli() {
     drop(eng);
     rig.cleanup().await;
 }
+
+/// The user data a member was created with (Nova's admin attribute, base64).
+fn user_data_of(s: &Server) -> String {
+    use base64::Engine;
+    let raw: serde_json::Value = serde_json::from_str(s.raw.as_deref().expect("the raw server")).unwrap();
+    let b64 = raw["OS-EXT-SRV-ATTR:user_data"].as_str().expect("user data");
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_stages_boot_every_member_and_a_stage_change_rolls_out() {
+    let rig = Rig::new(SimConfig::default()).await;
+    let stages = "[environment]\npackages = [\"nginx\"]\nvariables = { MODE = \"one\" }\n\n[application]\nconfig = [{ path = \"/etc/web.conf\", content = \"slot={slot} ip={ip}\\n\" }]\nstart = \"/usr/sbin/nginx -g 'daemon off;'\"\n";
+    rig.policy_with("web", 2, 4, stages);
+    // Stages and user_data do not mix: the escape hatch goes.
+    edit(&rig, "web", "user_data = \"#cloud-config\\nruncmd: [echo {app} {revision} {slot}]\\n\"\n", "");
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(90)).await;
+    let file = rig.policies().join("web.toml");
+    let p = stackpilot::policy::parse(&std::fs::read_to_string(&file).unwrap(), &file).unwrap();
+    let template = p.spec.effective_user_data().unwrap();
+    for s in rig.members("web").await {
+        let slot: u32 = s.metadata["stackpilot:slot"].parse().unwrap();
+        let ud = user_data_of(&s);
+        assert_eq!(ud, stackpilot::policy::render_user_data(&template, &rig.app("web"), 1, slot, &rig.cloud.name));
+        assert!(ud.starts_with("#cloud-config\n") && ud.contains(&format!("slot={slot} ip=@STACKPILOT_IP@")), "{ud}");
+        serde_yaml::from_str::<serde_yaml::Value>(&ud).expect("valid YAML");
+    }
+    // A change of a stage is a new revision, rolled out.
+    edit(&rig, "web", "MODE = \"one\"", "MODE = \"two\"");
+    roll(&rig, "web", 2, "2", Duration::from_secs(90)).await;
+    assert!(rig.members("web").await.iter().all(|s| user_data_of(s).contains("MODE='two'")));
+    drop(eng);
+    rig.cleanup().await;
+}

@@ -138,6 +138,15 @@ pub enum PolicyCommand {
     },
     /// Print the JSON Schema of policy files.
     Schema,
+    /// Print the user data a member would boot with ([environment] and
+    /// [application] rendered to #cloud-config, or deploy.user_data).
+    Render {
+        /// An application of the policies directory, or a policy file.
+        target: String,
+        /// The member's slot.
+        #[arg(long, default_value_t = 0)]
+        slot: u32,
+    },
     /// Remove an application: the engine deletes its members (drained first).
     /// Refused while a policy file still defines it.
     Retire {
@@ -343,6 +352,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
                 Ok(emit(&format!("{schema}\n"))?)
             }
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
+            PolicyCommand::Render { target, slot } => policy_render(&cli, target, *slot),
             PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
         },
         Some(Command::Rollout(a)) => rollout(&cli, &a.command),
@@ -706,6 +716,39 @@ pub const DEMO_POLICIES: [(&str, &str); 3] = [
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
 ];
+
+fn policy_render(cli: &Cli, target: &str, slot: u32) -> CliResult<()> {
+    let path = PathBuf::from(target);
+    let policy = if path.is_file() {
+        let text = crate::policy::read_policy_file(&path).map_err(|e| cli_err(format!("{target}: {e}")))?;
+        crate::policy::parse(&text, &path)
+            .map_err(|e| cli_err(e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")))?
+    } else {
+        let settings = load_settings(cli)?;
+        let dir = policies_dir(None, &settings);
+        let (ok, _) = crate::policy::load_dir(&dir);
+        ok.into_iter()
+            .find(|p| p.name() == target)
+            .ok_or_else(|| cli_err(format!("no valid policy of an application `{target}` in {}", dir.display())))?
+    };
+    // The revision in force, when this host's engine recorded one.
+    let revision = open_store()
+        .ok()
+        .and_then(|s| s.revisions(&policy.id).ok())
+        .and_then(|r| r.iter().map(|x| x.revision).max())
+        .unwrap_or(1);
+    match policy.spec.effective_user_data() {
+        Some(t) => Ok(emit(&crate::policy::render_user_data(&t, policy.name(), revision, slot, policy.cloud()))?),
+        None => {
+            // Nothing on stdout: scripts see an empty document.
+            say(format_args!(
+                "{}: no user data (no deploy.user_data, no [environment] or [application])",
+                policy.name()
+            ));
+            Ok(())
+        }
+    }
+}
 
 fn rollout(cli: &Cli, c: &RolloutCommand) -> CliResult<()> {
     use crate::engine::rollout::Command as C;

@@ -85,11 +85,18 @@ fn probe_spec(p: &Policy) -> ProbeSpec {
     let r = &p.spec.readiness;
     ProbeSpec {
         console_marker: (!r.cloud_init_marker.is_empty()).then(|| r.cloud_init_marker.clone()),
-        http: r.http.as_ref().map(|h| HttpCheck {
-            url: h.url.clone(),
-            expect_status: h.expect_status.clone(),
-            timeout: h.timeout.0,
-        }),
+        // The application's health endpoint is the probe unless [readiness] names one.
+        http: r
+            .http
+            .as_ref()
+            .map(|h| HttpCheck { url: h.url.clone(), expect_status: h.expect_status.clone(), timeout: h.timeout.0 })
+            .or_else(|| {
+                p.spec.application.health.as_ref().map(|url| HttpCheck {
+                    url: url.clone(),
+                    expect_status: vec![200],
+                    timeout: std::time::Duration::from_secs(5),
+                })
+            }),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod model;
 pub mod rollout;
 pub mod scaling;
 pub mod schema;
+pub mod stages;
 pub mod validate;
 
 pub use model::*;

@@ -135,9 +135,25 @@ pub struct PolicyFile {
     pub scaling: Option<super::scaling::Scaling>,
     #[serde(default)]
     pub rollout: super::rollout::RolloutSpec,
+    /// The application's environment: packages, runtime, variables, files, users.
+    #[serde(default, skip_serializing_if = "super::stages::Environment::is_empty")]
+    pub environment: super::stages::Environment,
+    /// The application itself: artifact, configuration, service, health endpoint.
+    #[serde(default, skip_serializing_if = "super::stages::Application::is_empty")]
+    pub application: super::stages::Application,
 }
 
 impl PolicyFile {
+    /// What members boot with: `deploy.user_data`, or the stages rendered to one
+    /// `#cloud-config` document (`{app}`, `{revision}`, `{slot}`, `{cloud}` left
+    /// for each member).
+    pub fn effective_user_data(&self) -> Option<String> {
+        self.deploy
+            .user_data
+            .clone()
+            .or_else(|| super::stages::render(&self.app.name, &self.environment, &self.application))
+    }
+
     /// Every duration of the policy with its dotted path and allowed range.
     pub fn durations(&self) -> Vec<(String, Dur, crate::domain::time::DurRange)> {
         use crate::domain::time::DurRange;
@@ -283,11 +299,18 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
     if spec.deploy.networks.is_empty() {
         err("deploy.networks", "name at least one network, e.g. networks = [\"private\"]".into());
     }
-    if let Some(ud) = &spec.deploy.user_data {
-        if ud.len() > 48 * 1024 {
+    for (path, msg) in super::stages::check(&spec.environment, &spec.application, spec.deploy.user_data.as_deref()) {
+        err(&path, msg);
+    }
+    if let Some(ud) = spec.effective_user_data() {
+        if ud.len() > super::stages::MAX_USER_DATA {
+            let field = if spec.deploy.user_data.is_some() { "deploy.user_data" } else { "application" };
             err(
-                "deploy.user_data",
-                format!("{} bytes is more than Nova accepts once encoded (48 KiB of text)", ud.len()),
+                field,
+                format!(
+                    "the user data is {} bytes: more than Nova's 64 KiB once encoded (48 KiB of text); move large files into the artifact",
+                    ud.len()
+                ),
             );
         }
     }

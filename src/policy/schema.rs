@@ -7,6 +7,11 @@ fn duration() -> Value {
     json!({"oneOf": [{"type": "string", "pattern": "^([0-9]+(ms|s|m|h|d|w))+$"}, {"type": "integer", "minimum": 0}], "description": "a duration: 30s, 10m, 1h, or seconds"})
 }
 
+fn file() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["path", "content"], "properties": {
+        "path": {"type": "string"}, "content": {"type": "string"}, "mode": {"type": "string", "pattern": "^[0-7]{4}$"}, "owner": {"type": "string"}}})
+}
+
 fn amount() -> Value {
     json!({"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": "^[0-9]{1,3}%$"}], "description": "a count, or a percentage of desired (\"25%\")"})
 }
@@ -63,6 +68,23 @@ pub fn schema() -> Value {
                 "on_failure": {"enum": ["rollback", "pause"]},
                 "checkpoints": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 99}},
                 "checkpoint_delay": duration(), "skip_matching": {"type": "boolean"}}},
+            "environment": {"type": "object", "additionalProperties": false, "properties": {
+                "repositories": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["name", "source"], "properties": {
+                    "name": {"type": "string"}, "source": {"type": "string"}, "key": {"type": "string"}, "keyid": {"type": "string"}}}},
+                "packages": {"type": "array", "items": {"type": "string"}},
+                "runtime": {"type": "string", "description": "the runtime's package"},
+                "variables": {"type": "object", "additionalProperties": {"type": "string"}},
+                "files": {"type": "array", "items": file()},
+                "sysctl": {"type": "object", "additionalProperties": {"type": "string"}},
+                "users": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                    "name": {"type": "string"}, "groups": {"type": "array", "items": {"type": "string"}}, "shell": {"type": "string"}, "system": {"type": "boolean"}}}},
+                "commands": {"type": "array", "items": {"type": "string"}}}},
+            "application": {"type": "object", "additionalProperties": false, "properties": {
+                "artifact": {"type": "object", "additionalProperties": false, "required": ["url", "sha256"], "properties": {
+                    "url": {"type": "string"}, "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"}, "unpack_to": {"type": "string"}}},
+                "config": {"type": "array", "items": file()},
+                "start": {"type": "string"}, "unit": {"type": "string"}, "user": {"type": "string"},
+                "health": {"type": "string", "description": "http://{ip}:PORT/PATH: the readiness probe by default"}}},
             "scaling": {"type": "object", "additionalProperties": false, "required": ["metrics"], "properties": {
                 "mode": {"enum": ["target_tracking", "step"]},
                 "evaluation_interval": duration(),

@@ -178,7 +178,7 @@ pub fn resolve(p: &Policy, cat: &CloudCatalog, text: Option<&str>) -> Result<Res
         network_ids,
         key_name: d.key_name.clone(),
         security_groups: d.security_groups.clone(),
-        user_data: d.user_data.clone(),
+        user_data: p.spec.effective_user_data(),
         metadata: d.metadata.clone(),
         availability_zones: d.availability_zones.clone(),
     })

@@ -1004,6 +1004,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::NewApp => app.notify("create an application with `:new-app NAME`", Severity::Info),
         Action::Rollout => app.notify("steer a rollout with `:rollout pause|resume|abort|undo APP`", Severity::Info),
         Action::QuickEdit | Action::EditPolicy => return edit_policy(app, action),
+        Action::RenderPolicy => super::editing::render(app),
         Action::MarkChange | Action::DiffChange | Action::RestoreChange => {
             return super::editing::history_action(app, action)
         }

@@ -860,3 +860,27 @@ pub fn history_action(app: &mut App, action: super::keymap::Action) -> Vec<Effec
         _ => vec![],
     }
 }
+
+/// `u` in an open policy: the user data a member boots with (slot 0, the
+/// revision in force).
+pub fn render(app: &mut App) {
+    let Some(doc) = app.view().policy.as_ref().and_then(|id| app.docs.get(id)).cloned() else {
+        app.notify("the policy is still loading", Severity::Info);
+        return;
+    };
+    let Some(spec) = doc.spec() else {
+        app.notify(format!("{} does not validate: nothing to render", doc.file.display()), Severity::Warning);
+        return;
+    };
+    let rev = app
+        .engine
+        .as_ref()
+        .and_then(|e| e.policies.iter().find(|p| p.policy_id == doc.policy_id))
+        .map(|p| p.revision.max(1))
+        .unwrap_or(1);
+    let text = match spec.effective_user_data() {
+        Some(t) => crate::policy::render_user_data(&t, &doc.app, rev, 0, &doc.cloud),
+        None => "no user data: no deploy.user_data, no [environment] or [application]".into(),
+    };
+    app.mode = Mode::Raw { title: format!("user data of {} (revision {rev}, slot 0)", doc.app), text, scroll: 0 };
+}

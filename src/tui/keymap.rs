@@ -181,6 +181,8 @@ pub enum Action {
     NewApp,
     /// `:rollout pause|resume|abort|undo APP` (a command, no key).
     Rollout,
+    /// Show the user data a member of the open policy boots with.
+    RenderPolicy,
 }
 
 pub struct ActionInfo {
@@ -276,6 +278,14 @@ pub const ACTIONS: &[ActionInfo] = &[
         C::PolicyDetail,
         "restore the selected change (diff, then confirm)",
         true,
+    ),
+    info(
+        A::RenderPolicy,
+        "render-policy",
+        &[Key::ch('u')],
+        C::PolicyDetail,
+        "user data a member boots with (#cloud-config)",
+        false,
     ),
     info(A::NewApp, "new-app", &[], C::Policies, ":new-app NAME creates an application from the catalog", true),
     info(A::Rollout, "rollout", &[], C::Plan, ":rollout status|pause|resume|abort|undo APP [REV]", true),
