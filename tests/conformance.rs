@@ -1297,7 +1297,7 @@ async fn shape_parity() {
     // Every difference found so far was fixed in the simulator; keep it that way:
     // the simulator shows every key path the real services showed, and nothing
     // else beyond data its world carries (image properties).
-    const WORLD_DATA: [&str; 2] = ["images[].os_distro", "images[].os_version"];
+    const WORLD_DATA: [&str; 3] = ["images[].os_distro", "images[].os_version", "images[].sim_cloud_init"];
     let mut drift = Vec::new();
     for ep in reads.keys() {
         let r = real.get(*ep).cloned().unwrap_or_default();
