@@ -41,9 +41,13 @@ async fn converges_three_apps_and_follows_desired_up_and_down() {
     rig.policy("worker", 1);
     let eng = rig.start(rig.engine_cfg());
     rig.converged(&[("web", 3), ("api", 2), ("worker", 1)], Duration::from_secs(90)).await;
-    let status = eng.handle.status.borrow().clone();
+    // The engine sees what the cloud lists a refresh later (on a loaded real
+    // cloud, seconds later): wait for its own status to say so.
+    let status = wait_status(&eng, "the engine's converged status", 60, |s| {
+        s.apps.len() == 3 && s.apps.iter().all(|a| a.converged && a.ready == a.desired)
+    })
+    .await;
     assert_eq!(status.apps.len(), 3);
-    assert!(status.apps.iter().all(|a| a.converged && a.ready == a.desired), "{:?}", status.apps);
 
     rig.policy("web", 1);
     rig.policy("api", 4);

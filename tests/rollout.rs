@@ -286,3 +286,36 @@ async fn deploy_stages_boot_every_member_and_a_stage_change_rolls_out() {
     drop(eng);
     rig.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_without_quota_holds_and_never_deletes_old_members() {
+    use serde_json::json;
+    let Some(rig) =
+        sim_rig("quota mid-rollout", "lowering the shared real project's quota would disturb other cases").await
+    else {
+        return;
+    };
+    let h = rig.sim.as_ref().unwrap();
+    rig.policy_with("web", 4, 8, "[rollout]\nmax_surge = 2\n");
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 4)], Duration::from_secs(90)).await;
+    roll(&rig, "web", 4, "1", Duration::from_secs(60)).await;
+    // No room for a single surge member: the quota is exactly what runs.
+    common::control(h, "quota", json!({"project": "admin", "instances": 4})).await;
+    edit(&rig, "web", "flavor = \"m1.tiny\"", "flavor = \"m1.small\"");
+    let start = Instant::now();
+    let mut lowest = usize::MAX;
+    while start.elapsed() < Duration::from_secs(8) {
+        let ms = rig.members("web").await;
+        lowest = lowest.min(serving(&ms));
+        assert!(ms.iter().all(|s| revision(s) == Some("1")), "nothing replaced without room");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(lowest, 4, "every old member kept serving");
+    // Room again: the rollout goes on by itself.
+    common::control(h, "quota", json!({"project": "admin", "instances": 20})).await;
+    let (_, low) = roll(&rig, "web", 4, "2", Duration::from_secs(120)).await;
+    assert!(low >= 4, "{low}");
+    drop(eng);
+    rig.cleanup().await;
+}
