@@ -108,7 +108,10 @@ async fn members_roll_to_a_new_flavor_without_dropping_below_desired() {
     let ev = events(&eng.store, "rollout", &rig.app("web"));
     assert!(ev.iter().any(|e| e.reason.contains("rollout started: revision 1 → 2")), "{ev:?}");
     assert!(ev.iter().any(|e| e.reason.contains("rollout complete: revision 2 is stable")), "{ev:?}");
-    assert_no_duplicate_creates(&rig).await;
+    if rig.side == Side::Sim {
+        // The simulator counts creates per op tag; the real services do not.
+        assert_no_duplicate_creates(&rig).await;
+    }
     drop(eng);
     rig.cleanup().await;
 }
