@@ -303,8 +303,18 @@ async fn killed_mid_converge_the_engine_restarts_without_duplicates_or_orphans()
         .and_then(|r| r.split_whitespace().next())
         .map(|u| u.trim_end_matches("/metrics").to_string())
         .unwrap_or_else(|| panic!("no metrics address in the log: {log}"));
-    let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
-    assert!(health.status().is_success());
+    // Healthy once its data is fresh again after the restart (on a loaded real
+    // cloud the first listings take a while).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
+        if health.status().is_success() {
+            break;
+        }
+        let body = health.text().await.unwrap_or_default();
+        assert!(tokio::time::Instant::now() < deadline, "/healthz stays unhealthy: {body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let cloud = &rig.cloud.name;
     let wants = [
         format!("stackpilot_engine_apps_converged{{cloud=\"{cloud}\"}} 1"),
