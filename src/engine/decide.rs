@@ -341,7 +341,13 @@ fn rollout(i: &DecideInput<'_>, p: &Policy, members: &[Member], input: &mut AppI
     match recorded.and_then(|r| serde_json::from_str::<ResolvedSpec>(&r.spec).ok().map(|s| (r, s))) {
         Some((r, spec)) => use_revision(p, out.create_rev, &r.spec_hash, spec, input, d),
         None => {
-            input.invalid = Some(format!("the launch spec of revision {} is not in the store", out.create_rev));
+            // Nothing to launch it from: no creates, and nothing replaced either
+            // (the old members stay until a revision can be launched).
+            input.rollout = None;
+            input.invalid = Some(format!(
+                "the launch spec of revision {} is not in the store: `stackpilot rollout undo` to a recorded revision, or change the policy",
+                out.create_rev
+            ));
         }
     }
 }
