@@ -159,7 +159,7 @@ async fn a_server_record_that_does_not_decode_stays_with_a_placeholder_and_an_al
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_fill_series_and_apps_aggregate_them() {
-    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
+    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, incidents: false, ..Default::default() }).await;
     let c = stackpilot::cloud::Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
     for app in ["web", "api", "worker"] {
         let seed =

@@ -265,7 +265,7 @@ async fn volumes_and_backup_chains() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_follows_the_app_load_shared_by_its_active_servers() {
     // Demo world: `worker` is a steady 0.8 vCPU of work on one 1-vCPU server.
-    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
+    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, incidents: false, ..Default::default() }).await;
     let c = Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
     control(&h, "seed", json!({"count": 1, "prefix": "worker", "app": "worker", "metrics": true, "project": "demo", "flavor": "m1.small"}))
         .await;
@@ -387,4 +387,56 @@ async fn the_control_api_needs_its_token_and_refuses_web_pages() {
     assert!(body.to_string().contains("no image"), "{body}");
     // The simulator still serves.
     assert_eq!(control_request(&h, reqwest::Method::GET, "stats").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_break_repairs_fail_zones_crash_and_incidents_strike_on_schedule() {
+    let h = sim(SimConfig { speed: 600.0, world: WorldSource::Demo, ..Default::default() }).await;
+    let c = Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    for app in ["worker", "api", "web"] {
+        control(&h, "seed", json!({"count": 1, "prefix": app, "app": app, "project": "demo", "flavor": "m1.small"}))
+            .await;
+    }
+    let all = c.compute().list_servers(&Default::default()).await.unwrap();
+    let of = |app: &str| all.iter().find(|s| s.app() == Some(app)).unwrap().clone();
+    let (worker, api, web) = (of("worker"), of("api"), of("web"));
+    let health = |id: String| {
+        let url = format!("{}/guest/{id}/health", h.base_url);
+        async move {
+            match reqwest::Client::new().get(url).timeout(Duration::from_millis(500)).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 0,
+            }
+        }
+    };
+    // The health endpoint needs no control token: it is the guest's.
+    assert_eq!(health(web.id.clone()).await, 200);
+    control(&h, &format!("servers/{}/guest", web.id), json!({"health": "hung", "until": "reboot-hard"})).await;
+    assert_eq!(health(web.id.clone()).await, 0, "hung: no answer");
+    // A soft reboot does not mend it; it fails once as told, then a hard reboot mends it.
+    control(&h, &format!("servers/{}/fail-actions", web.id), json!({"reboot-soft": 1})).await;
+    let srv = c.compute();
+    srv.action(&web.id, &ServerAction::Reboot(RebootKind::Soft)).await.unwrap();
+    control(&h, "clock/advance", json!({"seconds": 120})).await;
+    let s = srv.get_server(&web.id).await.unwrap();
+    assert_eq!(s.status, ServerStatus::Error, "a failed reboot ends in ERROR");
+    srv.action(&web.id, &ServerAction::Reboot(RebootKind::Hard)).await.unwrap();
+    control(&h, "clock/advance", json!({"seconds": 120})).await;
+    assert_eq!(srv.get_server(&web.id).await.unwrap().status, ServerStatus::Active);
+    assert_eq!(health(web.id.clone()).await, 200, "a hard reboot mends it");
+    // The demo's incidents: the worker powers off at 300 s, the api member crashes at 900 s.
+    control(&h, "clock/advance", json!({"seconds": 900})).await;
+    let mut seen = (ServerStatus::Unknown, ServerStatus::Unknown);
+    for _ in 0..50 {
+        seen = (srv.get_server(&worker.id).await.unwrap().status, srv.get_server(&api.id).await.unwrap().status);
+        if seen == (ServerStatus::Shutoff, ServerStatus::Error) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (ServerStatus::Shutoff, ServerStatus::Error));
+    // A whole zone crashes at once.
+    let r = control(&h, "zones/nova/crash", json!({})).await;
+    assert!(r["crashed"].as_u64().unwrap() >= 1, "{r}");
+    assert_eq!(srv.get_server(&web.id).await.unwrap().status, ServerStatus::Error);
 }

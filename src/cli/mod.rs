@@ -514,6 +514,7 @@ fn sim_config(a: &SimArgs) -> CliResult<crate::sim::SimConfig> {
         token_lifetime_secs: a.token_lifetime,
         boot_secs: None,
         control_token: a.control_token.clone(),
+        incidents: true,
     })
 }
 

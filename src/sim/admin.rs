@@ -20,7 +20,13 @@ pub fn router() -> Router<S> {
         .route("/_sim/faults", post(set_faults).delete(clear_faults).get(get_faults))
         .route("/_sim/fail-creates", post(fail_creates))
         .route("/_sim/servers/{id}/state", post(server_state))
+        .route("/_sim/servers-state", post(servers_state))
+        .route("/_sim/zones/{az}/crash", post(zone_crash))
         .route("/_sim/servers/{id}/corrupt", post(server_corrupt))
+        .route("/_sim/servers/{id}/guest", post(server_guest))
+        .route("/_sim/servers/{id}/fail-actions", post(server_fail_actions))
+        // What a guest serves: reachable without the control token, like an application.
+        .route("/guest/{id}/health", get(guest_health))
         .route("/_sim/tokens/expire", post(expire_tokens))
         .route("/_sim/quota", post(quota))
         .route("/_sim/capacity", post(capacity))
@@ -141,6 +147,58 @@ async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -
     }
 }
 
+/// Force several servers at once (one failure that strikes them together):
+/// `{"ids": [...], "status": "ERROR", "message": "..."}`.
+async fn servers_state(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ids: Vec<String> = b
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let status = b.get("status").and_then(Value::as_str).unwrap_or("ERROR").to_string();
+    let message = b.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+    let now = s.now();
+    let mut w = s.world();
+    for id in &ids {
+        if let Err(SimError { status, message, .. }) = w.force_state(id, &status, &message, now) {
+            return json_response(status, &json!({"error": message, "id": id}));
+        }
+    }
+    json_response(200, &json!({"ids": ids, "status": status}))
+}
+
+/// A whole availability zone crashes: every running server in it goes to
+/// ERROR at once (`{"message": "..."}` is the fault Nova shows).
+async fn zone_crash(State(s): State<S>, Path(az): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let message = b
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("Instance lost: its availability zone went down")
+        .to_string();
+    let now = s.now();
+    let mut w = s.world();
+    let ids: Vec<String> = w
+        .servers
+        .values()
+        .filter(|sv| sv.availability_zone == az && !sv.is_deleted() && sv.vm_state != "error")
+        .map(|sv| sv.id.clone())
+        .collect();
+    for id in &ids {
+        if let Err(e) = w.force_state(id, "ERROR", &message, now) {
+            tracing::debug!("zone crash: {id}: {}", e.message);
+        }
+    }
+    json_response(200, &json!({"zone": az, "crashed": ids.len()}))
+}
+
 /// Break a server's record: `{"fields": {"flavor": 5}}` replaces those fields in
 /// every answer about it; `{"fields": {}}` mends it.
 async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
@@ -164,6 +222,79 @@ async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes)
         w.corrupt.insert(id.clone(), fields);
     }
     json_response(200, &json!({"id": id, "corrupt": w.corrupt.contains_key(&id)}))
+}
+
+/// Break (or mend) the application inside a guest: `{"health": "hung" |
+/// "failing" | "ok", "until": "reboot-soft" | "reboot-hard" | "rebuild" |
+/// "never"}` (`until` defaults to `reboot-soft`).
+async fn server_guest(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    use super::world::GuestFault;
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let health = b.get("health").and_then(Value::as_str).unwrap_or("hung").to_string();
+    let until = b.get("until").and_then(Value::as_str).unwrap_or("reboot-soft").to_string();
+    if health != "ok" && !GuestFault::MODES.contains(&health.as_str()) {
+        return bad(format!("health is ok, {}", GuestFault::MODES.join(" or ")));
+    }
+    if !GuestFault::UNTIL.contains(&until.as_str()) {
+        return bad(format!("until is one of {}", GuestFault::UNTIL.join(", ")));
+    }
+    let mut w = s.world();
+    let Some(sv) = w.servers.get_mut(&id).filter(|sv| !sv.is_deleted()) else {
+        return json_response(404, &json!({"error": format!("no server {id}")}));
+    };
+    sv.guest_fault = (health != "ok").then_some(GuestFault { mode: health, until });
+    json_response(200, &json!({"id": id, "guest_fault": sv.guest_fault}))
+}
+
+/// Make repairs fail: `{"start": 1, "reboot-soft": 2, "reboot-hard": 1,
+/// "rebuild": 1}` (how many more times each ends in ERROR; 0 mends it).
+async fn server_fail_actions(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(obj) = b.as_object() else { return bad("expected {\"reboot-soft\": 1, ...}") };
+    let known = ["start", "reboot-soft", "reboot-hard", "rebuild"];
+    let mut counts = BTreeMap::new();
+    for (k, v) in obj {
+        let Some(n) = v.as_u64().filter(|_| known.contains(&k.as_str())) else {
+            return bad(format!("`{k}`: use {} with a count", known.join(", ")));
+        };
+        counts.insert(k.clone(), u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    let mut w = s.world();
+    let Some(sv) = w.servers.get_mut(&id).filter(|sv| !sv.is_deleted()) else {
+        return json_response(404, &json!({"error": format!("no server {id}")}));
+    };
+    sv.failing_actions.extend(counts);
+    sv.failing_actions.retain(|_, n| *n > 0);
+    json_response(200, &json!({"id": id, "failing_actions": sv.failing_actions}))
+}
+
+/// The health endpoint of the application in a guest: 200 while the server
+/// runs and its application is sound, 503 when it fails or is not running, no
+/// answer at all when it hangs (a prober's timeout ends the wait).
+async fn guest_health(State(s): State<S>, Path(id): Path<String>) -> Response {
+    let state = {
+        let w = s.world();
+        w.servers.get(&id).filter(|sv| !sv.is_deleted()).map(|sv| {
+            let mode = sv.guest_fault.as_ref().map(|g| g.mode.clone());
+            (sv.status(), mode)
+        })
+    };
+    match state {
+        None => json_response(404, &json!({"error": format!("no server {id}")})),
+        Some((_, Some(m))) if m == "hung" => {
+            tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+            json_response(504, &json!({"status": "hung"}))
+        }
+        Some((_, Some(_))) => json_response(503, &json!({"status": "failing"})),
+        Some((st, None)) if st != "ACTIVE" => json_response(503, &json!({"status": st})),
+        Some(_) => json_response(200, &json!({"status": "ok"})),
+    }
 }
 
 async fn expire_tokens(State(s): State<S>) -> Response {

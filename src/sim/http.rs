@@ -231,6 +231,7 @@ pub fn service_of(path: &str) -> &'static str {
         "volume" => "block-storage",
         "metric" => "metric",
         "_sim" => "admin",
+        "guest" => "guest",
         _ => "unknown",
     }
 }

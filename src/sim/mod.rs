@@ -62,6 +62,9 @@ pub struct SimConfig {
     /// The secret every `/_sim/` request carries (`X-Sim-Token`, or
     /// `Authorization: Bearer`); a random one when not given.
     pub control_token: Option<String>,
+    /// Carry out the world's scheduled incidents (`[[incidents]]`); off for a
+    /// measurement that needs every server running.
+    pub incidents: bool,
 }
 
 impl Default for SimConfig {
@@ -76,6 +79,7 @@ impl Default for SimConfig {
             token_lifetime_secs: None,
             boot_secs: None,
             control_token: None,
+            incidents: true,
         }
     }
 }
@@ -211,6 +215,9 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
     if let Some(t) = cfg.token_lifetime_secs {
         w.settings.token_lifetime_secs = t;
     }
+    if !cfg.incidents {
+        w.workload.incidents.clear();
+    }
     if let Some(b) = cfg.boot_secs {
         w.settings.boot_secs = b;
     }
@@ -273,6 +280,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
             let now = tick_shared.clock.now();
             if let Ok(mut w) = tick_shared.world.lock() {
                 w.advance(now);
+                w.run_incidents(now);
                 w.tick_metrics(now);
             }
         }

@@ -63,6 +63,46 @@ pub struct Workload {
     pub apps: BTreeMap<String, AppTraffic>,
     /// Unix seconds the profiles count from.
     pub epoch: i64,
+    /// Failures that strike an app's servers on a schedule.
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
+}
+
+/// What an incident does to the server it strikes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IncidentKind {
+    /// The guest powers off (SHUTOFF).
+    Stop,
+    /// The hypervisor reports a crash (ERROR).
+    Error,
+    /// The application stops answering its health endpoint (a soft reboot mends it).
+    Hang,
+}
+
+/// Every `every_secs` simulated seconds from `start_secs` after the epoch, the
+/// oldest running server of `app` (servers carrying `stackpilot:app`) is struck.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Incident {
+    pub app: String,
+    pub kind: IncidentKind,
+    pub every_secs: f64,
+    pub start_secs: f64,
+    /// The occurrence last carried out.
+    #[serde(default)]
+    pub fired: Option<i64>,
+}
+
+impl Incident {
+    /// The occurrence due at `t` (unix seconds) that was not carried out yet.
+    pub fn due(&self, t: i64, epoch: i64) -> Option<i64> {
+        let since = (t - epoch) as f64 - self.start_secs;
+        if since < 0.0 {
+            return None;
+        }
+        let n = (since / self.every_secs.max(1.0)).floor() as i64;
+        (self.fired != Some(n)).then_some(n)
+    }
 }
 
 /// Deterministic noise in [-1, 1] from a server id and a time.

@@ -278,6 +278,46 @@ pub struct Server {
     pub metrics: bool,
     pub config_drive: bool,
     pub volumes_attached: Vec<String>,
+    /// The guest's application, when it is broken: how its health endpoint
+    /// fails and which repair mends it.
+    #[serde(default)]
+    pub guest_fault: Option<GuestFault>,
+    /// Repairs (`start`, `reboot-soft`, `reboot-hard`, `rebuild`) that fail this
+    /// many more times: the server ends in ERROR instead of booting.
+    #[serde(default)]
+    pub failing_actions: BTreeMap<String, u32>,
+    /// The repair under way, which the boot that ends it carries out
+    /// (`:fail` appended when it is to fail).
+    #[serde(default)]
+    pub last_action: Option<String>,
+}
+
+/// A broken application inside a guest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestFault {
+    /// `failing`: the health endpoint answers 503; `hung`: it never answers.
+    pub mode: String,
+    /// The mildest repair that mends it: `reboot-soft`, `reboot-hard`,
+    /// `rebuild`, or `never` (only a new server does).
+    pub until: String,
+}
+
+impl GuestFault {
+    pub const MODES: [&'static str; 2] = ["failing", "hung"];
+    pub const UNTIL: [&'static str; 4] = ["reboot-soft", "reboot-hard", "rebuild", "never"];
+    /// How strong a repair is: a start powers the guest on like a hard reboot.
+    fn strength(repair: &str) -> u8 {
+        match repair {
+            "reboot-soft" => 1,
+            "reboot-hard" | "start" => 2,
+            "rebuild" => 3,
+            _ => u8::MAX,
+        }
+    }
+    /// Does `repair` mend it?
+    pub fn mended_by(&self, repair: &str) -> bool {
+        self.until != "never" && Self::strength(repair) >= Self::strength(&self.until)
+    }
 }
 
 impl Server {
@@ -889,6 +929,9 @@ impl World {
                 metrics: true,
                 config_drive: false,
                 volumes_attached: vec![],
+                guest_fault: None,
+                failing_actions: BTreeMap::new(),
+                last_action: None,
             };
             if let Some(gb) = req.boot_volume_gb {
                 let vid = new_id();
@@ -1047,8 +1090,21 @@ impl World {
                 let ip = self.server_ip(&id).unwrap_or_default();
                 let ci = self.settings.cloud_init_secs;
                 let Some(s) = self.servers.get_mut(&id) else { return };
-                if s.boot_gen != gen || s.is_deleted() || s.vm_state == "error" {
+                // A failure since bumped the generation; a hard reboot of a
+                // server in ERROR is a new boot (Nova brings it back ACTIVE).
+                if s.boot_gen != gen || s.is_deleted() {
                     return;
+                }
+                // A repair the control API told to fail leaves the server in ERROR.
+                if let Some(a) = s.last_action.take() {
+                    if let Some(what) = a.strip_suffix(":fail") {
+                        let m = format!("Failed to {what} the instance: the hypervisor reported an error");
+                        self.fail_server(&id, 500, &m, at);
+                        return;
+                    }
+                    if s.guest_fault.as_ref().is_some_and(|g| g.mended_by(&a)) {
+                        s.guest_fault = None;
+                    }
                 }
                 let first = s.launched_at.is_none();
                 s.vm_state = "active".into();
@@ -1270,6 +1326,57 @@ impl World {
         if s.task_state.is_some() && action != "reboot" {
             return Err(conflict(s, "task_state"));
         }
+        let repair = match action {
+            "os-start" => Some("start"),
+            "reboot" => {
+                let t = arg.get("type").and_then(|v| v.as_str()).unwrap_or("");
+                Some(if t.eq_ignore_ascii_case("HARD") { "reboot-hard" } else { "reboot-soft" })
+            }
+            "rebuild" => Some("rebuild"),
+            _ => None,
+        };
+        let previous = s.last_action.clone();
+        s.last_action = repair.map(|r| match s.failing_actions.get_mut(r) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                format!("{r}:fail")
+            }
+            _ => r.to_string(),
+        });
+        let r = self.server_action_inner(id, action, arg, rebuild_image, settings, now);
+        if r.is_err() {
+            // Refused: nothing is under way, and a failure it would have used is kept.
+            if let Some(s) = self.servers.get_mut(id) {
+                if let Some(r) = s.last_action.as_deref().and_then(|a| a.strip_suffix(":fail")).map(String::from) {
+                    *s.failing_actions.entry(r).or_default() += 1;
+                }
+                s.last_action = previous;
+            }
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn server_action_inner(
+        &mut self,
+        id: &str,
+        action: &str,
+        arg: &serde_json::Value,
+        rebuild_image: Option<String>,
+        settings: Settings,
+        now: Timestamp,
+    ) -> SimResult<()> {
+        let Some(s) = self.servers.get_mut(id).filter(|s| !s.is_deleted()) else {
+            return Err(SimError::not_found(format!("Instance {id} could not be found.")));
+        };
+        let conflict = |s: &Server, attr: &str| {
+            let (a, st) = if s.task_state.is_some() && attr == "task_state" {
+                ("task_state", s.task_state.clone().unwrap_or_default())
+            } else {
+                ("vm_state", s.vm_state.clone())
+            };
+            SimError::conflict(format!("Cannot '{action}' instance {id} while it is in {a} {st}"))
+        };
         match action {
             "os-start" => {
                 if s.vm_state != "stopped" {
@@ -1858,6 +1965,41 @@ impl World {
     }
 
     /// Generate the measures Ceilometer would have sent up to `now`.
+    /// Strike the servers the scheduled incidents are due for.
+    pub fn run_incidents(&mut self, now: Timestamp) {
+        use super::workload::IncidentKind;
+        let t = now.timestamp();
+        let epoch = self.workload.epoch;
+        for i in 0..self.workload.incidents.len() {
+            let Some(inc) = self.workload.incidents.get(i).cloned() else { continue };
+            let Some(n) = inc.due(t, epoch) else { continue };
+            if let Some(x) = self.workload.incidents.get_mut(i) {
+                x.fired = Some(n);
+            }
+            let target = self
+                .servers
+                .values()
+                .filter(|s| s.metadata.get("stackpilot:app") == Some(&inc.app))
+                .filter(|s| s.vm_state == "active" && s.task_state.is_none() && s.guest_fault.is_none())
+                .min_by_key(|s| (s.created, s.id.clone()))
+                .map(|s| s.id.clone());
+            let Some(id) = target else { continue };
+            let r = match inc.kind {
+                IncidentKind::Stop => self.force_state(&id, "SHUTOFF", "", now),
+                IncidentKind::Error => self.force_state(&id, "ERROR", "Instance crashed: the hypervisor lost it", now),
+                IncidentKind::Hang => {
+                    if let Some(s) = self.servers.get_mut(&id) {
+                        s.guest_fault = Some(GuestFault { mode: "hung".into(), until: "reboot-soft".into() });
+                    }
+                    Ok(())
+                }
+            };
+            if let Err(e) = r {
+                tracing::debug!("incident on {id} not carried out: {}", e.message);
+            }
+        }
+    }
+
     pub fn tick_metrics(&mut self, now: Timestamp) {
         let g = self.settings.granularity.max(1) as i64;
         let now_s = now.timestamp();
@@ -2002,6 +2144,9 @@ impl World {
             metrics,
             config_drive: false,
             volumes_attached: vec![],
+            guest_fault: None,
+            failing_actions: BTreeMap::new(),
+            last_action: None,
         };
         let ip = s.ports.first().and_then(|p| self.ports.get(p)).map(|p| p.ip.clone()).unwrap_or_default();
         Self::boot_log(&mut s, now, &ip);

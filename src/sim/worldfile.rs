@@ -28,6 +28,7 @@ struct WorldFile {
     default_quota: Option<QuotaDef>,
     quotas: Vec<QuotaDef>,
     apps: Vec<AppDef>,
+    incidents: Vec<super::workload::Incident>,
     servers: Vec<ServerDef>,
     volumes: Vec<VolumeDef>,
 }
@@ -404,6 +405,7 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
     }
     w.ensure_default_archive_policies();
     w.workload = Workload {
+        incidents: f.incidents.iter().map(|i| super::workload::Incident { fired: None, ..i.clone() }).collect(),
         epoch: now.timestamp(),
         apps: f
             .apps
