@@ -91,6 +91,7 @@ fn fleet(now: Timestamp) -> (Vec<AppInput>, Vec<Arc<Server>>, Vec<Intent>) {
             startup_grace: chrono::Duration::minutes(10),
             mode: AppMode::Active,
             rollout: None,
+            recovery_owned: Default::default(),
         });
     }
     (apps, servers, intents)

@@ -76,8 +76,8 @@ async fn converges_three_apps_and_follows_desired_up_and_down() {
         .collect();
     assert_eq!(creates, 8, "{journal:#?}");
     let deletes = events(&eng.store, "delete", &rig.app("web"));
-    assert_eq!(deletes.len(), 2, "web went from 3 to 1");
-    assert_eq!(events(&eng.store, "drain", &rig.app("web")).len(), 2, "two-phase: drained before deleted");
+    assert_eq!(deletes.len(), 2, "web went from 3 to 1: {journal:#?}");
+    assert_eq!(events(&eng.store, "drain", &rig.app("web")).len(), 2, "two-phase, each drained once: {journal:#?}");
     if rig.side == Side::Sim {
         assert_eq!(assert_no_duplicate_creates(&rig).await, 8);
     }

@@ -46,6 +46,7 @@ fn app(desired: u32) -> AppInput {
         startup_grace: chrono::Duration::minutes(10),
         mode: AppMode::Active,
         rollout: None,
+        recovery_owned: Default::default(),
     }
 }
 
@@ -477,6 +478,26 @@ fn a_mark_the_inventory_has_not_seen_yet_is_not_repeated() {
     st.terminating.insert("srv-1".into(), ago(31));
     let p = run(&[app(1)], &servers, None, &[], &st);
     assert_eq!(deleted(&p), vec!["srv-1"], "drained from the time of the mark");
+}
+
+#[test]
+fn a_stale_listing_after_the_mark_was_seen_never_drains_again() {
+    let unmarked = vec![member(1, 0, 2, ServerStatus::Active, 300), member(2, 1, 2, ServerStatus::Active, 200)];
+    let marked_srv = with_meta(member(1, 0, 2, ServerStatus::Active, 300), "stackpilot:state", "terminating");
+    let seen = vec![marked_srv, member(2, 1, 2, ServerStatus::Active, 200)];
+    let mut st = EngineState::default();
+    st.terminating.insert("srv-1".into(), ago(5));
+    let none = std::collections::BTreeSet::new();
+    // The mark shows in one listing ...
+    stackpilot::engine::plan::orphan_bookkeeping(&seen, &none, &mut st, ago(0));
+    // ... and a listing that started before it was written comes after.
+    stackpilot::engine::plan::orphan_bookkeeping(&unmarked, &none, &mut st, ago(0));
+    let p = run(&[app(1)], &unmarked, None, &[], &st);
+    assert!(marked(&p).is_empty(), "srv-1 drained once, srv-2 never chosen: {:?}", p.actions);
+    assert_eq!(p.apps[0].terminating, 1);
+    // Gone: forgotten.
+    stackpilot::engine::plan::orphan_bookkeeping(&unmarked[1..], &none, &mut st, ago(0));
+    assert!(st.terminating.is_empty());
 }
 
 #[test]

@@ -152,6 +152,66 @@ impl Default for EngineSettings {
     }
 }
 
+/// An Alertmanager that gets the engine's alerts (`[[alerting.alertmanager]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerReceiver {
+    /// Its base URL, e.g. `http://alertmanager:9093`.
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_receiver_timeout")]
+    pub timeout: Dur,
+}
+
+/// A webhook that gets one signed JSON document per notification (`[[alerting.webhook]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookReceiver {
+    pub url: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The HMAC-SHA256 key, from this environment variable ...
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// ... or from this file (never written in the settings themselves).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default = "default_receiver_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_receiver_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// Where alerts go besides the console (`[alerting]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingSettings {
+    /// A firing alert is sent to webhooks again after this long (until it is
+    /// acknowledged or resolved).
+    pub repeat_interval: Dur,
+    /// Firing alerts are sent to Alertmanager again this often.
+    pub resend: Dur,
+    /// `info`, `warning` or `critical`: the lowest severity sent out.
+    pub min_severity: String,
+    pub alertmanager: Vec<AlertmanagerReceiver>,
+    pub webhook: Vec<WebhookReceiver>,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        AlertingSettings {
+            repeat_interval: Dur(Duration::from_secs(3600)),
+            resend: Dur(Duration::from_secs(60)),
+            min_severity: "warning".into(),
+            alertmanager: vec![],
+            webhook: vec![],
+        }
+    }
+}
+
 /// The whole `config.toml`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -160,6 +220,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     pub ui: UiSettings,
     pub engine: EngineSettings,
+    pub alerting: AlertingSettings,
     /// Key bindings: action name → key (`""` unbinds).
     pub keys: BTreeMap<String, String>,
     /// Clouds marked protected ask the operator to type the name before dangerous actions.
@@ -241,6 +302,23 @@ impl Settings {
         if self.ui.stale_after == 0 {
             return Err(at("ui.stale_after", "must be at least 1 (refresh intervals)".into()));
         }
+        if !["info", "warning", "critical"].contains(&self.alerting.min_severity.as_str()) {
+            return Err(at(
+                "alerting.min_severity",
+                format!("`{}`: use info, warning or critical", self.alerting.min_severity),
+            ));
+        }
+        for w in &self.alerting.webhook {
+            if w.secret_env.is_some() && w.secret_file.is_some() {
+                return Err(at("alerting.webhook", "give secret_env or secret_file, not both".into()));
+            }
+        }
+        for url in self.alerting.alertmanager.iter().map(|a| &a.url).chain(self.alerting.webhook.iter().map(|w| &w.url))
+        {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(at("alerting", format!("`{url}`: a receiver URL starts with http:// or https://")));
+            }
+        }
         Ok(())
     }
 
@@ -252,6 +330,12 @@ impl Settings {
         // list servers hundreds of times a second.
         let poll = DurRange::new(Dur::millis(200), Dur::secs(86_400));
         vec![
+            (
+                "alerting.repeat_interval",
+                self.alerting.repeat_interval,
+                DurRange::new(Dur::secs(1), Dur::secs(7 * 86_400)),
+            ),
+            ("alerting.resend", self.alerting.resend, DurRange::new(Dur::secs(1), Dur::secs(3600))),
             ("refresh.servers", r.servers, poll),
             ("refresh.flavors", r.flavors, poll),
             ("refresh.images", r.images, poll),

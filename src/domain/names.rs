@@ -28,6 +28,11 @@ pub const PROTECT: &str = "stackpilot:protect";
 /// When the member first passed its readiness checks (it booted; an engine that
 /// restarts does not judge its boot again).
 pub const READY: &str = "stackpilot:ready";
+/// Set by an operator (`:maint` in the console): recovery leaves the member
+/// alone while it is `true`.
+pub const MAINT: &str = "stackpilot:maint";
+/// When recovery quarantined the member (it is deleted `keep_quarantined` later).
+pub const QUARANTINED_AT: &str = "stackpilot:quarantined_at";
 
 /// `stackpilot:state` of a serving member.
 pub const STATE_ACTIVE: &str = "active";

@@ -51,6 +51,16 @@ pub fn persist(store: &Store, cloud: &str, actor: &str, d: &Decision, now: Times
     Ok(())
 }
 
+/// The member a recovery step of the plan acts on.
+pub fn repair_target(a: &super::plan::PlannedAction) -> Option<&str> {
+    use super::plan::Step;
+    match &a.step {
+        Step::Recover { server_id, .. } | Step::Quarantine { server_id, .. } => Some(server_id),
+        Step::MarkTerminating { server_id, .. } if a.reason.starts_with("recovery:") => Some(server_id),
+        _ => None,
+    }
+}
+
 /// What acting needs besides the decision.
 pub struct ActCtx<'a> {
     pub cfg: &'a EngineConfig,
@@ -74,6 +84,7 @@ pub async fn carry_out(a: &ActCtx<'_>, d: &Decision, state: &mut EngineState, no
         create_timeout: a.cfg.create_timeout,
     });
     let outcomes = execute(ctx, d.plan.actions.clone(), state).await;
+
     for o in &outcomes {
         if let Some((pid, msg)) = &o.bad_spec {
             let app = d.inputs.iter().find(|x| &x.policy_id == pid).map(|x| x.app.clone()).unwrap_or_default();

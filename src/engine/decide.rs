@@ -78,6 +78,12 @@ pub struct Decision {
     pub commands_applied: Vec<String>,
     /// Rollouts going on, per policy id (for the console).
     pub rollouts: BTreeMap<String, super::rollout::RolloutView>,
+    /// Recovery steps, added to the plan after the planner ran.
+    pub repairs: Vec<super::plan::PlannedAction>,
+    /// Alerts of this cloud's apps (recovery) in force now.
+    pub alerts: Vec<crate::domain::Alert>,
+    /// Failing members per policy id (for the console and `/metrics`).
+    pub unhealthy: BTreeMap<String, u32>,
 }
 
 /// How a policy's members are probed (its readiness section).
@@ -97,6 +103,7 @@ fn probe_spec(p: &Policy) -> ProbeSpec {
                     timeout: std::time::Duration::from_secs(5),
                 })
             }),
+        health_every: Some(p.spec.recovery.health_interval.0),
     }
 }
 
@@ -198,6 +205,7 @@ pub fn decide(i: &DecideInput<'_>) -> Decision {
         i.plan_cfg,
         now,
     );
+    d.plan.actions.append(&mut d.repairs);
     // Each create carries what it launches.
     for a in &mut d.plan.actions {
         if let (Step::Create { revision, launch, .. }, Some(pid)) = (&mut a.step, &a.policy_id) {
@@ -206,6 +214,8 @@ pub fn decide(i: &DecideInput<'_>) -> Decision {
     }
     // A rollout going on is shown with its app, which is not converged.
     for s in &mut d.plan.apps {
+        s.unhealthy = d.unhealthy.get(&s.policy_id).copied().unwrap_or(0);
+        s.recovery_paused = d.state.recovery.paused.contains_key(&s.policy_id);
         if let Some(v) = d.rollouts.get(&s.policy_id) {
             s.rollout = Some(v.clone());
             s.converged = false;
@@ -259,6 +269,7 @@ fn app_input(
         startup_grace: chrono::Duration::MAX,
         mode,
         rollout: None,
+        recovery_owned: Default::default(),
     };
     let mut view = PolicyView { revision: floor, ..PolicyView::of(e) };
     if let Some(p) = p {
@@ -275,6 +286,7 @@ fn app_input(
             if input.invalid.is_none() {
                 rollout(i, p, members, &mut input, d);
             }
+            recovery(i, p, members, &mut input, d);
             view.revision = input.revision;
         }
     }
@@ -443,5 +455,108 @@ fn launch(i: &DecideInput<'_>, p: &Policy, cat: &CloudCatalog, floor: u32, input
             input.invalid = Some(errs.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; "));
             d.problems.extend(errs.iter().map(|e| e.to_string()));
         }
+    }
+}
+
+/// What recovery reads of a member: what is wrong with it, whether a repair
+/// is under way, and whether it is recovery's to repair.
+fn member_health(i: &DecideInput<'_>, p: &Policy, m: &Member, input: &AppInput) -> super::recovery::MemberHealth {
+    use crate::domain::ServerStatus as S;
+    use crate::policy::recovery::Condition;
+    let c = &i.obs.cloud;
+    let server = c.server(&m.server_id);
+    let probe = c.probes.get(&m.server_id).cloned().unwrap_or_default();
+    let task = server.and_then(|s| s.task_state.clone());
+    let phase = input.phases.get(&m.server_id).copied();
+    let threshold = p.spec.recovery.unhealthy_threshold.max(1);
+    let condition = match &m.status {
+        // An ERROR before it ever served is a failed boot: the planner replaces it.
+        S::Error if m.ready_mark => Some(Condition::Error),
+        _ if phase == Some(Phase::StoppedUnexpectedly) && task.is_none() => Some(Condition::Shutoff),
+        S::Active if m.ready_mark && task.is_none() && probe.health_fails >= threshold => Some(Condition::Unhealthy),
+        _ => None,
+    };
+    let excluded = if m.maint {
+        Some("in maintenance")
+    } else if m.stopped_by_operator {
+        Some("stopped by an operator")
+    } else {
+        None
+    };
+    super::recovery::MemberHealth {
+        server_id: m.server_id.clone(),
+        name: m.name.clone(),
+        condition,
+        in_transition: task.is_some() || matches!(m.status, S::Reboot | S::HardReboot | S::Rebuild),
+        excluded,
+        health_ok_at: probe.health_ok_at,
+        health_checked: probe_spec(p).http.is_some(),
+        protected: m.protected,
+    }
+}
+
+/// Recovery of one policy's members (ENGINE-SPEC 5): its steps join the plan,
+/// its events the audit log, its alerts the engine's; members it is in charge
+/// of are never deleted by the planner for their state, and unhealthy members
+/// do not count as ready.
+fn recovery(i: &DecideInput<'_>, p: &Policy, members: &[Member], input: &mut AppInput, d: &mut Decision) {
+    use super::plan::{PlannedAction, Step};
+    use super::recovery::{recover, Quarantined, Repair};
+    use crate::policy::recovery::Rung;
+    let now = i.obs.now;
+    let live: Vec<&Member> = members
+        .iter()
+        .filter(|m| !m.deleting && m.state == MemberState::Active && !d.state.terminating.contains_key(&m.server_id))
+        .collect();
+    let health: Vec<_> = live.iter().map(|m| member_health(i, p, m, input)).collect();
+    let quarantined: Vec<Quarantined> = members
+        .iter()
+        .filter(|m| !m.deleting && m.state == MemberState::Quarantined)
+        .map(|m| Quarantined { server_id: m.server_id.clone(), name: m.name.clone(), at: m.quarantined_at })
+        .collect();
+    let out = recover(&p.id, input.desired, &p.spec.recovery, &health, &quarantined, &mut d.state.recovery, now);
+    for h in health.iter().filter(|h| h.condition.is_some()) {
+        if input.phases.get(&h.server_id) == Some(&Phase::Ready) {
+            input.phases.insert(h.server_id.clone(), Phase::NotReady);
+        }
+    }
+    input.recovery_owned = out.owned;
+    d.unhealthy.insert(p.id.clone(), out.failing);
+    let cloud = &i.obs.cloud.name;
+    for (action, target, reason, sev) in out.events {
+        let mut e =
+            crate::domain::Event::new(now, i.actor, cloud, &action, reason).app(p.name().to_string()).severity(sev);
+        if !target.is_empty() {
+            e = e.target(target);
+        }
+        d.events.push(e);
+    }
+    for (kind, key, sev, msg) in out.alerts {
+        let a = crate::domain::Alert::new(
+            &kind,
+            format!("{cloud}:recovery:{}:{key}", p.id),
+            cloud,
+            sev,
+            format!("{}: {msg}", p.name()),
+        )
+        .app(Some(p.name().to_string()));
+        d.alerts.push(a);
+    }
+    for a in out.actions {
+        let step = match a.repair {
+            Repair::Rung(Rung::Recreate) => Step::MarkTerminating { server_id: a.server_id, name: a.name },
+            Repair::Rung(rung) => {
+                let image = i.obs.cloud.server(&a.server_id).and_then(|s| s.image_id.clone());
+                Step::Recover { server_id: a.server_id, name: a.name, rung, image }
+            }
+            Repair::Quarantine => Step::Quarantine { server_id: a.server_id, name: a.name },
+            Repair::DeleteQuarantined => Step::Delete { server_id: a.server_id, name: a.name },
+        };
+        let reason = if matches!(a.repair, Repair::Rung(Rung::Recreate)) {
+            format!("recovery: recreate in the same slot: {}", a.reason)
+        } else {
+            format!("recovery: {}", a.reason)
+        };
+        d.repairs.push(PlannedAction { app: p.name().to_string(), policy_id: Some(p.id.clone()), step, reason });
     }
 }

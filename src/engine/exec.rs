@@ -46,6 +46,8 @@ pub struct Outcome {
     pub bad_spec: Option<(String, String)>,
     /// A member marked `terminating` (server id).
     pub marked: Option<String>,
+    /// A recovery step sent to this member (server id).
+    pub repaired: Option<String>,
 }
 
 impl Outcome {
@@ -202,6 +204,8 @@ async fn run_one(ctx: &ExecContext, a: PlannedAction) -> Outcome {
         Step::MarkReady { server_id, name } => mark_ready(ctx, &server_id, &name).await,
         Step::MarkTerminating { server_id, name } => mark_terminating(ctx, &a, server_id, name).await,
         Step::Delete { server_id, name } => delete(ctx, &a, server_id, name).await,
+        Step::Recover { server_id, name, rung, image } => recover(ctx, &a, server_id, name, rung, image).await,
+        Step::Quarantine { server_id, name } => quarantine(ctx, &a, server_id, name).await,
         _ => Outcome::new("noop", true),
     }
 }
@@ -248,6 +252,67 @@ async fn mark_terminating(ctx: &ExecContext, a: &PlannedAction, server_id: Strin
     logged(ctx.store.add_event(&e), "record an event");
     let marked = (ok && r.is_ok()).then_some(server_id);
     Outcome { marked, ..Outcome::new("mark-terminating", ok) }
+}
+
+/// A recovery step: start, reboot or rebuild (from the member's own image: its
+/// ports, addresses and volumes stay). Not sent when there is no image to
+/// rebuild from.
+async fn recover(
+    ctx: &ExecContext,
+    a: &PlannedAction,
+    server_id: String,
+    name: String,
+    rung: crate::policy::recovery::Rung,
+    image: Option<String>,
+) -> Outcome {
+    use crate::cloud::compute::{RebootKind, ServerAction};
+    use crate::policy::recovery::Rung;
+    let action = match (rung, image) {
+        (Rung::Start, _) => Some(ServerAction::Start),
+        (Rung::RebootSoft, _) => Some(ServerAction::Reboot(RebootKind::Soft)),
+        (Rung::RebootHard, _) => Some(ServerAction::Reboot(RebootKind::Hard)),
+        (Rung::Rebuild, Some(image_id)) => Some(ServerAction::Rebuild { image_id, user_data: None, metadata: None }),
+        (Rung::Rebuild, None) | (Rung::Recreate, _) => None,
+    };
+    let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, rung.as_str(), a.reason.clone())
+        .app(a.app.clone())
+        .target(name);
+    let ok = match action {
+        None => {
+            e = e.result("failed").severity(Severity::Warning).detail("no image to rebuild from (boot from volume)");
+            false
+        }
+        Some(act) => match ctx.client.compute().action(&server_id, &act).await {
+            Ok(rid) => {
+                e = e.request_id(rid);
+                true
+            }
+            Err(err) => {
+                e = failed(e, &err);
+                false
+            }
+        },
+    };
+    logged(ctx.store.add_event(&e), "record an event");
+    Outcome { repaired: ok.then_some(server_id), ..Outcome::new("recover", ok) }
+}
+
+/// Quarantine: `stackpilot:state=quarantined` with the time, so the member is
+/// kept for inspection, out of the capacity, and replaced.
+async fn quarantine(ctx: &ExecContext, a: &PlannedAction, server_id: String, name: String) -> Outcome {
+    let mut items = BTreeMap::new();
+    items.insert(meta::STATE.to_string(), meta::STATE_QUARANTINED.to_string());
+    items.insert(meta::QUARANTINED_AT.to_string(), crate::domain::time::format_z(&now()));
+    let r = ctx.client.compute().set_metadata(&server_id, &items).await;
+    let mut e = Event::new(now(), &actor(&ctx.engine_id), &ctx.cloud, "quarantine", a.reason.clone())
+        .app(a.app.clone())
+        .target(name)
+        .severity(Severity::Critical);
+    if let Err(err) = &r {
+        e = failed(e, err);
+    }
+    logged(ctx.store.add_event(&e), "record an event");
+    Outcome { repaired: r.is_ok().then_some(server_id), ..Outcome::new("quarantine", r.is_ok()) }
 }
 
 async fn delete(ctx: &ExecContext, a: &PlannedAction, server_id: String, name: String) -> Outcome {

@@ -34,6 +34,10 @@ pub struct Member {
     /// It passed its readiness checks once (`stackpilot:ready`).
     pub ready_mark: bool,
     pub az: Option<String>,
+    /// An operator put it in maintenance (`stackpilot:maint=true`): recovery leaves it alone.
+    pub maint: bool,
+    /// When recovery quarantined it.
+    pub quarantined_at: Option<Timestamp>,
 }
 
 /// The policy id of a server from its `stackpilot-app-<id>` tag (metadata as a
@@ -78,6 +82,8 @@ pub fn member(s: &Server) -> Option<Member> {
         stopped_by_operator: s.meta(meta::STATE) == Some(meta::STATE_STOPPED_BY_OPERATOR),
         ready_mark: s.meta(meta::READY).is_some(),
         az: s.availability_zone.clone(),
+        maint: s.meta(meta::MAINT) == Some("true"),
+        quarantined_at: s.meta(meta::QUARANTINED_AT).and_then(crate::domain::time::parse_timestamp),
     })
 }
 
@@ -207,6 +213,8 @@ mod tests {
             stopped_by_operator: false,
             ready_mark: false,
             az: None,
+            maint: false,
+            quarantined_at: None,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct AppInput {
     pub mode: AppMode,
     /// A rollout going on: members not at its target are replaced (ENGINE-SPEC 4).
     pub rollout: Option<super::rollout::RolloutPlan>,
+    /// Members recovery is in charge of (ENGINE-SPEC 5): never deleted here for
+    /// their state; recovery repairs, recreates or quarantines them.
+    pub recovery_owned: BTreeSet<String>,
 }
 
 /// What the engine may do for an application.
@@ -108,6 +111,9 @@ pub struct EngineState {
     /// Rollouts, stable and failed revisions, undo pins.
     #[serde(default)]
     pub rollouts: super::rollout::RolloutBook,
+    /// Recoveries: what was tried on each member, and apps where recovery paused.
+    #[serde(default)]
+    pub recovery: super::recovery::RecoveryBook,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +179,18 @@ pub enum Step {
         op_id: String,
         why: String,
     },
+    /// A recovery step on a member: start, reboot, rebuild (from `image`).
+    Recover {
+        server_id: String,
+        name: String,
+        rung: crate::policy::recovery::Rung,
+        image: Option<String>,
+    },
+    /// Out of the capacity and kept for inspection (`stackpilot:state=quarantined`).
+    Quarantine {
+        server_id: String,
+        name: String,
+    },
     /// Hold scale-out back (no API call).
     Block(Blocked),
     /// Scale-out may resume.
@@ -189,13 +207,22 @@ impl Step {
             Step::AdoptIntent { .. } => "adopt",
             Step::CompleteIntent { .. } => "complete",
             Step::FailIntent { .. } => "fail-intent",
+            Step::Recover { .. } => "recover",
+            Step::Quarantine { .. } => "quarantine",
             Step::Block(_) => "capacity-blocked",
             Step::Unblock => "capacity-unblocked",
         }
     }
     /// Changes the cloud (as opposed to bookkeeping).
     pub fn mutating(&self) -> bool {
-        matches!(self, Step::Create { .. } | Step::MarkTerminating { .. } | Step::Delete { .. })
+        matches!(
+            self,
+            Step::Create { .. }
+                | Step::MarkTerminating { .. }
+                | Step::Delete { .. }
+                | Step::Recover { .. }
+                | Step::Quarantine { .. }
+        )
     }
 }
 
@@ -218,6 +245,8 @@ impl PlannedAction {
             Step::MarkReady { name, .. } => format!("mark {name} ready"),
             Step::MarkTerminating { name, .. } => format!("drain {name}"),
             Step::Delete { name, .. } => format!("delete {name}"),
+            Step::Recover { name, rung, .. } => format!("{} {name}", rung.as_str()),
+            Step::Quarantine { name, .. } => format!("quarantine {name}"),
             Step::AdoptIntent { server_id, .. } => format!("adopt {server_id}"),
             Step::CompleteIntent { op_id } => format!("complete op {}", short(op_id)),
             Step::FailIntent { op_id, .. } => format!("give up op {}", short(op_id)),
@@ -255,6 +284,10 @@ pub struct AppStatus {
     /// Held or retired: why (the policy's state).
     pub hold: Option<String>,
     pub converged: bool,
+    /// Members failing now (ERROR, stopped unexpectedly, unhealthy; filled in by `decide`).
+    pub unhealthy: u32,
+    /// Too many failing at once: automatic recovery waits (filled in by `decide`).
+    pub recovery_paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -622,7 +655,7 @@ fn triage<'m>(
             MemberState::Quarantined => continue,
             MemberState::Active => {}
         }
-        if m.status == ServerStatus::Error {
+        if m.status == ServerStatus::Error && !a.recovery_owned.contains(&m.server_id) {
             let fault = m.fault.clone().unwrap_or_else(|| "no fault reported".into());
             if is_capacity_fault(&fault) {
                 capacity_fault = Some(fault.clone());
@@ -844,12 +877,9 @@ pub fn orphan_bookkeeping(
         }
     }
     state.orphans.retain(|id, _| current.contains(id));
-    // A mark is remembered until the server shows it (or is gone).
-    state.terminating.retain(|id, _| {
-        servers.iter().any(|s| {
-            &s.id == id
-                && s.status != ServerStatus::Deleted
-                && member(s).is_some_and(|m| m.state == MemberState::Active)
-        })
-    });
+    // A mark is remembered until the server is gone: a listing that started
+    // before the mark was written (a full resync on a loaded cloud) may show
+    // the member unmarked after one that showed the mark, and a drained member
+    // must never be drained again, nor another member chosen in its place.
+    state.terminating.retain(|id, _| servers.iter().any(|s| &s.id == id && s.status != ServerStatus::Deleted));
 }

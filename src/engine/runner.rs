@@ -45,6 +45,8 @@ pub struct EngineConfig {
     pub metrics_granularity: u32,
     /// May take the lease and act; a read-only console only observes.
     pub may_act: bool,
+    /// Where alerts go besides the console (`[alerting]`), or why that could not be set up.
+    pub notify: Result<super::notify::NotifyConfig, String>,
 }
 
 impl EngineConfig {
@@ -70,6 +72,7 @@ impl EngineConfig {
             max_data_age: Duration::from_secs(120),
             metrics_granularity: 60,
             may_act: true,
+            notify: Ok(Default::default()),
         }
     }
 }
@@ -81,6 +84,7 @@ impl EngineConfig {
         let mut c = EngineConfig::from_settings(&s.engine, policies_dir, state_dir);
         c.metrics_granularity = s.metrics.granularity;
         c.max_data_age = (s.refresh.servers.0 * 3).max(Duration::from_secs(120));
+        c.notify = super::notify::NotifyConfig::from_settings(&s.alerting);
         c
     }
 }
@@ -152,6 +156,9 @@ struct Runner {
     problems: Vec<String>,
     /// The persisted alert book was taken over (once this engine holds a lease).
     alerts_loaded: bool,
+    /// The alerts for the notifier (sent while this engine holds a lease: an
+    /// observer never notifies).
+    alerts_out: Option<watch::Sender<Vec<Alert>>>,
 }
 
 impl Engine {
@@ -169,9 +176,20 @@ impl Engine {
         let (cmd_tx, cmd_rx) = mpsc::channel::<EngineCommand>(32);
         let guard = link.liveness.register("engine");
         metrics.started(cfg.tick, link.liveness.clone());
+        let (alerts_tx, alerts_rx) = watch::channel(Vec::new());
+        if let Ok(n) = cfg.notify.clone() {
+            if !n.receivers.is_empty() {
+                let (store, guard) = (store.clone(), link.liveness.register("alert notifier"));
+                tokio::spawn(async move {
+                    let _guard = guard;
+                    super::notify::run(n, store, alerts_rx).await;
+                });
+            }
+        }
         let task = tokio::spawn(async move {
             let _guard = guard;
             let mut r = Runner::new(cfg, clients, store, metrics, link);
+            r.alerts_out = Some(alerts_tx);
             r.run(snapshots, status_tx, cmd_rx).await;
         });
         EngineHandle { status: status_rx, commands: cmd_tx, task }
@@ -222,6 +240,7 @@ impl Runner {
             started: std::time::Instant::now(),
             problems: vec![],
             alerts_loaded: false,
+            alerts_out: None,
         }
     }
 
@@ -380,6 +399,17 @@ impl Runner {
         let mut all = status.alerts.clone();
         all.extend(snap.alerts.iter().cloned());
         self.metrics.set_alerts(&all);
+        if holding {
+            if let Some(tx) = &self.alerts_out {
+                tx.send_if_modified(|cur| {
+                    let changed = *cur != all;
+                    if changed {
+                        cur.clone_from(&all);
+                    }
+                    changed
+                });
+            }
+        }
         self.metrics.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         status
     }
@@ -628,6 +658,27 @@ impl Runner {
             ));
         }
         self.metrics.set_apps(name, d.plan.apps.len(), d.plan.apps.iter().filter(|a| a.converged).count());
+        for s in &d.plan.apps {
+            let scaling = d.scaling.iter().find(|(pid, _)| pid == &s.policy_id).map(|(_, o)| o);
+            let metric = scaling.filter(|o| !o.view.metric.is_empty()).map(|o| {
+                let v = &o.view;
+                (v.metric.clone(), v.series.last().map(|x| x.1), v.target)
+            });
+            let fig = super::metrics::AppFigures {
+                desired: s.desired,
+                members: s.members,
+                ready: s.ready,
+                unhealthy: s.unhealthy,
+                metric,
+                rollout: s.rollout.as_ref().map(|r| (r.new_ready, r.desired)),
+            };
+            self.metrics.set_app(name, &s.app, &fig);
+            if let Some(e) = scaling.and_then(|o| o.event.as_ref()) {
+                // The reason of the decision (`scale-out`, ... when it has none).
+                let reason = e.reason.split(':').next().filter(|r| !r.is_empty()).unwrap_or(&e.action);
+                self.metrics.count_scaling(name, &s.app, reason.trim());
+            }
+        }
     }
 
     /// Persist, then act when allowed; record the state and the plan for observers.
@@ -657,6 +708,23 @@ impl Runner {
         let Some(client) = self.clouds.get(i).map(|c| c.client.clone()) else { return };
         let mut state = d.state.clone();
         let mut d = d;
+        let repairs: Vec<String> =
+            d.plan.actions.iter().filter_map(super::act::repair_target).map(String::from).collect();
+        let repair_steps: Vec<(String, String, String)> = d
+            .plan
+            .actions
+            .iter()
+            .filter_map(|a| {
+                let id = super::act::repair_target(a)?;
+                let step = match &a.step {
+                    Step::Recover { rung, .. } => rung.as_str(),
+                    Step::Quarantine { .. } => "quarantine",
+                    _ => "recreate",
+                };
+                Some((a.app.clone(), step.to_string(), id.to_string()))
+            })
+            .collect();
+        let mut sent: BTreeSet<String> = BTreeSet::new();
         if !self.approved {
             // Applications in dry-run mode act only when an operator approves.
             d.plan.actions.retain(|a| {
@@ -670,12 +738,26 @@ impl Runner {
             for o in &outcomes {
                 self.metrics.count_action(name, o.kind, o.ok);
             }
-            if outcomes.iter().any(|o| matches!(o.kind, "create" | "delete" | "mark-terminating")) {
+            sent.extend(outcomes.iter().filter_map(|o| o.repaired.clone().or_else(|| o.marked.clone())));
+            if outcomes
+                .iter()
+                .any(|o| matches!(o.kind, "create" | "delete" | "mark-terminating" | "recover" | "quarantine"))
+            {
                 self.link.refresh(name, Kind::Servers);
                 // The quota's use changed: the next headroom is read, not remembered.
                 self.link.refresh(name, Kind::Limits);
             }
             self.finish_retires(name, &obs, &d, now);
+        }
+        // A recovery step not sent (not acting, waiting for approval, refused)
+        // is not waited for: the next tick decides it again.
+        for id in repairs.iter().filter(|id| !sent.contains(*id)) {
+            super::recovery::not_sent(&mut state.recovery, id, now);
+        }
+        for (app, step, id) in &repair_steps {
+            if may_execute && persisted && obs.acting_allowed() {
+                self.metrics.count_recovery(name, app, step, sent.contains(id));
+            }
         }
         if let Some(c) = self.clouds.get_mut(i) {
             c.state = Some(state.clone());
@@ -769,6 +851,9 @@ impl Runner {
                     .app(app),
             );
         }
+        for a in &d.alerts {
+            self.alerts.raise(now, a.clone());
+        }
         for (pid, app, why) in &d.rollout_alerts {
             self.alerts.raise(
                 now,
@@ -814,6 +899,18 @@ impl Runner {
     /// Engine-wide alerts, then the end of the evaluation: events for what
     /// started or ended, and the book kept in the store (SINCE survives restarts).
     fn engine_alerts(&mut self, now: Timestamp, holding: bool) {
+        if let Err(e) = &self.cfg.notify {
+            self.alerts.raise(
+                now,
+                Alert::new(
+                    "alerting-misconfigured",
+                    "engine:alerting",
+                    "",
+                    Severity::Critical,
+                    format!("alerts are not sent out: {e}"),
+                ),
+            );
+        }
         if self.paused {
             self.alerts.raise(
                 now,

@@ -30,6 +30,9 @@ pub struct ProbeSpec {
     /// not checked.
     pub console_marker: Option<String>,
     pub http: Option<HttpCheck>,
+    /// Once the readiness checks passed, the HTTP check keeps running this
+    /// often as a health check (`None`: readiness only).
+    pub health_every: Option<Duration>,
 }
 
 /// One Prometheus instant query, run every `every`.
@@ -69,6 +72,13 @@ pub struct ProbeState {
     pub last_check: Option<Timestamp>,
     /// Why the last check did not pass (timeout, refused, unexpected status).
     pub last_error: Option<String>,
+    /// The continuous health check after readiness: failures in a row.
+    pub health_fails: u32,
+    /// When the health check last ran, and last passed.
+    pub health_at: Option<Timestamp>,
+    pub health_ok_at: Option<Timestamp>,
+    /// Why the last health check failed.
+    pub health_error: Option<String>,
 }
 
 /// What the checks of a member say.
@@ -120,9 +130,25 @@ pub struct PromSample {
 /// A result for the hub.
 #[derive(Debug, Clone)]
 pub enum Observation {
-    Marker { server_id: String, outcome: MarkerOutcome },
-    Http { server_id: String, ok: bool, error: Option<String> },
-    Prometheus { key: String, sample: PromSample },
+    Marker {
+        server_id: String,
+        outcome: MarkerOutcome,
+    },
+    Http {
+        server_id: String,
+        ok: bool,
+        error: Option<String>,
+    },
+    /// A health check of a member that passed its readiness checks.
+    Health {
+        server_id: String,
+        ok: bool,
+        error: Option<String>,
+    },
+    Prometheus {
+        key: String,
+        sample: PromSample,
+    },
 }
 
 /// Does a console log show the marker? Each `*`-separated piece must appear, in
@@ -155,6 +181,7 @@ const PROM_TIMEOUT: Duration = Duration::from_secs(5);
 enum Job {
     Console { server_id: String, marker: String },
     Http { server: Arc<Server>, check: HttpCheck },
+    Health { server: Arc<Server>, check: HttpCheck },
     Prom { key: String, q: PromQuery },
 }
 
@@ -162,19 +189,21 @@ impl Job {
     fn key(&self) -> String {
         match self {
             Job::Console { server_id, .. } => format!("console:{server_id}"),
-            Job::Http { server, .. } => format!("http:{}", server.id),
+            Job::Http { server, .. } | Job::Health { server, .. } => format!("http:{}", server.id),
             Job::Prom { key, .. } => format!("prom:{key}"),
         }
     }
 }
 
-/// What is due now: members whose checks have not passed yet, queries whose
+/// What is due now: members whose checks have not passed yet, health checks
+/// of members that passed them whose interval has elapsed, queries whose
 /// interval has elapsed. `last_prom` remembers when each query last ran.
 fn due(
     snap: &super::CloudSnapshot,
     t: &ObserveTargets,
     last_prom: &BTreeMap<String, std::time::Instant>,
     now: std::time::Instant,
+    wall: Timestamp,
 ) -> Vec<Job> {
     let mut jobs = Vec::new();
     if !t.probes.is_empty() {
@@ -183,11 +212,21 @@ fn due(
             let st = snap.probes.get(&s.id).cloned().unwrap_or_default();
             match (&spec.console_marker, st.marker_at) {
                 (Some(m), None) => jobs.push(Job::Console { server_id: s.id.clone(), marker: m.clone() }),
-                _ => {
-                    if let (Some(h), None) = (&spec.http, st.http_ok_at) {
-                        jobs.push(Job::Http { server: s.clone(), check: h.clone() });
+                _ => match (&spec.http, st.http_ok_at, spec.health_every) {
+                    // A member that served before (a restarted engine sees it
+                    // anew) is checked for its health, not for its boot.
+                    (Some(h), None, None) => jobs.push(Job::Http { server: s.clone(), check: h.clone() }),
+                    (Some(h), None, Some(_)) if s.meta(names::READY).is_none() => {
+                        jobs.push(Job::Http { server: s.clone(), check: h.clone() })
                     }
-                }
+                    (Some(h), _, Some(every)) => {
+                        let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+                        if st.health_at.is_none_or(|at| wall - at >= every) {
+                            jobs.push(Job::Health { server: s.clone(), check: h.clone() });
+                        }
+                    }
+                    _ => {}
+                },
             }
         }
     }
@@ -220,6 +259,10 @@ async fn run_job(client: &Client, http: &reqwest::Client, job: Job) -> Observati
         Job::Http { server, check } => {
             let (ok, error) = http_probe(http, &check, &server).await;
             Observation::Http { server_id: server.id.clone(), ok, error }
+        }
+        Job::Health { server, check } => {
+            let (ok, error) = http_probe(http, &check, &server).await;
+            Observation::Health { server_id: server.id.clone(), ok, error }
         }
         Job::Prom { key, q } => {
             let result = super::prometheus::query(http, &q.url, &q.query, PROM_TIMEOUT).await;
@@ -263,7 +306,7 @@ pub(super) async fn observe(
         let Some(snap) = snaps.borrow_and_update().clone().clouds.get(index).cloned() else { continue };
         let now = std::time::Instant::now();
         last_prom.retain(|k, _| t.prometheus.contains_key(k));
-        for job in due(&snap, &t, &last_prom, now) {
+        for job in due(&snap, &t, &last_prom, now, chrono::Utc::now()) {
             let key = job.key();
             let fresh = in_flight.lock().map(|mut f| f.insert(key.clone())).unwrap_or(false);
             if !fresh {
@@ -325,6 +368,19 @@ pub(super) fn apply(
                 st.failing_since.get_or_insert(now);
             }
         }
+        Observation::Health { server_id, ok, error } => {
+            let st = probes.entry(server_id).or_default();
+            st.health_at = Some(now);
+            if ok {
+                st.health_fails = 0;
+                st.health_ok_at = Some(now);
+                st.http_ok_at.get_or_insert(now);
+                st.health_error = None;
+            } else {
+                st.health_fails = st.health_fails.saturating_add(1);
+                st.health_error = error;
+            }
+        }
         Observation::Prometheus { key, sample } => {
             prom.insert(key, sample);
         }
@@ -371,7 +427,7 @@ mod tests {
         let mut p = std::collections::HashMap::new();
         let mut q = BTreeMap::new();
         let t0 = chrono::Utc::now();
-        let spec = ProbeSpec { console_marker: Some("x".into()), http: None };
+        let spec = ProbeSpec { console_marker: Some("x".into()), http: None, health_every: None };
         let m = |o: MarkerOutcome| Observation::Marker { server_id: "a".into(), outcome: o };
         apply(&mut p, &mut q, m(MarkerOutcome::ApiError("503".into())), t0);
         assert_eq!(p["a"].checks(&spec), Checks::Unobserved, "a failing API says nothing about the member");
@@ -392,7 +448,14 @@ mod tests {
                 expect_status: vec![200],
                 timeout: Duration::from_secs(1),
             }),
+            health_every: Some(Duration::from_secs(1)),
         };
         assert!(!p["a"].passed(&http));
+        let h = |ok: bool| Observation::Health { server_id: "a".into(), ok, error: None };
+        apply(&mut p, &mut q, h(false), t0);
+        apply(&mut p, &mut q, h(false), t0);
+        assert_eq!(p["a"].health_fails, 2, "failures in a row are counted");
+        apply(&mut p, &mut q, h(true), t0);
+        assert_eq!((p["a"].health_fails, p["a"].health_ok_at), (0, Some(t0)), "a pass ends the run");
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod edit;
 pub mod model;
+pub mod recovery;
 pub mod rollout;
 pub mod scaling;
 pub mod schema;

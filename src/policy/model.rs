@@ -135,6 +135,9 @@ pub struct PolicyFile {
     pub scaling: Option<super::scaling::Scaling>,
     #[serde(default)]
     pub rollout: super::rollout::RolloutSpec,
+    /// Keeping members healthy once they served (ENGINE-SPEC 5).
+    #[serde(default)]
+    pub recovery: super::recovery::RecoverySpec,
     /// The application's environment: packages, runtime, variables, files, users.
     #[serde(default, skip_serializing_if = "super::stages::Environment::is_empty")]
     pub environment: super::stages::Environment,
@@ -169,6 +172,7 @@ impl PolicyFile {
             v.extend(sc.durations());
         }
         v.extend(self.rollout.durations());
+        v.extend(self.recovery.durations());
         v
     }
 }
@@ -322,6 +326,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             let head: String = k.chars().take(20).collect();
             err("deploy.metadata", format!("key `{head}…` is longer than 255 bytes"));
         }
+    }
+    for (path, msg) in spec.recovery.check() {
+        err(&path, msg);
     }
     if let Some(sc) = &spec.scaling {
         for (path, msg) in sc.check(&spec.deploy.capacity) {

@@ -68,6 +68,15 @@ pub fn schema() -> Value {
                 "on_failure": {"enum": ["rollback", "pause"]},
                 "checkpoints": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 99}},
                 "checkpoint_delay": duration(), "skip_matching": {"type": "boolean"}}},
+            "recovery": {"type": "object", "additionalProperties": false, "properties": {
+                "enabled": {"type": "boolean"}, "health_interval": duration(),
+                "unhealthy_threshold": {"type": "integer", "minimum": 1},
+                "steps": {"type": "array", "items": {"enum": ["start", "reboot-soft", "reboot-hard", "rebuild", "recreate"]}},
+                "verify_timeout": duration(), "rebuild_verify_timeout": duration(),
+                "max_attempts": {"type": "integer", "minimum": 1}, "attempt_window": duration(),
+                "backoff": duration(), "max_backoff": duration(),
+                "max_concurrent": amount(), "max_unhealthy": amount(),
+                "keep_quarantined": duration(), "masakari_defer": duration()}},
             "environment": {"type": "object", "additionalProperties": false, "properties": {
                 "repositories": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["name", "source"], "properties": {
                     "name": {"type": "string"}, "source": {"type": "string"}, "key": {"type": "string"}, "keyid": {"type": "string"}}}},

@@ -2,6 +2,7 @@
 //! its control API.
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod rig;
 
 use serde_json::Value;

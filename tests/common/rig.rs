@@ -195,6 +195,7 @@ min_ready_seconds = 0
             max_data_age: Duration::from_secs(30),
             metrics_granularity: 60,
             may_act: true,
+            notify: Ok(Default::default()),
         }
     }
 
