@@ -907,3 +907,74 @@ fn rollouts_are_steered_from_the_command_line_confirmed_and_refused_read_only() 
     let s = render(&at("rollout", 200, 60), 200, 60);
     assert!(s.contains("r3 ") && s.contains("1/2 -1") && s.contains("RollingUpdate"), "{s}");
 }
+
+#[test]
+fn alerts_are_acknowledged_and_silenced_from_their_view_and_refused_read_only() {
+    use stackpilot::tui::app::AlertOp;
+    let mut a = app();
+    typed(&mut a, ":alerts");
+    keys(&mut a, &[ENTER]);
+    let fx = typed(&mut a, "a");
+    let [Effect::AlertOp { alert, op: AlertOp::Ack }] = fx.as_slice() else { panic!("{fx:?}") };
+    assert!(alert.is_active());
+    let fx = typed(&mut a, "s");
+    assert!(
+        matches!(fx.as_slice(), [Effect::AlertOp { op: AlertOp::Silence(d), .. }] if *d == chrono::Duration::hours(1))
+    );
+    let mut fx = typed(&mut a, ":silence 4h");
+    fx.extend(keys(&mut a, &[ENTER]));
+    assert!(
+        matches!(fx.as_slice(), [Effect::AlertOp { op: AlertOp::Silence(d), .. }] if *d == chrono::Duration::hours(4))
+    );
+    // What the store says shows in the view: muted, and where it was sent.
+    let key = alert.key.clone();
+    let mut ops = stackpilot::engine::notify::AlertOps::default();
+    ops.silenced.insert(key.clone(), fixture::now() + chrono::Duration::hours(1));
+    let mut book = stackpilot::engine::notify::DeliveryBook::default();
+    let d = stackpilot::engine::notify::Delivery {
+        since: alert.since,
+        alert: (**alert).clone(),
+        fired_at: Some(fixture::now()),
+        fired: 1,
+        resolved_sent: false,
+        failures: 0,
+        next_try: None,
+        last_result: "delivered".into(),
+        last_at: Some(fixture::now()),
+    };
+    book.deliveries.entry("am".into()).or_default().insert(key, d);
+    update(&mut a, Msg::Deliveries(book, ops));
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("WARNING muted") && screen.contains("am: delivered"), "{screen}");
+    // Read-only: nothing changes, and it says so.
+    let mut r = app_with(true);
+    typed(&mut r, ":alerts");
+    keys(&mut r, &[ENTER]);
+    assert!(typed(&mut r, "a").is_empty());
+    assert!(r.message.as_ref().is_some_and(|m| m.0.contains("read-only")), "{:?}", r.message);
+}
+
+#[test]
+fn maintenance_is_set_on_the_selected_member_from_the_command_line() {
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    // Find a member of an application (the fixture's web servers are members).
+    let mut found = None;
+    for _ in 0..20 {
+        let mut fx = typed(&mut a, ":maint");
+        fx.extend(keys(&mut a, &[ENTER]));
+        if let [Effect::Maintenance { on: true, server_id, .. }] = fx.as_slice() {
+            found = Some(server_id.clone());
+            break;
+        }
+        keys(&mut a, &[DOWN]);
+    }
+    let id = found.expect("a member takes :maint");
+    let mut fx = typed(&mut a, ":maint off");
+    fx.extend(keys(&mut a, &[ENTER]));
+    assert!(matches!(fx.as_slice(), [Effect::Maintenance { on: false, server_id, .. }] if *server_id == id));
+    let mut fx = typed(&mut a, ":maint maybe");
+    fx.extend(keys(&mut a, &[ENTER]));
+    assert!(fx.is_empty());
+}

@@ -663,6 +663,7 @@ async fn console_with(
         engine,
         store: Some(store),
         policies_dir: Some(policies),
+        alertmanagers: settings.alerting.alertmanager.iter().map(|a| a.url.clone()).collect(),
     };
     match crate::tui::run(console, inventory).await {
         // The window was closed: nobody is left to tell.

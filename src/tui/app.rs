@@ -52,6 +52,7 @@ impl ViewKind {
             ViewKind::Plan => v.extend([Context::Plan, Context::NoCharts]),
             ViewKind::Policies => v.extend([Context::Policies, Context::NoCharts]),
             ViewKind::PolicyDetail => v.extend([Context::Policies, Context::PolicyDetail, Context::NoCharts]),
+            ViewKind::Alerts => v.extend([Context::Alerts, Context::NoCharts]),
             _ => v.push(Context::NoCharts),
         }
         v
@@ -174,6 +175,8 @@ pub enum Msg {
     },
     /// Events written by the engine or another console (from the store).
     Events(Vec<Event>),
+    /// Alert deliveries and what operators did to alerts (from the store).
+    Deliveries(crate::engine::notify::DeliveryBook, crate::engine::notify::AlertOps),
     /// The engine's status changed.
     Engine(EngineView),
     /// A task of the console died (the engine, a poller): what and how.
@@ -237,6 +240,17 @@ pub enum Effect {
     },
     /// Write a confirmed policy change (checked against the file on disk).
     SavePolicy(crate::engine::policies::SaveRequest),
+    /// Acknowledge or silence an alert (store, and Alertmanager when configured).
+    AlertOp {
+        alert: Box<crate::domain::Alert>,
+        op: AlertOp,
+    },
+    /// Set or clear a member's `stackpilot:maint` mark.
+    Maintenance {
+        cloud: String,
+        server_id: String,
+        on: bool,
+    },
     /// Leave a rollout command for the acting engine.
     Rollout {
         cloud: String,
@@ -317,6 +331,9 @@ pub struct EngineApp {
     /// Held or retired: why.
     pub hold: Option<String>,
     pub converged: bool,
+    /// Members failing now, and whether recovery paused (too many at once).
+    pub unhealthy: u32,
+    pub recovery_paused: bool,
 }
 
 pub struct App {
@@ -333,6 +350,10 @@ pub struct App {
     pub remembered: BTreeMap<ViewKind, (String, Option<(char, bool)>)>,
     pub mode: Mode,
     pub events: VecDeque<Event>,
+    /// How each alert was delivered to each receiver (from the store).
+    pub deliveries: crate::engine::notify::DeliveryBook,
+    /// Acknowledged and silenced alerts (from the store).
+    pub alert_ops: crate::engine::notify::AlertOps,
     pub message: Option<(String, Severity)>,
     pub keymap: Keymap,
     pub theme: Theme,
@@ -375,6 +396,8 @@ impl App {
             remembered: BTreeMap::new(),
             mode: Mode::Normal,
             events: VecDeque::new(),
+            deliveries: Default::default(),
+            alert_ops: Default::default(),
             message: None,
             read_only: keymap.read_only(),
             keymap,
@@ -528,7 +551,7 @@ pub(crate) fn input_request(k: Key) -> Option<InputRequest> {
 pub fn completions(prefix: &str) -> Vec<&'static str> {
     let p = prefix.trim_start_matches(':');
     let mut v: Vec<&'static str> = COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(p)).collect();
-    v.extend(["new-app", "rollout", "retire", "mode", "quit"].iter().filter(|n| n.starts_with(p)));
+    v.extend(["new-app", "rollout", "retire", "mode", "silence", "maint", "quit"].iter().filter(|n| n.starts_with(p)));
     v
 }
 
@@ -547,6 +570,10 @@ pub struct CommandLine {
     pub new_app: Option<String>,
     /// `:rollout status|pause|resume|abort APP`, `:rollout undo APP REV`.
     pub rollout: Option<(String, String, Option<u32>)>,
+    /// `:silence DURATION`: silence the selected alert.
+    pub silence: Option<chrono::Duration>,
+    /// `:maint` (true) / `:maint off` (false) on the selected member.
+    pub maint: Option<bool>,
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -580,6 +607,21 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
                 _ => return Err(usage.into()),
             };
             c.rollout = Some((sub, app.to_string(), rev));
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("silence") {
+            let d = words.next().unwrap_or("1h");
+            match crate::domain::time::parse_duration(d) {
+                Some(x) if x.as_secs() >= 60 && x.as_secs() <= 30 * 86_400 => {
+                    c.silence = Some(chrono::Duration::from_std(x).unwrap_or(chrono::Duration::hours(1)))
+                }
+                _ => return Err(format!("`{d}`: silence for a duration from 1m to 30d, e.g. `:silence 4h`")),
+            }
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("maint") {
+            match words.next().map(|x| x.to_ascii_lowercase()) {
+                None => c.maint = Some(true),
+                Some(x) if x == "on" => c.maint = Some(true),
+                Some(x) if x == "off" => c.maint = Some(false),
+                Some(x) => return Err(format!("`:maint {x}`: use `:maint` or `:maint off`")),
+            }
         } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("new-app") {
             match words.next() {
                 Some(a) => c.new_app = Some(a.to_string()),
@@ -661,6 +703,11 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             if app.view().kind == ViewKind::Events {
                 app.refresh_rows();
             }
+            vec![]
+        }
+        Msg::Deliveries(book, ops) => {
+            app.deliveries = book;
+            app.alert_ops = ops;
             vec![]
         }
         Msg::Engine(v) => {
@@ -811,6 +858,8 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         Ok(CommandLine { retire: Some(name), .. }) => ask_retire(app, &name),
         Ok(CommandLine { new_app: Some(name), .. }) => super::editing::new_app(app, &name),
         Ok(CommandLine { rollout: Some((sub, name, rev)), .. }) => ask_rollout(app, &sub, &name, rev),
+        Ok(CommandLine { silence: Some(d), .. }) => alert_op(app, AlertOp::Silence(d)),
+        Ok(CommandLine { maint: Some(on), .. }) => maintenance(app, on),
         Ok(CommandLine { mode: Some(m), .. }) => {
             use crate::config::settings::EngineMode;
             if app.engine.is_none() {
@@ -1003,6 +1052,11 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::RetireApp => app.notify("retire an application with `:retire APP`", Severity::Info),
         Action::NewApp => app.notify("create an application with `:new-app NAME`", Severity::Info),
         Action::Rollout => app.notify("steer a rollout with `:rollout pause|resume|abort|undo APP`", Severity::Info),
+        Action::AckAlert => return alert_op(app, AlertOp::Ack),
+        Action::SilenceAlert => return alert_op(app, AlertOp::Silence(chrono::Duration::hours(1))),
+        Action::Maintenance => {
+            app.notify("`:maint` puts the selected member in maintenance, `:maint off` ends it", Severity::Info)
+        }
         Action::QuickEdit | Action::EditPolicy => return edit_policy(app, action),
         Action::RenderPolicy => super::editing::render(app),
         Action::MarkChange | Action::DiffChange | Action::RestoreChange => {
@@ -1041,6 +1095,61 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
     }
     vec![]
+}
+
+/// What an operator does to an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOp {
+    /// No more repeats of this occurrence.
+    Ack,
+    /// Nothing sent for it for this long (through Alertmanager when there is one).
+    Silence(chrono::Duration),
+}
+
+/// Acknowledge or silence the selected alert.
+pub fn alert_op(app: &mut App, op: AlertOp) -> Vec<Effect> {
+    if app.view().kind != ViewKind::Alerts {
+        app.notify("acknowledge and silence alerts in the Alerts view (:alerts)", Severity::Info);
+        return vec![];
+    }
+    if app.read_only {
+        app.notify("read-only: alerts are not acknowledged or silenced from this console", Severity::Warning);
+        return vec![];
+    }
+    let Some(key) = app.view().selected_id.clone() else {
+        app.notify("no alert selected", Severity::Info);
+        return vec![];
+    };
+    let Some(alert) = app.alerts().into_iter().find(|a| a.key == key) else { return vec![] };
+    if !alert.is_active() {
+        app.notify("this alert is resolved: nothing to acknowledge or silence", Severity::Info);
+        return vec![];
+    }
+    vec![Effect::AlertOp { alert: Box::new(alert), op }]
+}
+
+/// `:maint` / `:maint off` on the selected member.
+fn maintenance(app: &mut App, on: bool) -> Vec<Effect> {
+    if app.read_only {
+        app.notify("read-only: maintenance is not changed from this console", Severity::Warning);
+        return vec![];
+    }
+    let Some((cloud, id)) = selected_server(app) else {
+        app.notify("select a server (Servers view) for :maint", Severity::Info);
+        return vec![];
+    };
+    let member = app
+        .cloud_snapshot()
+        .and_then(|c| c.server(&id))
+        .is_some_and(|s| crate::engine::members::owner(s).is_some() || s.app().is_some());
+    if !member {
+        app.notify(
+            "maintenance is for members of an application (the engine leaves other servers alone anyway)",
+            Severity::Info,
+        );
+        return vec![];
+    }
+    vec![Effect::Maintenance { cloud, server_id: id, on }]
 }
 
 /// `:rollout ...`: status is shown at once; a change is confirmed (and refused

@@ -129,6 +129,8 @@ pub enum Context {
     Policies,
     /// An open policy (its history).
     PolicyDetail,
+    /// The Alerts view.
+    Alerts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,6 +185,12 @@ pub enum Action {
     Rollout,
     /// Show the user data a member of the open policy boots with.
     RenderPolicy,
+    /// Acknowledge the selected alert (no more repeats of it).
+    AckAlert,
+    /// Silence the selected alert for an hour (`:silence DURATION` for another time).
+    SilenceAlert,
+    /// `:maint [off]`: the selected member in (out of) maintenance: recovery leaves it alone.
+    Maintenance,
 }
 
 pub struct ActionInfo {
@@ -289,6 +297,23 @@ pub const ACTIONS: &[ActionInfo] = &[
     ),
     info(A::NewApp, "new-app", &[], C::Policies, ":new-app NAME creates an application from the catalog", true),
     info(A::Rollout, "rollout", &[], C::Plan, ":rollout status|pause|resume|abort|undo APP [REV]", true),
+    info(A::AckAlert, "ack-alert", &[Key::ch('a')], C::Alerts, "acknowledge the alert (no more repeats)", false),
+    info(
+        A::SilenceAlert,
+        "silence-alert",
+        &[Key::ch('s')],
+        C::Alerts,
+        "silence the alert for 1h (:silence 4h for another time)",
+        false,
+    ),
+    info(
+        A::Maintenance,
+        "maint",
+        &[],
+        C::Server,
+        ":maint [off] puts the member in (out of) maintenance: recovery leaves it alone",
+        true,
+    ),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {
@@ -320,6 +345,8 @@ fn overlaps(a: Context, b: Context) -> bool {
                         | (NoCharts, PolicyDetail)
                         | (Policies, PolicyDetail)
                         | (PolicyDetail, Policies)
+                        | (Alerts, NoCharts)
+                        | (NoCharts, Alerts)
                 )
         }
     }

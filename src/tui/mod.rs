@@ -49,6 +49,8 @@ pub struct Console {
     pub store: Option<crate::store::Store>,
     /// The policies directory (new applications are written there).
     pub policies_dir: Option<std::path::PathBuf>,
+    /// Alertmanagers the engine sends to: a silence is made there.
+    pub alertmanagers: Vec<String>,
 }
 
 /// The console's view of the engine's status.
@@ -73,6 +75,8 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
                 hold: a.hold.clone(),
                 converged: a.converged,
                 rollout: a.rollout.clone(),
+                unhealthy: a.unhealthy,
+                recovery_paused: a.recovery_paused,
             })
             .collect(),
         alerts: s.alerts.clone(),
@@ -235,6 +239,73 @@ pub async fn perform(client: &Client, p: &Pending) -> Event {
     }
 }
 
+/// Record an operator's event in the store (when there is one) and hand it to
+/// the console.
+async fn record_and_show(store: Option<&crate::store::Store>, tx: &mpsc::Sender<Msg>, mut e: Event) {
+    if let Some(s) = store {
+        if let Ok(id) = s.add_event(&e) {
+            e.id = id;
+        }
+    }
+    if tx.send(Msg::ActionDone(e)).await.is_err() {
+        tracing::debug!("the console ended before an action's result");
+    }
+}
+
+/// Acknowledge or silence an alert: in the store (the notifier reads it), and
+/// for a silence in every Alertmanager the engine sends to. The event says
+/// what was done and where it failed.
+async fn alert_op(
+    store: Option<crate::store::Store>,
+    alertmanagers: &[String],
+    alert: &crate::domain::Alert,
+    op: app::AlertOp,
+) -> Event {
+    use crate::engine::notify::{silence_in_alertmanager, AlertOps, OPS_KEY};
+    let now = chrono::Utc::now();
+    let actor = crate::domain::event::operator_actor();
+    let (what, why) = match op {
+        app::AlertOp::Ack => ("alert-ack", "acknowledged: no more repeats".to_string()),
+        app::AlertOp::Silence(d) => {
+            ("alert-silence", format!("silenced for {}", crate::domain::time::human_age(d.num_seconds())))
+        }
+    };
+    let mut e = Event::new(now, &actor, &alert.cloud, what, why).target(alert.key.clone());
+    if let Some(app) = &alert.app {
+        e = e.app(app.clone());
+    }
+    let mut problems = Vec::new();
+    if let app::AlertOp::Silence(d) = op {
+        for url in alertmanagers {
+            match silence_in_alertmanager(url, alert, d, &actor, "silenced from the stackpilot console").await {
+                Ok(id) => e = e.detail(format!("Alertmanager silence {id}")),
+                Err(err) => problems.push(format!("Alertmanager {url}: {err}")),
+            }
+        }
+    }
+    let key = alert.key.clone();
+    let task = tokio::task::spawn_blocking(move || -> Result<Option<Event>, String> {
+        let Some(s) = store else { return Err("no store in this console".into()) };
+        let mut ops: AlertOps = s.control_as(OPS_KEY).map_err(|e| e.to_string())?.unwrap_or_default();
+        match op {
+            app::AlertOp::Ack => ops.acked.insert(key, now),
+            app::AlertOp::Silence(d) => ops.silenced.insert(key, now + d),
+        };
+        ops.silenced.retain(|_, until| *until > now);
+        s.put_control_as(OPS_KEY, &ops, &now).map_err(|e| e.to_string())?;
+        Ok(None)
+    });
+    match task.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => problems.push(err),
+        Err(err) => problems.push(err.to_string()),
+    }
+    if !problems.is_empty() {
+        e = e.result("failed").severity(Severity::Warning).detail(problems.join("; "));
+    }
+    e
+}
+
 fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &mpsc::Sender<Msg>) -> bool {
     let clients = &console.clients;
     match effect {
@@ -245,15 +316,8 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 let tx = tx.clone();
                 let store = console.store.clone();
                 tokio::spawn(async move {
-                    let mut e = perform(&c, &p).await;
-                    if let Some(s) = &store {
-                        if let Ok(id) = s.add_event(&e) {
-                            e.id = id;
-                        }
-                    }
-                    if tx.send(Msg::ActionDone(e)).await.is_err() {
-                        tracing::debug!("the console ended before an action's result");
-                    }
+                    let e = perform(&c, &p).await;
+                    record_and_show(store.as_ref(), &tx, e).await;
                 });
             }
         }
@@ -383,6 +447,47 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 if tx.send(msg).await.is_err() {
                     tracing::debug!("the console ended before a rollout request was answered");
                 }
+            });
+        }
+        Effect::Maintenance { cloud, server_id, on } => {
+            if let Some(c) = clients.iter().find(|c| c.name() == cloud).cloned() {
+                let (tx, store) = (tx.clone(), console.store.clone());
+                tokio::spawn(async move {
+                    let mut items = std::collections::BTreeMap::new();
+                    items.insert(crate::domain::names::MAINT.to_string(), on.to_string());
+                    let r = c.compute().set_metadata(&server_id, &items).await;
+                    let what = if on { "maint" } else { "maint-off" };
+                    let name = c
+                        .compute()
+                        .get_server(&server_id)
+                        .await
+                        .map(|s| s.display_name().to_string())
+                        .unwrap_or(server_id);
+                    let e = Event::new(
+                        chrono::Utc::now(),
+                        &crate::domain::event::operator_actor(),
+                        &cloud,
+                        what,
+                        "operator request from the console",
+                    )
+                    .target(name);
+                    let e = match r {
+                        Ok(()) => e,
+                        Err(err) => e
+                            .result("failed")
+                            .severity(Severity::Warning)
+                            .request_id(err.request_id.clone())
+                            .detail(err.message.clone()),
+                    };
+                    record_and_show(store.as_ref(), &tx, e).await;
+                });
+            }
+        }
+        Effect::AlertOp { alert, op } => {
+            let (tx, store, ams) = (tx.clone(), console.store.clone(), console.alertmanagers.clone());
+            tokio::spawn(async move {
+                let e = alert_op(store.clone(), &ams, &alert, op).await;
+                record_and_show(store.as_ref(), &tx, e).await;
             });
         }
         Effect::RolloutStatus { cloud, app } => {
@@ -704,8 +809,21 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                 }
             }
             let mut iv = tokio::time::interval(Duration::from_secs(1));
+            let mut seen: Option<(crate::engine::notify::DeliveryBook, crate::engine::notify::AlertOps)> = None;
             loop {
                 iv.tick().await;
+                use crate::engine::notify::{BOOK_KEY, OPS_KEY};
+                let book = store.control_as(BOOK_KEY).ok().flatten().unwrap_or_default();
+                let ops = store.control_as(OPS_KEY).ok().flatten().unwrap_or_default();
+                let now = Some((book, ops));
+                if now != seen {
+                    seen = now.clone();
+                    if let Some((b, o)) = now {
+                        if tx.send(Msg::Deliveries(b, o)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 if let Ok(new) = store.events_after(last, 500) {
                     if let Some(l) = new.last() {
                         last = l.id;

@@ -412,7 +412,7 @@ fn rollout_cell(app: &App, r: &crate::engine::rollout::RolloutView, width: u16) 
 fn reason_style(t: &super::theme::Theme, reason: &str) -> Style {
     match reason {
         "DesiredWithinRange" | "" => t.dim(),
-        "CapacityBlocked" | "MetricsStale" | "PolicyInvalid" | "PolicyMissing" => t.bad(),
+        "CapacityBlocked" | "MetricsStale" | "PolicyInvalid" | "PolicyMissing" | "RecoveryPaused" => t.bad(),
         _ => t.warn(),
     }
 }
@@ -461,6 +461,10 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
             (None, None, Some(r)) if r.rolling_back => "RollingBack".into(),
             (None, None, Some(r)) if r.phase.starts_with("paused") => "RolloutPaused".into(),
             (None, None, Some(_)) => "RollingUpdate".into(),
+            (None, None, None) if governed.is_some_and(|g| g.recovery_paused) => "RecoveryPaused".into(),
+            (None, None, None) if governed.is_some_and(|g| g.unhealthy > 0) => {
+                format!("Recovering {}", governed.map_or(0, |g| g.unhealthy))
+            }
             (None, None, None) => sc.map(|v| v.reason.clone()).unwrap_or_default(),
         };
         let rollout_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(12);
@@ -653,7 +657,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         Some(a) => Line::from(vec![
             Span::styled(format!(" ▲ {} ", a.severity.as_str().to_uppercase()), t.severity(a.severity)),
             Span::raw(a.message.clone()),
-            Span::styled(format!("   ({} alerts)", v.len()), t.dim()),
+            Span::styled(format!("   ({})", by_severity(&alerts)), t.dim()),
         ]),
     };
     f.render_widget(Paragraph::new(tick), ticker);
@@ -918,13 +922,42 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
-const ALERT_COLS: [Col; 5] = [
-    col("SEV", 9, 4, 0, Some('S')),
+const ALERT_COLS: [Col; 6] = [
+    col("SEV", 13, 4, 0, Some('S')),
     col("SINCE", 6, 5, 2, Some('O')),
     col("CLOUD", 10, 5, 3, None),
     col("APP", 10, 4, 1, Some('A')),
+    col("SENT", 18, 6, 4, None),
     col("MESSAGE", 60, 20, 0, None),
 ];
+
+/// How an alert was delivered: each receiver's last result for this occurrence.
+fn sent_to(app: &App, a: &crate::domain::Alert) -> String {
+    let v: Vec<String> = app
+        .deliveries
+        .deliveries
+        .iter()
+        .filter_map(|(r, m)| m.get(&a.key).filter(|d| d.since == a.since).map(|d| format!("{r}: {}", d.last_result)))
+        .collect();
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// `2 critical · 1 warning`: active alerts counted by severity, most severe first.
+pub fn by_severity(alerts: &[crate::domain::Alert]) -> String {
+    use crate::domain::Severity;
+    let parts: Vec<String> = [Severity::Critical, Severity::Warning, Severity::Info]
+        .iter()
+        .filter_map(|s| {
+            let n = alerts.iter().filter(|a| a.is_active() && a.severity == *s).count();
+            (n > 0).then(|| format!("{n} {}", s.as_str()))
+        })
+        .collect();
+    parts.join(" · ")
+}
 
 fn alerts(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
@@ -935,11 +968,22 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
             Some(r) => {
                 ("RESOLVED".to_string(), t.dim(), format!("ended {} ago", human_age((app.now - r).num_seconds())))
             }
-            None => (
-                a.severity.as_str().to_uppercase(),
-                t.severity(a.severity),
-                human_age((app.now - a.since).num_seconds()),
-            ),
+            None => {
+                let acked = app.alert_ops.acked.get(&a.key).is_some_and(|at| *at >= a.since);
+                let muted = app.alert_ops.silenced.get(&a.key).is_some_and(|until| *until > app.now);
+                let mark = if muted {
+                    " muted"
+                } else if acked {
+                    " ack"
+                } else {
+                    ""
+                };
+                (
+                    format!("{}{mark}", a.severity.as_str().to_uppercase()),
+                    if mark.is_empty() { t.severity(a.severity) } else { t.dim() },
+                    human_age((app.now - a.since).num_seconds()),
+                )
+            }
         };
         cells_of(
             vec![
@@ -947,6 +991,7 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
                 (since, t.dim()),
                 (a.cloud.clone(), t.dim()),
                 (a.app.clone().unwrap_or("-".into()), t.accent()),
+                (sent_to(app, a), t.dim()),
                 (a.message.clone(), t.base()),
             ],
             widths,
