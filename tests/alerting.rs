@@ -40,7 +40,7 @@ async fn a_webhook_gets_signed_deduplicated_notifications_and_the_resolve_after_
     let Some(rig) = sim_rig("webhook", "the simulator case covers the notifier").await else { return };
     let hook = Receiver::start().await;
     // Recovery only reports here: the failure lasts until the test ends it.
-    rig.policy_with("web", 1, 2, "\n[recovery]\nenabled = false\n");
+    rig.policy_with("web", 1, 2, "\n[recovery]\nenabled = false\n\n[alerts]\nlabels = { team = \"shop\" }\n");
     let mut cfg = rig.engine_cfg();
     cfg.notify = Ok(NotifyConfig {
         receivers: vec![stackpilot::engine::notify::Receiver {
@@ -77,6 +77,7 @@ async fn a_webhook_gets_signed_deduplicated_notifications_and_the_resolve_after_
     // Signed over the exact body.
     assert_eq!(first.header("x-stackpilot-signature").unwrap(), sign(SECRET.as_bytes(), &first.body));
     assert_eq!(first.json()["alert"]["app"], rig.app("web"));
+    assert_eq!(first.json()["alert"]["labels"]["team"], "shop", "the policy's [alerts] labels go with it");
     // Nothing more while it lasts (the repeat interval is an hour).
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(hook.accepted().iter().filter(|r| firing(r)).count(), 1, "deduplicated");

@@ -542,6 +542,10 @@ async fn flavors_images_networks() {
     assert!(!net.subnets.is_empty());
     let limits = cl.client.compute().limits().await.unwrap();
     assert!(limits.max_instances.is_some());
+    // Hosts, as recovery reads them (the fixture's user is an admin).
+    let svcs = cl.client.compute().list_compute_services().await.unwrap();
+    assert!(!svcs.is_empty() && svcs.iter().all(|s| s.binary == "nova-compute"), "{svcs:?}");
+    assert!(svcs.iter().any(|s| !s.is_down()), "{svcs:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -860,6 +864,7 @@ fn client_reads() -> BTreeMap<&'static str, Vec<&'static str>> {
         "created",
         "updated",
         "hostId",
+        "OS-EXT-SRV-ATTR:host",
         "addresses",
         "addresses.*[].addr",
         "addresses.*[].version",
@@ -922,6 +927,10 @@ fn client_reads() -> BTreeMap<&'static str, Vec<&'static str>> {
         ),
     );
     m.insert("GET /limits", vec!["limits.absolute.*", "limits.rate"]);
+    m.insert(
+        "GET /os-services?binary=nova-compute",
+        pre("services[].", &["host", "binary", "zone", "status", "state", "forced_down", "disabled_reason"]),
+    );
     m.insert(
         "GET /os-quota-sets/{p}/detail",
         vec!["quota_set.instances.limit", "quota_set.instances.in_use", "quota_set.cores.limit", "quota_set.ram.limit"],
@@ -1089,6 +1098,10 @@ async fn record_shapes(cl: &Cloud) -> BTreeMap<String, BTreeSet<String>> {
     );
     rec("GET /flavors/detail", &body(s.request("compute", Req::get("/flavors/detail")).await.unwrap()));
     rec("GET /limits", &body(s.request("compute", Req::get("/limits")).await.unwrap()));
+    rec(
+        "GET /os-services?binary=nova-compute",
+        &body(s.request("compute", Req::get("/os-services?binary=nova-compute")).await.unwrap()),
+    );
     rec(
         "GET /os-quota-sets/{p}/detail",
         &body(s.request("compute", Req::get(format!("/os-quota-sets/{}/detail", cl.fx.project_id))).await.unwrap()),

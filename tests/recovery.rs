@@ -328,3 +328,43 @@ async fn a_member_an_operator_stopped_is_left_stopped() {
     assert!(!eng.handle.status.borrow().alerts.iter().any(|a| a.kind == "unhealthy-members" && a.is_active()));
     drop(eng);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_on_a_host_that_went_down_is_recreated_elsewhere_after_masakari_had_its_turn() {
+    let Some(rig) = sim_rig("host down", "the real services' host cannot be taken down by a test").await else {
+        return;
+    };
+    let h = rig.sim.as_ref().unwrap();
+    rig.policy_with("web", 2, 4, &sections(&rig, "masakari_defer = \"3s\"\n"));
+    let eng = rig.start(rig.engine_cfg());
+    rig.converged(&[("web", 2)], Duration::from_secs(90)).await;
+    wait_status(&eng, "2 ready", 60, |s| s.apps.first().is_some_and(|a| a.ready == 2)).await;
+    let victim = rig.members("web").await.into_iter().min_by_key(|s| s.name.clone()).unwrap();
+    let host = victim.host.clone().expect("an admin sees the host");
+    // Masakari protects it: the engine waits masakari_defer before acting.
+    let mut items = std::collections::BTreeMap::new();
+    items.insert("HA_Enabled".to_string(), "True".to_string());
+    rig.client.compute().set_metadata(&victim.id, &items).await.unwrap();
+    let t0 = Instant::now();
+    control(h, &format!("hosts/{host}"), json!({"state": "down"})).await;
+    let replacement = wait_for(&rig, "a member in the slot of the one on the dead host", 90, async || {
+        let ms = rig.members("web").await;
+        ms.iter().find(|s| s.id != victim.id && slot(s) == slot(&victim) && s.status == ServerStatus::Active).cloned()
+    })
+    .await;
+    let drained_after = events(&eng.store, "drain", &rig.app("web"))
+        .iter()
+        .find(|e| e.target.as_deref() == Some(victim.display_name()))
+        .map(|e| e.reason.clone())
+        .unwrap();
+    assert!(drained_after.contains("on a host that is down"), "{drained_after}");
+    assert!(t0.elapsed() >= Duration::from_secs(3), "Masakari's turn came first");
+    assert_ne!(replacement.host.as_deref(), Some(host.as_str()), "the scheduler avoids the dead host");
+    println!(
+        "host down: {} recreated as {} on {:?}",
+        victim.display_name(),
+        replacement.display_name(),
+        replacement.host
+    );
+    drop(eng);
+}

@@ -520,6 +520,31 @@ impl Compute<'_> {
         Ok(())
     }
 
+    /// The nova-compute services and whether each is up (`os-services`; admins
+    /// only: a 403 says the cloud does not let this user see hosts).
+    pub async fn list_compute_services(&self) -> Result<Vec<domain::ComputeService>> {
+        let (v, _): (Value, _) = self.0.json("compute", Req::get("/os-services?binary=nova-compute")).await?;
+        let text = |x: &Value, k: &str| x.at(k).as_str().map(String::from);
+        Ok(v.at("services")
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| {
+                        Some(domain::ComputeService {
+                            host: text(s, "host")?,
+                            binary: text(s, "binary").unwrap_or_default(),
+                            zone: text(s, "zone"),
+                            status: text(s, "status").unwrap_or_default(),
+                            state: text(s, "state").unwrap_or_default(),
+                            forced_down: s.at("forced_down").as_bool().unwrap_or(false),
+                            disabled_reason: text(s, "disabled_reason"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Names of the key pairs the user can use.
     pub async fn list_keypairs(&self) -> Result<Vec<String>> {
         let (v, _): (Value, _) = self.0.json("compute", Req::get("/os-keypairs")).await?;

@@ -133,6 +133,9 @@ pub struct Alert {
     pub since: Timestamp,
     pub last_seen: Timestamp,
     pub resolved_at: Option<Timestamp>,
+    /// Labels its app's policy adds when it is sent out (`[alerts] labels`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Alert {
@@ -158,6 +161,7 @@ impl Alert {
             since: now,
             last_seen: now,
             resolved_at: None,
+            labels: Default::default(),
         }
     }
     pub fn app(mut self, app: Option<String>) -> Alert {

@@ -147,6 +147,8 @@ pub struct Server {
     pub image_id: Option<String>,
     pub addresses: Vec<Address>,
     pub availability_zone: Option<String>,
+    /// The compute host it runs on (only admins see it).
+    pub host: Option<String>,
     pub key_name: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub tags: Vec<String>,
@@ -208,6 +210,7 @@ impl Server {
             image_id: None,
             addresses: vec![],
             availability_zone: None,
+            host: None,
             key_name: None,
             metadata: BTreeMap::new(),
             tags: vec![],
@@ -367,6 +370,28 @@ impl Backup {
             Some(n) if !n.is_empty() => n,
             _ => &self.id,
         }
+    }
+}
+
+/// A compute service (`os-services`): whether the host's nova-compute is up
+/// and enabled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComputeService {
+    pub host: String,
+    pub binary: String,
+    pub zone: Option<String>,
+    /// `enabled` or `disabled`.
+    pub status: String,
+    /// `up` or `down`.
+    pub state: String,
+    pub forced_down: bool,
+    pub disabled_reason: Option<String>,
+}
+
+impl ComputeService {
+    /// Its instances cannot be trusted to run: the service is down (or forced down).
+    pub fn is_down(&self) -> bool {
+        self.forced_down || self.state.eq_ignore_ascii_case("down")
     }
 }
 

@@ -469,7 +469,14 @@ fn member_health(i: &DecideInput<'_>, p: &Policy, m: &Member, input: &AppInput) 
     let task = server.and_then(|s| s.task_state.clone());
     let phase = input.phases.get(&m.server_id).copied();
     let threshold = p.spec.recovery.unhealthy_threshold.max(1);
+    // The compute service of its host is down (admins see hosts; others never get this).
+    let host_down = server.and_then(|s| s.host.as_deref()).is_some_and(|h| {
+        c.services
+            .as_ref()
+            .is_some_and(|svcs| svcs.iter().any(|x| x.host == h && x.binary == "nova-compute" && x.is_down()))
+    });
     let condition = match &m.status {
+        _ if host_down && m.ready_mark => Some(Condition::HostDown),
         // An ERROR before it ever served is a failed boot: the planner replaces it.
         S::Error if m.ready_mark => Some(Condition::Error),
         _ if phase == Some(Phase::StoppedUnexpectedly) && task.is_none() => Some(Condition::Shutoff),
@@ -492,6 +499,10 @@ fn member_health(i: &DecideInput<'_>, p: &Policy, m: &Member, input: &AppInput) 
         health_ok_at: probe.health_ok_at,
         health_checked: probe_spec(p).http.is_some(),
         protected: m.protected,
+        // Masakari evacuates an HA_Enabled instance of a failed host: wait for it.
+        defer: (condition == Some(Condition::HostDown)
+            && server.and_then(|s| s.meta("HA_Enabled")).is_some_and(|v| v.eq_ignore_ascii_case("true")))
+        .then(|| p.spec.recovery.masakari_defer.chrono()),
     }
 }
 

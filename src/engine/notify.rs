@@ -331,10 +331,19 @@ pub fn prune(book: &mut BTreeMap<String, Delivery>, alerts: &[Alert]) {
     book.retain(|k, d| !(d.resolved_sent && alerts.iter().all(|a| &a.key != k || a.since != d.since)));
 }
 
+/// Labels stackpilot sets itself (a policy's `[alerts] labels` cannot).
+pub const RESERVED_LABELS: [&str; 6] = ["alertname", "severity", "key", "source", "cloud", "app"];
+
 /// The Alertmanager v2 labels of an alert: `alertname` is its kind; cloud,
-/// app, severity and the key (which makes it unique) go with it.
+/// app, severity and the key (which makes it unique) go with it, and the
+/// labels of its app's policy.
 pub fn labels(a: &Alert) -> BTreeMap<String, String> {
-    let mut l = BTreeMap::new();
+    let mut l: BTreeMap<String, String> = a
+        .labels
+        .iter()
+        .filter(|(k, _)| !RESERVED_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     l.insert("alertname".to_string(), if a.kind.is_empty() { "stackpilot".into() } else { a.kind.clone() });
     l.insert("severity".into(), a.severity.as_str().to_string());
     l.insert("key".into(), a.key.clone());

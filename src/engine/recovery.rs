@@ -83,6 +83,9 @@ pub struct MemberHealth {
     pub health_checked: bool,
     /// Never deleted, so never recreated nor quarantined.
     pub protected: bool,
+    /// Wait this long after the failure was first seen before repairing
+    /// (Masakari evacuates an `HA_Enabled` member of a failed host first).
+    pub defer: Option<chrono::Duration>,
 }
 
 /// A quarantined member, to delete once it was kept long enough.
@@ -314,6 +317,11 @@ pub fn recover(
         let in_flight = busy(book);
         let Some(e) = book.members.get_mut(&m.server_id) else { continue };
         let Some(c) = e.condition else { continue };
+        if let (Some(wait), Some(since)) = (m.defer, e.since) {
+            if now - since < wait {
+                continue;
+            }
+        }
         if let Some(r) = e.rung {
             if m.in_transition || e.verify_until.is_some_and(|u| now < u) {
                 continue;
@@ -440,6 +448,7 @@ mod tests {
             health_ok_at: None,
             health_checked: true,
             protected: false,
+            defer: None,
         }
     }
 
@@ -567,6 +576,12 @@ mod tests {
         let o = recover("p", 10, &s, &[prot], &[], &mut b, at(0));
         assert!(o.actions.is_empty(), "only a recreate mends a dead host, and a protected member is never deleted");
         assert_eq!(o.events[0].0, "recovery-failed");
+        // Masakari protects it: its evacuation goes first.
+        let ha = MemberHealth { defer: Some(chrono::Duration::seconds(600)), ..m("h", Some(Condition::HostDown)) };
+        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], &mut b, at(0));
+        assert!(o.actions.is_empty() && o.owned.contains("h"));
+        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], &mut b, at(601));
+        assert_eq!(rungs(&o), vec![("h".into(), Repair::Rung(Rung::Recreate))], "only a recreate mends a dead host");
         let off = RecoverySpec { enabled: false, ..spec() };
         let o = recover("p", 10, &off, &[m("c", Some(Condition::Shutoff))], &[], &mut b, at(0));
         assert!(o.actions.is_empty() && o.alerts.iter().any(|a| a.0 == "unhealthy-members"));

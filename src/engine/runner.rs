@@ -400,6 +400,19 @@ impl Runner {
         all.extend(snap.alerts.iter().cloned());
         self.metrics.set_alerts(&all);
         if holding {
+            // What leaves follows each app's `[alerts]` rules (muted kinds stay in the console).
+            let all: Vec<Alert> = all
+                .iter()
+                .filter_map(|a| {
+                    let rules = a.app.as_ref().and_then(|app| {
+                        self.book.of_cloud(&a.cloud).find(|e| &e.app == app).and_then(|e| e.policy.as_ref())
+                    });
+                    match rules {
+                        Some(p) => p.spec.alerts.apply(a),
+                        None => Some(a.clone()),
+                    }
+                })
+                .collect();
             if let Some(tx) = &self.alerts_out {
                 tx.send_if_modified(|cur| {
                     let changed = *cur != all;

@@ -87,7 +87,7 @@ pub(super) enum Update {
     Networks(usize, Vec<Network>),
     Volumes(usize, Vec<Volume>),
     Backups(usize, Vec<Backup>),
-    Limits(usize, ComputeLimits),
+    Limits(usize, ComputeLimits, Option<Vec<crate::domain::ComputeService>>),
     Metrics(usize, HashMap<String, ServerMetrics>),
     Keypairs(usize, Vec<String>),
     SecurityGroups(usize, Vec<String>),
@@ -106,6 +106,7 @@ struct CloudState {
     keypairs: Arc<Vec<String>>,
     security_groups: Arc<Vec<String>>,
     limits: Option<ComputeLimits>,
+    services: Option<Arc<Vec<crate::domain::ComputeService>>>,
     metrics: HashMap<String, Arc<ServerSeries>>,
     polls: BTreeMap<Kind, PollState>,
     probes: HashMap<String, ProbeState>,
@@ -235,7 +236,12 @@ fn spawn_poller(p: Poller) -> tokio::task::JoinHandle<()> {
             Kind::Limits => {
                 poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
                     let c = c.clone();
-                    async move { c.compute().limits().await.map(|v| Update::Limits(i, v)) }
+                    async move {
+                        let limits = c.compute().limits().await?;
+                        // Hosts ride along (admins only): what a user may not see stays unknown.
+                        let services = c.compute().list_compute_services().await.ok();
+                        Ok(Update::Limits(i, limits, services))
+                    }
                 })
                 .await
             }
@@ -371,6 +377,7 @@ impl CloudState {
             keypairs: Arc::default(),
             security_groups: Arc::default(),
             limits: None,
+            services: None,
             metrics: HashMap::new(),
             polls: BTreeMap::new(),
             probes: HashMap::new(),
@@ -436,7 +443,7 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
         | Update::Backups(i, _)
         | Update::Keypairs(i, _)
         | Update::SecurityGroups(i, _) => *i,
-        Update::Limits(i, _) | Update::Metrics(i, _) | Update::Poll(i, _, _) => *i,
+        Update::Limits(i, _, _) | Update::Metrics(i, _) | Update::Poll(i, _, _) => *i,
     };
     let Some(st) = states.get_mut(idx) else { return };
     match u {
@@ -475,7 +482,10 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
         Update::Backups(_, v) => st.backups = Arc::new(v),
         Update::Keypairs(_, v) => st.keypairs = Arc::new(v),
         Update::SecurityGroups(_, v) => st.security_groups = Arc::new(v),
-        Update::Limits(_, v) => st.limits = Some(v),
+        Update::Limits(_, v, services) => {
+            st.limits = Some(v);
+            st.services = services.map(Arc::new);
+        }
         Update::Metrics(_, m) => {
             for (id, sm) in m {
                 if !st.servers.contains_key(&id) {
@@ -535,6 +545,7 @@ fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         volumes: st.volumes.clone(),
         backups: st.backups.clone(),
         limits: st.limits.clone(),
+        services: st.services.clone(),
         metrics: Arc::new(st.metrics.clone()),
         apps: Arc::new(apps),
         polls: {

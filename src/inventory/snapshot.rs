@@ -150,6 +150,8 @@ pub struct CloudSnapshot {
     pub volumes: Arc<Vec<Volume>>,
     pub backups: Arc<Vec<Backup>>,
     pub limits: Option<ComputeLimits>,
+    /// The nova-compute services (`None`: not allowed to see them, or not read yet).
+    pub services: Option<Arc<Vec<crate::domain::ComputeService>>>,
     pub metrics: Arc<HashMap<String, Arc<ServerSeries>>>,
     pub apps: Arc<Vec<AppSummary>>,
     pub polls: BTreeMap<Kind, PollState>,
@@ -173,6 +175,7 @@ impl CloudSnapshot {
             volumes: Arc::default(),
             backups: Arc::default(),
             limits: None,
+            services: None,
             metrics: Arc::default(),
             apps: Arc::default(),
             polls: BTreeMap::new(),

@@ -123,6 +123,60 @@ impl Default for Readiness {
     }
 }
 
+/// `[alerts]`: the application's alert rules. They shape what is sent out
+/// (Alertmanager, webhooks); the console shows every alert as raised.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertRules {
+    /// Labels added to every alert of the app (routing: `team`, `service`, ...).
+    pub labels: BTreeMap<String, String>,
+    /// Kinds never sent out (`metrics-stale`, `unhealthy-members`, ...).
+    pub mute: Vec<String>,
+    /// Severity by kind (`info`, `warning`, `critical`) when sent out.
+    pub severity: BTreeMap<String, String>,
+}
+
+impl AlertRules {
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.mute.is_empty() && self.severity.is_empty()
+    }
+
+    /// The alert as it leaves, or `None` when muted.
+    pub fn apply(&self, a: &crate::domain::Alert) -> Option<crate::domain::Alert> {
+        if self.mute.iter().any(|k| k == &a.kind) {
+            return None;
+        }
+        let mut out = a.clone();
+        if let Some(s) = self.severity.get(&a.kind).and_then(|s| severity(s)) {
+            out.severity = s;
+        }
+        out.labels.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(out)
+    }
+
+    fn check(&self) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for (k, s) in &self.severity {
+            if severity(s).is_none() {
+                v.push((format!("alerts.severity.{k}"), format!("`{s}`: use info, warning or critical")));
+            }
+        }
+        for k in self.labels.keys() {
+            if crate::engine::notify::RESERVED_LABELS.contains(&k.as_str()) {
+                v.push(("alerts.labels".into(), format!("`{k}` is set by stackpilot itself")));
+            } else if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                v.push(("alerts.labels".into(), format!("`{k}`: a label name is letters, digits and `_`")));
+            }
+        }
+        v
+    }
+}
+
+fn severity(s: &str) -> Option<crate::domain::Severity> {
+    use crate::domain::Severity;
+    [Severity::Info, Severity::Warning, Severity::Critical].into_iter().find(|x| x.as_str() == s)
+}
+
 /// The whole policy file.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -138,6 +192,9 @@ pub struct PolicyFile {
     /// Keeping members healthy once they served (ENGINE-SPEC 5).
     #[serde(default)]
     pub recovery: super::recovery::RecoverySpec,
+    /// How this application's alerts leave the console.
+    #[serde(default, skip_serializing_if = "AlertRules::is_empty")]
+    pub alerts: AlertRules,
     /// The application's environment: packages, runtime, variables, files, users.
     #[serde(default, skip_serializing_if = "super::stages::Environment::is_empty")]
     pub environment: super::stages::Environment,
@@ -327,7 +384,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             err("deploy.metadata", format!("key `{head}…` is longer than 255 bytes"));
         }
     }
-    for (path, msg) in spec.recovery.check() {
+    for (path, msg) in spec.recovery.check().into_iter().chain(spec.alerts.check()) {
         err(&path, msg);
     }
     if let Some(sc) = &spec.scaling {
@@ -511,6 +568,24 @@ runcmd: [echo {app} r{revision} s{slot}]
 """
 capacity = { min = 1, max = 5, desired = 2 }
 "##;
+
+    #[test]
+    fn alert_rules_label_mute_and_reweigh_what_leaves() {
+        let text = format!(
+            "{OK}\n[alerts]\nlabels = {{ team = \"web\" }}\nmute = [\"metrics-stale\"]\nseverity = {{ unhealthy-members = \"critical\" }}\n"
+        );
+        let p = parse(&text, Path::new("web.toml")).unwrap();
+        let a = crate::domain::Alert::new("unhealthy-members", "k", "demo", crate::domain::Severity::Warning, "x");
+        let out = p.spec.alerts.apply(&a).unwrap();
+        assert_eq!(out.severity, crate::domain::Severity::Critical);
+        assert_eq!(crate::engine::notify::labels(&out).get("team").map(String::as_str), Some("web"));
+        let stale = crate::domain::Alert::new("metrics-stale", "k2", "demo", crate::domain::Severity::Warning, "x");
+        assert!(p.spec.alerts.apply(&stale).is_none(), "muted");
+        let bad = format!("{OK}\n[alerts]\nlabels = {{ severity = \"x\" }}\nseverity = {{ x = \"loud\" }}\n");
+        let errs = parse(&bad, Path::new("web.toml")).unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs.iter().all(|e| e.line.is_some()), "with their place: {errs:?}");
+    }
 
     #[test]
     fn parses_with_defaults_and_a_stable_id() {

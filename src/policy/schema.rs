@@ -77,6 +77,10 @@ pub fn schema() -> Value {
                 "backoff": duration(), "max_backoff": duration(),
                 "max_concurrent": amount(), "max_unhealthy": amount(),
                 "keep_quarantined": duration(), "masakari_defer": duration()}},
+            "alerts": {"type": "object", "additionalProperties": false, "properties": {
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "mute": {"type": "array", "items": {"type": "string"}},
+                "severity": {"type": "object", "additionalProperties": {"enum": ["info", "warning", "critical"]}}}},
             "environment": {"type": "object", "additionalProperties": false, "properties": {
                 "repositories": {"type": "array", "items": {"type": "object", "additionalProperties": false, "required": ["name", "source"], "properties": {
                     "name": {"type": "string"}, "source": {"type": "string"}, "key": {"type": "string"}, "keyid": {"type": "string"}}}},

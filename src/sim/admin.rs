@@ -22,6 +22,7 @@ pub fn router() -> Router<S> {
         .route("/_sim/servers/{id}/state", post(server_state))
         .route("/_sim/servers-state", post(servers_state))
         .route("/_sim/zones/{az}/crash", post(zone_crash))
+        .route("/_sim/hosts/{host}", post(host_state))
         .route("/_sim/servers/{id}/corrupt", post(server_corrupt))
         .route("/_sim/servers/{id}/guest", post(server_guest))
         .route("/_sim/servers/{id}/fail-actions", post(server_fail_actions))
@@ -199,6 +200,35 @@ async fn zone_crash(State(s): State<S>, Path(az): Path<String>, body: Bytes) -> 
     json_response(200, &json!({"zone": az, "crashed": ids.len()}))
 }
 
+/// A compute host fails or comes back: `{"state": "down" | "disabled" | "up",
+/// "reason": "..."}`. Its servers keep their status, as Nova shows them when
+/// it cannot reach the host; their guests stop answering while it is down.
+async fn host_state(State(s): State<S>, Path(host): Path<String>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let state = b.get("state").and_then(Value::as_str).unwrap_or("down").to_string();
+    let reason = b.get("reason").and_then(Value::as_str).unwrap_or("").to_string();
+    if !super::world::COMPUTE_HOSTS.contains(&host.as_str()) {
+        return json_response(
+            404,
+            &json!({"error": format!("no host {host}; hosts: {}", super::world::COMPUTE_HOSTS.join(", "))}),
+        );
+    }
+    let mut w = s.world();
+    match state.as_str() {
+        "up" => {
+            w.host_faults.remove(&host);
+        }
+        "down" | "disabled" => {
+            w.host_faults.insert(host.clone(), (state.clone(), reason));
+        }
+        other => return bad(format!("state `{other}`: use down, disabled or up")),
+    }
+    json_response(200, &json!({"host": host, "state": state}))
+}
+
 /// Break a server's record: `{"fields": {"flavor": 5}}` replaces those fields in
 /// every answer about it; `{"fields": {}}` mends it.
 async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
@@ -285,6 +315,15 @@ async fn guest_health(State(s): State<S>, Path(id): Path<String>) -> Response {
             (sv.status(), mode)
         })
     };
+    let host_down = {
+        let w = s.world();
+        w.servers.get(&id).is_some_and(|sv| w.host_faults.get(&sv.host).is_some_and(|f| f.0 == "down"))
+    };
+    if host_down {
+        // The host is gone: nothing answers.
+        tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+        return json_response(504, &json!({"status": "unreachable"}));
+    }
     match state {
         None => json_response(404, &json!({"error": format!("no server {id}")})),
         Some((_, Some(m))) if m == "hung" => {

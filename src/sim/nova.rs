@@ -48,6 +48,7 @@ pub fn router() -> Router<S> {
         .route(&format!("{p}/os-keypairs"), get(keypairs))
         .route(&format!("{p}/os-keypairs/{{name}}"), get(keypair))
         .route(&format!("{p}/os-availability-zone"), get(azs))
+        .route(&format!("{p}/os-services"), get(services))
 }
 
 fn version_doc(base: &str) -> Value {
@@ -1479,6 +1480,48 @@ async fn azs(State(s): State<S>, h: HeaderMap) -> Response {
         &json!({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": true}, "hosts": null}]}),
         mv,
     )
+}
+
+/// `os-services`: the scheduler, conductor and one nova-compute per host (admins only).
+async fn services(
+    State(s): State<S>,
+    h: HeaderMap,
+    q: axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return err(SimError::new(403, "Policy doesn't allow os_compute_api:os-services:list to be performed."), mv);
+    }
+    let w = s.world();
+    let now = format_naive_micros(&s.now());
+    let mut list = vec![("nova-scheduler", "controller"), ("nova-conductor", "controller")];
+    list.extend(super::world::COMPUTE_HOSTS.iter().map(|h| ("nova-compute", *h)));
+    let rows: Vec<Value> = list
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (b, host))| q.get("binary").is_none_or(|x| x == b) && q.get("host").is_none_or(|x| x == host))
+        .map(|(n, (binary, host))| {
+            let fault = if binary == "nova-compute" { w.host_faults.get(host) } else { None };
+            let (status, state, reason) = match fault {
+                Some((k, _)) if k == "down" => ("enabled", "down", None),
+                Some((_, r)) => ("disabled", "up", Some(r.clone())),
+                None => ("enabled", "up", None),
+            };
+            // Ids are UUIDs from 2.53, integers before.
+            let id = if mv >= (2, 53) {
+                json!(uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{binary}@{host}").as_bytes()).to_string())
+            } else {
+                json!(n + 1)
+            };
+            let zone = if binary == "nova-compute" { "nova" } else { "internal" };
+            json!({"id": id, "binary": binary, "host": host, "zone": zone, "status": status, "state": state,
+                "updated_at": now, "disabled_reason": reason, "forced_down": fault.is_some_and(|f| f.0 == "down")})
+        })
+        .collect();
+    ok(200, &json!({"services": rows}), mv)
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ impl SimError {
 
 pub type SimResult<T> = Result<T, SimError>;
 
+/// The compute hosts of the simulated cloud.
+pub const COMPUTE_HOSTS: [&str; 4] = ["compute-1", "compute-2", "compute-3", "compute-4"];
+
 /// The hypervisor a server lands on: one of four, by its id.
 fn compute_host(id: &str) -> String {
     format!("compute-{}", id.bytes().next().unwrap_or(0) % 4 + 1)
@@ -629,6 +632,8 @@ pub struct World {
     /// Server records broken on purpose: server id → fields that replace the real
     /// ones in every answer (a record a client cannot decode).
     pub corrupt: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Compute hosts made to fail: host → (`down` | `disabled`, reason).
+    pub host_faults: BTreeMap<String, (String, String)>,
 }
 
 pub const BOOT_MARKER_PREFIX: &str = "Cloud-init v. 23.4 finished at";
@@ -1079,9 +1084,17 @@ impl World {
                     }
                 }
                 let boot = self.settings.boot_secs;
+                // The scheduler skips hosts that are down or disabled.
+                let usable = |h: &str| !self.host_faults.contains_key(h);
+                let preferred = compute_host(&id);
+                let host = if usable(&preferred) {
+                    preferred
+                } else {
+                    COMPUTE_HOSTS.iter().find(|h| usable(h)).map(|h| h.to_string()).unwrap_or(preferred)
+                };
                 if let Some(s) = self.servers.get_mut(&id) {
                     s.task_state = Some("spawning".into());
-                    s.host = compute_host(&id);
+                    s.host = host;
                     s.updated = at;
                 }
                 self.schedule(Self::after(at, boot), Pending::ServerActive(id, gen));

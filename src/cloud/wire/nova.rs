@@ -106,6 +106,9 @@ pub struct WServer {
     pub power_state: Option<u64>,
     #[serde(rename = "OS-EXT-AZ:availability_zone", deserialize_with = "lenient::opt_string")]
     pub availability_zone: Option<String>,
+    /// The compute host (admins only).
+    #[serde(rename = "OS-EXT-SRV-ATTR:host", deserialize_with = "lenient::opt_string")]
+    pub host: Option<String>,
     #[serde(rename = "OS-SRV-USG:launched_at", deserialize_with = "lenient::ts")]
     pub launched_at: Option<Timestamp>,
     #[serde(rename = "OS-SRV-USG:terminated_at", deserialize_with = "lenient::ts")]
@@ -162,6 +165,7 @@ impl WServer {
             image_id,
             addresses,
             availability_zone: self.availability_zone,
+            host: self.host,
             key_name: self.key_name,
             metadata: self.metadata,
             tags: self.tags,
