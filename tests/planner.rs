@@ -222,6 +222,12 @@ fn scale_in_is_two_phase_and_prefers_outdated_unhealthy_then_oldest() {
         member(4, 3, 2, ServerStatus::Active, 50),
     ];
     assert_eq!(marked(&run(&[app(1)], &prot, None, &[], &EngineState::default())), vec!["srv-4"]);
+    // Nor members an operator put in maintenance.
+    let maint = vec![
+        with_meta(member(1, 0, 2, ServerStatus::Active, 900), "stackpilot:maint", "true"),
+        member(4, 3, 2, ServerStatus::Active, 50),
+    ];
+    assert_eq!(marked(&run(&[app(1)], &maint, None, &[], &EngineState::default())), vec!["srv-4"]);
 }
 
 #[test]

@@ -794,8 +794,8 @@ fn rollout_split<'a, 'm>(
 /// Remove old members as long as enough stay available (ENGINE-SPEC 4):
 /// `min(|old|, available − (desired − max_unavailable))`, and whatever stands
 /// above desired + surge (the autoscaler lowered desired) — old ones first,
-/// unhealthy before healthy, oldest first. Protected members and members an
-/// operator stopped are never chosen.
+/// unhealthy before healthy, oldest first. Protected members, members in
+/// maintenance and members an operator stopped are never chosen.
 fn replace_old(
     a: &AppInput,
     r: &super::rollout::RolloutPlan,
@@ -820,7 +820,7 @@ fn replace_old(
         (old.len() as u32).min((not_ready_old + available.saturating_sub(floor)).max(excess))
     };
     let mut victims: Vec<&&Member> =
-        old.iter().filter(|m| !m.protected && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
+        old.iter().filter(|m| !m.protected && !m.maint && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
     victims.sort_by(|x, y| {
         let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);
         unhealthy(y).cmp(&unhealthy(x)).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
@@ -834,11 +834,11 @@ fn replace_old(
 }
 
 /// Scale-in (never blocked by capacity): outdated revision first, then
-/// unhealthy, then the oldest. Protected members and members an operator
-/// stopped are never chosen.
+/// unhealthy, then the oldest. Protected members, members in maintenance and
+/// members an operator stopped are never chosen.
 fn scale_in(a: &AppInput, desired: u32, current: u32, keep: &[&Member], retire: bool, out: &mut Plan) {
     let mut candidates: Vec<&&Member> =
-        keep.iter().filter(|m| !m.protected && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
+        keep.iter().filter(|m| !m.protected && !m.maint && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
     candidates.sort_by(|x, y| {
         let outdated = |m: &Member| m.revision != Some(a.revision);
         let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);

@@ -323,7 +323,10 @@ pub fn recover(
             }
         }
         if let Some(r) = e.rung {
-            if m.in_transition || e.verify_until.is_some_and(|u| now < u) {
+            // A repair is verified until its timeout, unless what is wrong now is
+            // something it cannot mend (a reboot under way when the host dies).
+            let waiting = m.in_transition || e.verify_until.is_some_and(|u| now < u);
+            if waiting && r.mends(c) {
                 continue;
             }
             e.tried.push(r);
@@ -392,7 +395,7 @@ pub fn recover(
         e.verify_until = Some(now + dur(spec.verify_for(r)));
         let step = e.tried.len() + 1;
         let reason = format!(
-            "{} for {}: step {step} ({}), recovery {} of {}",
+            "{} (seen {} ago): step {step} ({}), recovery {} of {}",
             c.as_str(),
             crate::domain::time::human_age(e.since.map_or(0, |s| (now - s).num_seconds())),
             r.as_str(),
@@ -563,6 +566,17 @@ mod tests {
         assert_eq!(o.events[0].0, "recovery-resumed");
         assert_eq!(o.actions.len(), 2, "max_concurrent = 2: {o:?}");
         assert!(o.actions.iter().all(|a| a.repair == Repair::Rung(Rung::Rebuild)), "ERROR is rebuilt first");
+    }
+
+    #[test]
+    fn a_repair_that_cannot_mend_what_is_wrong_now_is_not_waited_for() {
+        let s = spec();
+        let mut b = RecoveryBook::default();
+        recover("p", 10, &s, &[m("a", Some(Condition::Unhealthy))], &[], &mut b, at(0));
+        assert_eq!(b.members["a"].rung, Some(Rung::RebootSoft));
+        // The host dies while the reboot is verified: straight to a recreate.
+        let o = recover("p", 10, &s, &[m("a", Some(Condition::HostDown))], &[], &mut b, at(5));
+        assert_eq!(rungs(&o), vec![("a".into(), Repair::Rung(Rung::Recreate))], "{o:?}");
     }
 
     #[test]

@@ -206,9 +206,11 @@ pub async fn perform(client: &Client, p: &Pending) -> Event {
     use crate::domain::names::{STATE_ACTIVE, STATE_STOPPED_BY_OPERATOR};
     let (name, res) = match p.action {
         Action::Start => {
-            let r = c.action(&p.server_id, &ServerAction::Start).await;
-            let r = match r {
-                Ok(rid) => mark_member(client, p, STATE_ACTIVE).await.map(|_| rid),
+            // The mark first, while the server is at rest: Nova refuses metadata
+            // changes while it powers on (409), and a mark left behind would hide
+            // the next unexpected stop from recovery.
+            let r = match mark_member(client, p, STATE_ACTIVE).await {
+                Ok(()) => c.action(&p.server_id, &ServerAction::Start).await,
                 Err(e) => Err(e),
             };
             ("start", r)
@@ -457,13 +459,9 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                     items.insert(crate::domain::names::MAINT.to_string(), on.to_string());
                     let r = c.compute().set_metadata(&server_id, &items).await;
                     let what = if on { "maint" } else { "maint-off" };
-                    let name = c
-                        .compute()
-                        .get_server(&server_id)
-                        .await
-                        .map(|s| s.display_name().to_string())
-                        .unwrap_or(server_id);
-                    let e = Event::new(
+                    let server = c.compute().get_server(&server_id).await.ok();
+                    let name = server.as_ref().map(|s| s.display_name().to_string()).unwrap_or(server_id);
+                    let mut e = Event::new(
                         chrono::Utc::now(),
                         &crate::domain::event::operator_actor(),
                         &cloud,
@@ -471,6 +469,9 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                         "operator request from the console",
                     )
                     .target(name);
+                    if let Some(app) = server.as_ref().and_then(|s| s.app()) {
+                        e = e.app(app.to_string());
+                    }
                     let e = match r {
                         Ok(()) => e,
                         Err(err) => e
