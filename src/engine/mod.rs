@@ -27,6 +27,7 @@ pub mod plan;
 pub mod policies;
 pub mod preview;
 pub mod recovery;
+pub mod retention;
 pub mod rollout;
 pub mod runner;
 pub mod scaling;

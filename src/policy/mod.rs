@@ -4,6 +4,7 @@
 //! must resolve on the cloud), hashed into launch-spec revisions, and described as
 //! a JSON Schema for editors.
 
+pub mod backup;
 pub mod edit;
 pub mod model;
 pub mod recovery;
