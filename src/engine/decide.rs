@@ -475,8 +475,11 @@ fn member_health(i: &DecideInput<'_>, p: &Policy, m: &Member, input: &AppInput) 
             .as_ref()
             .is_some_and(|svcs| svcs.iter().any(|x| x.host == h && x.binary == "nova-compute" && x.is_down()))
     });
+    let checked = probe_spec(p).http.is_some();
     let condition = match &m.status {
-        _ if host_down && m.ready_mark => Some(Condition::HostDown),
+        // A host reported down whose member still answers its health check is
+        // a heartbeat blip, not a dead host: nothing is recreated for it.
+        _ if host_down && m.ready_mark && (!checked || probe.health_fails > 0) => Some(Condition::HostDown),
         // An ERROR before it ever served is a failed boot: the planner replaces it.
         S::Error if m.ready_mark => Some(Condition::Error),
         _ if phase == Some(Phase::StoppedUnexpectedly) && task.is_none() => Some(Condition::Shutoff),
@@ -497,8 +500,9 @@ fn member_health(i: &DecideInput<'_>, p: &Policy, m: &Member, input: &AppInput) 
         in_transition: task.is_some() || matches!(m.status, S::Reboot | S::HardReboot | S::Rebuild),
         excluded,
         health_ok_at: probe.health_ok_at,
-        health_checked: probe_spec(p).http.is_some(),
+        health_checked: checked,
         protected: m.protected,
+        rebuildable: server.and_then(|s| s.image_id.as_deref()).is_some_and(|i| !i.is_empty()),
         // Masakari evacuates an HA_Enabled instance of a failed host: wait for it.
         defer: (condition == Some(Condition::HostDown)
             && server.and_then(|s| s.meta("HA_Enabled")).is_some_and(|v| v.eq_ignore_ascii_case("true")))
@@ -523,9 +527,17 @@ fn recovery(i: &DecideInput<'_>, p: &Policy, members: &[Member], input: &mut App
     let quarantined: Vec<Quarantined> = members
         .iter()
         .filter(|m| !m.deleting && m.state == MemberState::Quarantined)
-        .map(|m| Quarantined { server_id: m.server_id.clone(), name: m.name.clone(), at: m.quarantined_at })
+        .map(|m| Quarantined {
+            server_id: m.server_id.clone(),
+            name: m.name.clone(),
+            at: m.quarantined_at,
+            protected: m.protected,
+        })
         .collect();
-    let out = recover(&p.id, input.desired, &p.spec.recovery, &health, &quarantined, &mut d.state.recovery, now);
+    // Nothing is recreated or quarantined when no new member could take its place.
+    let replaceable = input.invalid.is_none();
+    let out =
+        recover(&p.id, input.desired, &p.spec.recovery, &health, &quarantined, replaceable, &mut d.state.recovery, now);
     for h in health.iter().filter(|h| h.condition.is_some()) {
         if input.phases.get(&h.server_id) == Some(&Phase::Ready) {
             input.phases.insert(h.server_id.clone(), Phase::NotReady);

@@ -566,19 +566,18 @@ pub const BOOK_KEY: &str = "alert-deliveries";
 
 /// Run the notifier: after each change of the alert list (and every second, for
 /// repeats and retries), one round; the book is kept in the store so a restart
-/// neither repeats what was delivered nor loses a resolve.
-pub async fn run(cfg: NotifyConfig, store: crate::store::Store, mut alerts: tokio::sync::watch::Receiver<Vec<Alert>>) {
+/// neither repeats what was delivered nor loses a resolve. While the list is
+/// `None` (the engine does not hold a lease, or has not ticked yet) nothing is
+/// sent: an empty list would resolve every alert the acting engine raised.
+pub async fn run(
+    cfg: NotifyConfig,
+    store: crate::store::Store,
+    mut alerts: tokio::sync::watch::Receiver<Option<Vec<Alert>>>,
+) {
     if cfg.receivers.is_empty() {
         return;
     }
     let http = reqwest::Client::new();
-    let mut book: DeliveryBook = match store.control_as(BOOK_KEY) {
-        Ok(b) => b.unwrap_or_default(),
-        Err(e) => {
-            tracing::error!("the alert delivery book cannot be read, starting afresh: {e}");
-            DeliveryBook::default()
-        }
-    };
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -586,9 +585,17 @@ pub async fn run(cfg: NotifyConfig, store: crate::store::Store, mut alerts: toki
             _ = every.tick() => {}
             r = alerts.changed() => if r.is_err() { return },
         }
+        let Some(list) = alerts.borrow_and_update().clone() else { continue };
+        // The book as the acting engine left it (this one, or one before it).
+        let mut book: DeliveryBook = match store.control_as(BOOK_KEY) {
+            Ok(b) => b.unwrap_or_default(),
+            Err(e) => {
+                tracing::error!("the alert delivery book cannot be read, nothing is sent: {e}");
+                continue;
+            }
+        };
         // Silences and acknowledgements made in a console come through the store.
         let ops: AlertOps = store.control_as(OPS_KEY).ok().flatten().unwrap_or_default();
-        let list = alerts.borrow_and_update().clone();
         let now = chrono::Utc::now();
         if round(&http, &cfg, &mut book, &ops, &list, now).await {
             if let Err(e) = store.put_control_as(BOOK_KEY, &book, &now) {

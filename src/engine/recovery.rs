@@ -86,6 +86,8 @@ pub struct MemberHealth {
     /// Wait this long after the failure was first seen before repairing
     /// (Masakari evacuates an `HA_Enabled` member of a failed host first).
     pub defer: Option<chrono::Duration>,
+    /// It has an image to rebuild from (a member booted from a volume has none).
+    pub rebuildable: bool,
 }
 
 /// A quarantined member, to delete once it was kept long enough.
@@ -93,7 +95,9 @@ pub struct MemberHealth {
 pub struct Quarantined {
     pub server_id: String,
     pub name: String,
+    /// When it was quarantined; a member without a readable time is never deleted.
     pub at: Option<Timestamp>,
+    pub protected: bool,
 }
 
 /// What recovery does to a member.
@@ -139,14 +143,17 @@ fn dur(d: std::time::Duration) -> chrono::Duration {
 }
 
 /// The next rung for `c` after those tried: the first of the policy's steps
-/// that mends it and is above every rung tried.
-fn next_rung(spec: &RecoverySpec, c: Condition, tried: &[Rung], protected: bool) -> Option<Rung> {
+/// that mends it, is above every rung tried, and can be used on this member
+/// (no recreate of a member that must not be deleted, no rebuild without an
+/// image).
+fn next_rung(spec: &RecoverySpec, c: Condition, tried: &[Rung], m: &MemberHealth, replaceable: bool) -> Option<Rung> {
     let top = tried.iter().max().copied();
     spec.steps
         .iter()
         .copied()
         .filter(|r| top.is_none_or(|t| *r > t))
-        .filter(|r| !(protected && *r == Rung::Recreate))
+        .filter(|r| !(*r == Rung::Recreate && (m.protected || !replaceable)))
+        .filter(|r| *r != Rung::Rebuild || m.rebuildable)
         .find(|r| r.mends(c))
 }
 
@@ -157,7 +164,9 @@ fn proven(m: &MemberHealth, e: &MemberRecovery) -> bool {
         && (!m.health_checked || matches!((m.health_ok_at, e.acted_at), (Some(ok), Some(at)) if ok >= at))
 }
 
-/// One tick of recovery for one app.
+/// One tick of recovery for one app. `replaceable`: a new member can be
+/// launched (the launch spec resolves); without it nothing is recreated or
+/// quarantined, since nothing could take its place.
 #[allow(clippy::too_many_arguments)]
 pub fn recover(
     policy_id: &str,
@@ -165,6 +174,7 @@ pub fn recover(
     spec: &RecoverySpec,
     members: &[MemberHealth],
     quarantined: &[Quarantined],
+    replaceable: bool,
     book: &mut RecoveryBook,
     now: Timestamp,
 ) -> RecoveryOut {
@@ -200,16 +210,31 @@ pub fn recover(
                 failing.push(m);
             }
             (Some(c), Some(_)) => {
-                // Left alone, and never deleted for its state either.
+                // Left alone (a repair under way is no longer waited for), and
+                // never deleted for its state either.
                 e.condition = Some(c);
+                e.rung = None;
+                e.tried.clear();
                 out.owned.insert(m.server_id.clone());
             }
-            (None, _) if e.rung.is_none() => {
+            (None, Some(_)) => {
+                e.rung = None;
                 e.condition = None;
                 e.since = None;
                 e.tried.clear();
             }
-            (None, _) => {}
+            (None, None) if e.rung.is_none() => {
+                e.condition = None;
+                e.since = None;
+                e.tried.clear();
+            }
+            // A repair still in a transition (rebooting, rebuilding) past its
+            // verify timeout is stuck: it failed like one that ended unhealthy.
+            (None, None) if m.in_transition && e.verify_until.is_some_and(|u| now >= u) && e.condition.is_some() => {
+                out.owned.insert(m.server_id.clone());
+                failing.push(m);
+            }
+            (None, None) => {}
         }
     }
     book.members
@@ -229,17 +254,6 @@ pub fn recover(
                 q.at.map(|at| format!(" until {}", (at + keep).format("%Y-%m-%d %H:%M UTC"))).unwrap_or_default()
             ),
         ));
-        if q.at.is_none_or(|at| now - at >= keep) {
-            out.actions.push(RepairAction {
-                server_id: q.server_id.clone(),
-                name: q.name.clone(),
-                repair: Repair::DeleteQuarantined,
-                reason: format!(
-                    "quarantined for {}: kept for inspection long enough",
-                    crate::domain::time::human_age(keep.num_seconds())
-                ),
-            });
-        }
     }
     // Failing, or being repaired (a reboot shows no failure for a while): one
     // alert for the app while it lasts, not one that flaps with each step.
@@ -301,11 +315,27 @@ pub fn recover(
     if !spec.enabled {
         return out;
     }
+    // Quarantined members kept long enough go (never one whose time cannot be
+    // read, never a protected one, never while recovery is paused or off).
+    for q in quarantined.iter().filter(|q| !q.protected) {
+        if q.at.is_some_and(|at| now - at >= keep) {
+            out.actions.push(RepairAction {
+                server_id: q.server_id.clone(),
+                name: q.name.clone(),
+                repair: Repair::DeleteQuarantined,
+                reason: format!(
+                    "quarantined for {}: kept for inspection long enough",
+                    crate::domain::time::human_age(keep.num_seconds())
+                ),
+            });
+        }
+    }
 
+    // Repairs under way: sent and still within their verify timeout.
     let busy = |book: &RecoveryBook| {
         book.members
             .values()
-            .filter(|e| e.policy_id == policy_id && e.rung.is_some_and(|r| r != Rung::Recreate))
+            .filter(|e| e.policy_id == policy_id && e.rung.is_some() && e.verify_until.is_some_and(|u| now < u))
             .count() as u32
     };
     let concurrent = spec.concurrent(desired);
@@ -325,7 +355,7 @@ pub fn recover(
         if let Some(r) = e.rung {
             // A repair is verified until its timeout, unless what is wrong now is
             // something it cannot mend (a reboot under way when the host dies).
-            let waiting = m.in_transition || e.verify_until.is_some_and(|u| now < u);
+            let waiting = e.verify_until.is_some_and(|u| now < u);
             if waiting && r.mends(c) {
                 continue;
             }
@@ -348,7 +378,7 @@ pub fn recover(
             if e.not_before.is_some_and(|t| now < t) {
                 continue;
             }
-            if e.attempts.len() as u32 >= spec.max_attempts && !m.protected {
+            if e.attempts.len() as u32 >= spec.max_attempts && !m.protected && replaceable {
                 out.actions.push(RepairAction {
                     server_id: m.server_id.clone(),
                     name: m.name.clone(),
@@ -363,7 +393,7 @@ pub fn recover(
                 continue;
             }
         }
-        let Some(r) = next_rung(spec, c, &e.tried, m.protected) else {
+        let Some(r) = next_rung(spec, c, &e.tried, m, replaceable) else {
             // The ladder is spent: this recovery failed; the next one waits.
             let b = if e.backoff_secs == 0 { spec.backoff.0.as_secs() } else { e.backoff_secs.saturating_mul(2) };
             e.backoff_secs = b.min(spec.max_backoff.0.as_secs());
@@ -384,7 +414,7 @@ pub fn recover(
             );
             continue;
         };
-        if r != Rung::Recreate && in_flight >= concurrent {
+        if in_flight >= concurrent {
             continue;
         }
         if e.tried.is_empty() {
@@ -427,6 +457,18 @@ pub fn not_sent(book: &mut RecoveryBook, server_id: &str, now: Timestamp) {
     }
 }
 
+/// A recovery step the cloud refused (a 4xx, a 409 in a task state): it
+/// counts as tried, so the next tick climbs to the next rung instead of
+/// sending it again.
+pub fn refused(book: &mut RecoveryBook, server_id: &str) {
+    if let Some(e) = book.members.get_mut(server_id) {
+        if let Some(r) = e.rung.take() {
+            e.tried.push(r);
+            e.verify_until = None;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,6 +494,7 @@ mod tests {
             health_checked: true,
             protected: false,
             defer: None,
+            rebuildable: true,
         }
     }
 
@@ -476,15 +519,18 @@ mod tests {
         let others: Vec<MemberHealth> = (1..10).map(|i| m(&format!("ok{i}"), None)).collect();
         let with = |x: MemberHealth| std::iter::once(x).chain(others.iter().cloned()).collect::<Vec<_>>();
         let sick = m("a", Some(Condition::Unhealthy));
-        let o = recover("p", 10, &s, &with(sick.clone()), &[], &mut b, at(0));
+        let o = recover("p", 10, &s, &with(sick.clone()), &[], true, &mut b, at(0));
         assert_eq!(rungs(&o), vec![("a".into(), Repair::Rung(Rung::RebootSoft))]);
         assert!(o.owned.contains("a"));
-        // Within the verify timeout nothing more is done, even in transition.
-        let o = recover("p", 10, &s, &with(MemberHealth { in_transition: true, ..sick.clone() }), &[], &mut b, at(59));
+        // Within the verify timeout nothing more is done, in transition or not.
+        let rebooting = MemberHealth { in_transition: true, condition: None, ..sick.clone() };
+        let o = recover("p", 10, &s, &with(rebooting.clone()), &[], true, &mut b, at(30));
+        assert!(o.actions.is_empty(), "{o:?}");
+        let o = recover("p", 10, &s, &with(sick.clone()), &[], true, &mut b, at(59));
         assert!(o.actions.is_empty(), "{o:?}");
         let mut seen = vec![];
         for t in [61, 122, 300] {
-            let o = recover("p", 10, &s, &with(sick.clone()), &[], &mut b, at(t));
+            let o = recover("p", 10, &s, &with(sick.clone()), &[], true, &mut b, at(t));
             seen.extend(rungs(&o).into_iter().map(|x| x.1));
             assert!(o.events.iter().any(|e| e.0 == "recovery-step-failed"), "{o:?}");
         }
@@ -501,21 +547,22 @@ mod tests {
         let s = spec();
         let mut b = RecoveryBook::default();
         let sick = m("a", Some(Condition::Unhealthy));
-        recover("p", 3, &s, &[sick], &[], &mut b, at(0));
+        recover("p", 3, &s, &[sick], &[], true, &mut b, at(0));
         // The old pass (before the reboot) proves nothing: the reboot is still verified.
         let stale = MemberHealth { health_ok_at: Some(at(-100)), ..m("a", None) };
-        let o = recover("p", 3, &s, &[stale], &[], &mut b, at(10));
+        let o = recover("p", 3, &s, &[stale], &[], true, &mut b, at(10));
         assert!(o.events.is_empty() && b.members["a"].rung.is_some(), "{o:?}");
         let fresh = MemberHealth { health_ok_at: Some(at(12)), ..m("a", None) };
-        let o = recover("p", 3, &s, std::slice::from_ref(&fresh), &[], &mut b, at(15));
+        let o = recover("p", 3, &s, std::slice::from_ref(&fresh), &[], true, &mut b, at(15));
         assert_eq!(o.events[0].0, "recovered");
         assert!(b.members["a"].rung.is_none());
         // A stop is proven by the member running again (no health check needed).
         let mut b = RecoveryBook::default();
         let stopped = MemberHealth { health_checked: false, ..m("s", Some(Condition::Shutoff)) };
-        let o = recover("p", 3, &s, &[stopped], &[], &mut b, at(0));
+        let o = recover("p", 3, &s, &[stopped], &[], true, &mut b, at(0));
         assert_eq!(rungs(&o), vec![("s".into(), Repair::Rung(Rung::Start))]);
-        let o = recover("p", 3, &s, &[MemberHealth { health_checked: false, ..m("s", None) }], &[], &mut b, at(6));
+        let o =
+            recover("p", 3, &s, &[MemberHealth { health_checked: false, ..m("s", None) }], &[], true, &mut b, at(6));
         assert_eq!(o.events[0].0, "recovered");
     }
 
@@ -526,7 +573,7 @@ mod tests {
         let sick = m("a", Some(Condition::Unhealthy));
         let mut log = vec![];
         for t in (0..1200).step_by(5) {
-            let o = recover("p", 3, &s, std::slice::from_ref(&sick), &[], &mut b, at(t));
+            let o = recover("p", 3, &s, std::slice::from_ref(&sick), &[], true, &mut b, at(t));
             log.extend(o.actions.iter().map(|a| (t, a.repair)));
             if o.actions.iter().any(|a| a.repair == Repair::Quarantine) {
                 break;
@@ -538,11 +585,11 @@ mod tests {
         assert!(reboots[1] - reboots[0] >= 90 && reboots[2] - reboots[1] >= 120, "{reboots:?}");
         assert_eq!(log.last().map(|x| x.1), Some(Repair::Quarantine));
         // Kept for inspection, then deleted.
-        let q = Quarantined { server_id: "a".into(), name: "web-a".into(), at: Some(at(0)) };
-        let o = recover("p", 3, &s, &[], std::slice::from_ref(&q), &mut b, at(1800));
+        let q = Quarantined { server_id: "a".into(), name: "web-a".into(), at: Some(at(0)), protected: false };
+        let o = recover("p", 3, &s, &[], std::slice::from_ref(&q), true, &mut b, at(1800));
         assert!(o.actions.is_empty());
         assert!(o.alerts.iter().any(|a| a.0 == "member-quarantined"), "alerted while it is kept");
-        let o = recover("p", 3, &s, &[], &[q], &mut b, at(3601));
+        let o = recover("p", 3, &s, &[], &[q], true, &mut b, at(3601));
         assert_eq!(o.actions[0].repair, Repair::DeleteQuarantined);
     }
 
@@ -553,7 +600,7 @@ mod tests {
         let mut ms: Vec<MemberHealth> = (0..5).map(|i| m(&format!("e{i}"), Some(Condition::Error))).collect();
         ms.extend((0..5).map(|i| m(&format!("ok{i}"), None)));
         for t in [0, 5, 10] {
-            let o = recover("p", 10, &s, &ms, &[], &mut b, at(t));
+            let o = recover("p", 10, &s, &ms, &[], true, &mut b, at(t));
             assert!(o.paused && o.actions.is_empty(), "{o:?}");
             assert_eq!(o.owned.len(), 5, "ERROR members are never deleted while paused");
             assert_eq!(o.events.len(), usize::from(t == 0), "one event when it pauses");
@@ -561,7 +608,7 @@ mod tests {
         }
         // Four failing of ten is within 40 %: recovery resumes, two at a time.
         ms[0].condition = None;
-        let o = recover("p", 10, &s, &ms, &[], &mut b, at(20));
+        let o = recover("p", 10, &s, &ms, &[], true, &mut b, at(20));
         assert!(!o.paused);
         assert_eq!(o.events[0].0, "recovery-resumed");
         assert_eq!(o.actions.len(), 2, "max_concurrent = 2: {o:?}");
@@ -572,11 +619,47 @@ mod tests {
     fn a_repair_that_cannot_mend_what_is_wrong_now_is_not_waited_for() {
         let s = spec();
         let mut b = RecoveryBook::default();
-        recover("p", 10, &s, &[m("a", Some(Condition::Unhealthy))], &[], &mut b, at(0));
+        recover("p", 10, &s, &[m("a", Some(Condition::Unhealthy))], &[], true, &mut b, at(0));
         assert_eq!(b.members["a"].rung, Some(Rung::RebootSoft));
         // The host dies while the reboot is verified: straight to a recreate.
-        let o = recover("p", 10, &s, &[m("a", Some(Condition::HostDown))], &[], &mut b, at(5));
+        let o = recover("p", 10, &s, &[m("a", Some(Condition::HostDown))], &[], true, &mut b, at(5));
         assert_eq!(rungs(&o), vec![("a".into(), Repair::Rung(Rung::Recreate))], "{o:?}");
+    }
+
+    #[test]
+    fn a_repair_stuck_in_its_transition_escalates_and_blocked_rungs_are_skipped() {
+        let s = spec();
+        let mut b = RecoveryBook::default();
+        // No image (booted from a volume): an ERROR member goes to a recreate.
+        let vol = MemberHealth { rebuildable: false, ..m("v", Some(Condition::Error)) };
+        let o = recover("p", 10, &s, std::slice::from_ref(&vol), &[], true, &mut b, at(0));
+        assert_eq!(rungs(&o), vec![("v".into(), Repair::Rung(Rung::Recreate))]);
+        // Nothing can take its place (a bad launch spec): no recreate, no quarantine.
+        let mut b = RecoveryBook::default();
+        let o = recover("p", 10, &s, std::slice::from_ref(&vol), &[], false, &mut b, at(0));
+        assert!(o.actions.is_empty() && o.owned.contains("v"), "{o:?}");
+        // A reboot that never leaves REBOOT is stuck: after its timeout, the next rung.
+        let mut b = RecoveryBook::default();
+        recover("p", 10, &s, &[m("a", Some(Condition::Unhealthy))], &[], true, &mut b, at(0));
+        let stuck = MemberHealth { in_transition: true, ..m("a", None) };
+        assert!(recover("p", 10, &s, std::slice::from_ref(&stuck), &[], true, &mut b, at(30)).actions.is_empty());
+        let o = recover("p", 10, &s, std::slice::from_ref(&stuck), &[], true, &mut b, at(61));
+        assert_eq!(rungs(&o), vec![("a".into(), Repair::Rung(Rung::RebootHard))], "{o:?}");
+        // A quarantined member without a readable time, or protected, is kept.
+        let q = |id: &str, at_: Option<Timestamp>, protected| Quarantined {
+            server_id: id.into(),
+            name: id.into(),
+            at: at_,
+            protected,
+        };
+        let o = recover("p", 10, &s, &[], &[q("x", None, false), q("y", Some(at(0)), true)], true, &mut b, at(90_000));
+        assert!(o.actions.is_empty(), "{o:?}");
+        // A member an operator takes over mid-repair is no longer waited for.
+        let mut b = RecoveryBook::default();
+        recover("p", 10, &s, &[m("c", Some(Condition::Unhealthy))], &[], true, &mut b, at(0));
+        let maint = MemberHealth { excluded: Some("in maintenance"), ..m("c", Some(Condition::Unhealthy)) };
+        recover("p", 10, &s, std::slice::from_ref(&maint), &[], true, &mut b, at(5));
+        assert!(b.members["c"].rung.is_none());
     }
 
     #[test]
@@ -584,20 +667,20 @@ mod tests {
         let s = spec();
         let mut b = RecoveryBook::default();
         let maint = MemberHealth { excluded: Some("maintenance"), ..m("a", Some(Condition::Error)) };
-        let o = recover("p", 10, &s, &[maint], &[], &mut b, at(0));
+        let o = recover("p", 10, &s, &[maint], &[], true, &mut b, at(0));
         assert!(o.actions.is_empty() && o.owned.contains("a"));
         let prot = MemberHealth { protected: true, ..m("b", Some(Condition::HostDown)) };
-        let o = recover("p", 10, &s, &[prot], &[], &mut b, at(0));
+        let o = recover("p", 10, &s, &[prot], &[], true, &mut b, at(0));
         assert!(o.actions.is_empty(), "only a recreate mends a dead host, and a protected member is never deleted");
         assert_eq!(o.events[0].0, "recovery-failed");
         // Masakari protects it: its evacuation goes first.
         let ha = MemberHealth { defer: Some(chrono::Duration::seconds(600)), ..m("h", Some(Condition::HostDown)) };
-        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], &mut b, at(0));
+        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], true, &mut b, at(0));
         assert!(o.actions.is_empty() && o.owned.contains("h"));
-        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], &mut b, at(601));
+        let o = recover("p", 10, &s, std::slice::from_ref(&ha), &[], true, &mut b, at(601));
         assert_eq!(rungs(&o), vec![("h".into(), Repair::Rung(Rung::Recreate))], "only a recreate mends a dead host");
         let off = RecoverySpec { enabled: false, ..spec() };
-        let o = recover("p", 10, &off, &[m("c", Some(Condition::Shutoff))], &[], &mut b, at(0));
+        let o = recover("p", 10, &off, &[m("c", Some(Condition::Shutoff))], &[], true, &mut b, at(0));
         assert!(o.actions.is_empty() && o.alerts.iter().any(|a| a.0 == "unhealthy-members"));
     }
 }

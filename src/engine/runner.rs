@@ -158,7 +158,7 @@ struct Runner {
     alerts_loaded: bool,
     /// The alerts for the notifier (sent while this engine holds a lease: an
     /// observer never notifies).
-    alerts_out: Option<watch::Sender<Vec<Alert>>>,
+    alerts_out: Option<watch::Sender<Option<Vec<Alert>>>>,
 }
 
 impl Engine {
@@ -176,7 +176,9 @@ impl Engine {
         let (cmd_tx, cmd_rx) = mpsc::channel::<EngineCommand>(32);
         let guard = link.liveness.register("engine");
         metrics.started(cfg.tick, link.liveness.clone());
-        let (alerts_tx, alerts_rx) = watch::channel(Vec::new());
+        // `None` until this engine holds a lease (and whenever it does not):
+        // only the acting engine notifies, and never from an empty start.
+        let (alerts_tx, alerts_rx) = watch::channel(None);
         if let Ok(n) = cfg.notify.clone() {
             if !n.receivers.is_empty() {
                 let (store, guard) = (store.clone(), link.liveness.register("alert notifier"));
@@ -415,13 +417,17 @@ impl Runner {
                 .collect();
             if let Some(tx) = &self.alerts_out {
                 tx.send_if_modified(|cur| {
-                    let changed = *cur != all;
+                    let changed = cur.as_ref() != Some(&all);
                     if changed {
-                        cur.clone_from(&all);
+                        *cur = Some(all);
                     }
                     changed
                 });
             }
+        } else if let Some(tx) = &self.alerts_out {
+            // Not acting (lease lost or held elsewhere): the notifier pauses,
+            // resolving nothing; the holder speaks for the alerts.
+            tx.send_if_modified(|cur| cur.take().is_some());
         }
         self.metrics.ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         status
@@ -745,6 +751,11 @@ impl Runner {
                     || !a.policy_id.as_ref().is_some_and(|p| d.dry_run.contains(p))
             });
         }
+        let executed: BTreeSet<String> = if may_execute && persisted && obs.acting_allowed() {
+            d.plan.actions.iter().filter_map(super::act::repair_target).map(String::from).collect()
+        } else {
+            BTreeSet::new()
+        };
         if may_execute && persisted && obs.acting_allowed() {
             let a = ActCtx { cfg: &self.cfg, client: &client, store: &self.store, cloud: name, actor: &self.actor };
             let outcomes = carry_out(&a, &d, &mut state, now).await;
@@ -765,7 +776,12 @@ impl Runner {
         // A recovery step not sent (not acting, waiting for approval, refused)
         // is not waited for: the next tick decides it again.
         for id in repairs.iter().filter(|id| !sent.contains(*id)) {
-            super::recovery::not_sent(&mut state.recovery, id, now);
+            if executed.contains(id) {
+                // Sent and refused: tried, the next tick climbs on.
+                super::recovery::refused(&mut state.recovery, id);
+            } else {
+                super::recovery::not_sent(&mut state.recovery, id, now);
+            }
         }
         for (app, step, id) in &repair_steps {
             if may_execute && persisted && obs.acting_allowed() {

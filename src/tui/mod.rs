@@ -194,6 +194,13 @@ async fn mark_member(client: &Client, p: &Pending, state: &str) -> Result<(), cr
     if !p.member {
         return Ok(());
     }
+    // A quarantined or terminating member keeps its mark: an operator's stop
+    // or start must not put it back into the capacity.
+    let current = client.compute().get_server(&p.server_id).await?;
+    let kept = [crate::domain::names::STATE_QUARANTINED, crate::domain::names::STATE_TERMINATING];
+    if current.meta(crate::domain::names::STATE).is_some_and(|s| kept.contains(&s)) {
+        return Ok(());
+    }
     let mut items = std::collections::BTreeMap::new();
     items.insert(crate::domain::names::STATE.to_string(), state.to_string());
     client.compute().set_metadata(&p.server_id, &items).await
