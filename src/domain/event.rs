@@ -118,6 +118,10 @@ impl Event {
     }
 }
 
+/// Labels stackpilot sets itself on alerts it sends out (a policy's
+/// `[alerts] labels` cannot).
+pub const RESERVED_ALERT_LABELS: [&str; 6] = ["alertname", "severity", "key", "source", "cloud", "app"];
+
 /// A condition that needs an operator's attention, deduplicated by `key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

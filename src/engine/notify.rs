@@ -331,8 +331,7 @@ pub fn prune(book: &mut BTreeMap<String, Delivery>, alerts: &[Alert]) {
     book.retain(|k, d| !(d.resolved_sent && alerts.iter().all(|a| &a.key != k || a.since != d.since)));
 }
 
-/// Labels stackpilot sets itself (a policy's `[alerts] labels` cannot).
-pub const RESERVED_LABELS: [&str; 6] = ["alertname", "severity", "key", "source", "cloud", "app"];
+pub use crate::domain::event::RESERVED_ALERT_LABELS as RESERVED_LABELS;
 
 /// The Alertmanager v2 labels of an alert: `alertname` is its kind; cloud,
 /// app, severity and the key (which makes it unique) go with it, and the

@@ -52,17 +52,6 @@ impl Default for Retention {
     }
 }
 
-impl Retention {
-    pub fn rules(&self) -> crate::engine::retention::Rules {
-        crate::engine::retention::Rules {
-            keep_last_chains: self.keep_last_chains,
-            daily: self.daily,
-            weekly: self.weekly,
-            monthly: self.monthly,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupSpec {

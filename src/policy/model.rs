@@ -162,7 +162,7 @@ impl AlertRules {
             }
         }
         for k in self.labels.keys() {
-            if crate::engine::notify::RESERVED_LABELS.contains(&k.as_str()) {
+            if crate::domain::event::RESERVED_ALERT_LABELS.contains(&k.as_str()) {
                 v.push(("alerts.labels".into(), format!("`{k}` is set by stackpilot itself")));
             } else if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 v.push(("alerts.labels".into(), format!("`{k}`: a label name is letters, digits and `_`")));
@@ -578,7 +578,7 @@ capacity = { min = 1, max = 5, desired = 2 }
         let a = crate::domain::Alert::new("unhealthy-members", "k", "demo", crate::domain::Severity::Warning, "x");
         let out = p.spec.alerts.apply(&a).unwrap();
         assert_eq!(out.severity, crate::domain::Severity::Critical);
-        assert_eq!(crate::engine::notify::labels(&out).get("team").map(String::as_str), Some("web"));
+        assert_eq!(out.labels.get("team").map(String::as_str), Some("web"));
         let stale = crate::domain::Alert::new("metrics-stale", "k2", "demo", crate::domain::Severity::Warning, "x");
         assert!(p.spec.alerts.apply(&stale).is_none(), "muted");
         let bad = format!("{OK}\n[alerts]\nlabels = {{ severity = \"x\" }}\nseverity = {{ x = \"loud\" }}\n");
