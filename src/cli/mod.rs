@@ -2,6 +2,7 @@
 //! (`clouds`, `servers`, `flavors`, `images`, `volumes`, `backups`), the simulator
 //! (`sim`) and the demo. This is the edge where modules are wired together.
 
+pub mod backup;
 pub mod output;
 
 use crate::cloud::Client;
@@ -68,6 +69,8 @@ pub enum Command {
     /// See and steer an application's rolling update (the acting engine applies
     /// a request on its next tick).
     Rollout(RolloutArgs),
+    /// Volume backups of the backup policies: list, run now, prune, restore.
+    Backup(backup::BackupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +359,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
         },
         Some(Command::Rollout(a)) => rollout(&cli, &a.command),
+        Some(Command::Backup(a)) => backup::run(&cli, a).await,
     }
 }
 
@@ -611,7 +615,7 @@ pub fn policies_dir(flag: Option<PathBuf>, settings: &Settings) -> PathBuf {
     flag.or_else(|| settings.engine.policies_dir.clone()).unwrap_or_else(|| paths::policies_dir(&ProcessEnv))
 }
 
-fn open_store() -> CliResult<crate::store::Store> {
+pub(crate) fn open_store() -> CliResult<crate::store::Store> {
     let path = paths::state_dir(&ProcessEnv).join("stackpilot.db");
     Ok(crate::store::Store::open(&path)?)
 }

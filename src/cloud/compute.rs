@@ -452,6 +452,19 @@ impl Compute<'_> {
         Ok(self.0.request("compute", Req::post(format!("/servers/{id}/action"), a.body())).await?.request_id)
     }
 
+    /// Attach a volume (`POST /servers/{id}/os-volume_attachments`).
+    pub async fn attach_volume(&self, server_id: &str, volume_id: &str) -> Result<Option<String>> {
+        let body = json!({"volumeAttachment": {"volumeId": volume_id}});
+        let path = format!("/servers/{server_id}/os-volume_attachments");
+        Ok(self.0.request("compute", Req::post(path, body)).await?.request_id)
+    }
+
+    /// Detach a volume (asynchronous: the volume goes `detaching`, then `available`).
+    pub async fn detach_volume(&self, server_id: &str, volume_id: &str) -> Result<Option<String>> {
+        let path = format!("/servers/{server_id}/os-volume_attachments/{volume_id}");
+        Ok(self.0.request("compute", Req::delete(path)).await?.request_id)
+    }
+
     /// The tail of the console log (`length` lines; all when `None`).
     pub async fn console_output(&self, id: &str, length: Option<u32>) -> Result<String> {
         let body = match length {

@@ -88,6 +88,29 @@ impl VolumeService<'_> {
         Ok(b.volume.into_domain())
     }
 
+    /// A new volume filled from a backup (Cinder 3.47), with its own type and zone.
+    pub async fn create_volume_from_backup(
+        &self,
+        backup_id: &str,
+        size_gb: u64,
+        name: &str,
+        volume_type: Option<&str>,
+        availability_zone: Option<&str>,
+    ) -> Result<Volume> {
+        let mut v = json!({"backup_id": backup_id, "size": size_gb, "name": name});
+        if let Some(t) = volume_type {
+            v.put("volume_type", json!(t));
+        }
+        if let Some(az) = availability_zone {
+            v.put("availability_zone", json!(az));
+        }
+        let (b, _): (VolumeBody, _) = self.0.json("block-storage", Req::post("/volumes", json!({"volume": v}))).await?;
+        if b.volume.id.is_empty() {
+            return Err(self.decode_err("volume create response without id"));
+        }
+        Ok(b.volume.into_domain())
+    }
+
     pub async fn delete_volume(&self, id: &str) -> Result<()> {
         self.0.request("block-storage", Req::delete(format!("/volumes/{id}"))).await?;
         Ok(())
@@ -103,8 +126,14 @@ impl VolumeService<'_> {
         .await
     }
 
-    pub async fn create_snapshot(&self, volume_id: &str, name: &str, force: bool) -> Result<Snapshot> {
-        let body = json!({"snapshot": {"volume_id": volume_id, "name": name, "force": force}});
+    pub async fn create_snapshot(
+        &self,
+        volume_id: &str,
+        name: &str,
+        force: bool,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Snapshot> {
+        let body = json!({"snapshot": {"volume_id": volume_id, "name": name, "force": force, "metadata": metadata}});
         let (b, _): (SnapshotBody, _) = self.0.json("block-storage", Req::post("/snapshots", body)).await?;
         Ok(b.snapshot.into_domain())
     }

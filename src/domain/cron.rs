@@ -120,6 +120,30 @@ impl Cron {
     }
 }
 
+impl Cron {
+    /// The earliest minute strictly after `t` (civil time) that matches, within 400 days.
+    pub fn next(&self, t: jiff::civil::DateTime) -> Option<jiff::civil::DateTime> {
+        let start = t.checked_add(jiff::SignedDuration::from_secs(60)).ok()?;
+        let mut day = start.date();
+        for k in 0..400 {
+            if self.day_matches(day) {
+                let min_h = if k == 0 { start.hour() as u32 } else { 0 };
+                for h in min_h..24 {
+                    if !self.hours.get(h as usize).copied().unwrap_or(false) {
+                        continue;
+                    }
+                    let min_m = if k == 0 && h == start.hour() as u32 { start.minute() as u32 } else { 0 };
+                    if let Some(m) = (min_m..60).find(|m| self.minutes.get(*m as usize).copied().unwrap_or(false)) {
+                        return day.at(h as i8, m as i8, 0, 0).into();
+                    }
+                }
+            }
+            day = day.tomorrow().ok()?;
+        }
+        None
+    }
+}
+
 /// A time zone: an IANA name (`Europe/Paris`), `UTC`, or a fixed offset (`+02:00`).
 pub fn parse_tz(s: &str) -> Option<jiff::tz::TimeZone> {
     let s = s.trim();

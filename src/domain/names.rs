@@ -34,6 +34,12 @@ pub const MAINT: &str = "stackpilot:maint";
 /// When recovery quarantined the member (it is deleted `keep_quarantined` later).
 pub const QUARANTINED_AT: &str = "stackpilot:quarantined_at";
 
+/// On backups and their temporary snapshots: `<policy>:<slot>`, the run that
+/// made them (a run finds what it already made before creating anything).
+pub const RUN: &str = "stackpilot:run";
+/// On incremental backups: the id of the full their chain starts with.
+pub const CHAIN: &str = "stackpilot:chain";
+
 /// `stackpilot:state` of a serving member.
 pub const STATE_ACTIVE: &str = "active";
 /// `stackpilot:state` of a member being drained before its delete.

@@ -11,10 +11,14 @@
 //! Around them: `policies` (the policy book: last good revisions, missing and
 //! retired apps), `lease` (one acting engine per cloud), `runner` (the loop,
 //! commands, alerts), `status` (what the console sees), `metrics` (`/metrics`
-//! and `/healthz`).
+//! and `/healthz`). Backups run beside the apps: `backups` plans a pass (pure),
+//! `retention` chooses what goes, `backup_run` reads the cloud and carries the
+//! pass out.
 
 pub mod act;
 pub mod autoscale;
+pub mod backup_run;
+pub mod backups;
 pub mod decide;
 pub mod exec;
 pub mod lease;
@@ -27,6 +31,7 @@ pub mod plan;
 pub mod policies;
 pub mod preview;
 pub mod recovery;
+pub mod restore;
 pub mod retention;
 pub mod rollout;
 pub mod runner;

@@ -5,6 +5,7 @@
 //! console (mode, pause, approve) arrive between ticks.
 
 use super::act::{carry_out, persist, ActCtx};
+use super::backups::BackupStep;
 use super::decide::{decide, DecideInput, Decision};
 use super::lease::{Lease, LeaseState};
 use super::metrics::EngineMetrics;
@@ -159,7 +160,23 @@ struct Runner {
     /// The alerts for the notifier (sent while this engine holds a lease: an
     /// observer never notifies).
     alerts_out: Option<watch::Sender<Option<Vec<Alert>>>>,
+    /// Backups per cloud: when the last pass ran and whether work was in
+    /// flight, what it found (the view and alerts stay until the next pass).
+    backup_passes: std::collections::BTreeMap<String, BackupPassState>,
 }
+
+/// The last backup pass of a cloud.
+#[derive(Default)]
+struct BackupPassState {
+    at: Option<(std::time::Instant, Timestamp)>,
+    busy: bool,
+    views: Vec<super::backups::VolumeBackups>,
+    alerts: Vec<Alert>,
+    plans: Vec<(String, Vec<String>)>,
+}
+
+/// An idle cloud's backups are looked at this often (in flight: every tick).
+const BACKUP_IDLE_PASS: Duration = Duration::from_secs(60);
 
 impl Engine {
     /// Start the engine for every cloud it has a client for.
@@ -243,6 +260,7 @@ impl Runner {
             problems: vec![],
             alerts_loaded: false,
             alerts_out: None,
+            backup_passes: Default::default(),
         }
     }
 
@@ -371,9 +389,17 @@ impl Runner {
         self.alerts.begin();
         self.lease_alerts(now);
         let policies_ok = self.read_policies(now, holding);
+        let (standalone, standalone_errors) = super::backup_run::read_standalone(&self.cfg.policies_dir);
+        for e in standalone_errors {
+            status.policy_errors.push(e.clone());
+            self.alerts
+                .raise(now, Alert::new("policy-invalid", format!("backup-policy:{e}"), "", Severity::Warning, e));
+        }
         for (i, act) in acting.iter().enumerate() {
             if *act {
                 self.tick_cloud(i, snap, execute_now && policies_ok, now, &mut status).await;
+                self.backups(i, snap, &standalone, execute_now && policies_ok, now, &mut status).await;
+                self.restores(i, execute_now && policies_ok, now).await;
             }
         }
         if execute_now && self.approved {
@@ -497,6 +523,181 @@ impl Runner {
         self.decision_alerts(&name, &obs, &d, now);
         self.hold_alerts(&name, &obs, now);
         self.act(i, &name, obs, d, may_execute, now, status).await;
+    }
+
+    /// The backup pass of a cloud, when it is time: every tick while backups,
+    /// snapshots or deletes are in flight, when a slot opens, else once a
+    /// minute. Its alerts and view stay up between passes.
+    async fn backups(
+        &mut self,
+        i: usize,
+        snap: &Snapshot,
+        standalone: &[crate::policy::backup::BackupPolicy],
+        may_execute: bool,
+        now: Timestamp,
+        status: &mut EngineStatus,
+    ) {
+        let Some((name, client)) = self.clouds.get(i).map(|c| (c.name.clone(), c.client.clone())) else { return };
+        let policies = super::backup_run::policies_of(&self.book, standalone, &name);
+        let st = self.backup_passes.entry(name.clone()).or_default();
+        if policies.is_empty() {
+            *st = BackupPassState::default();
+            return;
+        }
+        let slot_opened = policies.iter().any(|p| match (p.spec.due(&now), st.at) {
+            (Some(crate::policy::backup::Slot::Due(t)), Some((_, last))) => t > last,
+            (_, None) => true,
+            _ => false,
+        });
+        let due = st.busy || slot_opened || st.at.is_none_or(|(at, _)| at.elapsed() >= BACKUP_IDLE_PASS);
+        if due {
+            let r = self.backup_pass(&client, &name, snap, &policies, may_execute, now).await;
+            let st = self.backup_passes.entry(name.clone()).or_default();
+            match r {
+                Ok(new) => *st = new,
+                Err(why) => {
+                    // Nothing was done on unread data; the pass is tried again next tick.
+                    st.busy = true;
+                    st.alerts = vec![Alert::new(
+                        "backup-hold",
+                        format!("{name}:backup:hold"),
+                        &name,
+                        Severity::Warning,
+                        format!("backups hold (nothing created or deleted): {why}"),
+                    )];
+                }
+            }
+        }
+        if let Some(st) = self.backup_passes.get(&name) {
+            for a in &st.alerts {
+                self.alerts.raise(now, a.clone());
+            }
+            status.backups.extend(st.views.iter().map(|v| (name.clone(), v.clone())));
+            status.plans.extend(st.plans.iter().cloned());
+        }
+    }
+
+    /// Carry restore jobs on (each step written down first), and alert on the
+    /// ones that failed in the last day.
+    async fn restores(&mut self, i: usize, may_execute: bool, now: Timestamp) {
+        use super::restore::{self, JobStatus};
+        let Some((name, client)) = self.clouds.get(i).map(|c| (c.name.clone(), c.client.clone())) else { return };
+        let jobs = match restore::jobs(&self.store, &name) {
+            Ok(j) => j,
+            Err(e) => {
+                self.problems.push(format!("{name}: restore jobs: {e}"));
+                return;
+            }
+        };
+        for mut job in jobs {
+            if may_execute && restore::may_run(&job, &self.actor, now) {
+                if let Err(e) = restore::advance(&client, &self.store, &mut job, &self.actor, now).await {
+                    self.problems.push(format!("{name}: restore {}: {e}", job.op));
+                }
+                if job.status == JobStatus::Running {
+                    self.link.refresh(&name, Kind::Volumes);
+                }
+            }
+            if job.status == JobStatus::Failed && (now - job.updated_at).num_hours() < 24 {
+                let what = if job.verify_of.is_some() { "restore test" } else { "restore" };
+                self.alerts.raise(
+                    now,
+                    Alert::new(
+                        "restore-failed",
+                        format!("{name}:restore:{}", job.op),
+                        &name,
+                        Severity::Critical,
+                        format!("{what} of backup {} failed: {}", job.backup_id, job.error.clone().unwrap_or_default()),
+                    ),
+                );
+            }
+        }
+    }
+
+    async fn backup_pass(
+        &mut self,
+        client: &Client,
+        name: &str,
+        snap: &Snapshot,
+        policies: &[crate::policy::backup::BackupPolicy],
+        may_execute: bool,
+        now: Timestamp,
+    ) -> Result<BackupPassState, String> {
+        use super::backup_run;
+        let mut since = std::collections::BTreeMap::new();
+        for p in policies {
+            since.insert(p.id.clone(), backup_run::since(&self.store, &p.id, now)?);
+        }
+        // Members of each application, for `attached = true` (from the inventory).
+        let mut members: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        if let Some(cs) = snap.cloud(name) {
+            for p in policies.iter().filter(|p| p.app.is_some() && p.spec.select.attached) {
+                let tag = crate::domain::names::app_tag(&p.id);
+                let ids = cs.servers.iter().filter(|s| s.has_tag(&tag)).map(|s| s.id.clone()).collect();
+                members.insert(p.app.clone().unwrap_or_default(), ids);
+            }
+        }
+        let cloud = backup_run::read(client).await?;
+        let planned = backup_run::plan_all(policies, &cloud, &members, &since, now, None);
+        let mut st = BackupPassState { at: Some((std::time::Instant::now(), now)), ..Default::default() };
+        let dry: BTreeSet<String> = self
+            .book
+            .of_cloud(name)
+            .filter(|e| e.policy.as_ref().is_some_and(|p| p.spec.app.mode != crate::policy::AppRunMode::Auto))
+            .map(|e| e.id.clone())
+            .collect();
+        let (go, wait): (Vec<_>, Vec<_>) =
+            planned.iter().cloned().partition(|pp| may_execute && (self.approved || !dry.contains(&pp.policy.id)));
+        let outcomes = backup_run::carry_out(client, &self.store, &self.actor, &go, now).await;
+        if may_execute {
+            match backup_run::start_restore_tests(client, &self.store, &self.actor, &go, &cloud, now).await {
+                Ok(ops) if !ops.is_empty() => st.busy = true,
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{name}: a restore test could not start: {e}"),
+            }
+        }
+        for o in &outcomes {
+            self.metrics.count_action(name, o.step.kind(), o.result.is_ok());
+        }
+        if !outcomes.is_empty() {
+            self.link.refresh(name, Kind::Backups);
+            if outcomes.iter().any(|o| !matches!(o.step, BackupStep::Delete { .. })) {
+                self.link.refresh(name, Kind::Volumes);
+            }
+        }
+        for pp in &planned {
+            let key = |kind: &str| format!("{name}:{kind}:{}", pp.policy.id);
+            let mut by_kind: std::collections::BTreeMap<&str, (Severity, Vec<String>)> = Default::default();
+            for pr in &pp.plan.problems {
+                let e = by_kind.entry(pr.kind).or_insert((pr.severity, vec![]));
+                e.1.push(pr.message.clone());
+            }
+            for o in outcomes.iter().filter(|o| o.policy == pp.policy.id) {
+                if let Err(e) = &o.result {
+                    let e2 = by_kind.entry("backup-failed").or_insert((Severity::Critical, vec![]));
+                    e2.1.push(format!("{}: {e}", o.step.describe()));
+                }
+            }
+            for (kind, (sev, msgs)) in by_kind {
+                st.alerts.push(
+                    Alert::new(
+                        kind,
+                        key(kind),
+                        name,
+                        sev,
+                        format!("backup policy {}: {}", pp.policy.name, msgs.join("; ")),
+                    )
+                    .app(pp.policy.app.clone()),
+                );
+            }
+            st.views.extend(pp.plan.volumes.iter().cloned());
+            st.busy |= !pp.plan.settled();
+        }
+        for pp in wait.iter().filter(|pp| !pp.plan.steps.is_empty()) {
+            let label = pp.policy.app.clone().unwrap_or_else(|| format!("backup:{}", pp.policy.name));
+            st.plans.push((label, pp.plan.steps.iter().map(|s| s.describe()).collect()));
+        }
+        Ok(st)
     }
 
     /// Decide for a cloud with a changed policy in place of the one in force.

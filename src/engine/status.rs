@@ -31,6 +31,9 @@ pub struct EngineStatus {
     pub approval_pending: bool,
     /// Autoscaled applications: why (not) scaling, and the recent decisions.
     pub scaling: Vec<ScalingView>,
+    /// Per cloud, each volume a backup policy covers: its last backup, next run,
+    /// chains and RPO (from the last backup pass).
+    pub backups: Vec<(String, super::backups::VolumeBackups)>,
 }
 
 /// One policy as the console's Policies view and the Apps view show it.

@@ -4,9 +4,17 @@
 //! incremental with a full every N runs or days, how in-use volumes are
 //! backed up, concurrency, and retention on chains.
 //!
-//! The model, its checks and the schedule. Policy files do not accept a
-//! `[backup]` section until the engine carries backups out: a section that
-//! would silently do nothing is refused instead.
+//! The model, its checks and the schedule. A `[backup]` section rides in an
+//! application's policy (usually `attached = true`: the volumes of its
+//! members); volumes no application owns get a standalone backup policy, a
+//! file in the `backups/` folder of the policies directory:
+//!
+//! ```toml
+//! name = "db-volumes"
+//! cloud = "prod"
+//! [backup]
+//! select = { volume_metadata = { "backup" = "daily" } }
+//! ```
 
 use super::model::Dur;
 use crate::domain::time::DurRange;
@@ -37,6 +45,16 @@ pub enum InUse {
     SnapshotThenBackup,
 }
 
+/// A restore test: the newest backup restored to a scratch volume, which is
+/// deleted after; a failure raises an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreTest {
+    #[default]
+    Off,
+    Monthly,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Retention {
@@ -64,6 +82,8 @@ pub struct BackupSpec {
     pub incremental: bool,
     /// A full every this many runs (the first run, or no parent, is a full).
     pub full_every: u32,
+    /// And a full when the chain's full is older than this.
+    pub full_interval: Option<Dur>,
     pub in_use: InUse,
     /// Backups of this policy at once, and per backup backend.
     pub per_policy: u32,
@@ -75,6 +95,7 @@ pub struct BackupSpec {
     pub create_timeout: Dur,
     pub delete_timeout: Dur,
     pub restore_timeout: Dur,
+    pub restore_test: RestoreTest,
 }
 
 impl Default for BackupSpec {
@@ -87,6 +108,7 @@ impl Default for BackupSpec {
             start_window: secs(1800),
             incremental: true,
             full_every: 7,
+            full_interval: None,
             in_use: InUse::Force,
             per_policy: 1,
             per_backend: 2,
@@ -95,6 +117,7 @@ impl Default for BackupSpec {
             create_timeout: secs(6 * 3600),
             delete_timeout: secs(3600),
             restore_timeout: secs(6 * 3600),
+            restore_test: RestoreTest::Off,
         }
     }
 }
@@ -111,6 +134,9 @@ impl BackupSpec {
         ];
         if let Some(rpo) = self.rpo {
             v.push(("backup.rpo".into(), rpo, r(60, 366 * 86_400)));
+        }
+        if let Some(f) = self.full_interval {
+            v.push(("backup.full_interval".into(), f, r(3600, 366 * 86_400)));
         }
         v
     }
@@ -162,6 +188,79 @@ impl BackupSpec {
     pub fn is_full_run(&self, runs_since_full: Option<u32>) -> bool {
         !self.incremental || runs_since_full.is_none_or(|n| n + 1 >= self.full_every)
     }
+
+    /// The next scheduled slot after `now` (for display).
+    pub fn next_slot(&self, now: &crate::domain::Timestamp) -> Option<crate::domain::Timestamp> {
+        let cron = crate::domain::cron::Cron::parse(&self.cron).ok()?;
+        let tz = crate::domain::cron::parse_tz(&self.tz)?;
+        let next = cron.next(crate::domain::cron::local(now, &tz)?)?;
+        let ts = tz.to_ambiguous_zoned_datetime(next).compatible().ok()?.timestamp();
+        chrono::DateTime::from_timestamp(ts.as_second(), 0)
+    }
+}
+
+/// A standalone backup policy: volumes no application owns (a file in the
+/// `backups/` folder of the policies directory).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupPolicyFile {
+    /// Letters, digits and `-`; with `cloud`, what identifies the policy.
+    pub name: String,
+    pub cloud: String,
+    pub backup: BackupSpec,
+}
+
+/// A backup policy as the engine runs it: from an application's `[backup]`
+/// section or a standalone file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupPolicy {
+    /// `stackpilot:policy` on the backups it makes.
+    pub id: String,
+    /// Names its backups (`<name>-<volume8>-<slot>`).
+    pub name: String,
+    pub cloud: String,
+    /// The application whose members' volumes `attached = true` selects.
+    pub app: Option<String>,
+    pub file: std::path::PathBuf,
+    pub spec: BackupSpec,
+}
+
+/// The policy id of a standalone backup policy (apart from the apps' ids).
+pub fn standalone_id(cloud: &str, name: &str) -> String {
+    super::model::policy_id(cloud, &format!("backup/{name}"))
+}
+
+/// Parse a standalone backup policy (strict, with file:line:col).
+pub fn parse_standalone(text: &str, file: &std::path::Path) -> Result<BackupPolicy, Vec<super::PolicyError>> {
+    let f: BackupPolicyFile = toml::from_str(text).map_err(|e| vec![super::model::toml_error(text, file, &e)])?;
+    let mut errs = Vec::new();
+    let mut problems = f.backup.check();
+    if f.backup.select.attached {
+        problems
+            .push(("backup.select".into(), "attached = true needs an application: put [backup] in its policy".into()));
+    }
+    if !super::model::valid_name(&f.name) {
+        problems.push(("name".into(), format!("`{}` is not a valid name: use 1-40 letters, digits and `-`", f.name)));
+    }
+    for (path, d, range) in f.backup.durations() {
+        if let Err(m) = range.check(d.0) {
+            problems.push((path, m.to_string()));
+        }
+    }
+    for (path, msg) in problems {
+        errs.push(super::model::field_error(text, file, &path, msg));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(BackupPolicy {
+        id: standalone_id(&f.cloud, &f.name),
+        name: f.name,
+        cloud: f.cloud,
+        app: None,
+        file: file.to_path_buf(),
+        spec: f.backup,
+    })
 }
 
 /// The latest scheduled slot and whether it may still run.

@@ -192,6 +192,9 @@ pub struct PolicyFile {
     /// Keeping members healthy once they served (ENGINE-SPEC 5).
     #[serde(default)]
     pub recovery: super::recovery::RecoverySpec,
+    /// Scheduled Cinder backups of the application's volumes (ENGINE-SPEC 7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::backup::BackupSpec>,
     /// How this application's alerts leave the console.
     #[serde(default, skip_serializing_if = "AlertRules::is_empty")]
     pub alerts: AlertRules,
@@ -230,6 +233,9 @@ impl PolicyFile {
         }
         v.extend(self.rollout.durations());
         v.extend(self.recovery.durations());
+        if let Some(b) = &self.backup {
+            v.extend(b.durations());
+        }
         v
     }
 }
@@ -253,6 +259,17 @@ impl Policy {
     }
     pub fn cloud(&self) -> &str {
         &self.spec.app.cloud
+    }
+    /// Its `[backup]` section as a backup policy (the app's volumes).
+    pub fn backup(&self) -> Option<super::backup::BackupPolicy> {
+        self.spec.backup.clone().map(|spec| super::backup::BackupPolicy {
+            id: self.id.clone(),
+            name: self.name().to_string(),
+            cloud: self.cloud().to_string(),
+            app: Some(self.name().to_string()),
+            file: self.file.clone(),
+            spec,
+        })
     }
     /// The `stackpilot-app-<id>` server tag of members.
     pub fn app_tag(&self) -> String {
@@ -306,7 +323,7 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     }
 }
 
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 40 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !s.starts_with('-')
 }
 
@@ -319,26 +336,32 @@ fn with_fix(message: String) -> String {
     }
 }
 
+/// A TOML error of a policy text, at its position.
+pub(crate) fn toml_error(text: &str, file: &Path, e: &toml::de::Error) -> PolicyError {
+    let (line, col) = e.span().map_or((None, None), |s| {
+        let (l, c) = crate::config::line_col(text, s.start);
+        (Some(l), Some(c))
+    });
+    PolicyError {
+        file: file.to_path_buf(),
+        line,
+        col,
+        field: None,
+        message: with_fix(e.message().trim().replace('\n', " ")),
+    }
+}
+
+/// A problem with a field (dotted path), at the field's position in the text.
+pub(crate) fn field_error(text: &str, file: &Path, path: &str, message: String) -> PolicyError {
+    let (line, col) = locate(text, path).map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    PolicyError { file: file.to_path_buf(), line, col, field: Some(path.to_string()), message }
+}
+
 /// Parse a policy text (strict) and check what needs no cloud.
 pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
-    let spec: PolicyFile = toml::from_str(text).map_err(|e| {
-        let (line, col) = e.span().map_or((None, None), |s| {
-            let (l, c) = crate::config::line_col(text, s.start);
-            (Some(l), Some(c))
-        });
-        vec![PolicyError {
-            file: file.to_path_buf(),
-            line,
-            col,
-            field: None,
-            message: with_fix(e.message().trim().replace('\n', " ")),
-        }]
-    })?;
+    let spec: PolicyFile = toml::from_str(text).map_err(|e| vec![toml_error(text, file, &e)])?;
     let mut errs = Vec::new();
-    let mut err = |path: &str, msg: String| {
-        let (line, col) = locate(text, path).map_or((None, None), |(l, c)| (Some(l), Some(c)));
-        errs.push(PolicyError { file: file.to_path_buf(), line, col, field: Some(path.to_string()), message: msg });
-    };
+    let mut err = |path: &str, msg: String| errs.push(field_error(text, file, path, msg));
     if !valid_name(&spec.app.name) {
         err("app.name", format!("`{}` is not a valid name: use 1-40 letters, digits and `-`", spec.app.name));
     }
@@ -384,7 +407,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             err("deploy.metadata", format!("key `{head}…` is longer than 255 bytes"));
         }
     }
-    for (path, msg) in spec.recovery.check().into_iter().chain(spec.alerts.check()) {
+    let backup = spec.backup.as_ref().map(|b| b.check()).unwrap_or_default();
+    for (path, msg) in spec.recovery.check().into_iter().chain(spec.alerts.check()).chain(backup) {
         err(&path, msg);
     }
     if let Some(sc) = &spec.scaling {

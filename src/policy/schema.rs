@@ -31,6 +31,26 @@ fn step_rule() -> Value {
         "lower": {"type": "number"}, "upper": {"type": "number"}, "adjust": {"type": "integer"}}})
 }
 
+/// `[backup]` (ENGINE-SPEC 7).
+pub fn backup() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["select"], "properties": {
+        "select": {"type": "object", "additionalProperties": false, "properties": {
+            "volumes": {"type": "array", "items": {"type": "string"}},
+            "volume_metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+            "attached": {"type": "boolean"}}},
+        "cron": {"type": "string", "description": "five-field cron, in tz"},
+        "tz": {"type": "string", "description": "IANA name, UTC or +02:00"},
+        "start_window": duration(), "incremental": {"type": "boolean"},
+        "full_every": {"type": "integer", "minimum": 1}, "full_interval": duration(),
+        "in_use": {"enum": ["force", "snapshot_then_backup"]},
+        "per_policy": {"type": "integer", "minimum": 1}, "per_backend": {"type": "integer", "minimum": 1},
+        "retention": {"type": "object", "additionalProperties": false, "properties": {
+            "keep_last_chains": {"type": "integer", "minimum": 0}, "daily": {"type": "integer", "minimum": 0},
+            "weekly": {"type": "integer", "minimum": 0}, "monthly": {"type": "integer", "minimum": 0}}},
+        "rpo": duration(), "create_timeout": duration(), "delete_timeout": duration(), "restore_timeout": duration(),
+        "restore_test": {"enum": ["off", "monthly"]}}})
+}
+
 /// The schema of a policy file.
 pub fn schema() -> Value {
     json!({
@@ -77,6 +97,7 @@ pub fn schema() -> Value {
                 "backoff": duration(), "max_backoff": duration(),
                 "max_concurrent": amount(), "max_unhealthy": amount(),
                 "keep_quarantined": duration(), "masakari_defer": duration()}},
+            "backup": backup(),
             "alerts": {"type": "object", "additionalProperties": false, "properties": {
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "mute": {"type": "array", "items": {"type": "string"}},

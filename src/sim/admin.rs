@@ -32,6 +32,7 @@ pub fn router() -> Router<S> {
         .route("/_sim/quota", post(quota))
         .route("/_sim/capacity", post(capacity))
         .route("/_sim/clock/advance", post(advance))
+        .route("/_sim/timings", post(timings))
         .route("/_sim/apps/{name}/load", post(app_load))
         .route("/_sim/apps/{name}", post(app_define))
         .route("/_sim/seed", post(seed))
@@ -389,6 +390,42 @@ async fn capacity(State(s): State<S>, body: Bytes) -> Response {
     let mut w = s.world();
     w.settings.host_vcpus = b.get("host_vcpus").and_then(Value::as_u64).map(|v| v as u32);
     json_response(200, &json!({"host_vcpus": w.settings.host_vcpus}))
+}
+
+/// How long transitions take (simulated seconds): `{"backup_secs": 2, ...}`.
+async fn timings(State(s): State<S>, body: Bytes) -> Response {
+    let b = match body_json(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut w = s.world();
+    let st = &mut w.settings;
+    let fields: [(&str, &mut f64); 13] = [
+        ("boot_secs", &mut st.boot_secs),
+        ("cloud_init_secs", &mut st.cloud_init_secs),
+        ("delete_secs", &mut st.delete_secs),
+        ("reboot_secs", &mut st.reboot_secs),
+        ("hard_reboot_secs", &mut st.hard_reboot_secs),
+        ("rebuild_secs", &mut st.rebuild_secs),
+        ("stop_secs", &mut st.stop_secs),
+        ("start_secs", &mut st.start_secs),
+        ("schedule_secs", &mut st.schedule_secs),
+        ("volume_secs", &mut st.volume_secs),
+        ("snapshot_secs", &mut st.snapshot_secs),
+        ("backup_secs", &mut st.backup_secs),
+        ("restore_secs", &mut st.restore_secs),
+    ];
+    let mut out = serde_json::Map::new();
+    for (k, slot) in fields {
+        if let Some(v) = b.get(k) {
+            match v.as_f64().filter(|x| (0.0..=86_400.0).contains(x)) {
+                Some(x) => *slot = x,
+                None => return bad(format!("{k}: seconds between 0 and 86400")),
+            }
+        }
+        out.insert(k.to_string(), json!(*slot));
+    }
+    json_response(200, &Value::Object(out))
 }
 
 async fn advance(State(s): State<S>, body: Bytes) -> Response {

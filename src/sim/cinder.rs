@@ -356,6 +356,27 @@ async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, b
     let name = v.get("name").and_then(Value::as_str).map(String::from);
     let desc = v.get("description").and_then(Value::as_str).map(String::from);
     let az = v.get("availability_zone").and_then(Value::as_str).map(String::from);
+    if let Some(bid) = v.get("backup_id").and_then(Value::as_str) {
+        // Create from a backup (3.47): the volume is filled by a restore.
+        if mv < (3, 47) {
+            return err(SimError::bad("Invalid input for field/attribute volume. Additional properties are not allowed ('backup_id' was unexpected)"), mv);
+        }
+        let vt = v.get("volume_type").and_then(Value::as_str).map(String::from);
+        let r = w.restore_backup_to(
+            bid,
+            &c.project_id,
+            &c.user_id,
+            None,
+            name,
+            Some(vt.unwrap_or_else(|| "__DEFAULT__".into())),
+            az,
+            now,
+        );
+        return match r.and_then(|(id, _)| found(&w.volumes, &id).cloned()) {
+            Ok(v) => ok(202, &json!({"volume": volume_json(&s.base(), &v, mv, true, c.admin)}), mv),
+            Err(e) => err(e, mv),
+        };
+    }
     match w.create_volume(&c.project_id, &c.user_id, size, name, desc, str_map(v.get("metadata")), az, now) {
         Ok(id) => match found(&w.volumes, &id) {
             Ok(v) => ok(202, &json!({"volume": volume_json(&s.base(), v, mv, true, c.admin)}), mv),

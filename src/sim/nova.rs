@@ -37,6 +37,8 @@ pub fn router() -> Router<S> {
             &format!("{p}/servers/{{id}}/metadata/{{key}}"),
             get(meta_item_get).put(meta_item_put).delete(meta_item_delete),
         )
+        .route(&format!("{p}/servers/{{id}}/os-volume_attachments"), get(attachments_list).post(attach))
+        .route(&format!("{p}/servers/{{id}}/os-volume_attachments/{{vid}}"), axum::routing::delete(detach))
         .route(&format!("{p}/flavors"), get(flavors_basic))
         .route(&format!("{p}/flavors/detail"), get(flavors_detail))
         .route(&format!("{p}/flavors/{{id}}"), get(flavor_show))
@@ -1522,6 +1524,78 @@ async fn services(
         })
         .collect();
     ok(200, &json!({"services": rows}), mv)
+}
+
+fn attachment_json(server_id: &str, volume_id: &str, device: &str, attachment_id: &str) -> Value {
+    json!({"id": volume_id, "serverId": server_id, "volumeId": volume_id, "device": device,
+           "tag": null, "delete_on_termination": false, "attachment_id": attachment_id})
+}
+
+async fn attachments_list(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    let (c, mv) = match ctx(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    let sv = match owned(&w, &c, &id) {
+        Ok(sv) => sv,
+        Err(e) => return err(e, mv),
+    };
+    let list: Vec<Value> = sv
+        .volumes_attached
+        .iter()
+        .filter_map(|v| w.volumes.get(v))
+        .flat_map(|v| {
+            v.attachments
+                .iter()
+                .filter(|a| a.server_id == id)
+                .map(|a| attachment_json(&id, &v.id, &a.device, &a.attachment_id))
+        })
+        .collect();
+    ok(200, &json!({"volumeAttachments": list}), mv)
+}
+
+async fn attach(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let (c, mv) = match ctx(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let Some(vid) = body.pointer("/volumeAttachment/volumeId").and_then(Value::as_str) else {
+        return err(
+            SimError::bad("Invalid input for field/attribute volumeAttachment. 'volumeId' is a required property"),
+            mv,
+        );
+    };
+    let now = s.now();
+    let mut w = s.world();
+    if let Err(e) = owned(&w, &c, &id) {
+        return err(e, mv);
+    }
+    let project = w.servers.get(&id).map(|sv| sv.project_id.clone()).unwrap_or_default();
+    match w.attach_volume(&id, vid, &project, now) {
+        Ok(a) => ok(200, &json!({"volumeAttachment": attachment_json(&id, vid, &a.device, &a.attachment_id)}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn detach(State(s): State<S>, h: HeaderMap, Path((id, vid)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let now = s.now();
+    let mut w = s.world();
+    if let Err(e) = owned(&w, &c, &id) {
+        return err(e, mv);
+    }
+    match w.detach_volume(&id, &vid, now) {
+        Ok(()) => with_mv(empty(202), mv),
+        Err(e) => err(e, mv),
+    }
 }
 
 #[cfg(test)]

@@ -567,6 +567,9 @@ pub enum Pending {
     BackupReady(String),
     BackupGone(String),
     RestoreDone(String, String),
+    /// Volume, server: the attach or detach finished.
+    Attached(String, String),
+    Detached(String, String),
 }
 
 /// How the next creates fail (admin fault).
@@ -1266,6 +1269,28 @@ impl World {
             Pending::BackupGone(id) => {
                 self.backups.remove(&id);
             }
+            Pending::Attached(vid, _) => {
+                if let Some(v) = self.volumes.get_mut(&vid) {
+                    if v.status == "attaching" {
+                        v.status = "in-use".into();
+                        v.resting_status = "in-use".into();
+                        v.updated_at = Some(at);
+                    }
+                }
+            }
+            Pending::Detached(vid, sid) => {
+                if let Some(v) = self.volumes.get_mut(&vid) {
+                    if v.status == "detaching" {
+                        v.attachments.retain(|a| a.server_id != sid);
+                        v.status = if v.attachments.is_empty() { "available" } else { "in-use" }.into();
+                        v.resting_status = v.status.clone();
+                        v.updated_at = Some(at);
+                    }
+                }
+                if let Some(s) = self.servers.get_mut(&sid) {
+                    s.volumes_attached.retain(|x| x != &vid);
+                }
+            }
             Pending::RestoreDone(bid, vid) => {
                 if let Some(b) = self.backups.get_mut(&bid) {
                     if b.status == "restoring" {
@@ -1282,6 +1307,74 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Nova's `os-volume_attachments`: the volume goes `attaching`, then `in-use`.
+    pub fn attach_volume(
+        &mut self,
+        server_id: &str,
+        volume_id: &str,
+        project: &str,
+        now: Timestamp,
+    ) -> SimResult<VolAttachment> {
+        let sv = self
+            .servers
+            .get(server_id)
+            .filter(|s| !s.is_deleted())
+            .ok_or_else(|| SimError::not_found(format!("Instance {server_id} could not be found.")))?;
+        if !matches!(sv.vm_state.as_str(), "active" | "stopped" | "paused" | "suspended") {
+            return Err(SimError::conflict(format!(
+                "Cannot 'attach_volume' instance {server_id} while it is in vm_state {}",
+                sv.vm_state
+            )));
+        }
+        let device = format!("/dev/vd{}", (b'b' + sv.volumes_attached.len().min(24) as u8) as char);
+        let v = self
+            .volumes
+            .get_mut(volume_id)
+            .filter(|v| v.project_id == project)
+            .ok_or_else(|| SimError::not_found(format!("Volume {volume_id} could not be found.")))?;
+        if v.status != "available" {
+            return Err(SimError::bad(format!(
+                "Invalid volume: volume {volume_id} status must be available to reserve, but the status is {}.",
+                v.status
+            )));
+        }
+        let a = VolAttachment { server_id: server_id.to_string(), attachment_id: new_id(), device, attached_at: now };
+        v.status = "attaching".into();
+        v.updated_at = Some(now);
+        let secs = self.settings.schedule_secs;
+        self.schedule(Self::after(now, secs), Pending::Attached(volume_id.to_string(), server_id.to_string()));
+        if let Some(sv) = self.servers.get_mut(server_id) {
+            sv.volumes_attached.push(volume_id.to_string());
+        }
+        if let Some(v) = self.volumes.get_mut(volume_id) {
+            v.attachments.push(a.clone());
+        }
+        Ok(a)
+    }
+
+    /// Detach: the volume goes `detaching`, then `available`.
+    pub fn detach_volume(&mut self, server_id: &str, volume_id: &str, now: Timestamp) -> SimResult<()> {
+        let attached = self.servers.get(server_id).is_some_and(|s| s.volumes_attached.iter().any(|v| v == volume_id));
+        if !attached {
+            return Err(SimError::not_found(format!("volume_id not found: {volume_id}")));
+        }
+        let v = self.volumes.get_mut(volume_id).ok_or_else(|| SimError::not_found("gone"))?;
+        if v.status != "in-use" {
+            return Err(SimError::bad(format!(
+                "Invalid volume: Unable to detach volume. Volume status must be 'in-use' and attach_status must be 'attached' to detach, but is {}.",
+                v.status
+            )));
+        }
+        if v.bootable && v.attachments.iter().any(|a| a.server_id == server_id && a.device == "/dev/vda") {
+            return Err(SimError::bad("Can't detach root device volume"));
+        }
+        v.status = "detaching".into();
+        v.updated_at = Some(now);
+        let secs = self.settings.schedule_secs;
+        self.schedule(Self::after(now, secs), Pending::Detached(volume_id.to_string(), server_id.to_string()));
+        Ok(())
     }
 
     pub fn server_ip(&self, id: &str) -> Option<String> {
@@ -1787,6 +1880,23 @@ impl World {
         name: Option<String>,
         now: Timestamp,
     ) -> SimResult<(String, String)> {
+        self.restore_backup_to(id, project, user, volume_id, name, None, None, now)
+    }
+
+    /// Restore, or create a volume from a backup (`volume_type` and `az` for the
+    /// new volume: Cinder's create-from-backup, MV 3.47).
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore_backup_to(
+        &mut self,
+        id: &str,
+        project: &str,
+        user: &str,
+        volume_id: Option<&str>,
+        name: Option<String>,
+        volume_type: Option<String>,
+        az: Option<String>,
+        now: Timestamp,
+    ) -> SimResult<(String, String)> {
         let b = self
             .backups
             .get(id)
@@ -1821,9 +1931,12 @@ impl World {
             }
             None => {
                 let name = name.unwrap_or_else(|| format!("restore_backup_{id}"));
-                let v = self.create_volume(project, user, b.size, Some(name), None, BTreeMap::new(), None, now)?;
+                let v = self.create_volume(project, user, b.size, Some(name), None, BTreeMap::new(), az, now)?;
                 if let Some(vol) = self.volumes.get_mut(&v) {
                     vol.status = "restoring-backup".into();
+                    if let Some(t) = volume_type {
+                        vol.volume_type = t;
+                    }
                 }
                 v
             }
