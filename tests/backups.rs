@@ -43,6 +43,15 @@ fn policy(text: &str) -> BackupPolicy {
         .unwrap_or_else(|e| panic!("{}", e.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
 }
 
+/// Cases that drive the simulator's clock run only on it.
+fn on_real(case: &str) -> bool {
+    let real = rig::side() == rig::Side::Real;
+    if real {
+        rig::not_run(case, "drives the simulator's clock");
+    }
+    real
+}
+
 /// A sim with room for many backups, and fast lifecycles.
 async fn backup_sim() -> (SimHandle, Client) {
     let h = sim(SimConfig { incidents: false, ..Default::default() }).await;
@@ -154,6 +163,9 @@ fn expected_days(dates: &[NaiveDate]) -> BTreeSet<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_days_of_a_daily_policy_with_weekly_fulls_leave_exactly_the_expected_set() {
+    if on_real("sixty days of a daily policy with weekly fulls leave exactly the expected set") {
+        return;
+    }
     let (h, c) = backup_sim().await;
     let vols = volumes(&h, &c, 3, &[("backup", "daily")]).await;
     let p = policy(
@@ -220,6 +232,9 @@ per_policy = 3
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_then_backup_cleans_up_after_an_interrupted_run_and_a_missed_slot_is_alerted() {
+    if on_real("snapshot then backup cleans up after an interrupted run and a missed slot is alerted") {
+        return;
+    }
     let (h, c) = backup_sim().await;
     let vols = volumes(&h, &c, 2, &[]).await;
     let server = server(&h, &c).await;
@@ -319,6 +334,9 @@ async fn run_job(h: &SimHandle, c: &Client, store: &Store, job: &mut restore::Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_to_a_new_volume_and_over_an_attached_one_survive_the_loss_of_their_runner() {
+    if on_real("restores to a new volume and over an attached one survive the loss of their runner") {
+        return;
+    }
     let (h, c) = backup_sim().await;
     let vols = volumes(&h, &c, 1, &[]).await;
     let server = server(&h, &c).await;
@@ -385,6 +403,9 @@ async fn restores_to_a_new_volume_and_over_an_attached_one_survive_the_loss_of_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_of_fifty_volumes_counts_its_api_requests() {
+    if on_real("a run of fifty volumes counts its api requests") {
+        return;
+    }
     let (h, c) = backup_sim().await;
     volumes(&h, &c, 50, &[("backup", "daily")]).await;
     let p = policy(
@@ -422,4 +443,267 @@ fn the_oracle_keeps_chains_whole() {
     // January's newest backup (day 30) is a monthly restore point.
     assert!(keep.contains(&30) && keep.contains(&28));
     assert!(!keep.contains(&27), "{keep:?}");
+}
+
+/// Poll the simulator's world in real time (its clock runs with ours).
+async fn wait<T, F, Fut>(secs: u64, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually(secs, what, f).await
+}
+
+fn write_policy(rig: &rig::Rig, name: &str, body: &str) {
+    let dir = rig.policies().join("backups");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.toml")),
+        format!("name = \"{name}\"\ncloud = \"{}\"\n{body}", rig.cloud.name),
+    )
+    .unwrap();
+}
+
+/// A cron line for the current UTC minute: its slot runs as soon as the
+/// policy is seen (its window is open).
+fn this_minute() -> String {
+    let now = chrono::Utc::now();
+    format!("{} {} * * *", now.format("%-M"), now.format("%-H"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_killed_during_a_backup_and_during_a_restore_leaves_no_orphan_and_loses_nothing() {
+    let rig = rig::Rig::at_speed(SimConfig { incidents: false, ..Default::default() }, 1.0).await;
+    let Some(h) = rig.sim.as_ref() else {
+        rig::not_run("engine killed during a backup and a restore", "needs the simulator's timings");
+        return;
+    };
+    control(h, "timings", json!({"snapshot_secs": 12, "backup_secs": 3, "volume_secs": 1, "boot_secs": 2, "cloud_init_secs": 1, "stop_secs": 2, "start_secs": 2, "restore_secs": 4, "schedule_secs": 1, "delete_secs": 1})).await;
+    let c = rig.client.clone();
+    let vol = c.volume().create_volume(1, "db-data", &BTreeMap::new()).await.unwrap().id;
+    let server = {
+        let cp = c.compute();
+        let flavor = cp.list_flavors().await.unwrap().into_iter().find(|f| f.name == "m1.tiny").unwrap().id;
+        let image = c.image().list_images().await.unwrap().into_iter().find(|i| i.status == "active").unwrap().id;
+        let net = c.network().list_networks().await.unwrap().into_iter().find(|n| n.name == "private").unwrap().id;
+        let create = CreateServer {
+            name: "db-host".into(),
+            image_id: Some(image),
+            flavor_id: flavor,
+            networks: vec![NetworkSpec::Uuid(net)],
+            ..Default::default()
+        };
+        let id = cp.create_server(&create).await.unwrap().id;
+        wait(30, "the server ACTIVE", || {
+            let c = c.clone();
+            let id = id.clone();
+            async move { (c.compute().get_server(&id).await.ok()?.status == ServerStatus::Active).then_some(()) }
+        })
+        .await;
+        id
+    };
+    c.compute().attach_volume(&server, &vol).await.unwrap();
+    wait(10, "the volume in use", || {
+        let c = c.clone();
+        let vol = vol.clone();
+        async move { (c.volume().get_volume(&vol).await.ok()?.status == "in-use").then_some(()) }
+    })
+    .await;
+    let pid = stackpilot::policy::backup::standalone_id(&rig.cloud.name, "db");
+    write_policy(
+        &rig,
+        "db",
+        &format!(
+            "[backup]\nselect = {{ volumes = [\"{vol}\"] }}\ncron = \"{}\"\nstart_window = \"10m\"\nin_use = \"snapshot_then_backup\"\n",
+            this_minute()
+        ),
+    );
+    let ours = |m: &BTreeMap<String, String>| m.get(POLICY) == Some(&pid);
+    let state = rig.state();
+    let mut e1 = rig::spawn_engine(&rig, &state, "engine-1.log");
+    // Killed while the temporary snapshot is being made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !c.volume().list_snapshots().await.unwrap().iter().any(|s| ours(&s.metadata)) {
+        let log = std::fs::read_to_string(rig.dir.path().join("engine-1.log")).unwrap_or_default();
+        assert!(std::time::Instant::now() < deadline, "no snapshot of the run:\n{log}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    e1.proc.kill().unwrap();
+    e1.proc.wait().unwrap();
+    let data = backup_run::read(&c).await.unwrap();
+    assert!(data.backups.iter().all(|b| !ours(&b.metadata)), "killed before the backup");
+    let _e2 = rig::spawn_engine(&rig, &state, "engine-2.log");
+    let bid = wait(60, "the backup made from the snapshot, the snapshot gone", || {
+        let c = c.clone();
+        async move {
+            let d = backup_run::read(&c).await.ok()?;
+            let mine: Vec<_> = d.backups.iter().filter(|b| ours(&b.metadata)).collect();
+            let snaps = d.snapshots.iter().filter(|s| ours(&s.metadata)).count();
+            match mine.as_slice() {
+                [b] if b.status == "available" && snaps == 0 => Some(b.id.clone()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    let b = c.volume().get_backup(&bid).await.unwrap();
+    assert!(b.snapshot_id.is_some(), "backed up from the snapshot: {b:?}");
+    drop(_e2);
+
+    // A restore over the attached volume, queued for the engine; the engine is
+    // killed once the detach is sent, and the next one finishes the job.
+    let store = Store::open(&state.join("stackpilot.db")).unwrap();
+    let job = restore::plan_job(
+        &c,
+        &bid,
+        Target::Existing { volume_id: vol.clone() },
+        "operator:test",
+        3600,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    restore::save(&store, &job, chrono::Utc::now()).unwrap();
+    let mut e3 = rig::spawn_engine(&rig, &state, "engine-3.log");
+    let cloud = rig.cloud.name.clone();
+    let read_job = |store: &Store| restore::jobs(store, &cloud).unwrap().into_iter().find(|j| j.op == job.op).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read_job(&store).steps[1].state == StepState::Pending {
+        assert!(std::time::Instant::now() < deadline, "the engine did not start the restore: {:?}", read_job(&store));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    e3.proc.kill().unwrap();
+    e3.proc.wait().unwrap();
+    assert_ne!(read_job(&store).status, JobStatus::Done, "killed mid-restore");
+    let _e4 = rig::spawn_engine(&rig, &state, "engine-4.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let done = loop {
+        let j = read_job(&store);
+        if j.status != JobStatus::Running {
+            break j;
+        }
+        assert!(std::time::Instant::now() < deadline, "the next engine did not finish the restore: {j:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(done.status, JobStatus::Done, "{done:?}");
+    let v = c.volume().get_volume(&vol).await.unwrap();
+    assert_eq!(v.status, "in-use");
+    assert!(v.attachments.iter().any(|a| a.server_id == server));
+    assert_eq!(c.compute().get_server(&server).await.unwrap().status, ServerStatus::Active);
+    let d = backup_run::read(&c).await.unwrap();
+    assert!(d.snapshots.iter().all(|s| !ours(&s.metadata)), "no orphan snapshot");
+    assert_eq!(d.backups.iter().filter(|b| ours(&b.metadata) && b.status == "available").count(), 1, "no lost backup");
+}
+
+/// Passes at the wall clock until the policy settles (`run_now`: an operator's run).
+async fn settle_now(
+    c: &Client,
+    store: &Store,
+    p: &BackupPolicy,
+    since: Timestamp,
+    run_now: Option<Timestamp>,
+) -> Vec<BackupStep> {
+    let mut steps = Vec::new();
+    for _ in 0..120 {
+        let now = chrono::Utc::now();
+        let data = backup_run::read(c).await.unwrap();
+        let planned = backup_run::plan_all(
+            std::slice::from_ref(p),
+            &data,
+            &BTreeMap::new(),
+            &BTreeMap::from([(p.id.clone(), since)]),
+            now,
+            run_now.map(|t| (p.id.as_str(), t)),
+        );
+        for o in backup_run::carry_out(c, store, "engine:test", &planned, now).await {
+            assert!(o.result.is_ok(), "{}: {:?}", o.step.describe(), o.result);
+            steps.push(o.step);
+        }
+        if planned[0].plan.settled() {
+            return steps;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("the policy did not settle: {steps:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_cloud_a_scheduled_full_then_an_incremental_retention_and_a_restore_to_a_new_volume() {
+    let rig = rig::Rig::at_speed(SimConfig { incidents: false, ..Default::default() }, 1.0).await;
+    if let Some(h) = &rig.sim {
+        control(h, "timings", json!({"backup_secs": 2, "volume_secs": 1, "restore_secs": 2, "delete_secs": 1})).await;
+    }
+    let c = rig.client.clone();
+    let name = rig.app("bk");
+    let vol = c.volume().create_volume(1, &name, &BTreeMap::new()).await.unwrap().id;
+    wait(120, "the volume available", || {
+        let c = c.clone();
+        let vol = vol.clone();
+        async move { (c.volume().get_volume(&vol).await.ok()?.status == "available").then_some(()) }
+    })
+    .await;
+    let p = policy(&format!(
+        "name = \"{name}\"\ncloud = \"{}\"\n[backup]\nselect = {{ volumes = [\"{vol}\"] }}\ncron = \"{}\"\nstart_window = \"10m\"\nfull_every = 2\nretention = {{ keep_last_chains = 1, daily = 0, weekly = 0, monthly = 0 }}\n",
+        rig.cloud.name,
+        this_minute()
+    ));
+    let store = Store::memory().unwrap();
+    let since = chrono::Utc::now();
+    let ours = |b: &&stackpilot::domain::Backup| b.metadata.get(POLICY) == Some(&p.id);
+    // The scheduled run: a full.
+    let steps = settle_now(&c, &store, &p, since, None).await;
+    assert!(matches!(&steps[..], [BackupStep::Backup { full: true, .. }]), "{steps:?}");
+    let full1 = backup_run::read(&c).await.unwrap().backups.iter().filter(ours).map(|b| b.id.clone()).next().unwrap();
+    // The next run: an incremental on its chain.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let steps = settle_now(&c, &store, &p, since, Some(chrono::Utc::now())).await;
+    assert!(
+        matches!(&steps[..], [BackupStep::Backup { full: false, metadata, .. }] if metadata.get(CHAIN) == Some(&full1)),
+        "{steps:?}"
+    );
+    let data = backup_run::read(&c).await.unwrap();
+    let inc = data.backups.iter().filter(ours).find(|b| b.is_incremental).unwrap().clone();
+    // full_every = 2: the third run starts a new chain; retention (one chain)
+    // then deletes the incremental, then its full.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let steps = settle_now(&c, &store, &p, since, Some(chrono::Utc::now())).await;
+    let deleted: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| match s {
+            BackupStep::Delete { id, .. } => Some(id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(&steps[0], BackupStep::Backup { full: true, .. }), "{steps:?}");
+    assert_eq!(deleted, vec![inc.id.as_str(), full1.as_str()], "newest first: {steps:?}");
+    let left: Vec<_> = backup_run::read(&c).await.unwrap().backups.into_iter().filter(|b| ours(&b)).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left[0].is_incremental && left[0].status == "available");
+    // A restore to a new volume.
+    let mut job = restore::plan_job(
+        &c,
+        &left[0].id,
+        Target::NewVolume { name: format!("{name}-restored"), volume_type: None, availability_zone: None },
+        "operator:test",
+        600,
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    for _ in 0..120 {
+        restore::advance(&c, &store, &mut job, "cli:test", chrono::Utc::now()).await.unwrap();
+        if job.status != JobStatus::Running {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert_eq!(job.status, JobStatus::Done, "{job:?}");
+    let restored = job.volume_id.clone().unwrap();
+    assert_eq!(c.volume().get_volume(&restored).await.unwrap().status, "available");
+    println!("on the cloud: full, incremental, full; retention deleted {deleted:?}; restored to {restored}");
+    // Leave nothing behind.
+    let _ = c.volume().delete_backup(&left[0].id).await;
+    let _ = c.volume().delete_volume(&restored).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let _ = c.volume().delete_volume(&vol).await;
 }

@@ -876,6 +876,11 @@ fn engine_clouds(cli: &Cli, dir: &std::path::Path, store: &crate::store::Store) 
         tracing::error!("{e}");
     }
     let mut names: Vec<String> = policies.iter().map(|p| p.cloud().to_string()).collect();
+    let (backups, errors) = crate::engine::backup_run::read_standalone(dir);
+    for e in &errors {
+        tracing::error!("{e}");
+    }
+    names.extend(backups.into_iter().map(|p| p.cloud));
     names.extend(store.known_policies()?.into_iter().map(|k| k.cloud));
     names.extend(cli.cloud.clone());
     names.sort();

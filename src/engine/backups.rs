@@ -31,9 +31,10 @@ use crate::domain::{Backup, Severity, Snapshot, Timestamp, Volume};
 use crate::policy::backup::{BackupPolicy, InUse, Slot};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The run id of a slot: `<policy>:<YYYYMMDDTHHMMZ>`.
+/// The run id of a slot: `<policy>:<YYYYMMDDTHHMMSSZ>` (an operator's run
+/// is at the second it was asked for).
 pub fn run_id(policy_id: &str, slot: &Timestamp) -> String {
-    format!("{policy_id}:{}", slot.format("%Y%m%dT%H%MZ"))
+    format!("{policy_id}:{}", slot.format("%Y%m%dT%H%M%SZ"))
 }
 
 /// The backend a volume's backups load (its volume type).
@@ -257,10 +258,13 @@ pub fn plan(
             });
         }
     }
+    // A slot belongs to the policy when its window was still open when the
+    // policy was first seen (an earlier one is neither run nor missed).
+    let window = chrono::Duration::from_std(spec.start_window.0).unwrap_or(chrono::Duration::zero());
     let slot = match run_now {
         Some(t) => Some(Slot::Due(t)),
         None => spec.due(&now).filter(|s| match s {
-            Slot::Due(t) | Slot::Missed(t) => *t >= since,
+            Slot::Due(t) | Slot::Missed(t) => *t + window >= since,
         }),
     };
     let run = match slot {
@@ -600,16 +604,16 @@ mod tests {
         let now = at("2026-12-02T02:05:00Z");
         let mut busy = BTreeMap::new();
         let pl = plan(&p, &obs, &BTreeSet::new(), at("2026-12-01T00:00:00Z"), &mut busy, now, None);
-        assert_eq!(pl.run.as_deref(), Some("P:20261202T0200Z"));
+        assert_eq!(pl.run.as_deref(), Some("P:20261202T020000Z"));
         // One at a time (per_policy = 1): a full of `a`; `b` waits.
         assert_eq!(pl.steps.len(), 1, "{:?}", pl.steps);
         let BackupStep::Backup { volume_id, full, force, metadata, .. } = &pl.steps[0] else { panic!() };
         assert!(volume_id == "a" && *full && !*force);
-        assert_eq!(metadata.get(RUN).map(String::as_str), Some("P:20261202T0200Z"));
+        assert_eq!(metadata.get(RUN).map(String::as_str), Some("P:20261202T020000Z"));
         assert_eq!(pl.run_left, 2);
         assert!(pl.problems.iter().any(|p| p.kind == "backup-volume-missing"));
         // The backup of `a` exists (made, or adopted after a crash): `b` goes, forced (in use).
-        let mut made = bak("x", "a", "2026-12-02T02:05:00Z", false, &[(POLICY, "P"), (RUN, "P:20261202T0200Z")]);
+        let mut made = bak("x", "a", "2026-12-02T02:05:00Z", false, &[(POLICY, "P"), (RUN, "P:20261202T020000Z")]);
         made.status = "creating".into();
         let baks = vec![made];
         let obs = Observed { volumes: &vols, backups: &baks, snapshots: &[] };
@@ -632,8 +636,8 @@ mod tests {
         assert!(pl.steps.iter().all(|s| !matches!(s, BackupStep::Backup { .. })));
         let m = pl.problems.iter().find(|p| p.kind == "backup-missed").unwrap();
         assert!(m.message.contains("v-b") && !m.message.contains("v-a"), "{}", m.message);
-        // A slot before the policy was first seen is not missed.
-        let pl = plan(&p, &obs, &BTreeSet::new(), at("2026-12-02T02:30:00Z"), &mut BTreeMap::new(), late, None);
+        // A slot whose window had closed when the policy was first seen is not missed.
+        let pl = plan(&p, &obs, &BTreeSet::new(), at("2026-12-02T02:31:00Z"), &mut BTreeMap::new(), late, None);
         assert!(!pl.problems.iter().any(|p| p.kind == "backup-missed"));
     }
 
@@ -668,7 +672,7 @@ mod tests {
             metadata: BTreeMap::from([(POLICY.into(), "P".into()), (RUN.into(), run.into())]),
             created_at: None,
         };
-        let snaps = vec![snap("s-old", "P:20261201T0200Z"), snap("s-now", "P:20261202T0200Z")];
+        let snaps = vec![snap("s-old", "P:20261201T020000Z"), snap("s-now", "P:20261202T020000Z")];
         let obs = Observed { volumes: &vols, backups: &[], snapshots: &snaps };
         let now = at("2026-12-02T02:05:00Z");
         let pl = plan(&p, &obs, &BTreeSet::new(), at("2026-11-01T00:00:00Z"), &mut BTreeMap::new(), now, None);

@@ -202,12 +202,16 @@ pub async fn plan_job(
 }
 
 /// Whether `runner` may carry the job out now (it is running, and unclaimed,
-/// claimed by `runner`, or its claim went stale).
+/// claimed by `runner`, or its claim went stale). An engine only carries jobs
+/// out while it holds the cloud's lease, so it takes over another engine's
+/// job at once (that engine lost the lease, or died).
 pub fn may_run(job: &RestoreJob, runner: &str, now: Timestamp) -> bool {
+    let engine = |r: &str| r.starts_with("engine:");
     job.status == JobStatus::Running
         && match &job.runner {
             None => true,
             Some(r) if r == runner => true,
+            Some(r) if engine(r) && engine(runner) => true,
             Some(_) => (now - job.updated_at).num_seconds() > RUNNER_STALE_SECS,
         }
 }
