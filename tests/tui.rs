@@ -363,6 +363,21 @@ fn at(kind: &str, w: u16, h: u16) -> App {
             typed(&mut a, ":plan");
             keys(&mut a, &[ENTER]);
         }
+        "volumes" => {
+            a.engine = Some(fixture::engine());
+            typed(&mut a, ":volumes");
+            keys(&mut a, &[ENTER]);
+        }
+        "restore_confirm" => {
+            a.engine = Some(fixture::engine());
+            typed(&mut a, ":volumes");
+            keys(&mut a, &[ENTER]);
+            select_backup(&mut a, "bak-1");
+            keys(&mut a, &[Key::ch('R'), ENTER]);
+            let mut job = fixture::restore_job();
+            job.op = "op-2".into();
+            update(&mut a, Msg::RestorePlanned(Ok(Box::new(job))));
+        }
         "help" => {
             typed(&mut a, ":servers");
             keys(&mut a, &[ENTER, Key::ch('?')]);
@@ -379,7 +394,18 @@ fn at(kind: &str, w: u16, h: u16) -> App {
     a
 }
 
-const VIEWS: [&str; 18] = [
+fn select_backup(a: &mut App, id: &str) {
+    let want = format!("bak:{id}");
+    for _ in 0..20 {
+        if a.view().selected_id.as_deref() == Some(want.as_str()) {
+            return;
+        }
+        keys(a, &[Key::ch('j')]);
+    }
+    panic!("no row {want}");
+}
+
+const VIEWS: [&str; 19] = [
     "overview",
     "apps",
     "servers",
@@ -398,6 +424,7 @@ const VIEWS: [&str; 18] = [
     "review",
     "history_diff",
     "rollout",
+    "restore_confirm",
 ];
 
 #[test]
@@ -508,6 +535,81 @@ fn retiring_an_app_is_typed_confirmed_and_refused_read_only() {
     assert!(keys(&mut ro, &[ENTER]).is_empty());
     assert!(matches!(ro.mode, Mode::Normal));
     assert!(ro.message.as_ref().unwrap().0.contains("read-only"));
+}
+
+#[test]
+fn a_backup_is_restored_from_the_volumes_view_after_its_steps_are_confirmed() {
+    use stackpilot::engine::restore::Target;
+    let mut a = app();
+    a.engine = Some(fixture::engine());
+    typed(&mut a, ":volumes");
+    keys(&mut a, &[ENTER]);
+    // Restores come first, each volume is followed by its chains.
+    let order: Vec<String> = a.rows.ids.clone();
+    assert_eq!(
+        order,
+        vec!["rst:op-restore-1", "vol:vol-web-data", "bak:bak-1", "bak:bak-2", "vol:vol-scratch"],
+        "{order:?}"
+    );
+    // `R` on a volume is not a restore.
+    keys(&mut a, &[Key::ch('g')]);
+    keys(&mut a, &[Key::ch('j')]);
+    assert!(keys(&mut a, &[Key::ch('R')]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains("select a backup"));
+    select_backup(&mut a, "bak-1");
+    keys(&mut a, &[Key::ch('R')]);
+    assert!(matches!(&a.mode, Mode::Command { input, .. } if input.value() == "restore new web-data-restored"));
+    assert_eq!(
+        keys(&mut a, &[ENTER]),
+        vec![Effect::PlanRestore {
+            cloud: "demo".into(),
+            backup_id: "bak-1".into(),
+            target: Target::NewVolume { name: "web-data-restored".into(), volume_type: None, availability_zone: None }
+        }]
+    );
+    // Over the backup's own volume, by default; a type and a zone for a new one.
+    typed(&mut a, ":restore over");
+    assert!(
+        matches!(&keys(&mut a, &[ENTER])[..], [Effect::PlanRestore { target: Target::Existing { volume_id }, .. }] if volume_id == "vol-web-data")
+    );
+    typed(&mut a, ":restore new copy type=ssd az=nova");
+    assert!(
+        matches!(&keys(&mut a, &[ENTER])[..], [Effect::PlanRestore { target: Target::NewVolume { volume_type: Some(t), availability_zone: Some(z), .. }, .. }] if t == "ssd" && z == "nova")
+    );
+    typed(&mut a, ":restore sideways");
+    assert!(keys(&mut a, &[ENTER]).is_empty());
+    assert!(a.message.as_ref().unwrap().0.contains(":restore new NAME"));
+    // The plan comes back: its steps are confirmed (Cancel focused), then queued.
+    let job = fixture::restore_job();
+    update(&mut a, Msg::RestorePlanned(Ok(Box::new(job.clone()))));
+    assert!(matches!(a.mode, Mode::Confirm { confirm_focused: false, .. }));
+    let shown = render(&a, 120, 40);
+    assert!(
+        shown.contains("2. detach volume web-data from web-1") && shown.contains("5. start server web-1"),
+        "{shown}"
+    );
+    assert_eq!(keys(&mut a, &[TAB, ENTER]), vec![Effect::QueueRestore(Box::new(job.clone()))]);
+    // Cancelled, nothing is queued.
+    update(&mut a, Msg::RestorePlanned(Ok(Box::new(job))));
+    assert!(keys(&mut a, &[ESC]).is_empty());
+    // A plan that cannot be made says why.
+    update(&mut a, Msg::RestorePlanned(Err("backup bak-2 is creating".into())));
+    assert!(a.message.as_ref().unwrap().0.contains("bak-2 is creating"));
+    // Read-only, or without an engine: refused.
+    let mut ro = app_with(true);
+    ro.engine = Some(fixture::engine());
+    typed(&mut ro, ":volumes");
+    keys(&mut ro, &[ENTER]);
+    select_backup(&mut ro, "bak-1");
+    typed(&mut ro, ":restore over");
+    assert!(keys(&mut ro, &[ENTER]).is_empty());
+    assert!(ro.message.as_ref().unwrap().0.contains("read-only"));
+    let mut none = app();
+    typed(&mut none, ":volumes");
+    keys(&mut none, &[ENTER]);
+    typed(&mut none, ":restore over");
+    assert!(keys(&mut none, &[ENTER]).is_empty());
+    assert!(none.message.as_ref().unwrap().0.contains("no engine"));
 }
 
 #[test]

@@ -687,6 +687,9 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     std::fs::create_dir_all(&pdir)?;
     for (name, text) in DEMO_POLICIES {
         let p = pdir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         if !p.exists() {
             std::fs::write(&p, text)?;
         }
@@ -716,11 +719,12 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     r
 }
 
-/// The demo's application policies.
-pub const DEMO_POLICIES: [(&str, &str); 3] = [
+/// The demo's application policies, and a standalone backup policy.
+pub const DEMO_POLICIES: [(&str, &str); 4] = [
     ("web.toml", include_str!("../../assets/demo/policies/web.toml")),
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
+    ("backups/daily.toml", include_str!("../../assets/demo/policies/backups/daily.toml")),
 ];
 
 fn policy_render(cli: &Cli, target: &str, slot: u32) -> CliResult<()> {

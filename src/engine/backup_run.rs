@@ -258,6 +258,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_backup_policies_parse() {
+        for (file, text) in [
+            ("daily.toml", include_str!("../../assets/demo/policies/backups/daily.toml")),
+            ("example.toml", include_str!("../../config/policies/backups/example.toml")),
+        ] {
+            let p = crate::policy::backup::parse_standalone(text, std::path::Path::new(file))
+                .unwrap_or_else(|e| panic!("{file}: {e:?}"));
+            assert!(p.app.is_none() && !p.spec.select.volume_metadata.is_empty(), "{file}");
+        }
+        let app = crate::policy::parse(
+            include_str!("../../config/policies/example.toml"),
+            std::path::Path::new("example.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let b = app.backup().unwrap_or_else(|| panic!("the example has [backup]"));
+        assert!(b.spec.select.attached && b.app.as_deref() == Some(app.name()) && b.id == app.id);
+    }
+
+    #[test]
     fn standalone_policies_are_read_with_positions() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let b = dir.path().join("backups");

@@ -399,7 +399,7 @@ impl Runner {
             if *act {
                 self.tick_cloud(i, snap, execute_now && policies_ok, now, &mut status).await;
                 self.backups(i, snap, &standalone, execute_now && policies_ok, now, &mut status).await;
-                self.restores(i, execute_now && policies_ok, now).await;
+                self.restores(i, execute_now && policies_ok, now, &mut status).await;
             }
         }
         if execute_now && self.approved {
@@ -579,7 +579,7 @@ impl Runner {
 
     /// Carry restore jobs on (each step written down first), and alert on the
     /// ones that failed in the last day.
-    async fn restores(&mut self, i: usize, may_execute: bool, now: Timestamp) {
+    async fn restores(&mut self, i: usize, may_execute: bool, now: Timestamp, status: &mut EngineStatus) {
         use super::restore::{self, JobStatus};
         let Some((name, client)) = self.clouds.get(i).map(|c| (c.name.clone(), c.client.clone())) else { return };
         let jobs = match restore::jobs(&self.store, &name) {
@@ -597,6 +597,9 @@ impl Runner {
                 if job.status == JobStatus::Running {
                     self.link.refresh(&name, Kind::Volumes);
                 }
+            }
+            if job.status == JobStatus::Running || (now - job.updated_at).num_minutes() < 60 {
+                status.restores.push(job.clone());
             }
             if job.status == JobStatus::Failed && (now - job.updated_at).num_hours() < 24 {
                 let what = if job.verify_of.is_some() { "restore test" } else { "restore" };

@@ -34,6 +34,8 @@ pub struct EngineStatus {
     /// Per cloud, each volume a backup policy covers: its last backup, next run,
     /// chains and RPO (from the last backup pass).
     pub backups: Vec<(String, super::backups::VolumeBackups)>,
+    /// Restore jobs running, and those that ended in the last hour.
+    pub restores: Vec<super::restore::RestoreJob>,
 }
 
 /// One policy as the console's Policies view and the Apps view show it.

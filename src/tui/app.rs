@@ -53,6 +53,7 @@ impl ViewKind {
             ViewKind::Policies => v.extend([Context::Policies, Context::NoCharts]),
             ViewKind::PolicyDetail => v.extend([Context::Policies, Context::PolicyDetail, Context::NoCharts]),
             ViewKind::Alerts => v.extend([Context::Alerts, Context::NoCharts]),
+            ViewKind::Storage => v.extend([Context::Storage, Context::NoCharts]),
             _ => v.push(Context::NoCharts),
         }
         v
@@ -204,6 +205,8 @@ pub enum Msg {
     PolicySaved(super::editing::SavedPolicy),
     /// A text to show (title, text), e.g. a rollout's status.
     Show(String, String),
+    /// What a restore would do (its steps), or why it cannot be done.
+    RestorePlanned(Result<Box<crate::engine::restore::RestoreJob>, String>),
     Quit,
 }
 
@@ -262,6 +265,14 @@ pub enum Effect {
         cloud: String,
         app: String,
     },
+    /// Read what a restore would do (answered with `Msg::RestorePlanned`).
+    PlanRestore {
+        cloud: String,
+        backup_id: String,
+        target: crate::engine::restore::Target,
+    },
+    /// Leave a confirmed restore job for the acting engine.
+    QueueRestore(Box<crate::engine::restore::RestoreJob>),
     Quit,
 }
 
@@ -306,6 +317,10 @@ pub struct EngineView {
     pub holds: Vec<(String, String)>,
     /// Why this console's engine only observes.
     pub observing_why: Option<String>,
+    /// (cloud, volume) under a backup policy: last backup, next run, chains, RPO.
+    pub backups: Vec<(String, crate::engine::backups::VolumeBackups)>,
+    /// Restore jobs running or recently ended.
+    pub restores: Vec<crate::engine::restore::RestoreJob>,
 }
 
 impl EngineView {
@@ -380,6 +395,8 @@ pub struct App {
     pub marked_change: Option<u64>,
     /// Where new applications' policies are written.
     pub policies_dir: Option<std::path::PathBuf>,
+    /// A restore planned and shown for confirmation.
+    pub restore_plan: Option<crate::engine::restore::RestoreJob>,
     pub quit: bool,
 }
 
@@ -418,6 +435,7 @@ impl App {
             after_load: None,
             marked_change: None,
             policies_dir: None,
+            restore_plan: None,
             quit: false,
         };
         a.refresh_rows();
@@ -551,7 +569,11 @@ pub(crate) fn input_request(k: Key) -> Option<InputRequest> {
 pub fn completions(prefix: &str) -> Vec<&'static str> {
     let p = prefix.trim_start_matches(':');
     let mut v: Vec<&'static str> = COMMANDS.iter().map(|c| c.0).filter(|n| n.starts_with(p)).collect();
-    v.extend(["new-app", "rollout", "retire", "mode", "silence", "maint", "quit"].iter().filter(|n| n.starts_with(p)));
+    v.extend(
+        ["new-app", "rollout", "retire", "mode", "silence", "maint", "restore", "quit"]
+            .iter()
+            .filter(|n| n.starts_with(p)),
+    );
     v
 }
 
@@ -574,6 +596,46 @@ pub struct CommandLine {
     pub silence: Option<chrono::Duration>,
     /// `:maint` (true) / `:maint off` (false) on the selected member.
     pub maint: Option<bool>,
+    /// `:restore new NAME [type=T] [az=Z]` / `:restore over [VOLUME]` on the selected backup.
+    pub restore: Option<RestoreTo>,
+}
+
+/// Where `:restore` puts the selected backup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestoreTo {
+    New {
+        name: String,
+        volume_type: Option<String>,
+        az: Option<String>,
+    },
+    /// Over a volume (the backup's own when `None`).
+    Over(Option<String>),
+}
+
+fn parse_restore<'a>(words: &mut impl Iterator<Item = &'a str>) -> Result<RestoreTo, String> {
+    let usage = "`:restore new NAME [type=TYPE] [az=ZONE]` or `:restore over [VOLUME]`";
+    match words.next().map(|w| w.to_ascii_lowercase()).as_deref() {
+        Some("new") => {
+            let name = words.next().ok_or_else(|| format!("name the new volume: {usage}"))?.to_string();
+            let (mut volume_type, mut az) = (None, None);
+            for w in words {
+                match w.split_once('=') {
+                    Some(("type", t)) if !t.is_empty() => volume_type = Some(t.to_string()),
+                    Some(("az", z)) if !z.is_empty() => az = Some(z.to_string()),
+                    _ => return Err(format!("`{w}`: {usage}")),
+                }
+            }
+            Ok(RestoreTo::New { name, volume_type, az })
+        }
+        Some("over") => {
+            let v = words.next().map(String::from);
+            match words.next() {
+                Some(w) => Err(format!("unexpected `{w}`: {usage}")),
+                None => Ok(RestoreTo::Over(v)),
+            }
+        }
+        _ => Err(usage.into()),
+    }
 }
 
 /// Parse `servers @cloud /filter` (and `q`/`quit`).
@@ -615,6 +677,8 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
                 }
                 _ => return Err(format!("`{d}`: silence for a duration from 1m to 30d, e.g. `:silence 4h`")),
             }
+        } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("restore") {
+            c.restore = Some(parse_restore(&mut words)?);
         } else if c.view.is_none() && !c.quit && w.eq_ignore_ascii_case("maint") {
             match words.next().map(|x| x.to_ascii_lowercase()) {
                 None => c.maint = Some(true),
@@ -744,6 +808,29 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             app.mode = Mode::Raw { title, text, scroll: 0 };
             vec![]
         }
+        Msg::RestorePlanned(Err(e)) => {
+            app.notify(format!("restore: {e}"), Severity::Warning);
+            vec![]
+        }
+        Msg::RestorePlanned(Ok(job)) => {
+            let name = match &job.target {
+                crate::engine::restore::Target::NewVolume { name, .. } => format!("to a new volume {name}"),
+                crate::engine::restore::Target::Existing { volume_id } => format!("over volume {volume_id}"),
+            };
+            app.mode = Mode::Confirm {
+                pending: Pending {
+                    action: Action::RestoreBackup,
+                    cloud: job.cloud.clone(),
+                    server_id: job.op.clone(),
+                    server_name: format!("backup {} {name}", job.backup_id),
+                    member: false,
+                },
+                confirm_focused: false,
+                typed: None,
+            };
+            app.restore_plan = Some(*job);
+            vec![]
+        }
         Msg::Key(k) => key(app, k),
     }
 }
@@ -860,6 +947,7 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         Ok(CommandLine { rollout: Some((sub, name, rev)), .. }) => ask_rollout(app, &sub, &name, rev),
         Ok(CommandLine { silence: Some(d), .. }) => alert_op(app, AlertOp::Silence(d)),
         Ok(CommandLine { maint: Some(on), .. }) => maintenance(app, on),
+        Ok(CommandLine { restore: Some(to), .. }) => ask_restore(app, to),
         Ok(CommandLine { mode: Some(m), .. }) => {
             use crate::config::settings::EngineMode;
             if app.engine.is_none() {
@@ -944,6 +1032,10 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
                         app: pending.server_name,
                     })]
                 }
+                Action::RestoreBackup => match app.restore_plan.take() {
+                    Some(job) if job.op == pending.server_id => vec![Effect::QueueRestore(Box::new(job))],
+                    _ => vec![],
+                },
                 _ => vec![Effect::ServerAction(pending)],
             }
         }
@@ -1057,6 +1149,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::Maintenance => {
             app.notify("`:maint` puts the selected member in maintenance, `:maint off` ends it", Severity::Info)
         }
+        Action::RestoreBackup => return start_restore(app),
         Action::QuickEdit | Action::EditPolicy => return edit_policy(app, action),
         Action::RenderPolicy => super::editing::render(app),
         Action::MarkChange | Action::DiffChange | Action::RestoreChange => {
@@ -1126,6 +1219,67 @@ pub fn alert_op(app: &mut App, op: AlertOp) -> Vec<Effect> {
         return vec![];
     }
     vec![Effect::AlertOp { alert: Box::new(alert), op }]
+}
+
+/// The backup selected in the Volumes & Backups view.
+fn selected_backup(app: &App) -> Option<crate::domain::Backup> {
+    let v = app.view();
+    if v.kind != ViewKind::Storage {
+        return None;
+    }
+    let id = v.selected_id.as_deref()?.strip_prefix("bak:")?;
+    app.cloud_snapshot()?.backups.iter().find(|b| b.id == id).cloned()
+}
+
+/// `R` on a backup: the command line, ready for `:restore`.
+fn start_restore(app: &mut App) -> Vec<Effect> {
+    let Some(b) = selected_backup(app) else {
+        app.notify("select a backup (Volumes & Backups view) to restore", Severity::Info);
+        return vec![];
+    };
+    let vol = app
+        .cloud_snapshot()
+        .and_then(|c| c.volumes.iter().find(|v| v.id == b.volume_id).map(|v| v.label().to_string()))
+        .unwrap_or_else(|| "volume".into());
+    let line = format!("restore new {vol}-restored");
+    app.mode = Mode::Command { input: Input::new(line), completion: 0 };
+    vec![]
+}
+
+/// `:restore ...` on the selected backup: the engine plans the steps (read
+/// from the cloud); they are shown for confirmation, then left for the
+/// engine to carry out.
+fn ask_restore(app: &mut App, to: RestoreTo) -> Vec<Effect> {
+    if app.read_only {
+        app.notify("read-only: nothing is restored from this console", Severity::Warning);
+        return vec![];
+    }
+    if app.engine.is_none() {
+        app.notify(
+            "no engine runs in this console: use `stackpilot backup restore`, or set [engine] mode",
+            Severity::Warning,
+        );
+        return vec![];
+    }
+    let Some(b) = selected_backup(app) else {
+        app.notify("select a backup (Volumes & Backups view) to restore", Severity::Info);
+        return vec![];
+    };
+    let target = match to {
+        RestoreTo::New { name, volume_type, az } => {
+            crate::engine::restore::Target::NewVolume { name, volume_type, availability_zone: az }
+        }
+        RestoreTo::Over(v) => {
+            let want = v.unwrap_or_else(|| b.volume_id.clone());
+            let found = app
+                .cloud_snapshot()
+                .and_then(|c| c.volumes.iter().find(|x| x.id == want || x.name.as_deref() == Some(want.as_str())))
+                .map(|x| x.id.clone());
+            crate::engine::restore::Target::Existing { volume_id: found.unwrap_or(want) }
+        }
+    };
+    app.notify(format!("planning the restore of {}…", b.label()), Severity::Info);
+    vec![Effect::PlanRestore { cloud: app.cloud_name(), backup_id: b.id, target }]
 }
 
 /// `:maint` / `:maint off` on the selected member.

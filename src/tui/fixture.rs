@@ -146,7 +146,11 @@ fn cloud_snapshot(
         container: None,
         availability_zone: None,
         object_count: None,
-        metadata: BTreeMap::new(),
+        metadata: if inc {
+            BTreeMap::from([(crate::domain::names::CHAIN.to_string(), "bak-1".to_string())])
+        } else {
+            BTreeMap::new()
+        },
         created_at: Some(now() - chrono::Duration::hours(if inc { 2 } else { 26 })),
         updated_at: None,
         data_timestamp: None,
@@ -425,6 +429,55 @@ pub fn engine() -> super::app::EngineView {
                 changed_by: Some("operator:alice".into()),
             },
         ],
+        backups: vec![(
+            "demo".into(),
+            crate::engine::backups::VolumeBackups {
+                volume_id: "vol-web-data".into(),
+                policy: "web".into(),
+                last: Some(crate::engine::backups::LastBackup {
+                    id: "bak-2".into(),
+                    at: now() - chrono::Duration::hours(2),
+                    size_gb: 20,
+                    incremental: true,
+                    status: "creating".into(),
+                }),
+                last_good: Some(now() - chrono::Duration::hours(26)),
+                next: Some(now() + chrono::Duration::hours(5)),
+                chains: 1,
+                rpo_breached: true,
+            },
+        )],
+        restores: vec![restore_job()],
         ..Default::default()
+    }
+}
+
+/// A restore over the attached `web-data` volume, at its detach.
+pub fn restore_job() -> crate::engine::restore::RestoreJob {
+    use crate::engine::restore::{JobStatus, JobStep, RestoreJob, StepKind, StepState, Target};
+    let server = "00000000-0000-4000-8000-000000000001".to_string();
+    let vol = "vol-web-data".to_string();
+    let step = |kind, state| JobStep { kind, state, sent_at: None, note: None };
+    RestoreJob {
+        op: "op-restore-1".into(),
+        cloud: "demo".into(),
+        backup_id: "bak-1".into(),
+        target: Target::Existing { volume_id: vol.clone() },
+        volume_id: Some(vol.clone()),
+        steps: vec![
+            step(StepKind::Stop { server_id: server.clone() }, StepState::Done),
+            step(StepKind::Detach { server_id: server.clone(), volume_id: vol.clone() }, StepState::Sent),
+            step(StepKind::Restore, StepState::Pending),
+            step(StepKind::Attach { server_id: server.clone(), volume_id: vol }, StepState::Pending),
+            step(StepKind::Start { server_id: server }, StepState::Pending),
+        ],
+        status: JobStatus::Running,
+        error: None,
+        requested_by: "operator:alice".into(),
+        runner: Some("engine:ops-1/4242".into()),
+        created_at: now() - chrono::Duration::minutes(1),
+        updated_at: now(),
+        restore_timeout_secs: 3600,
+        verify_of: None,
     }
 }

@@ -131,6 +131,8 @@ pub enum Context {
     PolicyDetail,
     /// The Alerts view.
     Alerts,
+    /// The Volumes & Backups view.
+    Storage,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,6 +193,8 @@ pub enum Action {
     SilenceAlert,
     /// `:maint [off]`: the selected member in (out of) maintenance: recovery leaves it alone.
     Maintenance,
+    /// Restore the selected backup (`:restore new NAME` or `:restore over [VOLUME]`).
+    RestoreBackup,
 }
 
 pub struct ActionInfo {
@@ -314,6 +318,14 @@ pub const ACTIONS: &[ActionInfo] = &[
         ":maint [off] puts the member in (out of) maintenance: recovery leaves it alone",
         true,
     ),
+    info(
+        A::RestoreBackup,
+        "restore-backup",
+        &[Key::ch('R')],
+        C::Storage,
+        "restore the backup: :restore new NAME [type=T] [az=Z] | :restore over [VOLUME]",
+        true,
+    ),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {
@@ -347,6 +359,8 @@ fn overlaps(a: Context, b: Context) -> bool {
                         | (PolicyDetail, Policies)
                         | (Alerts, NoCharts)
                         | (NoCharts, Alerts)
+                        | (Storage, NoCharts)
+                        | (NoCharts, Storage)
                 )
         }
     }

@@ -86,6 +86,8 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
         policies: s.policies.clone(),
         holds: s.holds.clone(),
         observing_why: s.observing_why.clone(),
+        backups: s.backups.clone(),
+        restores: s.restores.clone(),
     }
 }
 
@@ -456,6 +458,44 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                 if tx.send(msg).await.is_err() {
                     tracing::debug!("the console ended before a rollout request was answered");
                 }
+            });
+        }
+        Effect::PlanRestore { cloud, backup_id, target } => {
+            let Some(c) = clients.iter().find(|c| c.name() == cloud).cloned() else { return true };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let actor = crate::domain::event::operator_actor();
+                let r = crate::engine::restore::plan_job(&c, &backup_id, target, &actor, 6 * 3600, chrono::Utc::now())
+                    .await
+                    .map(Box::new);
+                if tx.send(Msg::RestorePlanned(r)).await.is_err() {
+                    tracing::debug!("the console ended before a restore was planned");
+                }
+            });
+        }
+        Effect::QueueRestore(job) => {
+            let (tx, store) = (tx.clone(), console.store.clone());
+            tokio::spawn(async move {
+                let now = chrono::Utc::now();
+                let e = Event::new(
+                    now,
+                    &crate::domain::event::operator_actor(),
+                    &job.cloud,
+                    "restore",
+                    format!(
+                        "backup {}: {} step(s) queued for the engine: {}",
+                        job.backup_id,
+                        job.steps.len(),
+                        job.steps.iter().map(|s| s.kind.describe()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+                .detail(format!("op {}", job.op));
+                let e = match store.as_ref().map(|s| crate::engine::restore::save(s, &job, now)) {
+                    Some(Ok(())) => e,
+                    Some(Err(err)) => e.result("failed").severity(Severity::Warning).detail(err.to_string()),
+                    None => e.result("failed").severity(Severity::Warning).detail("no store in this console"),
+                };
+                record_and_show(store.as_ref(), &tx, e).await;
             });
         }
         Effect::Maintenance { cloud, server_id, on } => {

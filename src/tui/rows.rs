@@ -173,10 +173,27 @@ pub fn compute(app: &App) -> RowSet {
         }
         ViewKind::ServerDetail => v.server.iter().cloned().collect(),
         ViewKind::Storage => {
+            // Restores first, then each volume followed by its backups drawn as
+            // chains; sorting orders the volumes, a volume's backups stay under it.
+            let mut out: Vec<String> = Vec::new();
+            if let Some(e) = &app.engine {
+                for j in e.restores.iter().filter(|j| j.cloud == cloud.name) {
+                    let target = match &j.target {
+                        crate::engine::restore::Target::NewVolume { name, .. } => name.clone(),
+                        crate::engine::restore::Target::Existing { volume_id } => volume_id.clone(),
+                    };
+                    if filter.matches(&["restore", &j.backup_id, &target, &j.op]) {
+                        out.push(format!("rst:{}", j.op));
+                    }
+                }
+            }
+            let shown =
+                |b: &crate::domain::Backup| filter.matches(&["backup", b.label(), &b.id, &b.status, &b.volume_id]);
             let mut rows: Vec<(String, Vec<SortKey>)> = Vec::new();
             for vol in cloud.volumes.iter() {
                 let att = vol.attachments.iter().map(|a| a.server_id.as_str()).collect::<Vec<_>>().join(" ");
-                if filter.matches(&["volume", vol.label(), &vol.id, &vol.status, &att]) {
+                let own = filter.matches(&["volume", vol.label(), &vol.id, &vol.status, &att]);
+                if own || cloud.backups.iter().any(|b| b.volume_id == vol.id && shown(b)) {
                     rows.push((
                         format!("vol:{}", vol.id),
                         vec![
@@ -189,22 +206,35 @@ pub fn compute(app: &App) -> RowSet {
                     ));
                 }
             }
-            for b in cloud.backups.iter() {
-                if filter.matches(&["backup", b.label(), &b.id, &b.status, &b.volume_id]) {
-                    rows.push((
-                        format!("bak:{}", b.id),
-                        vec![
-                            SortKey::S(b.label().to_string()),
-                            SortKey::S(b.status.clone()),
-                            SortKey::N(b.size_gb as f64),
-                            SortKey::S("backup".into()),
-                            SortKey::N(-(b.created_at.map(|t| t.timestamp()).unwrap_or(0) as f64)),
-                        ],
-                    ));
-                }
-            }
             apply_sort(&mut rows, sort_columns(ViewKind::Storage));
-            rows.into_iter().map(|r| r.0).collect()
+            for (id, _) in rows {
+                let vid = id.trim_start_matches("vol:").to_string();
+                out.push(id);
+                out.extend(
+                    backup_tree(&cloud.backups, &vid)
+                        .into_iter()
+                        .filter(|(b, _)| shown(b))
+                        .map(|(b, _)| format!("bak:{}", b.id)),
+                );
+            }
+            // Backups of volumes that are gone.
+            let mut gone: Vec<&str> = cloud
+                .backups
+                .iter()
+                .filter(|b| !cloud.volumes.iter().any(|v| v.id == b.volume_id))
+                .map(|b| b.volume_id.as_str())
+                .collect();
+            gone.sort();
+            gone.dedup();
+            for vid in gone {
+                out.extend(
+                    backup_tree(&cloud.backups, vid)
+                        .into_iter()
+                        .filter(|(b, _)| shown(b))
+                        .map(|(b, _)| format!("bak:{}", b.id)),
+                );
+            }
+            out
         }
         ViewKind::Alerts => {
             let alerts = app.alerts();
@@ -351,6 +381,10 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
             Some((format!("server {}", s.display_name()), pretty(s.raw.as_deref(), s.as_ref())))
         }
         ViewKind::Storage => {
+            if let Some(op) = id.strip_prefix("rst:") {
+                let j = app.engine.as_ref()?.restores.iter().find(|j| j.op == op)?;
+                return Some((format!("restore {op}"), serde_json::to_string_pretty(j).unwrap_or_default()));
+            }
             if let Some(vid) = id.strip_prefix("vol:") {
                 let vol = cloud.volumes.iter().find(|x| x.id == vid)?;
                 Some((format!("volume {}", vol.label()), pretty(vol.raw.as_deref(), vol)))
@@ -428,4 +462,47 @@ mod tests {
         assert!(Filter::new("~web-(").matches(&["web-("]), "unfinished regex falls back to text");
         assert!(Filter::new("").matches(&["anything"]));
     }
+}
+
+/// Where a backup sits in its volume's chains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreePos {
+    /// A full (a chain starts), or a backup whose chain is not known.
+    Root,
+    /// An incremental of the chain above; `last`: the chain's newest.
+    Child { last: bool },
+}
+
+/// A volume's backups as chains, oldest chain first: each full followed by its
+/// incrementals (`stackpilot:chain`, else the newest full made before it).
+pub fn backup_tree<'a>(
+    backups: &'a [crate::domain::Backup],
+    volume_id: &str,
+) -> Vec<(&'a crate::domain::Backup, TreePos)> {
+    let at = |b: &crate::domain::Backup| b.data_timestamp.or(b.created_at);
+    let mut mine: Vec<&crate::domain::Backup> = backups.iter().filter(|b| b.volume_id == volume_id).collect();
+    mine.sort_by(|a, b| at(a).cmp(&at(b)).then(a.id.cmp(&b.id)));
+    let parent = |b: &crate::domain::Backup| -> Option<String> {
+        if !b.is_incremental {
+            return None;
+        }
+        b.metadata
+            .get(crate::domain::names::CHAIN)
+            .cloned()
+            .or_else(|| mine.iter().rfind(|f| !f.is_incremental && at(f) <= at(b)).map(|f| f.id.clone()))
+    };
+    let mut out = Vec::new();
+    for f in mine.iter().filter(|b| parent(b).is_none_or(|p| !mine.iter().any(|x| x.id == p))) {
+        out.push((*f, TreePos::Root));
+        if f.is_incremental {
+            continue;
+        }
+        let kids: Vec<&&crate::domain::Backup> =
+            mine.iter().filter(|b| parent(b).as_deref() == Some(f.id.as_str())).collect();
+        let n = kids.len();
+        for (i, k) in kids.into_iter().enumerate() {
+            out.push((*k, TreePos::Child { last: i + 1 == n }));
+        }
+    }
+    out
 }

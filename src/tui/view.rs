@@ -844,30 +844,99 @@ fn value_axis(t: &super::theme::Theme, top: f64) -> Axis<'static> {
         .style(t.dim())
 }
 
-const STORAGE_COLS: [Col; 6] = [
+const STORAGE_COLS: [Col; 9] = [
     col("KIND", 7, 6, 1, Some('K')),
     col("NAME", 24, 10, 0, Some('N')),
     col("STATUS", 12, 8, 0, Some('S')),
     col("SIZE", 6, 5, 2, Some('Z')),
-    col("DETAIL", 40, 10, 3, None),
+    col("POLICY", 10, 6, 3, None),
+    col("LAST BACKUP", 18, 10, 2, None),
+    col("NEXT", 11, 5, 4, None),
+    col("DETAIL", 30, 10, 5, None),
     col("AGE", 5, 4, 4, Some('O')),
 ];
+
+/// When a run comes: `14:00` within a day, else `12-24 02:00` (UTC).
+fn when(now: crate::domain::Timestamp, t: crate::domain::Timestamp) -> String {
+    if (t - now).num_hours() < 24 {
+        t.format("%H:%M").to_string()
+    } else {
+        t.format("%m-%d %H:%M").to_string()
+    }
+}
 
 fn storage(f: &mut Frame, app: &App, area: Rect) {
     let Some(c) = app.cloud_snapshot() else { return };
     let t = &app.theme;
     let status_style = |s: &str| {
-        if s.starts_with("error") {
+        if s.starts_with("error") || s == "failed" {
             t.bad()
-        } else if matches!(s, "available" | "in-use") {
+        } else if matches!(s, "available" | "in-use" | "done") {
             t.ok()
         } else {
             t.warn()
         }
     };
+    let covered = |vid: &str| {
+        app.engine
+            .as_ref()
+            .and_then(|e| e.backups.iter().find(|(cl, v)| cl == &c.name && v.volume_id == vid).map(|(_, v)| v))
+    };
     table(f, app, area, "volumes & backups", &STORAGE_COLS, |id, widths| {
         let age =
             |x: Option<crate::domain::Timestamp>| x.map(|x| human_age((app.now - x).num_seconds())).unwrap_or_default();
+        if let Some(op) = id.strip_prefix("rst:") {
+            let Some(j) = app.engine.as_ref().and_then(|e| e.restores.iter().find(|j| j.op == op)) else {
+                return vec![];
+            };
+            use crate::engine::restore::{JobStatus, StepState, Target};
+            let target = match &j.target {
+                Target::NewVolume { name, .. } => format!("→ new {name}"),
+                Target::Existing { volume_id } => format!(
+                    "→ {}",
+                    c.volumes
+                        .iter()
+                        .find(|v| &v.id == volume_id)
+                        .map(|v| v.label().to_string())
+                        .unwrap_or(volume_id.clone())
+                ),
+            };
+            let (status, progress) = match j.status {
+                JobStatus::Running => (
+                    "running",
+                    format!(
+                        "step {}/{}",
+                        j.steps.iter().filter(|s| s.state == StepState::Done).count() + 1,
+                        j.steps.len()
+                    ),
+                ),
+                JobStatus::Done => ("done", format!("{} steps", j.steps.len())),
+                JobStatus::Failed => ("failed", String::new()),
+            };
+            let detail = match (j.status, j.steps.iter().find(|s| s.state != StepState::Done)) {
+                (JobStatus::Failed, _) => j.error.clone().unwrap_or_default(),
+                (_, Some(s)) => format!(
+                    "{} ({})",
+                    s.kind.describe(),
+                    if s.state == StepState::Sent { "waiting for the cloud" } else { "next" }
+                ),
+                (_, None) => format!("from backup {}", j.backup_id),
+            };
+            return cells_of(
+                vec![
+                    ("restore".into(), t.accent()),
+                    (target, t.base()),
+                    (status.into(), status_style(status)),
+                    (String::new(), t.dim()),
+                    (String::new(), t.dim()),
+                    (progress, t.base()),
+                    (String::new(), t.dim()),
+                    (detail, if j.status == JobStatus::Failed { t.bad() } else { t.dim() }),
+                    (age(Some(j.created_at)), t.dim()),
+                ],
+                widths,
+            );
+        }
         if let Some(vid) = id.strip_prefix("vol:") {
             let Some(v) = c.volumes.iter().find(|x| x.id == vid) else { return vec![] };
             let att = v
@@ -882,12 +951,35 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
+            let (policy, last, next) = match covered(vid) {
+                None => (("—".to_string(), t.dim()), (String::new(), t.dim()), String::new()),
+                Some(b) => {
+                    let last = match &b.last {
+                        None => ("none yet".to_string(), t.warn()),
+                        Some(l) => (
+                            format!(
+                                "{} {} {}",
+                                human_age((app.now - l.at).num_seconds()),
+                                if l.incremental { "incr" } else { "full" },
+                                if l.status == "available" { "ok" } else { l.status.as_str() }
+                            ),
+                            status_style(&l.status),
+                        ),
+                    };
+                    let last = if b.rpo_breached { (format!("RPO! {}", last.0), t.bad()) } else { last };
+                    let chains = format!("{} ({} ch)", b.policy, b.chains);
+                    ((chains, t.base()), last, b.next.map(|n| when(app.now, n)).unwrap_or_default())
+                }
+            };
             cells_of(
                 vec![
                     ("volume".into(), t.dim()),
                     (v.label().to_string(), t.base()),
                     (v.status.clone(), status_style(&v.status)),
                     (format!("{}G", v.size_gb), t.base()),
+                    policy,
+                    last,
+                    (next, t.dim()),
                     (att, t.dim()),
                     (age(v.created_at), t.dim()),
                 ],
@@ -896,25 +988,36 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
         } else {
             let bid = id.trim_start_matches("bak:");
             let Some(b) = c.backups.iter().find(|x| x.id == bid) else { return vec![] };
-            let vol = c
-                .volumes
-                .iter()
-                .find(|v| v.id == b.volume_id)
-                .map(|v| v.label().to_string())
-                .unwrap_or(b.volume_id.clone());
+            let pos = super::rows::backup_tree(&c.backups, &b.volume_id)
+                .into_iter()
+                .find(|(x, _)| x.id == b.id)
+                .map(|(_, p)| p)
+                .unwrap_or(super::rows::TreePos::Root);
+            let (tee, ell) = if app.ascii { ("|-", "`-") } else { ("├─", "└─") };
+            let name = match pos {
+                super::rows::TreePos::Root => format!(" {}", b.label()),
+                super::rows::TreePos::Child { last } => format!("   {} {}", if last { ell } else { tee }, b.label()),
+            };
+            let owner = match b.metadata.get(crate::domain::names::POLICY) {
+                Some(_) => covered(&b.volume_id).map(|v| v.policy.clone()).unwrap_or_else(|| "policy".into()),
+                None => "manual".into(),
+            };
             let detail = format!(
-                "{} of {vol}{}",
+                "{}{}",
                 if b.is_incremental { "incremental" } else { "full" },
                 b.fail_reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
             );
             cells_of(
                 vec![
                     ("backup".into(), t.dim()),
-                    (b.label().to_string(), t.base()),
+                    (name, t.base()),
                     (b.status.clone(), status_style(&b.status)),
                     (format!("{}G", b.size_gb), t.base()),
+                    (owner, t.dim()),
+                    (String::new(), t.dim()),
+                    (String::new(), t.dim()),
                     (detail, t.dim()),
-                    (age(b.created_at), t.dim()),
+                    (age(b.data_timestamp.or(b.created_at)), t.dim()),
                 ],
                 widths,
             )
@@ -1253,12 +1356,41 @@ fn confirm(
         Action::Reboot => "Reboot (soft)",
         Action::HardReboot => "Reboot (hard)",
         Action::Delete => "Delete",
+        Action::RestoreBackup => "Restore",
         _ => "Do",
     };
-    let h = if typed.is_some() { 8 } else { 6 };
-    let r = centered(area, 60, h);
+    // Names in place of the ids the steps carry.
+    let named = |text: String| {
+        let Some(c) = app.cloud_snapshot() else { return text };
+        let mut pairs: Vec<(&str, &str)> = c.servers.iter().map(|s| (s.id.as_str(), s.display_name())).collect();
+        pairs.extend(c.volumes.iter().map(|v| (v.id.as_str(), v.label())));
+        pairs.extend(c.backups.iter().map(|b| (b.id.as_str(), b.label())));
+        let mut t = text;
+        for (id, name) in pairs {
+            if t.contains(id) {
+                t = t.replace(id, name);
+            }
+        }
+        t
+    };
+    let steps: Vec<String> = match (&app.restore_plan, p.action) {
+        (Some(j), Action::RestoreBackup) => {
+            std::iter::once(" The engine carries out, each step checked on the cloud:".to_string())
+                .chain(j.steps.iter().enumerate().map(|(i, s)| named(format!("   {}. {}", i + 1, s.kind.describe()))))
+                .collect()
+        }
+        _ => vec![],
+    };
+    let h = if typed.is_some() { 8 } else { 6 } + steps.len() as u16;
+    let r = centered(area, if steps.is_empty() { 60 } else { 76 }, h);
     f.render_widget(Clear, r);
-    let mut lines = vec![if p.action == Action::Rollout {
+    let mut lines = vec![if p.action == Action::RestoreBackup {
+        Line::from(vec![
+            Span::raw(" Restore "),
+            Span::styled(named(p.server_name.clone()), t.accent().add_modifier(Modifier::BOLD)),
+            Span::raw(format!(" on {}?", p.cloud)),
+        ])
+    } else if p.action == Action::Rollout {
         let what = match p.server_id.split_once(':') {
             Some((_, rev)) => format!("Undo the rollout of {} to revision {rev}", p.server_name),
             None => {
@@ -1277,6 +1409,7 @@ fn confirm(
             Span::raw(format!(" on {}?", p.cloud)),
         ])
     }];
+    lines.extend(steps.into_iter().map(|x| Line::from(Span::raw(x))));
     if let Some(i) = typed {
         lines.push(Line::from(Span::styled(
             format!(" {} is protected: type the server name to confirm", p.cloud),
