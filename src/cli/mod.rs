@@ -724,7 +724,7 @@ pub const DEMO_POLICIES: [(&str, &str); 4] = [
     ("web.toml", include_str!("../../assets/demo/policies/web.toml")),
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
-    ("backups/daily.toml", include_str!("../../assets/demo/policies/backups/daily.toml")),
+    ("backups/tagged-volumes.toml", include_str!("../../assets/demo/policies/backups/tagged-volumes.toml")),
 ];
 
 fn policy_render(cli: &Cli, target: &str, slot: u32) -> CliResult<()> {

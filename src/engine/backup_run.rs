@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn the_shipped_backup_policies_parse() {
         for (file, text) in [
-            ("daily.toml", include_str!("../../assets/demo/policies/backups/daily.toml")),
+            ("tagged-volumes.toml", include_str!("../../assets/demo/policies/backups/tagged-volumes.toml")),
             ("example.toml", include_str!("../../config/policies/backups/example.toml")),
         ] {
             let p = crate::policy::backup::parse_standalone(text, std::path::Path::new(file))

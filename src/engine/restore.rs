@@ -156,7 +156,18 @@ pub async fn plan_job(
     let mut steps = Vec::new();
     let mut volume_id = None;
     match &target {
-        Target::NewVolume { .. } => steps.push(StepKind::Restore),
+        Target::NewVolume { name, .. } => {
+            // The new volume is found by its name when the answer to the
+            // restore is lost: the name must be free.
+            let vols = v.list_volumes().await.map_err(|e| format!("volumes: {e}"))?;
+            if vols.iter().any(|x| x.name.as_deref() == Some(name.as_str())) {
+                return Err(format!("a volume named `{name}` exists: choose another name"));
+            }
+            if name.trim().is_empty() {
+                return Err("name the new volume".into());
+            }
+            steps.push(StepKind::Restore)
+        }
         Target::Existing { volume_id: vid } => {
             let vol = v.get_volume(vid).await.map_err(|e| format!("volume {vid}: {e}"))?;
             if vol.size_gb < b.size_gb {
@@ -445,8 +456,13 @@ async fn seen(client: &Client, job: &mut RestoreJob, kind: &StepKind) -> Seen {
                 (_, Some(v)) => v.clone(),
                 (Target::NewVolume { name, .. }, None) => {
                     // Sent, but the answer was lost: the new volume is found by its name.
+                    let sent = job.steps.iter().find(|s| s.kind == StepKind::Restore).and_then(|s| s.sent_at);
+                    let after = |x: &crate::domain::Volume| match (x.created_at, sent) {
+                        (Some(c), Some(s)) => c >= s - chrono::Duration::seconds(30),
+                        _ => true,
+                    };
                     match v.list_volumes().await {
-                        Ok(vs) => match vs.into_iter().find(|x| x.name.as_deref() == Some(name.as_str())) {
+                        Ok(vs) => match vs.into_iter().find(|x| x.name.as_deref() == Some(name.as_str()) && after(x)) {
                             Some(x) => {
                                 job.volume_id = Some(x.id.clone());
                                 x.id

@@ -594,8 +594,10 @@ impl Runner {
                 if let Err(e) = restore::advance(&client, &self.store, &mut job, &self.actor, now).await {
                     self.problems.push(format!("{name}: restore {}: {e}", job.op));
                 }
-                if job.status == JobStatus::Running {
+                // Running, or just ended: the console's volumes follow.
+                if (now - job.updated_at).num_seconds() < 10 || job.status == JobStatus::Running {
                     self.link.refresh(&name, Kind::Volumes);
+                    self.link.refresh(&name, Kind::Backups);
                 }
             }
             if job.status == JobStatus::Running || (now - job.updated_at).num_minutes() < 60 {
@@ -662,7 +664,8 @@ impl Runner {
         for o in &outcomes {
             self.metrics.count_action(name, o.step.kind(), o.result.is_ok());
         }
-        if !outcomes.is_empty() {
+        // The console's lists follow what the pass makes and sees finish.
+        if !outcomes.is_empty() || self.backup_passes.get(name).is_some_and(|p| p.busy) {
             self.link.refresh(name, Kind::Backups);
             if outcomes.iter().any(|o| !matches!(o.step, BackupStep::Delete { .. })) {
                 self.link.refresh(name, Kind::Volumes);

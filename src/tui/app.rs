@@ -634,7 +634,8 @@ fn parse_restore<'a>(words: &mut impl Iterator<Item = &'a str>) -> Result<Restor
                 None => Ok(RestoreTo::Over(v)),
             }
         }
-        _ => Err(usage.into()),
+        Some(other) => Err(format!("`{other}`: restore to a new volume or over one: {usage}")),
+        None => Err(usage.into()),
     }
 }
 
@@ -1234,7 +1235,7 @@ fn selected_backup(app: &App) -> Option<crate::domain::Backup> {
 /// `R` on a backup: the command line, ready for `:restore`.
 fn start_restore(app: &mut App) -> Vec<Effect> {
     let Some(b) = selected_backup(app) else {
-        app.notify("select a backup (Volumes & Backups view) to restore", Severity::Info);
+        app.notify("select a backup row of the Volumes & Backups view (:volumes, j/k) to restore", Severity::Info);
         return vec![];
     };
     let vol = app
@@ -1262,7 +1263,7 @@ fn ask_restore(app: &mut App, to: RestoreTo) -> Vec<Effect> {
         return vec![];
     }
     let Some(b) = selected_backup(app) else {
-        app.notify("select a backup (Volumes & Backups view) to restore", Severity::Info);
+        app.notify("select a backup row of the Volumes & Backups view (:volumes, j/k) to restore", Severity::Info);
         return vec![];
     };
     let target = match to {

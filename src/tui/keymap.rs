@@ -323,7 +323,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         "restore-backup",
         &[Key::ch('R')],
         C::Storage,
-        "restore the backup: :restore new NAME [type=T] [az=Z] | :restore over [VOLUME]",
+        "restore the backup (:restore new NAME | :restore over)",
         true,
     ),
 ];

@@ -846,13 +846,13 @@ fn value_axis(t: &super::theme::Theme, top: f64) -> Axis<'static> {
 
 const STORAGE_COLS: [Col; 9] = [
     col("KIND", 7, 6, 1, Some('K')),
-    col("NAME", 24, 10, 0, Some('N')),
-    col("STATUS", 12, 8, 0, Some('S')),
+    col("NAME", 40, 10, 0, Some('N')),
+    col("STATUS", 16, 8, 0, Some('S')),
     col("SIZE", 6, 5, 2, Some('Z')),
-    col("POLICY", 10, 6, 3, None),
+    col("POLICY", 18, 6, 3, None),
     col("LAST BACKUP", 18, 10, 2, None),
     col("NEXT", 11, 5, 4, None),
-    col("DETAIL", 30, 10, 5, None),
+    col("DETAIL", 24, 10, 5, None),
     col("AGE", 5, 4, 4, Some('O')),
 ];
 
@@ -910,7 +910,9 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                         j.steps.len()
                     ),
                 ),
-                JobStatus::Done => ("done", format!("{} steps", j.steps.len())),
+                JobStatus::Done => {
+                    ("done", format!("{} step{}", j.steps.len(), if j.steps.len() == 1 { "" } else { "s" }))
+                }
                 JobStatus::Failed => ("failed", String::new()),
             };
             let detail = match (j.status, j.steps.iter().find(|s| s.state != StepState::Done)) {
@@ -922,9 +924,10 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 ),
                 (_, None) => format!("from backup {}", j.backup_id),
             };
+            let detail = named(app, detail);
             return cells_of(
                 vec![
-                    ("restore".into(), t.accent()),
+                    (if j.verify_of.is_some() { "test" } else { "restore" }.into(), t.accent()),
                     (target, t.base()),
                     (status.into(), status_style(status)),
                     (String::new(), t.dim()),
@@ -995,8 +998,8 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 .unwrap_or(super::rows::TreePos::Root);
             let (tee, ell) = if app.ascii { ("|-", "`-") } else { ("├─", "└─") };
             let name = match pos {
-                super::rows::TreePos::Root => format!(" {}", b.label()),
-                super::rows::TreePos::Child { last } => format!("   {} {}", if last { ell } else { tee }, b.label()),
+                super::rows::TreePos::Root => format!("  {}", b.label()),
+                super::rows::TreePos::Child { last } => format!("  {} {}", if last { ell } else { tee }, b.label()),
             };
             let owner = match b.metadata.get(crate::domain::names::POLICY) {
                 Some(_) => covered(&b.volume_id).map(|v| v.policy.clone()).unwrap_or_else(|| "policy".into()),
@@ -1272,6 +1275,22 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(lines).block(block), area);
 }
 
+/// Names (servers, volumes, backups of the cloud shown) in place of the ids a
+/// text carries.
+fn named(app: &App, text: String) -> String {
+    let Some(c) = app.cloud_snapshot() else { return text };
+    let mut pairs: Vec<(&str, &str)> = c.servers.iter().map(|s| (s.id.as_str(), s.display_name())).collect();
+    pairs.extend(c.volumes.iter().map(|v| (v.id.as_str(), v.label())));
+    pairs.extend(c.backups.iter().map(|b| (b.id.as_str(), b.label())));
+    let mut t = text;
+    for (id, name) in pairs {
+        if !id.is_empty() && t.contains(id) {
+            t = t.replace(id, name);
+        }
+    }
+    t
+}
+
 pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
     let h = h.min(area.height);
@@ -1310,7 +1329,8 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     let actions = if app.read_only {
         "  also: :view @cloud /filter  :mode off|dry-run  :q".to_string()
     } else {
-        "  also: :view @cloud /filter  :new-app NAME  :retire APP  :mode off|dry-run|auto".to_string()
+        "  also: :view @cloud /filter  :new-app NAME  :retire APP  :mode off|dry-run|auto  :restore new|over"
+            .to_string()
     };
     lines.push(Line::from(Span::styled(actions, t.dim())));
     let r = centered(area, 84, (lines.len() as u16 + 2).min(area.height));
@@ -1359,30 +1379,30 @@ fn confirm(
         Action::RestoreBackup => "Restore",
         _ => "Do",
     };
-    // Names in place of the ids the steps carry.
-    let named = |text: String| {
-        let Some(c) = app.cloud_snapshot() else { return text };
-        let mut pairs: Vec<(&str, &str)> = c.servers.iter().map(|s| (s.id.as_str(), s.display_name())).collect();
-        pairs.extend(c.volumes.iter().map(|v| (v.id.as_str(), v.label())));
-        pairs.extend(c.backups.iter().map(|b| (b.id.as_str(), b.label())));
-        let mut t = text;
-        for (id, name) in pairs {
-            if t.contains(id) {
-                t = t.replace(id, name);
-            }
-        }
-        t
-    };
+    let named = |text: String| named(app, text);
     let steps: Vec<String> = match (&app.restore_plan, p.action) {
         (Some(j), Action::RestoreBackup) => {
-            std::iter::once(" The engine carries out, each step checked on the cloud:".to_string())
+            use crate::engine::restore::Target;
+            let warn = match &j.target {
+                Target::Existing { volume_id } => {
+                    vec![named(format!(" The data now on {volume_id} is replaced by the backup's."))]
+                }
+                Target::NewVolume { volume_type: None, availability_zone: None, .. } => vec![],
+                Target::NewVolume { volume_type, availability_zone, .. } => vec![format!(
+                    " A new volume of type {}, in zone {}.",
+                    volume_type.as_deref().unwrap_or("(default)"),
+                    availability_zone.as_deref().unwrap_or("(default)")
+                )],
+            };
+            warn.into_iter()
+                .chain(std::iter::once(" The engine carries out, each step checked on the cloud:".to_string()))
                 .chain(j.steps.iter().enumerate().map(|(i, s)| named(format!("   {}. {}", i + 1, s.kind.describe()))))
                 .collect()
         }
         _ => vec![],
     };
     let h = if typed.is_some() { 8 } else { 6 } + steps.len() as u16;
-    let r = centered(area, if steps.is_empty() { 60 } else { 76 }, h);
+    let r = centered(area, if steps.is_empty() { 60 } else { 100 }, h);
     f.render_widget(Clear, r);
     let mut lines = vec![if p.action == Action::RestoreBackup {
         Line::from(vec![
