@@ -707,3 +707,68 @@ async fn on_the_cloud_a_scheduled_full_then_an_incremental_retention_and_a_resto
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let _ = c.volume().delete_volume(&vol).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retention_pass_cut_short_is_finished_by_the_next_and_keeps_what_it_must() {
+    if on_real("a retention pass cut short") {
+        return;
+    }
+    let (h, c) = backup_sim().await;
+    volumes(&h, &c, 2, &[("backup", "daily")]).await;
+    let p = policy(
+        r#"name = "db"
+cloud = "sim"
+[backup]
+select = { volume_metadata = { backup = "daily" } }
+cron = "0 2 * * *"
+full_every = 2
+per_policy = 2
+retention = { keep_last_chains = 1, daily = 0, weekly = 0, monthly = 0 }
+"#,
+    );
+    let store = Store::memory().unwrap();
+    let since = h.now();
+    // Two days: a chain (full, incremental) per volume.
+    for _ in 0..2 {
+        advance(&h, until(h.now(), 2, 0, 30)).await;
+        settle(&h, &c, &store, &p, since).await;
+    }
+    // The third day starts a new chain; once it is available, retention has the
+    // old chains to delete (their incrementals first).
+    advance(&h, until(h.now(), 2, 0, 30)).await;
+    let made = pass(&h, &c, &store, &p, since, &BTreeMap::new()).await;
+    assert_eq!(made[0].plan.steps.iter().filter(|s| matches!(s, BackupStep::Backup { full: true, .. })).count(), 2);
+    advance(&h, 70.0).await;
+    let now = h.now();
+    let data = backup_run::read(&c).await.unwrap();
+    let kept: BTreeSet<String> = data
+        .backups
+        .iter()
+        .filter(|b| b.created_at.is_some_and(|t| (now - t).num_seconds() < 120))
+        .map(|b| b.id.clone())
+        .collect();
+    assert_eq!(kept.len(), 2);
+    let planned = backup_run::plan_all(
+        std::slice::from_ref(&p),
+        &data,
+        &BTreeMap::new(),
+        &BTreeMap::from([(p.id.clone(), since)]),
+        now,
+        None,
+    );
+    let deletes: Vec<BackupStep> =
+        planned[0].plan.steps.iter().filter(|s| matches!(s, BackupStep::Delete { .. })).cloned().collect();
+    assert_eq!(deletes.len(), 2, "one incremental per volume: {deletes:?}");
+    assert!(deletes.iter().all(|d| matches!(d, BackupStep::Delete { id, .. } if !kept.contains(id))));
+    // Cut short after its first deletion (the engine killed mid-pass).
+    let mut cut = planned[0].clone();
+    cut.plan.steps.truncate(1);
+    for o in backup_run::carry_out(&c, &store, "engine:test", &[cut], now).await {
+        assert!(o.result.is_ok());
+    }
+    // The next engine's passes finish the job from what the cloud shows.
+    advance(&h, 15.0).await;
+    settle(&h, &c, &store, &p, since).await;
+    let left: BTreeSet<String> = backup_run::read(&c).await.unwrap().backups.into_iter().map(|b| b.id).collect();
+    assert_eq!(left, kept, "only the new chains are left, and none of them went");
+}

@@ -846,11 +846,11 @@ fn value_axis(t: &super::theme::Theme, top: f64) -> Axis<'static> {
 
 const STORAGE_COLS: [Col; 9] = [
     col("KIND", 7, 6, 1, Some('K')),
-    col("NAME", 40, 10, 0, Some('N')),
-    col("STATUS", 16, 8, 0, Some('S')),
+    col("NAME", 30, 10, 0, Some('N')),
+    col("STATUS", 13, 8, 0, Some('S')),
     col("SIZE", 6, 5, 2, Some('Z')),
     col("POLICY", 18, 6, 3, None),
-    col("LAST BACKUP", 18, 10, 2, None),
+    col("LAST BACKUP", 22, 10, 2, None),
     col("NEXT", 11, 5, 4, None),
     col("DETAIL", 24, 10, 5, None),
     col("AGE", 5, 4, 4, Some('O')),
@@ -961,8 +961,9 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                         None => ("none yet".to_string(), t.warn()),
                         Some(l) => (
                             format!(
-                                "{} {} {}",
+                                "{} {}G {} {}",
                                 human_age((app.now - l.at).num_seconds()),
+                                l.size_gb,
                                 if l.incremental { "incr" } else { "full" },
                                 if l.status == "available" { "ok" } else { l.status.as_str() }
                             ),
