@@ -388,12 +388,16 @@ async fn restore_cmd(cli: &Cli, backup: &str, target: Target, yes: bool, queue: 
             return Err(cli_err("not confirmed: nothing was done"));
         }
     }
+    let runner = format!("cli:{}", std::process::id());
+    if !queue {
+        // Claimed from the first write: the engine does not start it meanwhile.
+        job.runner = Some(runner.clone());
+    }
     restore::save(&store, &job, now)?;
     if queue {
         emit(&format!("queued as {}: the engine acting on {} carries it out\n", job.op, job.cloud))?;
         return Ok(());
     }
-    let runner = format!("cli:{}", std::process::id());
     let mut shown = vec![StepState::Pending; job.steps.len()];
     loop {
         let now = chrono::Utc::now();

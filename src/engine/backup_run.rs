@@ -199,7 +199,13 @@ pub async fn start_restore_tests(
             now,
         )
         .await?;
-        job.steps.push(JobStep { kind: StepKind::DeleteVolume, state: StepState::Pending, sent_at: None, note: None });
+        job.steps.push(JobStep {
+            kind: StepKind::DeleteVolume,
+            state: StepState::Pending,
+            sent_at: None,
+            note: None,
+            accepted: false,
+        });
         job.verify_of = Some(pp.policy.id.clone());
         restore::save(store, &job, now).map_err(|e| e.to_string())?;
         store.put_control_as(&key, &month, &now).map_err(|e| e.to_string())?;

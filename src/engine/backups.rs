@@ -284,7 +284,8 @@ pub fn plan(
         obs.snapshots.iter().filter(|s| s.metadata.get(POLICY).map(String::as_str) == Some(pid)).collect();
     // What is in flight: backups being made, and snapshots waiting for theirs.
     let mut in_flight = mine_all.iter().filter(|b| b.status == "creating").count();
-    for s in &snaps {
+    let chosen: BTreeSet<&str> = vols.iter().map(|v| v.id.as_str()).collect();
+    for s in snaps.iter().filter(|s| chosen.contains(s.volume_id.as_str())) {
         let r = s.metadata.get(RUN);
         let backed = mine_all.iter().any(|b| b.metadata.get(RUN) == r && b.volume_id == s.volume_id);
         if !backed && run.as_ref() == r && s.status != "error" {
@@ -483,6 +484,20 @@ pub fn plan(
             chains,
             rpo_breached,
         });
+    }
+    // Snapshots of volumes the policy no longer selects (a member replaced
+    // between a snapshot and its backup) go too, unless a backup is being made from one.
+    for s in snaps.iter().filter(|s| !chosen.contains(s.volume_id.as_str())) {
+        let r = s.metadata.get(RUN);
+        let making =
+            mine_all.iter().any(|b| b.metadata.get(RUN) == r && b.volume_id == s.volume_id && b.status == "creating");
+        if !making && matches!(s.status.as_str(), "available" | "error") {
+            out.steps.push(BackupStep::DeleteSnapshot {
+                id: s.id.clone(),
+                volume_id: s.volume_id.clone(),
+                why: "its volume is no longer selected by the policy".into(),
+            });
+        }
     }
     if !missed.is_empty() {
         out.problems.push(Problem {
@@ -683,5 +698,35 @@ mod tests {
             pl.steps
         );
         assert_eq!(pl.steps.len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_of_a_volume_no_longer_selected_goes() {
+        let p = policy(BackupSpec {
+            select: Select { volumes: vec!["a".into()], ..Default::default() },
+            in_use: InUse::SnapshotThenBackup,
+            ..Default::default()
+        });
+        let vols = vec![vol("a", "available"), vol("gone-member", "available")];
+        let snap = Snapshot {
+            id: "s1".into(),
+            name: None,
+            volume_id: "gone-member".into(),
+            status: "available".into(),
+            size_gb: 10,
+            progress: None,
+            metadata: BTreeMap::from([(POLICY.into(), "P".into()), (RUN.into(), "P:20261202T020000Z".into())]),
+            created_at: None,
+        };
+        let obs = Observed { volumes: &vols, backups: &[], snapshots: std::slice::from_ref(&snap) };
+        let now = at("2026-12-02T02:05:00Z");
+        let pl = plan(&p, &obs, &BTreeSet::new(), at("2026-12-01T00:00:00Z"), &mut BTreeMap::new(), now, None);
+        assert!(
+            pl.steps.iter().any(|s| matches!(s, BackupStep::DeleteSnapshot { id, .. } if id == "s1")),
+            "{:?}",
+            pl.steps
+        );
+        // It takes no place of the selected volume's backup (per_policy = 1).
+        assert!(pl.steps.iter().any(|s| matches!(s, BackupStep::Backup { volume_id, .. } if volume_id == "a")));
     }
 }

@@ -82,6 +82,9 @@ pub struct JobStep {
     pub state: StepState,
     pub sent_at: Option<Timestamp>,
     pub note: Option<String>,
+    /// The cloud accepted the call (recorded right after it answered).
+    #[serde(default)]
+    pub accepted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,21 +125,38 @@ const RESEND_AFTER_SECS: i64 = 60;
 /// A job whose runner has not moved it for this long may be taken over.
 pub const RUNNER_STALE_SECS: i64 = 120;
 
-fn key(cloud: &str) -> String {
-    format!("restore-jobs:{cloud}")
+fn prefix(cloud: &str) -> String {
+    format!("restore-job:{cloud}:")
 }
 
+/// Every restore job of a cloud (one store record each: whoever writes one job
+/// never overwrites another), oldest first.
 pub fn jobs(store: &Store, cloud: &str) -> Result<Vec<RestoreJob>, StoreError> {
-    Ok(store.control_as::<Vec<RestoreJob>>(&key(cloud))?.unwrap_or_default())
+    let mut v = Vec::new();
+    for (k, value) in store.controls_with_prefix(&prefix(cloud))? {
+        let j: RestoreJob = serde_json::from_value(value).map_err(|e| StoreError::Corrupt {
+            path: store.path.display().to_string(),
+            what: format!("restore job `{k}` does not decode: {e}"),
+        })?;
+        v.push(j);
+    }
+    v.sort_by_key(|j| j.created_at);
+    Ok(v)
 }
 
-/// Write a job (added or updated); finished jobs older than a week are dropped.
+fn job(store: &Store, cloud: &str, op: &str) -> Result<Option<RestoreJob>, StoreError> {
+    store.control_as::<RestoreJob>(&format!("{}{op}", prefix(cloud)))
+}
+
+/// Write a job; finished jobs older than a week are dropped.
 pub fn save(store: &Store, job: &RestoreJob, now: Timestamp) -> Result<(), StoreError> {
-    let mut all = jobs(store, &job.cloud)?;
-    all.retain(|j| j.op != job.op && !(j.status != JobStatus::Running && (now - j.updated_at).num_days() > 7));
-    all.push(job.clone());
-    all.sort_by_key(|j| j.created_at);
-    store.put_control_as(&key(&job.cloud), &all, &now)
+    for old in jobs(store, &job.cloud)?
+        .iter()
+        .filter(|j| j.op != job.op && j.status != JobStatus::Running && (now - j.updated_at).num_days() > 7)
+    {
+        store.delete_control(&format!("{}{}", prefix(&old.cloud), old.op))?;
+    }
+    store.put_control_as(&format!("{}{}", prefix(&job.cloud), job.op), job, &now)
 }
 
 /// What a restore will do: read the backup and the target from the cloud.
@@ -178,11 +198,28 @@ pub async fn plan_job(
                 ("available", _) => steps.push(StepKind::Restore),
                 ("in-use", [a]) => {
                     let s = a.server_id.clone();
-                    steps.push(StepKind::Stop { server_id: s.clone() });
+                    // A running server is stopped and started again; a stopped one stays stopped.
+                    let running = match client.compute().get_server(&s).await {
+                        Ok(x) if x.status == ServerStatus::Active => true,
+                        Ok(x) if x.status == ServerStatus::Shutoff => false,
+                        Ok(x) => {
+                            return Err(format!(
+                                "server {} is {}: a restore over its volume needs it ACTIVE or SHUTOFF",
+                                x.display_name(),
+                                x.status
+                            ))
+                        }
+                        Err(e) => return Err(format!("server {s}: {e}")),
+                    };
+                    if running {
+                        steps.push(StepKind::Stop { server_id: s.clone() });
+                    }
                     steps.push(StepKind::Detach { server_id: s.clone(), volume_id: vid.clone() });
                     steps.push(StepKind::Restore);
                     steps.push(StepKind::Attach { server_id: s.clone(), volume_id: vid.clone() });
-                    steps.push(StepKind::Start { server_id: s });
+                    if running {
+                        steps.push(StepKind::Start { server_id: s });
+                    }
                 }
                 ("in-use", many) => {
                     return Err(format!("volume {vid} is attached to {} servers: detach it first", many.len()))
@@ -199,7 +236,7 @@ pub async fn plan_job(
         volume_id,
         steps: steps
             .into_iter()
-            .map(|kind| JobStep { kind, state: StepState::Pending, sent_at: None, note: None })
+            .map(|kind| JobStep { kind, state: StepState::Pending, sent_at: None, note: None, accepted: false })
             .collect(),
         status: JobStatus::Running,
         error: None,
@@ -236,14 +273,19 @@ pub async fn advance(
     runner: &str,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
+    // The store's copy is the truth: another runner may have moved the job on.
+    if let Some(stored) = self::job(store, &job.cloud, &job.op)? {
+        *job = stored;
+    }
     if !may_run(job, runner, now) {
         return Ok(false);
     }
+    // Claim it, and keep the claim fresh while it runs (a claim goes stale
+    // only when its runner stops calling).
+    job.runner = Some(runner.to_string());
+    job.updated_at = now;
+    save(store, job, now)?;
     let mut changed = false;
-    if job.runner.as_deref() != Some(runner) {
-        job.runner = Some(runner.to_string());
-        changed = true;
-    }
     loop {
         let Some(i) = job.steps.iter().position(|s| s.state != StepState::Done) else {
             job.status = JobStatus::Done;
@@ -265,9 +307,12 @@ pub async fn advance(
                 let r = send(client, job, &step.kind).await;
                 match r {
                     Ok(note) => {
-                        if let Some(n) = note {
-                            set(job, i, |s| s.note = Some(n));
-                        }
+                        set(job, i, |s| {
+                            s.accepted = true;
+                            if let Some(n) = note {
+                                s.note = Some(n);
+                            }
+                        });
                         event(store, job, runner, now, "restore-step", step.kind.describe(), "sent");
                     }
                     Err(e) => return fail(store, job, i, runner, now, e).map(|_| true),
@@ -291,6 +336,7 @@ pub async fn advance(
                     Seen::NotStarted if waited > RESEND_AFTER_SECS => {
                         set(job, i, |s| {
                             s.state = StepState::Pending;
+                            s.accepted = false;
                             s.note = Some("not seen on the cloud: sent again".into());
                         });
                         continue;
@@ -362,13 +408,39 @@ async fn send(client: &Client, job: &mut RestoreJob, kind: &StepKind) -> Result<
         Err(e) if e.status == Some(409) => Ok(Some(format!("the cloud answered: {e}"))),
         Err(e) => Err(e.to_string()),
     };
+    // The server of an attached volume must be at rest before its volume is
+    // detached or overwritten: anything else ends the job.
+    let stopped = |server_id: String| async move {
+        match client.compute().get_server(&server_id).await {
+            Ok(s) if s.status == ServerStatus::Shutoff && s.task_state.is_none() => Ok(()),
+            Ok(s) => Err(format!("server {} is {}, not stopped: the restore stops here", s.display_name(), s.status)),
+            Err(e) => Err(format!("server {server_id}: {e}")),
+        }
+    };
+    let attached_to = job.steps.iter().find_map(|s| match &s.kind {
+        StepKind::Detach { server_id, .. } => Some(server_id.clone()),
+        _ => None,
+    });
     match kind {
-        StepKind::Stop { server_id } => tolerate_conflict(c.action(server_id, &ServerAction::Stop).await),
-        StepKind::Start { server_id } => tolerate_conflict(c.action(server_id, &ServerAction::Start).await),
-        StepKind::Detach { server_id, volume_id } => tolerate_conflict(c.detach_volume(server_id, volume_id).await),
+        StepKind::Stop { server_id } => {
+            // A member is marked first: recovery leaves an operator's stop alone.
+            mark_member(client, server_id, crate::domain::names::STATE_STOPPED_BY_OPERATOR).await?;
+            tolerate_conflict(c.action(server_id, &ServerAction::Stop).await)
+        }
+        StepKind::Start { server_id } => {
+            mark_member(client, server_id, crate::domain::names::STATE_ACTIVE).await?;
+            tolerate_conflict(c.action(server_id, &ServerAction::Start).await)
+        }
+        StepKind::Detach { server_id, volume_id } => {
+            stopped(server_id.clone()).await?;
+            c.detach_volume(server_id, volume_id).await.map(|_| None).map_err(|e| e.to_string())
+        }
         StepKind::Attach { server_id, volume_id } => tolerate_conflict(c.attach_volume(server_id, volume_id).await),
         StepKind::Restore => match (&job.target, job.volume_id.clone()) {
             (Target::Existing { volume_id }, _) => {
+                if let Some(s) = attached_to {
+                    stopped(s).await?;
+                }
                 v.restore_backup(&job.backup_id, Some(volume_id), None).await.map_err(|e| e.to_string())?;
                 Ok(None)
             }
@@ -401,6 +473,18 @@ async fn send(client: &Client, job: &mut RestoreJob, kind: &StepKind) -> Result<
             None => Ok(None),
         },
     }
+}
+
+/// Set `stackpilot:state` on a member of an application (not on a quarantined
+/// or terminating one, nor on a server no application owns).
+async fn mark_member(client: &Client, server_id: &str, state: &str) -> Result<(), String> {
+    use crate::domain::names::{POLICY, STATE, STATE_QUARANTINED, STATE_TERMINATING};
+    let s = client.compute().get_server(server_id).await.map_err(|e| format!("server {server_id}: {e}"))?;
+    if s.meta(POLICY).is_none() || s.meta(STATE).is_some_and(|x| x == STATE_QUARANTINED || x == STATE_TERMINATING) {
+        return Ok(());
+    }
+    let items = std::collections::BTreeMap::from([(STATE.to_string(), state.to_string())]);
+    client.compute().set_metadata(server_id, &items).await.map_err(|e| format!("server {server_id}: {e}"))
 }
 
 enum Seen {
@@ -464,7 +548,11 @@ async fn seen(client: &Client, job: &mut RestoreJob, kind: &StepKind) -> Seen {
                     match v.list_volumes().await {
                         Ok(vs) => match vs.into_iter().find(|x| x.name.as_deref() == Some(name.as_str()) && after(x)) {
                             Some(x) => {
+                                // Made after the send and named so: the restore was accepted.
                                 job.volume_id = Some(x.id.clone());
+                                for s in job.steps.iter_mut().filter(|s| s.kind == StepKind::Restore) {
+                                    s.accepted = true;
+                                }
                                 x.id
                             }
                             None => return Seen::NotStarted,
@@ -478,21 +566,13 @@ async fn seen(client: &Client, job: &mut RestoreJob, kind: &StepKind) -> Seen {
                 Ok(vol) if vol.status == "restoring-backup" || vol.status == "creating" => Seen::Moving,
                 Ok(vol) if vol.status.starts_with("error") => Seen::Failed(format!("volume {vid} is {}", vol.status)),
                 Ok(vol) if vol.status == "available" => {
-                    // Done once the backup is no longer restoring (and the volume was touched since).
+                    // Done once the cloud accepted the restore and the backup is no
+                    // longer restoring; never accepted: it was never sent.
+                    let accepted = job.steps.iter().any(|s| s.kind == StepKind::Restore && s.accepted);
                     match v.get_backup(&job.backup_id).await {
                         Ok(b) if b.status == "restoring" => Seen::Moving,
-                        Ok(_) => {
-                            let sent = job.steps.iter().find(|s| s.kind == StepKind::Restore).and_then(|s| s.sent_at);
-                            let touched = match (vol.updated_at, sent) {
-                                (Some(u), Some(s)) => u >= s - chrono::Duration::seconds(5),
-                                _ => true,
-                            };
-                            if touched {
-                                Seen::Done
-                            } else {
-                                Seen::NotStarted
-                            }
-                        }
+                        Ok(_) if accepted => Seen::Done,
+                        Ok(_) => Seen::NotStarted,
                         Err(e) => Seen::Failed(format!("backup {}: {e}", job.backup_id)),
                     }
                 }

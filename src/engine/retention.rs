@@ -87,6 +87,12 @@ fn volume(vol: &str, mut list: Vec<&BackupRef>, rules: &Rules, tz: &jiff::tz::Ti
         out.held.push((vol.to_string(), "a backup is still being made: retention waits for it".into()));
         return;
     }
+    // Only this policy's backups are counted: another's (an operator's, another
+    // tool's) never take the place of one of ours, and are never deleted.
+    for b in list.iter().filter(|b| !b.owned) {
+        out.kept.entry(b.id.clone()).or_default().push("not made by this policy".into());
+    }
+    list.retain(|b| b.owned);
     // Chains (full id → members, oldest first); incrementals of an unknown full
     // cannot be judged and are never deleted.
     let fulls: BTreeSet<&str> = list.iter().filter(|b| !b.incremental).map(|b| b.id.as_str()).collect();
@@ -105,7 +111,9 @@ fn volume(vol: &str, mut list: Vec<&BackupRef>, rules: &Rules, tz: &jiff::tz::Ti
     let mut order: Vec<(&str, Timestamp)> =
         chains.iter().map(|(c, ms)| (*c, ms.iter().map(|b| b.created_at).max().unwrap_or_default())).collect();
     order.sort_by_key(|c| std::cmp::Reverse(c.1));
-    for (c, _) in order.iter().take(rules.keep_last_chains as usize) {
+    // A chain whose full failed is no restore point: it takes no place among the newest.
+    let usable = |c: &str| list.iter().any(|b| b.id == c && b.available());
+    for (c, _) in order.iter().filter(|(c, _)| usable(c)).take(rules.keep_last_chains as usize) {
         if let Some(ms) = chains.get(c) {
             if let Some(last) = ms.last() {
                 pin(ms, &last.id, &format!("one of the {} newest chains", rules.keep_last_chains), &mut keep);
@@ -295,5 +303,27 @@ mod tests {
         let none = Rules { keep_last_chains: 0, daily: 0, weekly: 0, monthly: 0 };
         let p = plan(&list[..2], &none, &tz);
         assert_eq!(p.delete.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec!["i1"], "{p:?}");
+        // Another's newer fulls take no place of ours: our newest chain stays whole.
+        let two = Rules { keep_last_chains: 2, daily: 1, weekly: 0, monthly: 0 };
+        let mut crowded = vec![
+            b("f1", 0, false, "f1", true, "available"),
+            b("i1", 1, true, "f1", true, "available"),
+            b("f2", 2, false, "f2", true, "available"),
+            b("i2", 3, true, "f2", true, "available"),
+        ];
+        crowded.push(b("m1", 4, false, "m1", false, "available"));
+        crowded.push(b("m2", 5, false, "m2", false, "available"));
+        let p = plan(&crowded, &two, &tz);
+        assert!(p.delete.is_empty(), "two chains of ours are kept: {p:?}");
+        // A chain whose full failed is no restore point and keeps nothing.
+        let failed = vec![
+            b("f1", 0, false, "f1", true, "available"),
+            b("i1", 1, true, "f1", true, "available"),
+            b("f2", 2, false, "f2", true, "error"),
+        ];
+        let one = Rules { keep_last_chains: 1, daily: 0, weekly: 0, monthly: 0 };
+        let p = plan(&failed, &one, &tz);
+        let ids: Vec<&str> = p.delete.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, vec!["f2"], "the failed full goes, the good chain stays: {p:?}");
     }
 }

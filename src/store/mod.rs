@@ -612,6 +612,23 @@ impl Store {
         .transpose()
     }
 
+    /// Every control value whose key starts with `prefix`, by key.
+    pub fn controls_with_prefix(&self, prefix: &str) -> Result<Vec<(String, serde_json::Value)>> {
+        let rows: Vec<(String, String)> = self.with(|c| {
+            let mut st = c.prepare("SELECT key, value FROM control WHERE substr(key, 1, ?2) = ?1 ORDER BY key")?;
+            let rows = st.query_map(params![prefix, prefix.chars().count() as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                serde_json::from_str(&v).map(|v| (k.clone(), v)).map_err(|e| StoreError::Corrupt {
+                    path: self.path.display().to_string(),
+                    what: format!("control value `{k}` does not decode: {e}"),
+                })
+            })
+            .collect()
+    }
+
     /// A control value decoded into its type (absent: `None`; undecodable: an error).
     pub fn control_as<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.control(key)?

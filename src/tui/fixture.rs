@@ -457,7 +457,7 @@ pub fn restore_job() -> crate::engine::restore::RestoreJob {
     use crate::engine::restore::{JobStatus, JobStep, RestoreJob, StepKind, StepState, Target};
     let server = "00000000-0000-4000-8000-000000000001".to_string();
     let vol = "vol-web-data".to_string();
-    let step = |kind, state| JobStep { kind, state, sent_at: None, note: None };
+    let step = |kind, state| JobStep { kind, state, sent_at: None, note: None, accepted: false };
     RestoreJob {
         op: "op-restore-1".into(),
         cloud: "demo".into(),
