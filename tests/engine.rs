@@ -582,7 +582,14 @@ async fn members_are_ready_only_when_their_http_probe_answers() {
     rig.policy_with("web", 2, 10, &probe);
     let eng = rig.start(rig.engine_cfg());
     rig.converged(&[("web", 2)], Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Slot 0 becomes ready once its probe has answered; slot 1 never does while it fails.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while eng.handle.status.borrow().apps[0].ready < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", eng.handle.status.borrow().apps);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A few more probe rounds: the failing member stays not ready.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let st = eng.handle.status.borrow().apps[0].clone();
     assert_eq!((st.members, st.ready), (2, 1), "only slot 0 answers 200: {st:?}");
     all.store(true, Ordering::SeqCst);

@@ -1080,3 +1080,89 @@ fn maintenance_is_set_on_the_selected_member_from_the_command_line() {
     fx.extend(keys(&mut a, &[ENTER]));
     assert!(fx.is_empty());
 }
+
+fn two_cloud_app(east_down: bool) -> App {
+    let mut a = App::new(
+        Arc::new(fixture::two_clouds(east_down)),
+        Keymap::defaults(false),
+        Theme::new(ThemeName::Dark, false),
+        fixture::now(),
+    );
+    a.engine = Some(fixture::engine());
+    update(&mut a, Msg::Resize(120, 40));
+    a
+}
+
+fn row_names(a: &App) -> Vec<String> {
+    a.rows
+        .ids
+        .iter()
+        .filter_map(|id| a.row(id).and_then(|(c, s)| c.server(s)).map(|s| s.display_name().to_string()))
+        .collect()
+}
+
+#[test]
+fn several_clouds_merge_with_a_cloud_column_or_show_one_at_a_time() {
+    let mut a = two_cloud_app(false);
+    assert!(a.all_clouds(), "several clouds start merged");
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    let names = row_names(&a);
+    assert_eq!(names.len(), 14, "both clouds' servers: {names:?}");
+    assert!(names.iter().any(|n| n == "web-1") && names.iter().any(|n| n == "east-web-1"));
+    let screen = render(&a, 120, 40);
+    assert!(screen.contains("CLOUD") && screen.contains("demo-east") && screen.contains("all clouds (2)"), "{screen}");
+    // One cloud: `:cloud NAME`; no CLOUD column; every cloud again with `:cloud *`.
+    typed(&mut a, ":cloud demo-east");
+    keys(&mut a, &[ENTER]);
+    assert!(!a.all_clouds());
+    assert!(row_names(&a).iter().all(|n| n.starts_with("east-")), "{:?}", row_names(&a));
+    assert!(!render(&a, 120, 40).contains("CLOUD"));
+    typed(&mut a, ":cloud *");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(row_names(&a).len(), 14);
+    // Tab: demo, demo-east, all.
+    keys(&mut a, &[TAB]);
+    assert_eq!((a.all_clouds(), a.cloud_name().as_str()), (false, "demo"));
+    keys(&mut a, &[TAB]);
+    assert_eq!((a.all_clouds(), a.cloud_name().as_str()), (false, "demo-east"));
+    keys(&mut a, &[TAB]);
+    assert!(a.all_clouds());
+    // Filters and sorts work across clouds; the filter matches the cloud's name too.
+    typed(&mut a, "/web-1");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(row_names(&a), ["web-1", "east-web-1"]);
+    keys(&mut a, &[ESC]);
+    typed(&mut a, "/demo-east");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(row_names(&a).len(), 7, "{:?}", row_names(&a));
+    keys(&mut a, &[ESC]);
+    keys(&mut a, &[Key::ch('N')]);
+    let names = row_names(&a);
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by name across clouds");
+    // The selected row's cloud is the one an action or a drill-down applies to.
+    let east = a.rows.ids.iter().position(|id| id.starts_with("demo-east")).unwrap();
+    for _ in 0..east {
+        keys(&mut a, &[DOWN]);
+    }
+    assert_eq!(a.cloud_name(), "demo-east");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.view().kind, ViewKind::ServerDetail);
+    assert!(render(&a, 120, 40).contains("east-"), "the east server's detail");
+}
+
+#[test]
+fn a_cloud_that_does_not_answer_never_blanks_the_others() {
+    let mut a = two_cloud_app(true);
+    let screen = render(&a, 120, 40);
+    // The overview: a heading per cloud, the unreachable one says so, the other's tiles stay.
+    assert!(screen.contains("▍demo ") && screen.contains("▍demo-east"), "{screen}");
+    assert!(screen.contains("unreachable"), "{screen}");
+    assert!(screen.contains("instances 7/30"), "quota use per cloud: {screen}");
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    assert!(row_names(&a).iter().any(|n| n == "web-1"), "the reachable cloud's rows are there");
+    insta::assert_snapshot!("overview_two_clouds_120x40", render(&two_cloud_app(true), 120, 40));
+}

@@ -568,10 +568,15 @@ pub async fn wait_for_signal() {
 
 /// The cloud definition of the demo (user `demo` on the simulator).
 pub fn demo_cloud(base_url: &str) -> CloudConfig {
+    demo_cloud_named(base_url, "demo", "RegionOne")
+}
+
+/// A demo cloud of the given name and region (user `demo` on the simulator).
+pub fn demo_cloud_named(base_url: &str, name: &str, region: &str) -> CloudConfig {
     use crate::config::clouds::{AuthMethod, CloudSource, DomainRef, Interface, Scope, UserRef};
     use crate::config::Secret;
     CloudConfig {
-        name: "demo".into(),
+        name: name.into(),
         source: CloudSource::Env,
         auth_url: format!("{base_url}/identity/v3"),
         auth: AuthMethod::Password {
@@ -587,7 +592,7 @@ pub fn demo_cloud(base_url: &str) -> CloudConfig {
                 domain: DomainRef { id: Some("default".into()), name: None },
             },
         },
-        region: Some("RegionOne".into()),
+        region: Some(region.into()),
         regions: vec![],
         interface: Interface::Public,
         verify: true,
@@ -700,30 +705,45 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs(3));
     settings.refresh.servers = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(10));
-    let cfg = crate::sim::SimConfig {
+    // Two clouds, each with its own Keystone: `demo` (RegionOne) and `demo-east` (RegionTwo).
+    let sim = |world, file: &str| crate::sim::SimConfig {
         speed: cli.speed,
-        world: crate::sim::WorldSource::Demo,
-        state: Some(state.join("world.json")),
+        world,
+        state: Some(state.join(file)),
         ..Default::default()
     };
-    let h = crate::sim::start(cfg).await?;
-    let client = Client::with_timeout(demo_cloud(&h.base_url), settings.refresh.timeout.0)?;
+    let h = crate::sim::start(sim(crate::sim::WorldSource::Demo, "world.json")).await?;
+    let east = match crate::sim::start(sim(crate::sim::WorldSource::DemoEast, "world-east.json")).await {
+        Ok(e) => e,
+        Err(e) => {
+            h.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    let timeout = settings.refresh.timeout.0;
+    let clients = vec![
+        Client::with_timeout(demo_cloud(&h.base_url), timeout)?,
+        Client::with_timeout(demo_cloud_named(&east.base_url, "demo-east", "RegionTwo"), timeout)?,
+    ];
     let greeting = format!(
-        "demo: simulated OpenStack at {} ({}x speed), state in {}; ? lists the keys, q quits",
+        "demo: two simulated OpenStack clouds, demo at {} and demo-east at {} ({}x speed), state in {}; Tab switches clouds, ? lists the keys, q quits",
         h.base_url,
+        east.base_url,
         cli.speed,
         state.display()
     );
-    let r = console_with(cli, &settings, vec![client], Some(greeting), pdir, state).await;
+    let r = console_with(cli, &settings, clients, Some(greeting), pdir, state).await;
     h.shutdown().await;
+    east.shutdown().await;
     r
 }
 
 /// The demo's application policies, and a standalone backup policy.
-pub const DEMO_POLICIES: [(&str, &str); 4] = [
+pub const DEMO_POLICIES: [(&str, &str); 5] = [
     ("web.toml", include_str!("../../assets/demo/policies/web.toml")),
     ("api.toml", include_str!("../../assets/demo/policies/api.toml")),
     ("worker.toml", include_str!("../../assets/demo/policies/worker.toml")),
+    ("reports.toml", include_str!("../../assets/demo/policies/reports.toml")),
     ("backups/tagged-volumes.toml", include_str!("../../assets/demo/policies/backups/tagged-volumes.toml")),
 ];
 

@@ -267,6 +267,8 @@ pub fn short(id: &str) -> String {
 pub struct AppStatus {
     pub policy_id: String,
     pub app: String,
+    /// The cloud of this location of the app.
+    pub cloud: String,
     pub desired: u32,
     /// Members counted toward capacity (not terminating, not failed).
     pub members: u32,

@@ -873,7 +873,10 @@ impl Runner {
             }
             status.plans.push((a.app.clone(), lines));
         }
-        status.apps.extend(d.plan.apps.iter().cloned());
+        status.apps.extend(d.plan.apps.iter().cloned().map(|mut a| {
+            a.cloud = name.to_string();
+            a
+        }));
         status.policies.extend(d.policies.iter().cloned());
         status.policy_errors.extend(d.problems.iter().cloned());
         status.scaling.extend(d.scaling.iter().map(|(_, o)| o.view.clone()));

@@ -39,6 +39,8 @@ pub enum WorldSource {
     Default,
     /// The demo world (`--demo`).
     Demo,
+    /// The demo's second cloud.
+    DemoEast,
     /// A world file.
     File(PathBuf),
 }
@@ -199,6 +201,7 @@ pub fn initial_world(cfg: &SimConfig, now: crate::domain::Timestamp) -> Result<w
     let mut w = match &cfg.world {
         WorldSource::Default => worldfile::load(worldfile::DEFAULT_WORLD, "default world", now)?,
         WorldSource::Demo => worldfile::load(worldfile::DEMO_WORLD, "assets/demo/world.toml", now)?,
+        WorldSource::DemoEast => worldfile::load(worldfile::DEMO_EAST_WORLD, "assets/demo/world-east.toml", now)?,
         WorldSource::File(p) => {
             let text = std::fs::read_to_string(p).map_err(io_at(p))?;
             worldfile::load(&text, &p.display().to_string(), now)?

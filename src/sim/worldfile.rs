@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 pub const DEFAULT_WORLD: &str = include_str!("../../assets/sim/default-world.toml");
 /// The world of `stackpilot --demo`.
 pub const DEMO_WORLD: &str = include_str!("../../assets/demo/world.toml");
+/// The demo's second cloud (region RegionTwo, its own Keystone).
+pub const DEMO_EAST_WORLD: &str = include_str!("../../assets/demo/world-east.toml");
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

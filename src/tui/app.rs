@@ -93,6 +93,15 @@ pub struct ViewState {
     pub policy: Option<String>,
 }
 
+/// Between a cloud's name and an item's id in the row ids of views that show
+/// every cloud at once (`demo-east\u{1f}vol:...`).
+pub const ROW_SEP: char = '\u{1f}';
+
+/// A row id's item part (the cloud's name taken off when all clouds are shown).
+pub fn item_of(id: &str) -> &str {
+    id.split_once(ROW_SEP).map_or(id, |(_, rest)| rest)
+}
+
 impl ViewState {
     pub fn new(kind: ViewKind) -> Self {
         ViewState {
@@ -106,6 +115,10 @@ impl ViewState {
             server: None,
             policy: None,
         }
+    }
+    /// The selected row's item id (without the cloud of a merged view).
+    pub fn selected_key(&self) -> Option<String> {
+        self.selected_id.as_deref().map(|s| item_of(s).to_string())
     }
     /// Breadcrumb text; `name` resolves a server id to its name.
     pub fn crumb(&self, name: impl Fn(&str) -> Option<String>) -> String {
@@ -324,11 +337,14 @@ pub struct EngineView {
 }
 
 impl EngineView {
-    pub fn scaling_of(&self, app: &str) -> Option<&crate::engine::runner::ScalingView> {
-        self.scaling.iter().find(|s| s.app == app)
+    pub fn scaling_of(&self, cloud: &str, app: &str) -> Option<&crate::engine::runner::ScalingView> {
+        self.scaling.iter().find(|s| s.app == app && s.cloud == cloud)
     }
-    pub fn policy_of(&self, app: &str) -> Option<&crate::engine::PolicyView> {
-        self.policies.iter().find(|p| p.app == app)
+    pub fn policy_of(&self, cloud: &str, app: &str) -> Option<&crate::engine::PolicyView> {
+        self.policies.iter().find(|p| p.app == app && p.cloud == cloud)
+    }
+    pub fn app_of(&self, cloud: &str, app: &str) -> Option<&EngineApp> {
+        self.apps.iter().find(|a| a.app == app && a.cloud == cloud)
     }
 }
 
@@ -336,6 +352,7 @@ impl EngineView {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineApp {
     pub app: String,
+    pub cloud: String,
     /// A rollout going on.
     pub rollout: Option<crate::engine::rollout::RolloutView>,
     pub desired: u32,
@@ -355,7 +372,11 @@ pub struct App {
     pub snapshot: Arc<Snapshot>,
     /// Snapshot shown while frozen.
     pub frozen: Option<Arc<Snapshot>>,
+    /// The cloud shown (in a merged view: the selected row's cloud, which
+    /// actions apply to).
     pub cloud: usize,
+    /// Every cloud at once (`:cloud *`; the start when several are configured).
+    pub merged: bool,
     /// Never empty: it starts with the Overview and only `back` pops, never the last
     /// one (private, so the invariant is this module's alone).
     stack: Vec<ViewState>,
@@ -408,6 +429,7 @@ impl App {
             snapshot,
             frozen: None,
             cloud: 0,
+            merged: true,
             stack: vec![ViewState::new(ViewKind::Overview)],
             home: ViewState::new(ViewKind::Overview),
             remembered: BTreeMap::new(),
@@ -477,6 +499,25 @@ impl App {
         }
         v
     }
+    /// Views show every cloud at once (merged, and more than one configured).
+    pub fn all_clouds(&self) -> bool {
+        self.merged && self.shown().clouds.len() > 1
+    }
+    /// The cloud and item of a row id (its cloud named in a merged view).
+    pub fn row<'a>(&'a self, id: &'a str) -> Option<(&'a crate::inventory::CloudSnapshot, &'a str)> {
+        match id.split_once(ROW_SEP) {
+            Some((c, rest)) => self.shown().clouds.iter().find(|x| x.name == c).map(|x| (x, rest)),
+            None => self.cloud_snapshot().map(|c| (c, id)),
+        }
+    }
+    /// What the header names: one cloud's scope, or every cloud.
+    pub fn scope_label(&self) -> String {
+        if self.all_clouds() {
+            format!("all clouds ({})", self.shown().clouds.len())
+        } else {
+            self.cloud_snapshot().map(|c| c.scope.to_string()).unwrap_or_else(|| "no cloud".into())
+        }
+    }
     pub fn cloud_name(&self) -> String {
         self.cloud_snapshot().map(|c| c.name.clone()).unwrap_or_default()
     }
@@ -497,6 +538,12 @@ impl App {
         let n = self.rows.len();
         let i = if n == 0 { 0 } else { i.min(n - 1) };
         let id = self.rows.id(i);
+        // In a merged view the selected row's cloud is the one actions apply to.
+        if let Some((c, _)) = id.as_deref().and_then(|x| x.split_once(ROW_SEP)) {
+            if let Some(ci) = self.shown().clouds.iter().position(|x| x.name == c) {
+                self.cloud = ci;
+            }
+        }
         let page = self.page();
         let v = self.view_mut();
         v.selected = i;
@@ -647,6 +694,14 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
     while let Some(w) = words.next() {
         if let Some(cl) = w.strip_prefix('@') {
             c.cloud = Some(cl.to_string());
+        } else if c.view.is_none()
+            && c.cloud.is_none()
+            && !c.quit
+            && ["cloud", "ctx"].iter().any(|x| w.eq_ignore_ascii_case(x))
+            && words.clone().next().is_some_and(|n| !n.starts_with('/') && !n.starts_with('@'))
+        {
+            // `:cloud NAME` shows one cloud in the view on screen; `:cloud *` all of them.
+            c.cloud = words.next().map(String::from);
         } else if let Some(f) = w.strip_prefix('/') {
             let mut f = f.to_string();
             for rest in words.by_ref() {
@@ -969,7 +1024,8 @@ pub fn run_command(app: &mut App, line: &str) -> Vec<Effect> {
         Ok(CommandLine { view, cloud, filter, .. }) => {
             if let Some(c) = cloud {
                 match app.shown().clouds.iter().position(|x| x.name == c) {
-                    Some(i) => app.cloud = i,
+                    _ if c == "*" => app.merged = true,
+                    Some(i) => (app.merged, app.cloud) = (false, i),
                     None => {
                         let names: Vec<String> = app.shown().clouds.iter().map(|x| x.name.clone()).collect();
                         app.notify(format!("no cloud `{c}`; clouds: {}", names.join(", ")), Severity::Warning);
@@ -1133,13 +1189,28 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::ZoomIn => app.window_secs = (app.window_secs / 2).max(300),
         Action::ZoomOut => app.window_secs = (app.window_secs * 2).min(86_400),
         Action::NextCloud => {
+            // One cloud after the other, then all of them (when there are several).
             let n = app.shown().clouds.len().max(1);
-            app.cloud = (app.cloud + 1) % n;
+            if app.all_clouds() {
+                (app.merged, app.cloud) = (false, 0);
+            } else if app.cloud + 1 >= n && n > 1 {
+                app.merged = true;
+            } else {
+                (app.merged, app.cloud) = (false, (app.cloud + 1) % n);
+            }
+            app.notify(format!("showing {}", app.scope_label()), Severity::Info);
             app.refresh_rows();
         }
         Action::Refresh => {
-            let cloud = app.cloud_name();
-            return Kind::ALL.iter().map(|k| Effect::Refresh { cloud: cloud.clone(), kind: *k }).collect();
+            let clouds: Vec<String> = if app.all_clouds() {
+                app.shown().clouds.iter().map(|c| c.name.clone()).collect()
+            } else {
+                vec![app.cloud_name()]
+            };
+            return clouds
+                .iter()
+                .flat_map(|cloud| Kind::ALL.iter().map(|k| Effect::Refresh { cloud: cloud.clone(), kind: *k }))
+                .collect();
         }
         Action::Start | Action::Stop | Action::Reboot | Action::HardReboot | Action::Delete => return ask(app, action),
         Action::RetireApp => app.notify("retire an application with `:retire APP`", Severity::Info),
@@ -1228,7 +1299,8 @@ fn selected_backup(app: &App) -> Option<crate::domain::Backup> {
     if v.kind != ViewKind::Storage {
         return None;
     }
-    let id = v.selected_id.as_deref()?.strip_prefix("bak:")?;
+    let key = v.selected_key()?;
+    let id = key.strip_prefix("bak:")?;
     app.cloud_snapshot()?.backups.iter().find(|b| b.id == id).cloned()
 }
 
@@ -1399,7 +1471,7 @@ pub fn selected_server(app: &App) -> Option<(String, String)> {
     let v = app.view();
     let id = match v.kind {
         ViewKind::ServerDetail => v.server.clone(),
-        ViewKind::Servers => v.selected_id.clone(),
+        ViewKind::Servers => v.selected_key(),
         _ => None,
     }?;
     Some((app.cloud_name(), id))
@@ -1435,7 +1507,7 @@ fn open(app: &mut App) -> Vec<Effect> {
     let v = app.view().clone();
     match v.kind {
         ViewKind::Overview | ViewKind::Apps => {
-            if let Some(name) = v.selected_id.clone() {
+            if let Some(name) = v.selected_key() {
                 let mut s = ViewState::new(ViewKind::Servers);
                 s.app = Some(name);
                 app.stack.push(s);
@@ -1443,7 +1515,7 @@ fn open(app: &mut App) -> Vec<Effect> {
             }
         }
         ViewKind::Servers => {
-            if let Some(id) = v.selected_id.clone() {
+            if let Some(id) = v.selected_key() {
                 open_server(app, &id);
             }
         }
@@ -1462,6 +1534,7 @@ fn open(app: &mut App) -> Vec<Effect> {
             if let Some(name) = v.selected_id.clone() {
                 if let Some(i) = app.shown().clouds.iter().position(|c| c.name == name) {
                     app.cloud = i;
+                    app.merged = false;
                     app.goto(ViewKind::Overview);
                 }
             }

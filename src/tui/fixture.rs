@@ -360,6 +360,7 @@ pub fn engine() -> super::app::EngineView {
         apps: vec![
             super::app::EngineApp {
                 app: "web".into(),
+                cloud: "demo".into(),
                 desired: 4,
                 members: 3,
                 ready: 2,
@@ -369,6 +370,7 @@ pub fn engine() -> super::app::EngineView {
             },
             super::app::EngineApp {
                 app: "api".into(),
+                cloud: "demo".into(),
                 desired: 2,
                 members: 2,
                 ready: 2,
@@ -480,4 +482,33 @@ pub fn restore_job() -> crate::engine::restore::RestoreJob {
         restore_timeout_secs: 3600,
         verify_of: None,
     }
+}
+
+/// Two clouds: `demo` (the snapshot above) and `demo-east`, a copy whose servers
+/// are named `east-…`; `east_down` makes `demo-east` unreachable since a minute.
+pub fn two_clouds(east_down: bool) -> Snapshot {
+    let mut snap = snapshot();
+    let Some(demo) = snap.clouds.first().cloned() else { return snap };
+    let mut east = demo.clone();
+    east.name = "demo-east".into();
+    east.scope.region = Some("RegionTwo".into());
+    let servers: Vec<Arc<Server>> = demo
+        .servers
+        .iter()
+        .map(|s| {
+            let mut s = (**s).clone();
+            s.name = Some(format!("east-{}", s.display_name()));
+            Arc::new(s)
+        })
+        .collect();
+    east.servers = Arc::new(servers);
+    if east_down {
+        for p in east.polls.values_mut() {
+            p.unreachable = true;
+            p.last_error = Some("connection refused".into());
+            p.last_ok = Some(now() - chrono::Duration::seconds(60));
+        }
+    }
+    snap.clouds = vec![demo, east];
+    snap
 }

@@ -67,6 +67,7 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
             .iter()
             .map(|a| app::EngineApp {
                 app: a.app.clone(),
+                cloud: a.cloud.clone(),
                 desired: a.desired,
                 members: a.members,
                 ready: a.ready,

@@ -2,8 +2,9 @@
 //! sorted (Shift + the column's letter), as ids into the snapshot on screen.
 //! Computed when data, filter or sort change — never while drawing.
 
-use super::app::{App, ViewKind};
+use super::app::{App, ViewKind, ROW_SEP};
 use crate::domain::Server;
+use crate::inventory::CloudSnapshot;
 use std::cmp::Ordering;
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,8 +76,8 @@ impl Filter {
     }
 }
 
-pub fn server_cpu(app: &App, s: &Server) -> f64 {
-    app.cloud_snapshot().and_then(|c| c.metrics.get(&s.id)).and_then(|m| m.cpu.last()).map(|x| x.1).unwrap_or(-1.0)
+pub fn server_cpu(c: &CloudSnapshot, s: &Server) -> f64 {
+    c.metrics.get(&s.id).and_then(|m| m.cpu.last()).map(|x| x.1).unwrap_or(-1.0)
 }
 
 fn server_matches(f: &Filter, s: &Server, image: &str) -> bool {
@@ -98,12 +99,87 @@ fn ord<T: PartialOrd>(a: T, b: T) -> Ordering {
     a.partial_cmp(&b).unwrap_or(Ordering::Equal)
 }
 
+/// The Volumes & Backups rows of one cloud.
+fn storage_rows(
+    app: &App,
+    cloud: &CloudSnapshot,
+    filter: &Filter,
+    apply_sort: &dyn Fn(&mut Vec<(String, Vec<SortKey>)>, &[char]),
+) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(e) = &app.engine {
+        for j in e.restores.iter().filter(|j| j.cloud == cloud.name) {
+            let target = match &j.target {
+                crate::engine::restore::Target::NewVolume { name, .. } => name.clone(),
+                crate::engine::restore::Target::Existing { volume_id } => volume_id.clone(),
+            };
+            if filter.matches(&["restore", &j.backup_id, &target, &j.op]) {
+                out.push(format!("rst:{}", j.op));
+            }
+        }
+    }
+    let shown = |b: &crate::domain::Backup| filter.matches(&["backup", b.label(), &b.id, &b.status, &b.volume_id]);
+    let mut rows: Vec<(String, Vec<SortKey>)> = Vec::new();
+    for vol in cloud.volumes.iter() {
+        let att = vol.attachments.iter().map(|a| a.server_id.as_str()).collect::<Vec<_>>().join(" ");
+        let own = filter.matches(&["volume", vol.label(), &vol.id, &vol.status, &att]);
+        if own || cloud.backups.iter().any(|b| b.volume_id == vol.id && shown(b)) {
+            rows.push((
+                format!("vol:{}", vol.id),
+                vec![
+                    SortKey::S(vol.label().to_string()),
+                    SortKey::S(vol.status.clone()),
+                    SortKey::N(vol.size_gb as f64),
+                    SortKey::S("volume".into()),
+                    SortKey::N(-(vol.created_at.map(|t| t.timestamp()).unwrap_or(0) as f64)),
+                ],
+            ));
+        }
+    }
+    apply_sort(&mut rows, sort_columns(ViewKind::Storage));
+    for (id, _) in rows {
+        let vid = id.trim_start_matches("vol:").to_string();
+        out.push(id);
+        out.extend(
+            backup_tree(&cloud.backups, &vid)
+                .into_iter()
+                .filter(|(b, _)| shown(b))
+                .map(|(b, _)| format!("bak:{}", b.id)),
+        );
+    }
+    // Backups of volumes that are gone.
+    let mut gone: Vec<&str> = cloud
+        .backups
+        .iter()
+        .filter(|b| !cloud.volumes.iter().any(|v| v.id == b.volume_id))
+        .map(|b| b.volume_id.as_str())
+        .collect();
+    gone.sort();
+    gone.dedup();
+    for vid in gone {
+        out.extend(
+            backup_tree(&cloud.backups, vid)
+                .into_iter()
+                .filter(|(b, _)| shown(b))
+                .map(|(b, _)| format!("bak:{}", b.id)),
+        );
+    }
+    out
+}
+
 /// The rows of the current view.
 pub fn compute(app: &App) -> RowSet {
     let v = app.view();
     let filter = Filter::new(&v.filter);
     let sort = v.sort;
     let Some(cloud) = app.cloud_snapshot() else { return RowSet::default() };
+    // Every cloud at once, or the one on screen; row ids then name their cloud.
+    let merged = app.all_clouds();
+    let clouds: Vec<&CloudSnapshot> = if merged { app.shown().clouds.iter().collect() } else { vec![cloud] };
+    let key = |c: &CloudSnapshot, id: String| if merged { format!("{}{ROW_SEP}{id}", c.name) } else { id };
+    // Alerts, events and policies of the other clouds are left out when one is shown.
+    let one_of_many = !merged && app.shown().clouds.len() > 1;
+    let this_cloud = |c: &str| !one_of_many || c.is_empty() || c == cloud.name;
     let apply_sort = |ids: &mut Vec<(String, Vec<SortKey>)>, cols: &[char]| {
         if let Some((c, desc)) = sort {
             if let Some(i) = cols.iter().position(|x| *x == c) {
@@ -120,14 +196,16 @@ pub fn compute(app: &App) -> RowSet {
     };
     let ids: Vec<String> = match v.kind {
         ViewKind::Overview | ViewKind::Apps | ViewKind::Plan => {
-            let mut rows: Vec<(String, Vec<SortKey>)> = cloud
-                .apps
+            let mut rows: Vec<(String, Vec<SortKey>)> = clouds
                 .iter()
-                .filter(|a| filter.matches(&[a.name.as_str(), &a.flavors.join(" ")]))
-                .map(|a| {
+                .flat_map(|c| c.apps.iter().map(move |a| (*c, a)))
+                .filter(|(c, a)| {
+                    filter.matches(&[a.name.as_str(), &a.flavors.join(" "), if merged { &c.name } else { "" }])
+                })
+                .map(|(c, a)| {
                     let cpu = a.cpu.last().map(|x| x.1).unwrap_or(-1.0);
                     (
-                        a.name.clone(),
+                        key(c, a.name.clone()),
                         vec![
                             SortKey::S(a.name.clone()),
                             SortKey::N(a.total() as f64),
@@ -141,13 +219,13 @@ pub fn compute(app: &App) -> RowSet {
             rows.into_iter().map(|r| r.0).collect()
         }
         ViewKind::Servers => {
-            let mut rows: Vec<(String, Vec<SortKey>)> = cloud
-                .servers
+            let mut rows: Vec<(String, Vec<SortKey>)> = clouds
                 .iter()
-                .filter(|s| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
-                .filter_map(|s| {
+                .flat_map(|c| c.servers.iter().map(move |s| (*c, s)))
+                .filter(|(_, s)| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
+                .filter_map(|(cloud, s)| {
                     let image = s.image_id.as_deref().and_then(|i| cloud.image_name(i)).unwrap_or("");
-                    if !server_matches(&filter, s, image) {
+                    if !server_matches(&filter, s, image) && !(merged && filter.matches(&[&cloud.name])) {
                         return None;
                     }
                     let keys = if sort.is_some() {
@@ -160,12 +238,12 @@ pub fn compute(app: &App) -> RowSet {
                             SortKey::S(s.availability_zone.clone().unwrap_or_default()),
                             SortKey::N(-(s.created.map(|t| t.timestamp()).unwrap_or(0) as f64)),
                             SortKey::S(s.task_state.clone().unwrap_or_default()),
-                            SortKey::N(server_cpu(app, s)),
+                            SortKey::N(server_cpu(cloud, s)),
                         ]
                     } else {
                         vec![]
                     };
-                    Some((s.id.clone(), keys))
+                    Some((key(cloud, s.id.clone()), keys))
                 })
                 .collect();
             apply_sort(&mut rows, sort_columns(ViewKind::Servers));
@@ -175,71 +253,18 @@ pub fn compute(app: &App) -> RowSet {
         ViewKind::Storage => {
             // Restores first, then each volume followed by its backups drawn as
             // chains; sorting orders the volumes, a volume's backups stay under it.
-            let mut out: Vec<String> = Vec::new();
-            if let Some(e) = &app.engine {
-                for j in e.restores.iter().filter(|j| j.cloud == cloud.name) {
-                    let target = match &j.target {
-                        crate::engine::restore::Target::NewVolume { name, .. } => name.clone(),
-                        crate::engine::restore::Target::Existing { volume_id } => volume_id.clone(),
-                    };
-                    if filter.matches(&["restore", &j.backup_id, &target, &j.op]) {
-                        out.push(format!("rst:{}", j.op));
-                    }
-                }
+            let mut all: Vec<String> = Vec::new();
+            for cloud in clouds.iter().copied() {
+                let out = storage_rows(app, cloud, &filter, &apply_sort);
+                all.extend(out.into_iter().map(|id| key(cloud, id)));
             }
-            let shown =
-                |b: &crate::domain::Backup| filter.matches(&["backup", b.label(), &b.id, &b.status, &b.volume_id]);
-            let mut rows: Vec<(String, Vec<SortKey>)> = Vec::new();
-            for vol in cloud.volumes.iter() {
-                let att = vol.attachments.iter().map(|a| a.server_id.as_str()).collect::<Vec<_>>().join(" ");
-                let own = filter.matches(&["volume", vol.label(), &vol.id, &vol.status, &att]);
-                if own || cloud.backups.iter().any(|b| b.volume_id == vol.id && shown(b)) {
-                    rows.push((
-                        format!("vol:{}", vol.id),
-                        vec![
-                            SortKey::S(vol.label().to_string()),
-                            SortKey::S(vol.status.clone()),
-                            SortKey::N(vol.size_gb as f64),
-                            SortKey::S("volume".into()),
-                            SortKey::N(-(vol.created_at.map(|t| t.timestamp()).unwrap_or(0) as f64)),
-                        ],
-                    ));
-                }
-            }
-            apply_sort(&mut rows, sort_columns(ViewKind::Storage));
-            for (id, _) in rows {
-                let vid = id.trim_start_matches("vol:").to_string();
-                out.push(id);
-                out.extend(
-                    backup_tree(&cloud.backups, &vid)
-                        .into_iter()
-                        .filter(|(b, _)| shown(b))
-                        .map(|(b, _)| format!("bak:{}", b.id)),
-                );
-            }
-            // Backups of volumes that are gone.
-            let mut gone: Vec<&str> = cloud
-                .backups
-                .iter()
-                .filter(|b| !cloud.volumes.iter().any(|v| v.id == b.volume_id))
-                .map(|b| b.volume_id.as_str())
-                .collect();
-            gone.sort();
-            gone.dedup();
-            for vid in gone {
-                out.extend(
-                    backup_tree(&cloud.backups, vid)
-                        .into_iter()
-                        .filter(|(b, _)| shown(b))
-                        .map(|(b, _)| format!("bak:{}", b.id)),
-                );
-            }
-            out
+            all
         }
         ViewKind::Alerts => {
             let alerts = app.alerts();
             let mut rows: Vec<(String, Vec<SortKey>)> = alerts
                 .iter()
+                .filter(|a| this_cloud(&a.cloud))
                 .filter(|a| {
                     filter.matches(&[a.severity.as_str(), &a.cloud, a.app.as_deref().unwrap_or(""), &a.message])
                 })
@@ -263,8 +288,10 @@ pub fn compute(app: &App) -> RowSet {
                 .events
                 .iter()
                 .enumerate()
+                .filter(|(_, e)| this_cloud(&e.cloud))
                 .filter(|(_, e)| {
                     filter.matches(&[
+                        &e.cloud,
                         &e.actor,
                         &e.action,
                         e.target.as_deref().unwrap_or(""),
@@ -305,8 +332,8 @@ pub fn compute(app: &App) -> RowSet {
             let policies = app.engine.as_ref().map(|e| e.policies.as_slice()).unwrap_or_default();
             let mut rows: Vec<(String, Vec<SortKey>)> = policies
                 .iter()
-                .filter(|p| p.cloud == cloud.name)
-                .filter(|p| filter.matches(&[p.app.as_str(), &p.state, &p.file, &p.problems.join(" ")]))
+                .filter(|p| merged || p.cloud == cloud.name)
+                .filter(|p| filter.matches(&[p.app.as_str(), &p.cloud, &p.state, &p.file, &p.problems.join(" ")]))
                 .map(|p| {
                     // Problems first: what is not ok sorts before what is.
                     let rank = if p.state == "ok" { "1" } else { "0" };
@@ -373,7 +400,7 @@ fn pretty(raw: Option<&str>, fallback: &impl serde::Serialize) -> String {
 pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
     let v = app.view();
     let cloud = app.cloud_snapshot()?;
-    let id = v.selected_id.clone().or_else(|| v.server.clone()).or_else(|| v.policy.clone())?;
+    let id = v.selected_key().or_else(|| v.server.clone()).or_else(|| v.policy.clone())?;
     match v.kind {
         ViewKind::Servers | ViewKind::ServerDetail => {
             let id = v.server.clone().filter(|_| v.kind == ViewKind::ServerDetail).unwrap_or(id);

@@ -119,10 +119,25 @@ fn age_style(app: &App, c: Option<&CloudSnapshot>) -> (String, Style) {
 fn header(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let c = app.cloud_snapshot();
-    let scope = c.map(|c| c.scope.to_string()).unwrap_or_else(|| "no cloud".into());
+    let scope = app.scope_label();
     let name = |id: &str| c.and_then(|c| c.server(id)).map(|s| s.display_name().to_string());
     let crumbs: Vec<String> = app.stack().iter().map(|v| v.crumb(name)).collect();
-    let (age, age_st) = age_style(app, c);
+    let (age, age_st) = if app.all_clouds() {
+        // The clouds not answering, by name; else the oldest data.
+        let down: Vec<&str> = app.shown().clouds.iter().filter(|c| c.unreachable()).map(|c| c.name.as_str()).collect();
+        if down.is_empty() {
+            app.shown()
+                .clouds
+                .iter()
+                .map(|c| age_style(app, Some(c)))
+                .max_by_key(|(_, st)| st == &t.bad() || st == &t.warn())
+                .unwrap_or_else(|| age_style(app, c))
+        } else {
+            (format!("unreachable: {}", down.join(", ")), t.bad())
+        }
+    } else {
+        age_style(app, c)
+    };
     let mut left = vec![
         Span::styled(" stackpilot ", t.title()),
         Span::styled(format!(" {scope} "), t.accent()),
@@ -305,6 +320,41 @@ pub(super) fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) ->
     out
 }
 
+/// The CLOUD column of views that show every cloud at once: as wide as the
+/// longest name (at most 16), kept whole as long as the status and name are.
+fn cloud_col(app: &App) -> Col {
+    let w = app.shown().clouds.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 16) as u16;
+    col("CLOUD", w, w.min(9), 1, None)
+}
+
+/// A table whose rows belong to clouds: `values` gets each row's cloud and item
+/// id, and the widths of `cols`; a CLOUD column comes first when every cloud is
+/// shown.
+fn cloud_table<F>(f: &mut Frame, app: &App, area: Rect, title: &str, cols: &[Col], mut values: F)
+where
+    F: FnMut(&CloudSnapshot, &str, &[(usize, u16)]) -> Vec<(String, Style)>,
+{
+    let merged = app.all_clouds();
+    let mut all: Vec<Col> = Vec::with_capacity(cols.len() + 1);
+    if merged {
+        all.push(cloud_col(app));
+    }
+    all.extend_from_slice(cols);
+    let o = usize::from(merged);
+    table(f, app, area, title, &all, |id, widths| {
+        let Some((c, item)) = app.row(id) else { return vec![] };
+        let inner: Vec<(usize, u16)> = widths.iter().filter(|(i, _)| *i >= o).map(|(i, w)| (i - o, *w)).collect();
+        let mut v = values(c, item, &inner);
+        if v.is_empty() {
+            return vec![];
+        }
+        if merged {
+            v.insert(0, (c.name.clone(), app.theme.dim()));
+        }
+        cells_of(v, widths)
+    });
+}
+
 fn cpu_cell(app: &App, values: &[f64], last: Option<f64>, width: u16) -> (String, Style) {
     let w = (width as usize).saturating_sub(5);
     let spark = sparkline(values, w, Some(100.0), app.ascii);
@@ -363,15 +413,14 @@ fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Ve
 }
 
 fn servers(f: &mut Frame, app: &App, area: Rect) {
-    let Some(c) = app.cloud_snapshot() else { return };
     let title = match &app.view().app {
         Some(a) => format!("servers of {a}"),
         None => "servers".to_string(),
     };
-    table(f, app, area, &title, &SERVER_COLS, |id, widths| {
+    cloud_table(f, app, area, &title, &SERVER_COLS, |c, id, widths| {
         let Some(s) = c.server(id) else { return vec![] };
         let cpu_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(10);
-        cells_of(server_values(app, c, s, cpu_w), widths)
+        server_values(app, c, s, cpu_w)
     });
 }
 
@@ -428,11 +477,11 @@ fn policy_word(state: &str) -> &'static str {
 }
 
 fn apps(f: &mut Frame, app: &App, area: Rect) {
-    let Some(c) = app.cloud_snapshot() else { return };
     let t = &app.theme;
     let eng = app.engine.as_ref();
-    let selected = app.view().selected_id.clone();
-    let sel_scaling = selected.as_deref().and_then(|a| eng.and_then(|e| e.scaling_of(a)));
+    let cloud = app.cloud_name();
+    let selected = app.view().selected_key();
+    let sel_scaling = selected.as_deref().and_then(|a| eng.and_then(|e| e.scaling_of(&cloud, a)));
     // The selected app's autoscaler below the table when there is room.
     let (table_area, panel) = match sel_scaling {
         Some(v) if area.height >= 20 => {
@@ -441,19 +490,19 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
         }
         _ => (area, None),
     };
-    table(f, app, table_area, "apps", &APP_COLS, |id, widths| {
+    cloud_table(f, app, table_area, "apps", &APP_COLS, |c, id, widths| {
         let Some(a) = c.apps.iter().find(|a| a.name == id) else { return vec![] };
         let cpu_w = widths.iter().find(|(i, _)| *i == 8).map(|w| w.1).unwrap_or(10);
         let vals = a.cpu.tail_values(cpu_w as usize);
-        let sc = eng.and_then(|e| e.scaling_of(id));
-        let governed = eng.and_then(|e| e.apps.iter().find(|x| x.app == id));
+        let sc = eng.and_then(|e| e.scaling_of(&c.name, id));
+        let governed = eng.and_then(|e| e.app_of(&c.name, id));
         let desired = match (sc, governed) {
             (Some(v), _) => format!("{} {}..{}", v.desired, v.min, v.max),
             (None, Some(g)) => g.desired.to_string(),
             _ => "-".into(),
         };
         // A policy that is not ok says so first: it is what the operator must fix.
-        let pol = eng.and_then(|e| e.policy_of(id)).filter(|p| p.state != "ok");
+        let pol = eng.and_then(|e| e.policy_of(&c.name, id)).filter(|p| p.state != "ok");
         let rollout = governed.and_then(|g| g.rollout.as_ref());
         let why = match (pol, governed.and_then(|g| g.hold.as_ref()), rollout) {
             (Some(p), _, _) => policy_word(&p.state).to_string(),
@@ -469,21 +518,18 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
         };
         let rollout_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(12);
         let rollout = rollout.map(|r| rollout_cell(app, r, rollout_w)).unwrap_or_else(|| ("-".into(), t.dim()));
-        cells_of(
-            vec![
-                (a.name.clone(), t.accent()),
-                (a.total().to_string(), t.base()),
-                (a.active.to_string(), t.ok()),
-                (a.building.to_string(), if a.building > 0 { t.warn() } else { t.dim() }),
-                (a.error.to_string(), if a.error > 0 { t.bad() } else { t.dim() }),
-                (desired, t.base()),
-                (why.clone(), reason_style(t, &why)),
-                (a.flavors.join(","), t.dim()),
-                cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
-                rollout,
-            ],
-            widths,
-        )
+        vec![
+            (a.name.clone(), t.accent()),
+            (a.total().to_string(), t.base()),
+            (a.active.to_string(), t.ok()),
+            (a.building.to_string(), if a.building > 0 { t.warn() } else { t.dim() }),
+            (a.error.to_string(), if a.error > 0 { t.bad() } else { t.dim() }),
+            (desired, t.base()),
+            (why.clone(), reason_style(t, &why)),
+            (a.flavors.join(","), t.dim()),
+            cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
+            rollout,
+        ]
     });
     if let Some((area, v)) = panel {
         scaling_panel(f, app, area, v);
@@ -563,6 +609,14 @@ fn scaling_panel(f: &mut Frame, app: &App, area: Rect, v: &crate::engine::runner
     }
 }
 
+/// One band of the Overview: a cloud's heading, or a row of its app tiles
+/// (indices into the rows).
+enum Band<'a> {
+    Cloud(&'a CloudSnapshot),
+    Tiles(&'a CloudSnapshot, Vec<usize>),
+    Empty,
+}
+
 fn overview(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let Some(c) = app.cloud_snapshot() else {
@@ -571,13 +625,41 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     };
     let [tiles_area, ticker, health] =
         Layout::vertical([Constraint::Min(0), Constraint::Length(1), Constraint::Length(1)]).areas(area);
-    let n = app.rows.len();
     let per_row = ((tiles_area.width / 30).max(1)) as usize;
     let tile_h = 7u16;
-    let rows_fit = (tiles_area.height / tile_h).max(1) as usize;
     let sel = app.view().selected;
-    let first_row = (sel / per_row).saturating_sub(rows_fit.saturating_sub(1));
-    if n == 0 {
+    let merged = app.all_clouds();
+    // Every cloud's heading and tiles (grouped by cloud), or the one cloud's tiles.
+    let groups: Vec<&CloudSnapshot> = if merged { app.shown().clouds.iter().collect() } else { vec![c] };
+    let mut bands: Vec<Band> = Vec::new();
+    for g in &groups {
+        let mine: Vec<usize> = app
+            .rows
+            .ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| app.row(id).is_some_and(|(rc, _)| rc.name == g.name))
+            .map(|(k, _)| k)
+            .collect();
+        if merged {
+            bands.push(Band::Cloud(g));
+            if mine.is_empty() {
+                bands.push(Band::Empty);
+            }
+        }
+        bands.extend(mine.chunks(per_row).map(|ch| Band::Tiles(g, ch.to_vec())));
+    }
+    let height = |b: &Band| match b {
+        Band::Tiles(..) => tile_h,
+        _ => 1,
+    };
+    // The first band shown keeps the selected tile on screen.
+    let sel_band = bands.iter().position(|b| matches!(b, Band::Tiles(_, ks) if ks.contains(&sel))).unwrap_or(0);
+    let mut first = 0;
+    while first < sel_band && bands[first..=sel_band].iter().map(height).sum::<u16>() > tiles_area.height {
+        first += 1;
+    }
+    if app.rows.is_empty() && !merged {
         f.render_widget(
             Paragraph::new(Span::styled(
                 "  no applications yet: servers with `stackpilot:app` metadata appear here",
@@ -586,65 +668,33 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
             tiles_area,
         );
     }
-    for (k, id) in app.rows.ids.iter().enumerate().skip(first_row * per_row).take(per_row * rows_fit) {
-        let r = (k / per_row - first_row) as u16;
-        let col_i = (k % per_row) as u16;
-        let w = tiles_area.width / per_row as u16;
-        let rect = Rect {
-            x: tiles_area.x + col_i * w,
-            y: tiles_area.y + r * tile_h,
-            width: w,
-            height: tile_h.min(tiles_area.height.saturating_sub(r * tile_h)),
-        };
-        if rect.height < 3 || rect.width < 8 {
-            continue;
+    let mut y = tiles_area.y;
+    let bottom = tiles_area.y + tiles_area.height;
+    for b in bands.iter().skip(first) {
+        let h = height(b).min(bottom.saturating_sub(y));
+        if h == 0 {
+            break;
         }
-        let Some(a) = c.apps.iter().find(|a| &a.name == id) else { continue };
-        // desired/ready/healthy: the engine's view of its members when a policy
-        // governs the app, else what the servers say.
-        let eng = app.engine.as_ref().and_then(|e| e.apps.iter().find(|x| x.app == a.name));
-        let (desired, ready, healthy) = match eng {
-            Some(e) => (e.desired as usize, e.ready as usize, e.members as usize),
-            None => (a.total(), a.active, a.healthy()),
-        };
-        let border = if a.error > 0 {
-            t.bad()
-        } else if a.building > 0 {
-            t.warn()
-        } else {
-            t.dim()
-        };
-        let border = if k == sel { border.add_modifier(Modifier::BOLD).patch(t.accent()) } else { border };
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .border_style(border)
-            .title(Span::styled(format!(" {} ", a.name), t.title()))
-            .title_top(Line::from(Span::styled(format!(" {desired}/{ready}/{healthy} "), t.base())).right_aligned());
-        let inner = block.inner(rect);
-        f.render_widget(block, rect);
-        let sw = (inner.width as usize).saturating_sub(6);
-        let cpu = a.cpu.last().map(|x| format!("{:>4.0}%", x.1)).unwrap_or_else(|| "    -".into());
-        let mut lines = vec![
-            Line::from(vec![
-                Span::styled(sparkline(&a.cpu.tail_values(sw), sw, Some(100.0), app.ascii), t.accent()),
-                Span::raw(cpu),
-            ]),
-            Line::from(Span::styled(
-                format!("active {} · build {} · error {}", a.active, a.building, a.error),
-                if a.error > 0 { t.bad() } else { t.dim() },
-            )),
-            Line::from(Span::styled(a.flavors.join(", "), t.dim())),
-        ];
-        for e in app
-            .events
-            .iter()
-            .filter(|e| e.app.as_deref() == Some(a.name.as_str()))
-            .take(inner.height.saturating_sub(3) as usize)
-        {
-            lines
-                .push(Line::from(Span::styled(format!("{} {} {}", e.at.format("%H:%M"), e.action, e.result), t.dim())));
+        let line = Rect { x: tiles_area.x, y, width: tiles_area.width, height: 1 };
+        match b {
+            Band::Cloud(g) => f.render_widget(Paragraph::new(cloud_heading(app, g)), line),
+            Band::Empty => {
+                f.render_widget(Paragraph::new(Span::styled("   no applications on this cloud", t.dim())), line)
+            }
+            Band::Tiles(g, ks) => {
+                let w = tiles_area.width / per_row as u16;
+                for (col_i, k) in ks.iter().enumerate() {
+                    let rect = Rect { x: tiles_area.x + col_i as u16 * w, y, width: w, height: h };
+                    if rect.height < 3 || rect.width < 8 {
+                        continue;
+                    }
+                    let Some(id) = app.rows.ids.get(*k) else { continue };
+                    let Some(a) = g.apps.iter().find(|a| a.name == super::app::item_of(id)) else { continue };
+                    app_tile(f, app, rect, g, a, *k == sel);
+                }
+            }
         }
-        f.render_widget(Paragraph::new(lines), inner);
+        y += h;
     }
     // Alert ticker: the active alerts, most severe first.
     let alerts: Vec<crate::domain::Alert> = app.alerts().into_iter().filter(|a| a.is_active()).collect();
@@ -656,32 +706,124 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         None => Line::from(Span::styled(" no alerts", t.ok())),
         Some(a) => Line::from(vec![
             Span::styled(format!(" ▲ {} ", a.severity.as_str().to_uppercase()), t.severity(a.severity)),
-            Span::raw(a.message.clone()),
+            Span::raw(if merged && !a.cloud.is_empty() {
+                format!("{}: {}", a.cloud, a.message)
+            } else {
+                a.message.clone()
+            }),
             Span::styled(format!("   ({})", by_severity(&alerts)), t.dim()),
         ]),
     };
     f.render_widget(Paragraph::new(tick), ticker);
+    let line = if merged {
+        // Each cloud's data age in a word; the headings above say the rest.
+        let mut spans = vec![Span::styled(" clouds:", t.dim())];
+        for g in &groups {
+            let (age, st) = age_style(app, Some(g));
+            spans.push(Span::styled(format!(" {} ", g.name), t.accent()));
+            spans.push(Span::styled(age, st));
+        }
+        Line::from(spans)
+    } else {
+        let (age, st) = age_style(app, Some(c));
+        // The data's age first: it is what 80 columns must keep.
+        Line::from(vec![
+            Span::styled(format!(" {} ", c.name), t.accent()),
+            Span::styled(age, st),
+            Span::styled(
+                format!(
+                    " · {} servers · {} volumes · {} backups{}",
+                    c.servers.len(),
+                    c.volumes.len(),
+                    c.backups.len(),
+                    quota_text(c)
+                ),
+                t.dim(),
+            ),
+        ])
+    };
+    f.render_widget(Paragraph::new(line), health);
+}
+
+/// ` · instances 12/50 · cores 20/40`: quota use, when the cloud told it.
+fn quota_text(c: &CloudSnapshot) -> String {
+    let Some(l) = c.limits.as_ref() else { return String::new() };
+    let of = |used: i64, max: Option<i64>| format!("{used}/{}", max.map(|m| m.to_string()).unwrap_or("∞".into()));
+    format!(" · instances {} · cores {}", of(l.instances_used, l.max_instances), of(l.cores_used, l.max_cores))
+}
+
+/// A cloud's heading in the merged Overview: name, scope, health and data age,
+/// quota use, alerts.
+fn cloud_heading(app: &App, c: &CloudSnapshot) -> Line<'static> {
+    let t = &app.theme;
     let (age, st) = age_style(app, Some(c));
-    let lim = c
-        .limits
-        .as_ref()
-        .map(|l| {
-            format!(
-                " · instances {}/{}",
-                l.instances_used,
-                l.max_instances.map(|m| m.to_string()).unwrap_or("∞".into())
-            )
-        })
-        .unwrap_or_default();
-    let line = Line::from(vec![
-        Span::styled(format!(" {} ", c.name), t.accent()),
+    let alerts: Vec<crate::domain::Alert> =
+        app.alerts().into_iter().filter(|a| a.is_active() && a.cloud == c.name).collect();
+    let mut spans = vec![
+        Span::styled(format!(" ▍{} ", c.name), t.title()),
         Span::styled(
-            format!("{} servers · {} volumes · {} backups{lim} · ", c.servers.len(), c.volumes.len(), c.backups.len()),
+            format!("{}/{} · ", c.scope.region.as_deref().unwrap_or("-"), c.scope.project.as_deref().unwrap_or("-")),
             t.dim(),
         ),
         Span::styled(age, st),
-    ]);
-    f.render_widget(Paragraph::new(line), health);
+        Span::styled(format!(" · {} servers · {} volumes{}", c.servers.len(), c.volumes.len(), quota_text(c)), t.dim()),
+    ];
+    if alerts.is_empty() {
+        spans.push(Span::styled(" · no alerts", t.ok()));
+    } else {
+        let worst = alerts.iter().map(|a| a.severity).max().unwrap_or(crate::domain::Severity::Info);
+        spans.push(Span::styled(format!(" · ▲ {}", by_severity(&alerts)), t.severity(worst)));
+    }
+    Line::from(spans)
+}
+
+/// One app's tile: members, CPU sparkline, counts, flavors, recent events.
+fn app_tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &crate::inventory::AppSummary, selected: bool) {
+    let t = &app.theme;
+    // desired/ready/healthy: the engine's view of its members when a policy
+    // governs the app, else what the servers say.
+    let eng = app.engine.as_ref().and_then(|e| e.app_of(&c.name, &a.name));
+    let (desired, ready, healthy) = match eng {
+        Some(e) => (e.desired as usize, e.ready as usize, e.members as usize),
+        None => (a.total(), a.active, a.healthy()),
+    };
+    let border = if a.error > 0 {
+        t.bad()
+    } else if a.building > 0 {
+        t.warn()
+    } else {
+        t.dim()
+    };
+    let border = if selected { border.add_modifier(Modifier::BOLD).patch(t.accent()) } else { border };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(border)
+        .title(Span::styled(format!(" {} ", a.name), t.title()))
+        .title_top(Line::from(Span::styled(format!(" {desired}/{ready}/{healthy} "), t.base())).right_aligned());
+    let inner = block.inner(rect);
+    f.render_widget(block, rect);
+    let sw = (inner.width as usize).saturating_sub(6);
+    let cpu = a.cpu.last().map(|x| format!("{:>4.0}%", x.1)).unwrap_or_else(|| "    -".into());
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled(sparkline(&a.cpu.tail_values(sw), sw, Some(100.0), app.ascii), t.accent()),
+            Span::raw(cpu),
+        ]),
+        Line::from(Span::styled(
+            format!("active {} · build {} · error {}", a.active, a.building, a.error),
+            if a.error > 0 { t.bad() } else { t.dim() },
+        )),
+        Line::from(Span::styled(a.flavors.join(", "), t.dim())),
+    ];
+    for e in app
+        .events
+        .iter()
+        .filter(|e| e.app.as_deref() == Some(a.name.as_str()) && (e.cloud.is_empty() || e.cloud == c.name))
+        .take(inner.height.saturating_sub(3) as usize)
+    {
+        lines.push(Line::from(Span::styled(format!("{} {} {}", e.at.format("%H:%M"), e.action, e.result), t.dim())));
+    }
+    f.render_widget(Paragraph::new(lines), inner);
 }
 
 fn field(t: &super::theme::Theme, k: &str, v: String) -> Line<'static> {
@@ -866,7 +1008,6 @@ fn when(now: crate::domain::Timestamp, t: crate::domain::Timestamp) -> String {
 }
 
 fn storage(f: &mut Frame, app: &App, area: Rect) {
-    let Some(c) = app.cloud_snapshot() else { return };
     let t = &app.theme;
     let status_style = |s: &str| {
         if s.starts_with("error") || s == "failed" {
@@ -877,12 +1018,13 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
             t.warn()
         }
     };
-    let covered = |vid: &str| {
+    let covered = |c: &CloudSnapshot, vid: &str| {
         app.engine
             .as_ref()
             .and_then(|e| e.backups.iter().find(|(cl, v)| cl == &c.name && v.volume_id == vid).map(|(_, v)| v))
+            .cloned()
     };
-    table(f, app, area, "volumes & backups", &STORAGE_COLS, |id, widths| {
+    cloud_table(f, app, area, "volumes & backups", &STORAGE_COLS, |c, id, _| {
         let age =
             |x: Option<crate::domain::Timestamp>| x.map(|x| human_age((app.now - x).num_seconds())).unwrap_or_default();
         if let Some(op) = id.strip_prefix("rst:") {
@@ -924,21 +1066,18 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 ),
                 (_, None) => format!("from backup {}", j.backup_id),
             };
-            let detail = named(app, detail);
-            return cells_of(
-                vec![
-                    (if j.verify_of.is_some() { "test" } else { "restore" }.into(), t.accent()),
-                    (target, t.base()),
-                    (status.into(), status_style(status)),
-                    (String::new(), t.dim()),
-                    (String::new(), t.dim()),
-                    (progress, t.base()),
-                    (String::new(), t.dim()),
-                    (detail, if j.status == JobStatus::Failed { t.bad() } else { t.dim() }),
-                    (age(Some(j.created_at)), t.dim()),
-                ],
-                widths,
-            );
+            let detail = named(c, detail);
+            return vec![
+                (if j.verify_of.is_some() { "test" } else { "restore" }.into(), t.accent()),
+                (target, t.base()),
+                (status.into(), status_style(status)),
+                (String::new(), t.dim()),
+                (String::new(), t.dim()),
+                (progress, t.base()),
+                (String::new(), t.dim()),
+                (detail, if j.status == JobStatus::Failed { t.bad() } else { t.dim() }),
+                (age(Some(j.created_at)), t.dim()),
+            ];
         }
         if let Some(vid) = id.strip_prefix("vol:") {
             let Some(v) = c.volumes.iter().find(|x| x.id == vid) else { return vec![] };
@@ -954,7 +1093,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let (policy, last, next) = match covered(vid) {
+            let (policy, last, next) = match covered(c, vid) {
                 None => (("—".to_string(), t.dim()), (String::new(), t.dim()), String::new()),
                 Some(b) => {
                     let last = match &b.last {
@@ -975,20 +1114,17 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                     ((chains, t.base()), last, b.next.map(|n| when(app.now, n)).unwrap_or_default())
                 }
             };
-            cells_of(
-                vec![
-                    ("volume".into(), t.dim()),
-                    (v.label().to_string(), t.base()),
-                    (v.status.clone(), status_style(&v.status)),
-                    (format!("{}G", v.size_gb), t.base()),
-                    policy,
-                    last,
-                    (next, t.dim()),
-                    (att, t.dim()),
-                    (age(v.created_at), t.dim()),
-                ],
-                widths,
-            )
+            vec![
+                ("volume".into(), t.dim()),
+                (v.label().to_string(), t.base()),
+                (v.status.clone(), status_style(&v.status)),
+                (format!("{}G", v.size_gb), t.base()),
+                policy,
+                last,
+                (next, t.dim()),
+                (att, t.dim()),
+                (age(v.created_at), t.dim()),
+            ]
         } else {
             let bid = id.trim_start_matches("bak:");
             let Some(b) = c.backups.iter().find(|x| x.id == bid) else { return vec![] };
@@ -1003,7 +1139,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 super::rows::TreePos::Child { last } => format!("  {} {}", if last { ell } else { tee }, b.label()),
             };
             let owner = match b.metadata.get(crate::domain::names::POLICY) {
-                Some(_) => covered(&b.volume_id).map(|v| v.policy.clone()).unwrap_or_else(|| "policy".into()),
+                Some(_) => covered(c, &b.volume_id).map(|v| v.policy.clone()).unwrap_or_else(|| "policy".into()),
                 None => "manual".into(),
             };
             let detail = format!(
@@ -1011,20 +1147,17 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 if b.is_incremental { "incremental" } else { "full" },
                 b.fail_reason.as_ref().map(|r| format!(" — {r}")).unwrap_or_default()
             );
-            cells_of(
-                vec![
-                    ("backup".into(), t.dim()),
-                    (name, t.base()),
-                    (b.status.clone(), status_style(&b.status)),
-                    (format!("{}G", b.size_gb), t.base()),
-                    (owner, t.dim()),
-                    (String::new(), t.dim()),
-                    (String::new(), t.dim()),
-                    (detail, t.dim()),
-                    (age(b.data_timestamp.or(b.created_at)), t.dim()),
-                ],
-                widths,
-            )
+            vec![
+                ("backup".into(), t.dim()),
+                (name, t.base()),
+                (b.status.clone(), status_style(&b.status)),
+                (format!("{}G", b.size_gb), t.base()),
+                (owner, t.dim()),
+                (String::new(), t.dim()),
+                (String::new(), t.dim()),
+                (detail, t.dim()),
+                (age(b.data_timestamp.or(b.created_at)), t.dim()),
+            ]
         }
     });
 }
@@ -1119,7 +1252,13 @@ const EVENT_COLS: [Col; 8] = [
 
 fn events(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
-    table(f, app, area, "events", &EVENT_COLS, |id, widths| {
+    // Every cloud's events: which cloud, after the time.
+    let merged = app.all_clouds();
+    let mut cols = EVENT_COLS.to_vec();
+    if merged {
+        cols.insert(1, cloud_col(app));
+    }
+    table(f, app, area, "events", &cols, |id, widths| {
         let Some(e) = id.strip_prefix("ev:").and_then(|i| i.parse::<usize>().ok()).and_then(|i| app.events.get(i))
         else {
             return vec![];
@@ -1135,19 +1274,20 @@ fn events(f: &mut Frame, app: &App, area: Rect) {
             Some(d) if !d.is_empty() => format!("{} — {d}", e.reason),
             _ => e.reason.clone(),
         };
-        cells_of(
-            vec![
-                (e.at.format("%H:%M:%S").to_string(), t.dim()),
-                (e.actor.clone(), t.dim()),
-                (e.action.clone(), t.base()),
-                (e.app.clone().unwrap_or_default(), t.accent()),
-                (e.target.clone().unwrap_or_default(), t.base()),
-                (e.result.clone(), rs),
-                (why, t.base()),
-                (e.request_id.clone().unwrap_or_default(), t.dim()),
-            ],
-            widths,
-        )
+        let mut v = vec![
+            (e.at.format("%H:%M:%S").to_string(), t.dim()),
+            (e.actor.clone(), t.dim()),
+            (e.action.clone(), t.base()),
+            (e.app.clone().unwrap_or_default(), t.accent()),
+            (e.target.clone().unwrap_or_default(), t.base()),
+            (e.result.clone(), rs),
+            (why, t.base()),
+            (e.request_id.clone().unwrap_or_default(), t.dim()),
+        ];
+        if merged {
+            v.insert(1, (e.cloud.clone(), t.dim()));
+        }
+        cells_of(v, widths)
     });
 }
 
@@ -1219,7 +1359,8 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
             }
             for (appname, steps) in &e.plan {
                 let st = e.apps.iter().find(|a| &a.app == appname);
-                let pol = e.policy_of(appname).filter(|p| p.state != "ok");
+                let cloud = st.map(|a| a.cloud.as_str()).unwrap_or_default();
+                let pol = e.policy_of(cloud, appname).filter(|p| p.state != "ok");
                 let head = match st {
                     Some(a) => format!(
                         "  {appname}  {}/{} members, {} ready{}",
@@ -1241,7 +1382,7 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                 if let Some(h) = st.and_then(|a| a.hold.clone()) {
                     lines.push(Line::from(Span::styled(format!("    on hold: {h}"), t.warn())));
                 }
-                if let Some(v) = e.scaling_of(appname) {
+                if let Some(v) = e.scaling_of(cloud, appname) {
                     lines.push(Line::from(vec![
                         Span::styled(format!("    autoscaler {} ", v.reason), reason_style(t, &v.reason)),
                         Span::styled(format!("desired {} ({}..{}): {}", v.desired, v.min, v.max, v.message), t.base()),
@@ -1278,8 +1419,7 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
 
 /// Names (servers, volumes, backups of the cloud shown) in place of the ids a
 /// text carries.
-fn named(app: &App, text: String) -> String {
-    let Some(c) = app.cloud_snapshot() else { return text };
+fn named(c: &CloudSnapshot, text: String) -> String {
     let mut pairs: Vec<(&str, &str)> = c.servers.iter().map(|s| (s.id.as_str(), s.display_name())).collect();
     pairs.extend(c.volumes.iter().map(|v| (v.id.as_str(), v.label())));
     pairs.extend(c.backups.iter().map(|b| (b.id.as_str(), b.label())));
@@ -1380,7 +1520,10 @@ fn confirm(
         Action::RestoreBackup => "Restore",
         _ => "Do",
     };
-    let named = |text: String| named(app, text);
+    let named = |text: String| match app.cloud_snapshot() {
+        Some(c) => named(c, text),
+        None => text,
+    };
     let steps: Vec<String> = match (&app.restore_plan, p.action) {
         (Some(j), Action::RestoreBackup) => {
             use crate::engine::restore::Target;
