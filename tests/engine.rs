@@ -620,7 +620,7 @@ async fn a_second_engine_on_the_same_host_only_observes() {
         let st = second.handle.status.borrow().clone();
         if st.observer && st.ticks > 3 {
             assert_eq!(st.lease_holder.as_deref(), Some(format!("test/{}", rig.run).as_str()));
-            assert!(st.plans.iter().any(|(app, _)| app == &rig.app("web")), "the holder's plan: {:?}", st.plans);
+            assert!(st.plans.iter().any(|p| p.app == rig.app("web")), "the holder's plan: {:?}", st.plans);
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "{st:?}");

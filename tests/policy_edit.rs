@@ -153,7 +153,7 @@ async fn a_paused_app_is_left_alone_and_a_dry_run_app_waits_for_approval() {
         s.apps
             .iter()
             .any(|a| a.app == rig.app("web") && a.hold.as_deref().is_some_and(|h| h.contains("paused by its policy")))
-            && s.plans.iter().any(|(a, l)| a == &rig.app("api") && l.iter().any(|x| x.starts_with("create")))
+            && s.plans.iter().any(|p| p.app == rig.app("api") && p.lines.iter().any(|x| x.starts_with("create")))
     })
     .await;
     assert!(s.approval_pending, "a dry-run app's plan waits for approval: {s:#?}");

@@ -220,7 +220,7 @@ async fn an_operator_pauses_resumes_and_undoes_through_the_store_and_the_cli() {
     assert!(s
         .plans
         .iter()
-        .any(|(a, l)| a == &app && l.iter().any(|x| x.starts_with("rollout revision 1 → revision 2: paused"))));
+        .any(|p| p.app == app && p.lines.iter().any(|x| x.starts_with("rollout revision 1 → revision 2: paused"))));
     // The CLI says where it stands (reading the engine's store).
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_stackpilot"))

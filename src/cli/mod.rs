@@ -899,7 +899,8 @@ fn engine_clouds(cli: &Cli, dir: &std::path::Path, store: &crate::store::Store) 
     for e in &errors {
         tracing::error!("{e}");
     }
-    let mut names: Vec<String> = policies.iter().map(|p| p.cloud().to_string()).collect();
+    // Every location of an app placed on several clouds.
+    let mut names: Vec<String> = policies.iter().flat_map(|p| p.locations()).collect();
     let (backups, errors) = crate::engine::backup_run::read_standalone(dir);
     for e in &errors {
         tracing::error!("{e}");
@@ -960,12 +961,13 @@ impl ChangeLog {
         if s.observer {
             return;
         }
-        for (app, lines) in &s.plans {
-            if self.plans.get(app) != Some(lines) {
-                for l in lines {
-                    tracing::info!(app = %app, "plan: {l}");
+        for p in &s.plans {
+            let key = format!("{}/{}", p.cloud, p.app);
+            if self.plans.get(&key) != Some(&p.lines) {
+                for l in &p.lines {
+                    tracing::info!(cloud = %p.cloud, app = %p.app, "plan: {l}");
                 }
-                self.plans.insert(app.clone(), lines.clone());
+                self.plans.insert(key, p.lines.clone());
             }
         }
         let now: std::collections::BTreeSet<String> = s

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod notify;
 pub mod observe;
 pub mod operate;
+pub mod placement;
 pub mod plan;
 pub mod policies;
 pub mod preview;
@@ -40,7 +41,7 @@ pub mod status;
 
 pub use plan::{plan, AppInput, AppMode, AppStatus, EngineState, Plan, PlanConfig, PlannedAction, Step};
 pub use runner::{Engine, EngineCommand, EngineConfig, EngineHandle};
-pub use status::{EngineStatus, PolicyView, ScalingView};
+pub use status::{EngineStatus, PlanLines, PolicyView, ScalingView};
 
 /// The metadata keys and tags of members.
 pub use crate::domain::names as meta;

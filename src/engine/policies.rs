@@ -119,11 +119,14 @@ impl Policies {
         let scan = policy::scan_dir(dir);
         let mut good: BTreeMap<String, (Policy, String)> = BTreeMap::new();
         let mut invalid: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Locations a file's placement no longer names: held until retired.
+        let mut dropped: BTreeMap<String, String> = BTreeMap::new();
         match scan {
             Err(e) => book.dir_error = Some(format!("{}: {e}", dir.display())),
             Ok(files) => {
                 for (file, text) in files {
-                    self.file(&file, text, &known, &mut good, &mut invalid, &mut book.stray, &mut used);
+                    let mut out = FileOut { good: &mut good, invalid: &mut invalid, dropped: &mut dropped };
+                    self.file(&file, text, &known, &mut out, &mut book.stray, &mut used);
                 }
             }
         }
@@ -145,10 +148,17 @@ impl Policies {
         }
         for (id, k) in known.iter().filter(|(id, _)| !good.contains_key(*id)) {
             let file = PathBuf::from(&k.file);
-            let last = (!k.text.is_empty()).then(|| self.parse(&file, &k.text, &mut used).ok()).flatten();
+            // The last good text, as this location runs it.
+            let last = (!k.text.is_empty())
+                .then(|| self.parse(&file, &k.text, &mut used).ok())
+                .flatten()
+                .and_then(|p| p.placed().into_iter().find(|x| &x.id == id));
             let (state, problems) = match (k.state, invalid.remove(id), &book.dir_error) {
                 (PolicyState::Retired, _, _) => (PolicyState::Retired, vec![]),
                 (_, Some(errs), _) => (PolicyState::Invalid, errs),
+                (_, None, None) if dropped.contains_key(id) => {
+                    (PolicyState::Missing, dropped.remove(id).into_iter().collect())
+                }
                 (_, None, Some(e)) => (PolicyState::Missing, vec![format!("the policies directory {e}")]),
                 (_, None, None) => (PolicyState::Missing, vec![format!("{} is gone", k.file)]),
             };
@@ -170,55 +180,86 @@ impl Policies {
         Ok((book, ch.events))
     }
 
-    /// One file: a good policy, a known policy's invalid edit, or a stray error.
-    #[allow(clippy::too_many_arguments)]
+    /// One file: a good policy (one per location of its placement), a known
+    /// policy's invalid edit, or a stray error.
     fn file(
         &mut self,
         file: &Path,
         text: Result<String, policy::model::ReadError>,
         known: &BTreeMap<String, KnownPolicy>,
-        good: &mut BTreeMap<String, (Policy, String)>,
-        invalid: &mut BTreeMap<String, Vec<String>>,
+        out: &mut FileOut<'_>,
         stray: &mut Vec<PolicyError>,
         used: &mut Vec<(PathBuf, String)>,
     ) {
-        // The live (not retired) policy this file held last.
-        let owner = known.values().find(|k| Path::new(&k.file) == file && k.state != PolicyState::Retired);
+        // The live (not retired) policies this file held last: one per location.
+        let owners: Vec<&KnownPolicy> =
+            known.values().filter(|k| Path::new(&k.file) == file && k.state != PolicyState::Retired).collect();
         let parsed = match text {
             Ok(t) => self.parse(file, &t, used).map(|p| (p, t)),
             Err(e) => Err(vec![policy::file_error(file, e.to_string())]),
         };
         match parsed {
-            Ok((p, _)) if good.contains_key(&p.id) => {
-                let first = good.get(&p.id).map(|g| g.0.file.clone()).unwrap_or_default();
-                stray.push(policy::duplicate_error(&p, &first));
-            }
-            Ok((p, t)) => match owner.filter(|k| k.policy_id != p.id) {
-                // The file now names another app or cloud: an app does not move.
-                Some(k) => {
+            Ok((p, t)) => {
+                let placed = p.placed();
+                let kept = |k: &&KnownPolicy| placed.iter().any(|x| x.id == k.policy_id);
+                if let (false, Some(k)) = (owners.iter().any(kept), owners.first()) {
+                    // The file now names another app or cloud: an app does not move.
                     let msg = format!(
                         "{}: app `{}` on `{}` became `{}` on `{}`: an application does not move or rename; retire it (`stackpilot policy retire {}`) or put the new one in its own file",
                         file.display(),
                         k.app,
                         k.cloud,
                         p.name(),
-                        p.cloud(),
+                        p.locations().join(", "),
                         k.app
                     );
-                    invalid.insert(k.policy_id.clone(), vec![msg]);
+                    for k in &owners {
+                        out.invalid.insert(k.policy_id.clone(), vec![msg.clone()]);
+                    }
+                    return;
                 }
-                None => {
-                    good.insert(p.id.clone(), (p, t));
+                for k in owners.iter().filter(|k| !kept(k)) {
+                    out.dropped.insert(
+                        k.policy_id.clone(),
+                        format!(
+                            "{}: `{}` no longer lists `{}` among its locations: nothing is created or removed there until it is retired (`stackpilot policy retire {} --cloud {}`)",
+                            file.display(),
+                            k.app,
+                            k.cloud,
+                            k.app,
+                            k.cloud
+                        ),
+                    );
                 }
-            },
-            Err(errs) => match owner {
-                Some(k) => {
-                    invalid.insert(k.policy_id.clone(), errs.iter().map(|e| e.to_string()).collect());
+                for x in placed {
+                    match out.good.get(&x.id) {
+                        Some(g) => {
+                            let first = g.0.file.clone();
+                            stray.push(policy::duplicate_error(&x, &first));
+                        }
+                        None => {
+                            out.good.insert(x.id.clone(), (x, t.clone()));
+                        }
+                    }
                 }
-                None => stray.extend(errs),
-            },
+            }
+            Err(errs) => {
+                for k in &owners {
+                    out.invalid.insert(k.policy_id.clone(), errs.iter().map(|e| e.to_string()).collect());
+                }
+                if owners.is_empty() {
+                    stray.extend(errs);
+                }
+            }
         }
     }
+}
+
+/// Where one file's policies go.
+struct FileOut<'a> {
+    good: &'a mut BTreeMap<String, (Policy, String)>,
+    invalid: &'a mut BTreeMap<String, Vec<String>>,
+    dropped: &'a mut BTreeMap<String, String>,
 }
 
 /// Write a policy's state to the store when it changed, with an event.
@@ -376,7 +417,8 @@ pub fn retire(
         return Err(RetireError::AlreadyRetired { app: app.to_string(), cloud: target.cloud });
     }
     let (defined, errors) = policy::load_dir(dir);
-    if let Some(p) = defined.iter().find(|p| p.id == target.policy_id) {
+    // Every location of a placement is defined by its file.
+    if let Some(p) = defined.iter().flat_map(|p| p.placed()).find(|p| p.id == target.policy_id) {
         return Err(RetireError::StillDefined { app: app.to_string(), file: p.file.display().to_string() });
     }
     // A file that does not load may still define the app: never retire on the

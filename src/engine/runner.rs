@@ -12,7 +12,7 @@ use super::metrics::EngineMetrics;
 use super::observe::{catalog_needs, observe, Hold, Observation};
 use super::plan::{EngineState, PlanConfig, Step};
 use super::policies::{Policies, PolicyBook};
-use super::status::EngineStatus;
+use super::status::{EngineStatus, PlanLines};
 use crate::cloud::Client;
 use crate::config::settings::EngineMode;
 use crate::domain::json::Obj;
@@ -20,7 +20,7 @@ use crate::domain::{Alert, AlertBook, AlertChange, Event, Severity, Timestamp};
 use crate::inventory::{InventoryLink, Kind, Snapshot};
 use crate::store::{PolicyState, Store};
 use chrono::Utc;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -163,6 +163,9 @@ struct Runner {
     /// Backups per cloud: when the last pass ran and whether work was in
     /// flight, what it found (the view and alerts stay until the next pass).
     backup_passes: std::collections::BTreeMap<String, BackupPassState>,
+    /// Per policy id (one per location of an app): its ready members and
+    /// capacity block at the last decision, for placements across clouds.
+    located: std::collections::BTreeMap<String, (u32, Option<String>)>,
 }
 
 /// The last backup pass of a cloud.
@@ -172,7 +175,7 @@ struct BackupPassState {
     busy: bool,
     views: Vec<super::backups::VolumeBackups>,
     alerts: Vec<Alert>,
-    plans: Vec<(String, Vec<String>)>,
+    plans: Vec<PlanLines>,
 }
 
 /// An idle cloud's backups are looked at this often (in flight: every tick).
@@ -261,6 +264,7 @@ impl Runner {
             alerts_loaded: false,
             alerts_out: None,
             backup_passes: Default::default(),
+            located: Default::default(),
         }
     }
 
@@ -389,6 +393,9 @@ impl Runner {
         self.alerts.begin();
         self.lease_alerts(now);
         let policies_ok = self.read_policies(now, holding);
+        if policies_ok {
+            self.placement_pass(snap, now, holding, &mut status);
+        }
         let (standalone, standalone_errors) = super::backup_run::read_standalone(&self.cfg.policies_dir);
         for e in standalone_errors {
             status.policy_errors.push(e.clone());
@@ -405,7 +412,7 @@ impl Runner {
         if execute_now && self.approved {
             self.approved = false;
         }
-        status.approval_pending |= self.mode == EngineMode::DryRun && status.plans.iter().any(|(_, p)| !p.is_empty());
+        status.approval_pending |= self.mode == EngineMode::DryRun && status.plans.iter().any(|p| !p.lines.is_empty());
         self.engine_alerts(now, holding);
         status.alerts = self.alerts.alerts();
         if !holding {
@@ -476,6 +483,109 @@ impl Runner {
                 self.alerts.raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, e.to_string()));
                 false
             }
+        }
+    }
+
+    /// Apps placed on several clouds: each location's share this tick (moved
+    /// off a location that failed past its grace, back once it serves again).
+    /// The state lives in the store; an app whose state cannot be read or
+    /// written holds at every location (a share is never guessed).
+    fn placement_pass(&mut self, snap: &Snapshot, now: Timestamp, write: bool, status: &mut EngineStatus) {
+        use super::placement::{step, LocationFacts, PlacementState};
+        let mut groups: BTreeMap<String, crate::policy::Policy> = BTreeMap::new();
+        // The placements in force (a location no longer listed is held as it was).
+        let in_force = self.book.entries.iter().filter(|e| matches!(e.state, PolicyState::Ok | PolicyState::Invalid));
+        for e in in_force {
+            if let Some(p) =
+                e.policy.as_ref().filter(|p| p.spec.placement.as_ref().is_some_and(|x| x.locations.len() > 1))
+            {
+                let key = format!("placement:{}:{}", p.name(), p.locations().join(","));
+                groups.entry(key).or_insert_with(|| p.clone());
+            }
+        }
+        for (key, p) in groups {
+            let Some(pl) = p.spec.placement.clone() else { continue };
+            let facts: BTreeMap<String, LocationFacts> = pl
+                .locations
+                .iter()
+                .filter(|l| self.clouds.iter().any(|c| c.name == l.cloud))
+                .map(|l| {
+                    let id = crate::policy::policy_id(&l.cloud, p.name());
+                    let (ready, blocked) = self.located.get(&id).cloned().unwrap_or_default();
+                    let cloud = snap.clouds.iter().find(|c| c.name == l.cloud);
+                    let poll = cloud.map(|c| c.servers_poll()).unwrap_or_default();
+                    let age = poll.last_ok.map(|t| (now - t).to_std().unwrap_or_default());
+                    let failing = match (cloud, age) {
+                        (Some(c), _) if c.unreachable() => {
+                            Some(format!("unreachable: {}", poll.last_error.unwrap_or_default()))
+                        }
+                        // Failing polls in a row (5xx, cut connections, timeouts).
+                        _ if poll.failures >= 3 => {
+                            Some(format!("failing: {}", poll.last_error.clone().unwrap_or_default()))
+                        }
+                        (_, Some(a)) if a > self.cfg.max_data_age => {
+                            Some(format!("no answer for {}", crate::domain::time::human_age(a.as_secs() as i64)))
+                        }
+                        (_, None) if self.started.elapsed() > self.cfg.max_data_age => {
+                            Some("never answered".to_string())
+                        }
+                        _ => blocked.map(|b| format!("capacity blocked: {b}")),
+                    };
+                    (l.cloud.clone(), LocationFacts { failing, ready })
+                })
+                .collect();
+            let prev = match self.store.control_as::<PlacementState>(&key) {
+                Ok(s) => s.unwrap_or_default(),
+                Err(e) => {
+                    self.hold_placed(&p, &format!("the placement state cannot be read: {e}"), now);
+                    continue;
+                }
+            };
+            let out = step(p.name(), &pl, p.app_desired, &prev, &facts, now);
+            if write && out.state != prev {
+                if let Err(e) = self.store.put_control(&key, &serde_json::json!(out.state), &now) {
+                    self.hold_placed(&p, &format!("the placement state cannot be written: {e}"), now);
+                    continue;
+                }
+            }
+            if write {
+                for m in &out.moves {
+                    self.event(
+                        Event::new(now, &self.actor.clone(), &m.cloud, m.action, m.reason.clone())
+                            .app(p.name().to_string())
+                            .severity(m.severity),
+                    );
+                }
+            }
+            for (cloud, why) in &out.failed_over {
+                let msg = format!("{}: `{cloud}` failed over ({why}); its share runs on the other locations", p.name());
+                let key = format!("{cloud}:placement:{}", p.name());
+                self.alerts.raise(
+                    now,
+                    Alert::new("placement-failover", key, cloud, Severity::Warning, msg)
+                        .app(Some(p.name().to_string())),
+                );
+            }
+            let line: Vec<String> = out.shares.iter().map(|(c, n)| format!("{c} {n}")).collect();
+            status.placements.push((p.name().to_string(), line.join(" · ")));
+            for (cloud, n) in out.shares {
+                let id = crate::policy::policy_id(&cloud, p.name());
+                if let Some(e) = self.book.entries.iter_mut().find(|e| e.id == id) {
+                    if let Some(x) = e.policy.as_mut().filter(|x| x.spec.placement.as_ref() == Some(&pl)) {
+                        x.spec.deploy.capacity = crate::policy::Capacity { min: n, desired: n, max: n };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every location of a placed app holds (its share is unknown).
+    fn hold_placed(&mut self, p: &crate::policy::Policy, why: &str, now: Timestamp) {
+        self.problems.push(format!("{}: {why}", p.name()));
+        self.alerts.raise(now, Alert::new("store-unavailable", "store", "", Severity::Critical, why.to_string()));
+        for e in self.book.entries.iter_mut().filter(|e| e.app == p.name() && p.locations().contains(&e.cloud)) {
+            e.state = crate::store::PolicyState::Missing;
+            e.problems.insert(0, why.to_string());
         }
     }
 
@@ -701,7 +811,7 @@ impl Runner {
         }
         for pp in wait.iter().filter(|pp| !pp.plan.steps.is_empty()) {
             let label = pp.policy.app.clone().unwrap_or_else(|| format!("backup:{}", pp.policy.name));
-            st.plans.push((label, pp.plan.steps.iter().map(|s| s.describe()).collect()));
+            st.plans.push(PlanLines::new(name, &label, pp.plan.steps.iter().map(|s| s.describe()).collect()));
         }
         Ok(st)
     }
@@ -833,7 +943,7 @@ impl Runner {
             for p in v.at("plans").as_array().into_iter().flatten() {
                 let app = p["app"].as_str().unwrap_or_default().to_string();
                 let lines = p["lines"].as_array().into_iter().flatten().filter_map(|x| x.as_str().map(String::from));
-                status.plans.push((app, lines.collect()));
+                status.plans.push(PlanLines::new(name, &app, lines.collect()));
             }
             status.last_tick = v.at("last_tick").as_str().and_then(crate::domain::time::parse_timestamp);
         }
@@ -841,7 +951,7 @@ impl Runner {
     }
 
     /// What the console shows of a decision.
-    fn show(&self, name: &str, d: &Decision, status: &mut EngineStatus) {
+    fn show(&mut self, name: &str, d: &Decision, status: &mut EngineStatus) {
         for a in &d.inputs {
             let lines: Vec<String> = d
                 .plan
@@ -871,7 +981,10 @@ impl Runner {
             if d.dry_run.contains(&a.policy_id) && !lines.is_empty() {
                 status.approval_pending = true;
             }
-            status.plans.push((a.app.clone(), lines));
+            status.plans.push(PlanLines::new(name, &a.app, lines));
+        }
+        for a in &d.plan.apps {
+            self.located.insert(a.policy_id.clone(), (a.ready, a.blocked.clone()));
         }
         status.apps.extend(d.plan.apps.iter().cloned().map(|mut a| {
             a.cloud = name.to_string();
@@ -881,8 +994,9 @@ impl Runner {
         status.policy_errors.extend(d.problems.iter().cloned());
         status.scaling.extend(d.scaling.iter().map(|(_, o)| o.view.clone()));
         for (_, app, names) in &d.plan.unmanaged {
-            status.plans.push((
-                app.clone(),
+            status.plans.push(PlanLines::new(
+                name,
+                app,
                 vec![format!("left alone: {} server(s) of an unknown policy on {name}", names.len())],
             ));
         }
@@ -1001,8 +1115,12 @@ impl Runner {
         if let Some(c) = self.clouds.get_mut(i) {
             c.state = Some(state.clone());
         }
-        let plans: Vec<serde_json::Value> =
-            status.plans.iter().map(|(a, l)| serde_json::json!({"app": a, "lines": l})).collect();
+        let plans: Vec<serde_json::Value> = status
+            .plans
+            .iter()
+            .filter(|p| p.cloud == *name)
+            .map(|p| serde_json::json!({"app": p.app, "lines": p.lines}))
+            .collect();
         let writes = self.store.put_control_as(&format!("engine-state:{name}"), &state, &now).and_then(|_| {
             self.store.put_control(
                 &format!("engine-status:{name}"),

@@ -18,9 +18,11 @@ pub struct EngineStatus {
     pub lease_holder: Option<String>,
     pub last_tick: Option<Timestamp>,
     pub ticks: u64,
-    /// Per application: what the engine will do next and why.
-    pub plans: Vec<(String, Vec<String>)>,
+    /// Per application and cloud: what the engine will do next and why.
+    pub plans: Vec<PlanLines>,
     pub apps: Vec<AppStatus>,
+    /// Apps on several clouds: (app, `demo 2 · demo-east 1`) this tick.
+    pub placements: Vec<(String, String)>,
     /// Every policy and where it stands.
     pub policies: Vec<PolicyView>,
     /// Problems of files that define no running app (file:line:col: message).
@@ -109,4 +111,18 @@ pub struct ScalingView {
     /// (unix seconds, value) of the first metric, averaged over the members.
     pub series: Vec<(i64, f64)>,
     pub decisions: Vec<super::scaling::DecisionRecord>,
+}
+
+/// What the engine will do next for one application on one cloud, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanLines {
+    pub cloud: String,
+    pub app: String,
+    pub lines: Vec<String>,
+}
+
+impl PlanLines {
+    pub fn new(cloud: &str, app: &str, lines: Vec<String>) -> Self {
+        Self { cloud: cloud.to_string(), app: app.to_string(), lines }
+    }
 }

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod edit;
 pub mod model;
+pub mod placement;
 pub mod recovery;
 pub mod rollout;
 pub mod scaling;

@@ -195,6 +195,9 @@ pub struct PolicyFile {
     /// Scheduled Cinder backups of the application's volumes (ENGINE-SPEC 7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<super::backup::BackupSpec>,
+    /// The app on several clouds or regions: shares and failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<super::placement::Placement>,
     /// How this application's alerts leave the console.
     #[serde(default, skip_serializing_if = "AlertRules::is_empty")]
     pub alerts: AlertRules,
@@ -236,6 +239,9 @@ impl PolicyFile {
         if let Some(b) = &self.backup {
             v.extend(b.durations());
         }
+        if let Some(p) = &self.placement {
+            v.extend(p.durations());
+        }
         v
     }
 }
@@ -251,6 +257,9 @@ pub struct Policy {
     pub content_hash: String,
     /// The text it was parsed from (error positions are found in it).
     pub text: String,
+    /// The app's members over all its locations (the file's `capacity.desired`;
+    /// a location's own capacity is its share of it).
+    pub app_desired: u32,
 }
 
 impl Policy {
@@ -274,6 +283,43 @@ impl Policy {
     /// The `stackpilot-app-<id>` server tag of members.
     pub fn app_tag(&self) -> String {
         crate::domain::names::app_tag(&self.id)
+    }
+    /// Every cloud the app runs on: its placement's locations, else its cloud.
+    pub fn locations(&self) -> Vec<String> {
+        match &self.spec.placement {
+            Some(p) if !p.locations.is_empty() => p.clouds(),
+            _ => vec![self.cloud().to_string()],
+        }
+    }
+    /// The app as one location runs it: that cloud, its own policy id, and
+    /// `members` as its capacity (the placement stays for reference).
+    pub fn at_location(&self, cloud: &str, members: u32) -> Policy {
+        let mut p = self.clone();
+        p.id = policy_id(cloud, self.name());
+        p.spec.app.cloud = cloud.to_string();
+        p.spec.deploy.capacity = Capacity { min: members, desired: members, max: members };
+        p
+    }
+    /// The app's policy at each of its locations (itself when it has one), each
+    /// with its share of the capacity when every location serves.
+    pub fn placed(&self) -> Vec<Policy> {
+        match &self.spec.placement {
+            Some(pl) if !pl.locations.is_empty() => {
+                let shares = pl.nominal(self.spec.deploy.capacity.desired);
+                pl.locations.iter().zip(shares).map(|(l, n)| self.at_location(&l.cloud, n)).collect()
+            }
+            _ => vec![self.clone()],
+        }
+    }
+    /// This location's members when every location serves.
+    pub fn nominal_share(&self, total: u32) -> u32 {
+        match &self.spec.placement {
+            Some(pl) => {
+                let i = pl.locations.iter().position(|l| l.cloud == self.cloud());
+                i.and_then(|i| pl.nominal(total).get(i).copied()).unwrap_or(0)
+            }
+            None => total,
+        }
     }
 }
 
@@ -416,6 +462,11 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
             err(&path, msg);
         }
     }
+    if let Some(pl) = &spec.placement {
+        for (path, msg) in pl.check(&spec.app.cloud, &spec.deploy.capacity, spec.scaling.is_some()) {
+            err(&path, msg);
+        }
+    }
     for (path, msg) in spec.rollout.check() {
         err(&path, msg);
     }
@@ -442,6 +493,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Policy, Vec<PolicyError>> {
     let content_hash = sha2::Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     Ok(Policy {
         id: policy_id(&spec.app.cloud, &spec.app.name),
+        app_desired: spec.deploy.capacity.desired,
         file: file.to_path_buf(),
         spec,
         content_hash,

@@ -98,6 +98,13 @@ pub fn schema() -> Value {
                 "max_concurrent": amount(), "max_unhealthy": amount(),
                 "keep_quarantined": duration(), "masakari_defer": duration()}},
             "backup": backup(),
+            "placement": {"type": "object", "additionalProperties": false, "required": ["locations"], "properties": {
+                "locations": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": false, "required": ["cloud"], "properties": {
+                    "cloud": {"type": "string", "description": "a cloud of clouds.yaml; [app] cloud must be one of them"},
+                    "weight": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "its part of what the counts leave"},
+                    "count": {"type": "integer", "minimum": 0, "description": "a fixed number of members here"}}}},
+                "failover": {"type": "boolean", "description": "move a failed location's share to the healthy ones"},
+                "grace": duration()}},
             "alerts": {"type": "object", "additionalProperties": false, "properties": {
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "mute": {"type": "array", "items": {"type": "string"}},
@@ -178,9 +185,11 @@ mod tests {
             }
         }
         let s = schema();
-        for text in
-            [include_str!("../../assets/demo/policies/web.toml"), include_str!("../../config/policies/example.toml")]
-        {
+        for text in [
+            include_str!("../../assets/demo/policies/web.toml"),
+            include_str!("../../assets/demo/policies/worker.toml"),
+            include_str!("../../config/policies/example.toml"),
+        ] {
             let v: toml::Value = toml::from_str(text).unwrap();
             walk(&v, &s, "");
         }

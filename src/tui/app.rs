@@ -317,7 +317,7 @@ pub struct EngineView {
     pub observer: bool,
     pub last_tick: Option<Timestamp>,
     /// (app, lines describing what the engine will do next and why).
-    pub plan: Vec<(String, Vec<String>)>,
+    pub plan: Vec<crate::engine::status::PlanLines>,
     pub apps: Vec<EngineApp>,
     pub alerts: Vec<crate::domain::Alert>,
     pub policy_errors: Vec<String>,
@@ -334,6 +334,8 @@ pub struct EngineView {
     pub backups: Vec<(String, crate::engine::backups::VolumeBackups)>,
     /// Restore jobs running or recently ended.
     pub restores: Vec<crate::engine::restore::RestoreJob>,
+    /// Apps on several clouds: (app, `demo 2 · demo-east 1`), each location's share now.
+    pub placements: Vec<(String, String)>,
 }
 
 impl EngineView {

@@ -6,6 +6,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use crate::domain::*;
+use crate::engine::PlanLines;
 use crate::inventory::snapshot::{summarize_apps, CloudSnapshot, PollState, ServerSeries, Snapshot};
 use crate::inventory::Kind;
 use chrono::TimeZone;
@@ -356,7 +357,10 @@ pub fn engine() -> super::app::EngineView {
         mode: "auto".into(),
         last_tick: Some(now() - chrono::Duration::seconds(4)),
         lease_holder: Some("host-1/4242".into()),
-        plan: vec![("web".into(), vec!["create slot 3 (revision 2): 3 of 4 members".into()]), ("api".into(), vec![])],
+        plan: vec![
+            PlanLines::new("demo", "web", vec!["create slot 3 (revision 2): 3 of 4 members".into()]),
+            PlanLines::new("demo", "api", vec![]),
+        ],
         apps: vec![
             super::app::EngineApp {
                 app: "web".into(),
@@ -450,6 +454,7 @@ pub fn engine() -> super::app::EngineView {
             },
         )],
         restores: vec![restore_job()],
+        placements: vec![],
         ..Default::default()
     }
 }

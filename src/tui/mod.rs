@@ -89,6 +89,7 @@ pub fn engine_view(s: &crate::engine::EngineStatus) -> app::EngineView {
         observing_why: s.observing_why.clone(),
         backups: s.backups.clone(),
         restores: s.restores.clone(),
+        placements: s.placements.clone(),
     }
 }
 

@@ -95,6 +95,9 @@ fn server_matches(f: &Filter, s: &Server, image: &str) -> bool {
     ])
 }
 
+/// Rows with their sort keys, before sorting.
+type Keyed = Vec<(String, Vec<SortKey>)>;
+
 fn ord<T: PartialOrd>(a: T, b: T) -> Ordering {
     a.partial_cmp(&b).unwrap_or(Ordering::Equal)
 }
@@ -104,7 +107,7 @@ fn storage_rows(
     app: &App,
     cloud: &CloudSnapshot,
     filter: &Filter,
-    apply_sort: &dyn Fn(&mut Vec<(String, Vec<SortKey>)>, &[char]),
+    apply_sort: &dyn Fn(&mut Keyed, &[char]),
 ) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     if let Some(e) = &app.engine {
@@ -225,7 +228,7 @@ pub fn compute(app: &App) -> RowSet {
                 .filter(|(_, s)| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
                 .filter_map(|(cloud, s)| {
                     let image = s.image_id.as_deref().and_then(|i| cloud.image_name(i)).unwrap_or("");
-                    if !server_matches(&filter, s, image) && !(merged && filter.matches(&[&cloud.name])) {
+                    if !(server_matches(&filter, s, image) || merged && filter.matches(&[&cloud.name])) {
                         return None;
                     }
                     let keys = if sort.is_some() {

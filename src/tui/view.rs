@@ -656,7 +656,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     // The first band shown keeps the selected tile on screen.
     let sel_band = bands.iter().position(|b| matches!(b, Band::Tiles(_, ks) if ks.contains(&sel))).unwrap_or(0);
     let mut first = 0;
-    while first < sel_band && bands[first..=sel_band].iter().map(height).sum::<u16>() > tiles_area.height {
+    while first < sel_band && bands.iter().take(sel_band + 1).skip(first).map(height).sum::<u16>() > tiles_area.height {
         first += 1;
     }
     if app.rows.is_empty() && !merged {
@@ -1357,19 +1357,32 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
             for err in &e.policy_errors {
                 lines.push(Line::from(Span::styled(format!("  {err}"), t.bad())));
             }
-            for (appname, steps) in &e.plan {
-                let st = e.apps.iter().find(|a| &a.app == appname);
-                let cloud = st.map(|a| a.cloud.as_str()).unwrap_or_default();
+            // Several clouds: every cloud's plans with the cloud named, or the shown one's.
+            let several = app.shown().clouds.len() > 1;
+            let shown_cloud = app.cloud_name();
+            let plans = e.plan.iter().filter(|p| app.all_clouds() || !several || p.cloud == shown_cloud);
+            let mut any = false;
+            for pl in plans {
+                any = true;
+                let (appname, cloud, steps) = (&pl.app, pl.cloud.as_str(), &pl.lines);
+                let st = e.apps.iter().find(|a| &a.app == appname && a.cloud == cloud);
                 let pol = e.policy_of(cloud, appname).filter(|p| p.state != "ok");
+                let on = if several { format!(" on {cloud}") } else { String::new() };
+                let placed = e
+                    .placements
+                    .iter()
+                    .find(|(a, _)| a == appname)
+                    .map(|(_, line)| format!(" · placed {line}"))
+                    .unwrap_or_default();
                 let head = match st {
                     Some(a) => format!(
-                        "  {appname}  {}/{} members, {} ready{}",
+                        "  {appname}{on}  {}/{} members, {} ready{}{placed}",
                         a.members,
                         a.desired,
                         a.ready,
                         if a.converged { " · converged" } else { "" }
                     ),
-                    None => format!("  {appname}"),
+                    None => format!("  {appname}{on}"),
                 };
                 lines.push(Line::from(Span::styled(head, t.title())));
                 if let Some(p) = pol {
@@ -1398,7 +1411,7 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                     lines.push(Line::from(Span::styled("    nothing to do", t.dim())));
                 }
             }
-            if e.plan.is_empty() {
+            if !any {
                 lines.push(Line::from(Span::styled("  no application policies for this cloud", t.dim())));
             }
             if e.approval_pending {
