@@ -400,7 +400,7 @@ async fn timings(State(s): State<S>, body: Bytes) -> Response {
     };
     let mut w = s.world();
     let st = &mut w.settings;
-    let fields: [(&str, &mut f64); 13] = [
+    let fields: [(&str, &mut f64); 15] = [
         ("boot_secs", &mut st.boot_secs),
         ("cloud_init_secs", &mut st.cloud_init_secs),
         ("delete_secs", &mut st.delete_secs),
@@ -409,6 +409,8 @@ async fn timings(State(s): State<S>, body: Bytes) -> Response {
         ("rebuild_secs", &mut st.rebuild_secs),
         ("stop_secs", &mut st.stop_secs),
         ("start_secs", &mut st.start_secs),
+        ("pause_secs", &mut st.pause_secs),
+        ("suspend_secs", &mut st.suspend_secs),
         ("schedule_secs", &mut st.schedule_secs),
         ("volume_secs", &mut st.volume_secs),
         ("snapshot_secs", &mut st.snapshot_secs),

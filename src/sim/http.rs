@@ -363,6 +363,11 @@ pub fn parse_version(s: &str) -> Option<(u32, u32)> {
     Some((a.parse().ok()?, b.parse().ok()?))
 }
 
+/// The request id the answer will carry (`x-openstack-request-id`), for handlers
+/// that record it (Nova's instance actions).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 fn request_id() -> String {
     format!("req-{}", uuid::Uuid::new_v4())
 }
@@ -421,7 +426,7 @@ fn control_allowed(h: &HeaderMap, token: &str) -> Result<(), SimError> {
     }
 }
 
-pub async fn layer(axum::extract::State(s): axum::extract::State<S>, req: Request<Body>, next: Next) -> Response {
+pub async fn layer(axum::extract::State(s): axum::extract::State<S>, mut req: Request<Body>, next: Next) -> Response {
     let service = service_of(req.uri().path());
     s.count(format!("{service} {}", req.method()));
     if service == "admin" {
@@ -430,6 +435,7 @@ pub async fn layer(axum::extract::State(s): axum::extract::State<S>, req: Reques
         }
     }
     let rid = request_id();
+    req.extensions_mut().insert(RequestId(rid.clone()));
     let faults = if service == "admin" {
         ServiceFaults::default()
     } else {

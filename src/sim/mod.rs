@@ -19,6 +19,8 @@ pub mod http;
 pub mod keystone;
 pub mod neutron;
 pub mod nova;
+pub mod nova_ops;
+pub mod sshkey;
 pub mod workload;
 pub mod world;
 pub mod worldfile;

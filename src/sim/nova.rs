@@ -3,12 +3,13 @@
 //! metadata, flavors, limits, quota sets, key pairs and availability zones.
 
 use super::http::*;
+use super::nova_ops as ops;
 use super::world::{found, Flavor, Server, ServerCreate, SimError, World};
 use crate::domain::json::Obj;
 use crate::domain::text;
 use crate::domain::time::{format_naive_micros, format_z, parse_timestamp};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -39,18 +40,31 @@ pub fn router() -> Router<S> {
         )
         .route(&format!("{p}/servers/{{id}}/os-volume_attachments"), get(attachments_list).post(attach))
         .route(&format!("{p}/servers/{{id}}/os-volume_attachments/{{vid}}"), axum::routing::delete(detach))
-        .route(&format!("{p}/flavors"), get(flavors_basic))
+        .route(&format!("{p}/flavors"), get(flavors_basic).post(ops::flavor_create))
         .route(&format!("{p}/flavors/detail"), get(flavors_detail))
-        .route(&format!("{p}/flavors/{{id}}"), get(flavor_show))
+        .route(&format!("{p}/flavors/{{id}}"), get(flavor_show).delete(ops::flavor_delete))
         .route(&format!("{p}/flavors/{{id}}/os-extra_specs"), get(flavor_specs))
         .route(&format!("{p}/limits"), get(limits))
         .route(&format!("{p}/os-quota-sets/{{pid}}"), get(quota_show).put(quota_update))
         .route(&format!("{p}/os-quota-sets/{{pid}}/detail"), get(quota_detail))
         .route(&format!("{p}/os-quota-sets/{{pid}}/defaults"), get(quota_defaults))
-        .route(&format!("{p}/os-keypairs"), get(keypairs))
-        .route(&format!("{p}/os-keypairs/{{name}}"), get(keypair))
-        .route(&format!("{p}/os-availability-zone"), get(azs))
         .route(&format!("{p}/os-services"), get(services))
+        .route(&format!("{p}/os-keypairs"), get(ops::keypairs).post(ops::keypair_create))
+        .route(&format!("{p}/os-keypairs/{{name}}"), get(ops::keypair).delete(ops::keypair_delete))
+        .route(&format!("{p}/os-availability-zone"), get(ops::azs))
+        .route(&format!("{p}/os-availability-zone/detail"), get(ops::azs_detail))
+        .route(&format!("{p}/os-hypervisors"), get(ops::hypervisors))
+        .route(&format!("{p}/os-hypervisors/detail"), get(ops::hypervisors_detail))
+        .route(&format!("{p}/os-hypervisors/statistics"), get(ops::hypervisor_stats))
+        .route(&format!("{p}/os-hypervisors/{{id}}"), get(ops::hypervisor_show))
+        .route(&format!("{p}/os-aggregates"), get(ops::aggregates))
+        .route(&format!("{p}/os-hosts"), get(ops::hosts))
+        .route(&format!("{p}/os-simple-tenant-usage"), get(ops::usage_list))
+        .route(&format!("{p}/os-simple-tenant-usage/{{pid}}"), get(ops::usage_show))
+        .route(&format!("{p}/os-server-groups"), get(ops::groups).post(ops::group_create))
+        .route(&format!("{p}/os-server-groups/{{id}}"), get(ops::group_show).delete(ops::group_delete))
+        .route(&format!("{p}/servers/{{id}}/os-instance-actions"), get(ops::actions))
+        .route(&format!("{p}/servers/{{id}}/os-instance-actions/{{rid}}"), get(ops::action_show))
 }
 
 fn version_doc(base: &str) -> Value {
@@ -78,14 +92,14 @@ async fn version(State(s): State<S>) -> Response {
 }
 
 /// Authenticate and negotiate the microversion.
-fn ctx(s: &SimShared, h: &HeaderMap) -> Result<(Caller, (u32, u32)), Response> {
+pub(super) fn ctx(s: &SimShared, h: &HeaderMap) -> Result<(Caller, (u32, u32)), Response> {
     let c = authenticate(s, h)?;
     let mv = microversion(h, "compute", Some("x-openstack-nova-api-version"), MIN_MV, MAX_MV)
         .map_err(|e| nova_error(e.status, &e.message))?;
     Ok((c, mv))
 }
 
-fn with_mv(mut r: Response, mv: (u32, u32)) -> Response {
+pub(super) fn with_mv(mut r: Response, mv: (u32, u32)) -> Response {
     let v = format!("{}.{}", mv.0, mv.1);
     if let Ok(h) = HeaderValue::from_str(&format!("compute {v}")) {
         r.headers_mut().insert("openstack-api-version", h);
@@ -97,26 +111,26 @@ fn with_mv(mut r: Response, mv: (u32, u32)) -> Response {
     r
 }
 
-fn err(e: SimError, mv: (u32, u32)) -> Response {
+pub(super) fn err(e: SimError, mv: (u32, u32)) -> Response {
     with_mv(nova_error(e.status, &e.message), mv)
 }
 
-fn ok(status: u16, v: &Value, mv: (u32, u32)) -> Response {
+pub(super) fn ok(status: u16, v: &Value, mv: (u32, u32)) -> Response {
     with_mv(json_response(status, v), mv)
 }
 
-fn ge(mv: (u32, u32), a: u32, b: u32) -> bool {
+pub(super) fn ge(mv: (u32, u32), a: u32, b: u32) -> bool {
     mv >= (a, b)
 }
 
-fn links(base: &str, kind: &str, id: &str) -> Value {
+pub(super) fn links(base: &str, kind: &str, id: &str) -> Value {
     json!([
         {"rel": "self", "href": format!("{base}/compute/v2.1/{kind}/{id}")},
         {"rel": "bookmark", "href": format!("{base}/compute/{kind}/{id}")}
     ])
 }
 
-fn flavor_json(base: &str, f: &Flavor, mv: (u32, u32)) -> Value {
+pub(super) fn flavor_json(base: &str, f: &Flavor, mv: (u32, u32)) -> Value {
     let mut v = json!({
         "id": f.id, "name": f.name, "ram": f.ram, "disk": f.disk, "vcpus": f.vcpus,
         "OS-FLV-EXT-DATA:ephemeral": f.ephemeral, "os-flavor-access:is_public": f.is_public,
@@ -145,7 +159,7 @@ fn flavor_json(base: &str, f: &Flavor, mv: (u32, u32)) -> Value {
     v
 }
 
-fn host_id(s: &Server) -> String {
+pub(super) fn host_id(s: &Server) -> String {
     if s.host.is_empty() {
         return String::new();
     }
@@ -246,7 +260,9 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
         v.put("trusted_image_certificates", Value::Null);
     }
     if ge(mv, 2, 71) && show {
-        v.put("server_groups", json!([]));
+        let groups: Vec<&str> =
+            w.server_groups.values().filter(|g| g.members.contains(&s.id)).map(|g| g.id.as_str()).collect();
+        v.put("server_groups", json!(groups));
     }
     if ge(mv, 2, 73) {
         v.put("locked_reason", Value::Null);
@@ -563,7 +579,7 @@ async fn list_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) ->
     list(&s, &h, q.as_deref(), true)
 }
 
-fn owned<'a>(w: &'a World, c: &Caller, id: &str) -> Result<&'a Server, SimError> {
+pub(super) fn owned<'a>(w: &'a World, c: &Caller, id: &str) -> Result<&'a Server, SimError> {
     w.servers
         .get(id)
         .filter(|sv| !sv.is_deleted() && (c.admin || sv.project_id == c.project_id))
@@ -755,7 +771,12 @@ pub fn parse_create(body: &Value, mv: (u32, u32)) -> Result<(ServerCreate, bool)
     Ok((c, rri))
 }
 
-async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+/// The request id the middleware gave this request.
+pub(super) fn rid_of(r: Option<Extension<RequestId>>) -> String {
+    r.map(|Extension(RequestId(x))| x).unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()))
+}
+
+async fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestId>>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -771,12 +792,31 @@ async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
         Err(e) => return err(e, mv),
     };
     let sgs = req.security_groups.clone();
+    let group = body.pointer("/os:scheduler_hints/group").and_then(Value::as_str).map(String::from);
     let now = s.now();
     let mut w = s.world();
+    if let Some(g) = &group {
+        let visible = w.server_groups.get(g).is_some_and(|x| c.admin || x.project_id == c.project_id);
+        if !visible {
+            return err(
+                SimError::bad(format!(
+                    "Invalid input for field/attribute group. Value: {g}. Instance group {g} could not be found."
+                )),
+                mv,
+            );
+        }
+    }
     let ids = match w.create_servers(req, &c.project_id, &c.user_id, now) {
         Ok(ids) => ids,
         Err(e) => return err(e, mv),
     };
+    let rid = rid_of(rid);
+    for id in &ids {
+        w.record_action(id, "create", &rid, &c.user_id, now);
+        if let Some(g) = group.as_ref().and_then(|g| w.server_groups.get_mut(g)) {
+            g.members.push(id.clone());
+        }
+    }
     if rri {
         return ok(202, &json!({"reservation_id": format!("r-{}", random_hex(8))}), mv);
     }
@@ -830,7 +870,12 @@ async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
     }
 }
 
-async fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+async fn delete(
+    State(s): State<S>,
+    h: HeaderMap,
+    rid: Option<Extension<RequestId>>,
+    Path(id): Path<String>,
+) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -838,13 +883,25 @@ async fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Res
     let now = s.now();
     let mut w = s.world();
     let proj = if c.admin { None } else { Some(c.project_id.as_str()) };
+    let deleting = w.servers.get(&id).is_some_and(|sv| sv.task_state.as_deref() == Some("deleting"));
     match w.delete_server(&id, proj, now) {
-        Ok(()) => with_mv(empty(204), mv),
+        Ok(()) => {
+            if !deleting {
+                w.record_action(&id, "delete", &rid_of(rid), &c.user_id, now);
+            }
+            with_mv(empty(204), mv)
+        }
         Err(e) => err(e, mv),
     }
 }
 
-async fn action(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn action(
+    State(s): State<S>,
+    h: HeaderMap,
+    rid: Option<Extension<RequestId>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -892,9 +949,27 @@ async fn action(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
                 sv.locked = name == "lock";
                 sv.updated = now;
             }
+            w.record_action(&id, &name, &rid_of(rid), &c.user_id, now);
             with_mv(empty(202), mv)
         }
-        "os-start" | "os-stop" | "reboot" | "rebuild" => match w.server_action(&id, &name, &arg, now) {
+        "addSecurityGroup" | "removeSecurityGroup" => {
+            let Some(group) = arg.get("name").and_then(Value::as_str) else {
+                return err(
+                    SimError::bad(format!(
+                        "Invalid input for field/attribute {name}. Value: {arg}. 'name' is a required property"
+                    )),
+                    mv,
+                );
+            };
+            match w.server_security_group(&id, group, name == "addSecurityGroup", now) {
+                Ok(()) => with_mv(empty(202), mv),
+                Err(e) => err(e, mv),
+            }
+        }
+        "os-start" | "os-stop" | "reboot" | "rebuild" | "pause" | "unpause" | "suspend" | "resume" => match w
+            .server_action(&id, &name, &arg, now)
+            .map(|()| w.record_action(&id, name.trim_start_matches("os-"), &rid_of(rid), &c.user_id, now))
+        {
             Ok(()) if name == "rebuild" => match found(&w.servers, &id) {
                 Ok(sv) => {
                     let mut v = server_json(&w, &s.base(), sv, mv, c.admin, true);
@@ -1203,7 +1278,7 @@ fn flavors(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> R
     let mut fl: Vec<&Flavor> = w
         .flavors
         .iter()
-        .filter(|f| f.disk >= min_disk && f.ram >= min_ram)
+        .filter(|f| !f.deleted && f.disk >= min_disk && f.ram >= min_ram)
         .filter(|f| match public.as_deref() {
             Some("none") => true,
             Some("false") => !f.is_public,
@@ -1260,7 +1335,7 @@ async fn flavor_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -
         Err(r) => return r,
     };
     let w = s.world();
-    match w.flavors.iter().find(|f| f.id == id) {
+    match w.flavors.iter().find(|f| f.id == id && !f.deleted) {
         Some(f) => ok(200, &json!({"flavor": flavor_json(&s.base(), f, mv)}), mv),
         None => err(SimError::not_found(format!("Flavor {id} could not be found.")), mv),
     }
@@ -1272,7 +1347,7 @@ async fn flavor_specs(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) 
         Err(r) => return r,
     };
     let w = s.world();
-    match w.flavors.iter().find(|f| f.id == id) {
+    match w.flavors.iter().find(|f| f.id == id && !f.deleted) {
         Some(f) => ok(200, &json!({"extra_specs": f.extra_specs}), mv),
         None => err(SimError::not_found(format!("Flavor {id} could not be found.")), mv),
     }
@@ -1298,7 +1373,7 @@ async fn limits(State(s): State<S>, h: HeaderMap) -> Response {
         ("totalInstancesUsed", inst),
         ("totalCoresUsed", cores),
         ("totalRAMUsed", ram),
-        ("totalServerGroupsUsed", 0),
+        ("totalServerGroupsUsed", w.server_groups.values().filter(|g| g.project_id == c.project_id).count() as i64),
     ] {
         a.insert(k.into(), json!(v));
     }
@@ -1441,49 +1516,6 @@ async fn quota_update(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>,
     ok(200, &b, mv)
 }
 
-async fn keypairs(State(s): State<S>, h: HeaderMap) -> Response {
-    let (c, mv) = match ctx(&s, &h) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let w = s.world();
-    let kps: Vec<Value> = w
-        .keypairs
-        .iter()
-        .filter(|k| c.admin || k.user_id == c.user_id || k.user_id.is_empty())
-        .map(|k| json!({"keypair": {"name": k.name, "public_key": k.public_key, "fingerprint": k.fingerprint, "type": "ssh"}}))
-        .collect();
-    ok(200, &json!({"keypairs": kps}), mv)
-}
-
-async fn keypair(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
-    let (_, mv) = match ctx(&s, &h) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let w = s.world();
-    match w.keypairs.iter().find(|k| k.name == name) {
-        Some(k) => ok(
-            200,
-            &json!({"keypair": {"name": k.name, "public_key": k.public_key, "fingerprint": k.fingerprint, "type": "ssh", "user_id": k.user_id, "id": 1, "created_at": format_naive_micros(&k.created_at), "deleted": false, "deleted_at": null, "updated_at": null}}),
-            mv,
-        ),
-        None => err(SimError::not_found(format!("Keypair {name} not found for user")), mv),
-    }
-}
-
-async fn azs(State(s): State<S>, h: HeaderMap) -> Response {
-    let (_, mv) = match ctx(&s, &h) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    ok(
-        200,
-        &json!({"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {"available": true}, "hosts": null}]}),
-        mv,
-    )
-}
-
 /// `os-services`: the scheduler, conductor and one nova-compute per host (admins only).
 async fn services(
     State(s): State<S>,
@@ -1555,7 +1587,13 @@ async fn attachments_list(State(s): State<S>, h: HeaderMap, Path(id): Path<Strin
     ok(200, &json!({"volumeAttachments": list}), mv)
 }
 
-async fn attach(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn attach(
+    State(s): State<S>,
+    h: HeaderMap,
+    rid: Option<Extension<RequestId>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1577,12 +1615,20 @@ async fn attach(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
     }
     let project = w.servers.get(&id).map(|sv| sv.project_id.clone()).unwrap_or_default();
     match w.attach_volume(&id, vid, &project, now) {
-        Ok(a) => ok(200, &json!({"volumeAttachment": attachment_json(&id, vid, &a.device, &a.attachment_id)}), mv),
+        Ok(a) => {
+            w.record_action(&id, "attach_volume", &rid_of(rid), &c.user_id, now);
+            ok(200, &json!({"volumeAttachment": attachment_json(&id, vid, &a.device, &a.attachment_id)}), mv)
+        }
         Err(e) => err(e, mv),
     }
 }
 
-async fn detach(State(s): State<S>, h: HeaderMap, Path((id, vid)): Path<(String, String)>) -> Response {
+async fn detach(
+    State(s): State<S>,
+    h: HeaderMap,
+    rid: Option<Extension<RequestId>>,
+    Path((id, vid)): Path<(String, String)>,
+) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1593,7 +1639,10 @@ async fn detach(State(s): State<S>, h: HeaderMap, Path((id, vid)): Path<(String,
         return err(e, mv);
     }
     match w.detach_volume(&id, &vid, now) {
-        Ok(()) => with_mv(empty(202), mv),
+        Ok(()) => {
+            w.record_action(&id, "detach_volume", &rid_of(rid), &c.user_id, now);
+            with_mv(empty(202), mv)
+        }
         Err(e) => err(e, mv),
     }
 }

@@ -69,6 +69,8 @@ pub struct Settings {
     pub rebuild_secs: f64,
     pub stop_secs: f64,
     pub start_secs: f64,
+    pub pause_secs: f64,
+    pub suspend_secs: f64,
     pub schedule_secs: f64,
     pub volume_secs: f64,
     pub snapshot_secs: f64,
@@ -101,6 +103,8 @@ impl Default for Settings {
             rebuild_secs: 20.0,
             stop_secs: 4.0,
             start_secs: 6.0,
+            pause_secs: 1.0,
+            suspend_secs: 3.0,
             schedule_secs: 2.0,
             volume_secs: 5.0,
             snapshot_secs: 5.0,
@@ -161,6 +165,9 @@ pub struct Flavor {
     pub is_public: bool,
     pub description: Option<String>,
     pub extra_specs: BTreeMap<String, String>,
+    /// Deleted while servers still use it: they keep showing it; nothing else does.
+    #[serde(default)]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +218,54 @@ pub struct Keypair {
     pub public_key: String,
     pub user_id: String,
     pub created_at: Timestamp,
+    /// Nova's database id (shown from microversion 2.10).
+    #[serde(default)]
+    pub id: u64,
+    /// `ssh` or `x509`.
+    #[serde(default)]
+    pub key_type: String,
+}
+
+/// A Nova server group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerGroup {
+    pub id: String,
+    pub name: String,
+    pub policy: String,
+    pub rules: serde_json::Map<String, serde_json::Value>,
+    pub members: Vec<String>,
+    pub project_id: String,
+    pub user_id: String,
+}
+
+/// A host aggregate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub id: u64,
+    pub uuid: String,
+    pub name: String,
+    pub availability_zone: Option<String>,
+    pub hosts: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub created_at: Timestamp,
+}
+
+/// One recorded server action (`os-instance-actions`) with its compute event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceAction {
+    pub action: String,
+    pub request_id: String,
+    pub user_id: String,
+    pub project_id: String,
+    pub start_time: Timestamp,
+    pub updated_at: Timestamp,
+    pub message: Option<String>,
+    /// The compute event (`compute_stop_instance`); `None` for API-only actions.
+    pub event: Option<String>,
+    pub finish_time: Option<Timestamp>,
+    /// `Success` or `Error` once finished.
+    pub result: Option<String>,
+    pub host: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -570,6 +625,8 @@ pub enum Pending {
     /// Volume, server: the attach or detach finished.
     Attached(String, String),
     Detached(String, String),
+    /// Pause, unpause, suspend or resume finished.
+    PowerDone(String, u32),
 }
 
 /// How the next creates fail (admin fault).
@@ -637,6 +694,10 @@ pub struct World {
     pub corrupt: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
     /// Compute hosts made to fail: host → (`down` | `disabled`, reason).
     pub host_faults: BTreeMap<String, (String, String)>,
+    pub server_groups: BTreeMap<String, ServerGroup>,
+    pub aggregates: Vec<Aggregate>,
+    /// Server id → its actions, oldest first.
+    pub instance_actions: BTreeMap<String, Vec<InstanceAction>>,
 }
 
 pub const BOOT_MARKER_PREFIX: &str = "Cloud-init v. 23.4 finished at";
@@ -690,7 +751,7 @@ impl World {
 
     pub fn flavor(&self, id_or_name: &str) -> Option<&Flavor> {
         let key = id_or_name.rsplit('/').next().unwrap_or(id_or_name);
-        self.flavors.iter().find(|f| f.id == key).or_else(|| self.flavors.iter().find(|f| f.name == key))
+        self.flavors.iter().find(|f| f.id == key).or_else(|| self.flavors.iter().find(|f| f.name == key && !f.deleted))
     }
 
     pub fn image(&self, id: &str) -> Option<&Image> {
@@ -807,6 +868,7 @@ impl World {
     ) -> SimResult<Vec<String>> {
         let flavor = self
             .flavor(&req.flavor_ref)
+            .filter(|f| !f.deleted)
             .cloned()
             .ok_or_else(|| SimError::bad(format!("Flavor {} could not be found.", req.flavor_ref)))?;
         let image_id = match (&req.image_ref, req.boot_volume_gb) {
@@ -994,6 +1056,68 @@ impl World {
             s.fault = Some(Fault { code, message: message.to_string(), created: now });
             s.updated = now;
             s.boot_gen += 1;
+            let host = s.host.clone();
+            Self::finish_actions(&mut self.instance_actions, id, &host, now, false, None);
+        }
+    }
+
+    /// Record a server action as Nova's API does when it accepts one; its compute
+    /// event finishes when the transition does.
+    pub fn record_action(&mut self, server_id: &str, action: &str, request_id: &str, user: &str, now: Timestamp) {
+        let Some(s) = self.servers.get(server_id) else { return };
+        let event = match action {
+            "create" => Some("compute__do_build_and_run_instance".to_string()),
+            "delete" => Some("compute_terminate_instance".to_string()),
+            "attach_volume" | "detach_volume" => Some(format!("compute_{action}")),
+            "lock" | "unlock" => None,
+            other => Some(format!("compute_{other}_instance")),
+        };
+        let done = event.is_none();
+        let rec = InstanceAction {
+            action: action.to_string(),
+            request_id: request_id.to_string(),
+            user_id: user.to_string(),
+            project_id: s.project_id.clone(),
+            start_time: now,
+            updated_at: now,
+            message: None,
+            event,
+            finish_time: done.then_some(now),
+            result: done.then(|| "Success".to_string()),
+            host: s.host.clone(),
+        };
+        self.instance_actions.entry(server_id.to_string()).or_default().push(rec);
+    }
+
+    /// Finish the server's open actions (only those named `only`, else all but the
+    /// volume ones, which finish with their own transitions).
+    fn finish_actions(
+        actions: &mut BTreeMap<String, Vec<InstanceAction>>,
+        server_id: &str,
+        host: &str,
+        at: Timestamp,
+        ok: bool,
+        only: Option<&str>,
+    ) {
+        let Some(list) = actions.get_mut(server_id) else { return };
+        for a in list.iter_mut().filter(|a| a.finish_time.is_none()) {
+            let volume = matches!(a.action.as_str(), "attach_volume" | "detach_volume");
+            let hit = match only {
+                Some(o) => a.action == o,
+                None => !volume,
+            };
+            if !hit {
+                continue;
+            }
+            a.finish_time = Some(at);
+            a.updated_at = at;
+            a.result = Some(if ok { "Success" } else { "Error" }.to_string());
+            if !ok {
+                a.message = Some("Error".to_string());
+            }
+            if !host.is_empty() {
+                a.host = host.to_string();
+            }
         }
     }
 
@@ -1052,6 +1176,7 @@ impl World {
             .collect();
         for id in old {
             self.servers.remove(&id);
+            self.instance_actions.remove(&id);
         }
     }
 
@@ -1127,6 +1252,8 @@ impl World {
                 s.task_state = None;
                 s.power_state = 1;
                 s.updated = at;
+                let host = s.host.clone();
+                Self::finish_actions(&mut self.instance_actions, &id, &host, at, true, None);
                 if first {
                     s.launched_at = Some(at);
                 }
@@ -1173,8 +1300,28 @@ impl World {
                         s.power_state = 4;
                         s.updated = at;
                         s.log("[  OK  ] Reached target System Power Off.".into());
+                        let host = s.host.clone();
+                        Self::finish_actions(&mut self.instance_actions, &id, &host, at, true, None);
                     }
                 }
+            }
+            Pending::PowerDone(id, gen) => {
+                let Some(s) = self.servers.get_mut(&id) else { return };
+                if s.boot_gen != gen || s.is_deleted() {
+                    return;
+                }
+                let (vm, power) = match s.task_state.as_deref() {
+                    Some("pausing") => ("paused", 3),
+                    Some("suspending") => ("suspended", 4),
+                    Some("unpausing" | "resuming") => ("active", 1),
+                    _ => return,
+                };
+                s.vm_state = vm.into();
+                s.task_state = None;
+                s.power_state = power;
+                s.updated = at;
+                let host = s.host.clone();
+                Self::finish_actions(&mut self.instance_actions, &id, &host, at, true, None);
             }
             Pending::ServerGone(id) => {
                 let Some(s) = self.servers.get_mut(&id) else { return };
@@ -1183,6 +1330,11 @@ impl World {
                 s.power_state = 0;
                 s.updated = at;
                 s.terminated_at = Some(at);
+                let host = s.host.clone();
+                Self::finish_actions(&mut self.instance_actions, &id, &host, at, true, None);
+                for g in self.server_groups.values_mut() {
+                    g.members.retain(|m| m != &id);
+                }
                 // Nova removes tags and metadata with the instance: a deleted record
                 // answers `tags: []`, `metadata: {}` and no addresses.
                 s.tags.clear();
@@ -1269,7 +1421,9 @@ impl World {
             Pending::BackupGone(id) => {
                 self.backups.remove(&id);
             }
-            Pending::Attached(vid, _) => {
+            Pending::Attached(vid, sid) => {
+                let host = self.servers.get(&sid).map(|s| s.host.clone()).unwrap_or_default();
+                Self::finish_actions(&mut self.instance_actions, &sid, &host, at, true, Some("attach_volume"));
                 if let Some(v) = self.volumes.get_mut(&vid) {
                     if v.status == "attaching" {
                         v.status = "in-use".into();
@@ -1279,6 +1433,8 @@ impl World {
                 }
             }
             Pending::Detached(vid, sid) => {
+                let host = self.servers.get(&sid).map(|s| s.host.clone()).unwrap_or_default();
+                Self::finish_actions(&mut self.instance_actions, &sid, &host, at, true, Some("detach_volume"));
                 if let Some(v) = self.volumes.get_mut(&vid) {
                     if v.status == "detaching" {
                         v.attachments.retain(|a| a.server_id != sid);
@@ -1561,7 +1717,66 @@ impl World {
                 let g = s.boot_gen;
                 self.schedule(Self::after(now, settings.rebuild_secs), Pending::ServerActive(id.to_string(), g));
             }
+            "pause" | "unpause" | "suspend" | "resume" => {
+                let (from, task, secs) = match action {
+                    "pause" => ("active", "pausing", settings.pause_secs),
+                    "unpause" => ("paused", "unpausing", settings.pause_secs),
+                    "suspend" => ("active", "suspending", settings.suspend_secs),
+                    _ => ("suspended", "resuming", settings.suspend_secs),
+                };
+                if s.vm_state != from {
+                    return Err(conflict(s, "vm_state"));
+                }
+                s.task_state = Some(task.into());
+                s.updated = now;
+                s.boot_gen += 1;
+                let g = s.boot_gen;
+                self.schedule(Self::after(now, secs), Pending::PowerDone(id.to_string(), g));
+            }
             _ => return Err(SimError::bad(format!("There is no such action: {action}"))),
+        }
+        Ok(())
+    }
+
+    /// Nova's `addSecurityGroup` / `removeSecurityGroup`: the group (by name or id,
+    /// of the server's project) goes onto or off every port of the server.
+    pub fn server_security_group(&mut self, id: &str, group: &str, add: bool, now: Timestamp) -> SimResult<()> {
+        let Some(s) = self.servers.get(id).filter(|s| !s.is_deleted()) else {
+            return Err(SimError::not_found(format!("Instance {id} could not be found.")));
+        };
+        let project = s.project_id.clone();
+        let Some(g) =
+            self.security_groups.iter().find(|g| g.project_id == project && (g.name == group || g.id == group))
+        else {
+            return Err(SimError::not_found(format!("Security group {group} is not found for project {project}")));
+        };
+        let (gid, gname) = (g.id.clone(), g.name.clone());
+        let ports: Vec<String> = s.ports.clone();
+        let on = ports.iter().filter_map(|p| self.ports.get(p)).any(|p| p.security_groups.contains(&gid))
+            || s.security_groups.contains(&gname);
+        if add && on {
+            return Err(SimError::bad(format!(
+                "Invalid input for security_groups. Reason: Duplicate items in the list: '{gid}'."
+            )));
+        }
+        if !add && !on {
+            return Err(SimError::not_found(format!("Security group {group} not associated with the instance {id}")));
+        }
+        for pid in &ports {
+            if let Some(p) = self.ports.get_mut(pid) {
+                p.security_groups.retain(|x| x != &gid);
+                if add {
+                    p.security_groups.push(gid.clone());
+                }
+                p.updated_at = now;
+            }
+        }
+        if let Some(s) = self.servers.get_mut(id) {
+            s.security_groups.retain(|x| x != &gname);
+            if add {
+                s.security_groups.push(gname);
+            }
+            s.updated = now;
         }
         Ok(())
     }

@@ -309,28 +309,23 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
     let keypairs = f
         .keypairs
         .iter()
-        .map(|k| Keypair {
-            name: k.name.clone(),
-            fingerprint: format!("{:02x}", k.name.len())
-                .repeat(16)
-                .chars()
-                .collect::<Vec<_>>()
-                .chunks(2)
-                .map(|c| c.iter().collect::<String>())
-                .collect::<Vec<_>>()
-                .join(":"),
-            public_key: format!(
-                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{} {}@stackpilot",
-                stable("key", &k.name),
-                k.name
-            ),
-            user_id: k
-                .user
-                .as_ref()
-                .and_then(|u| users.iter().find(|x| &x.name == u))
-                .map(|u| u.id.clone())
-                .unwrap_or_default(),
-            created_at: now,
+        .enumerate()
+        .map(|(n, k)| {
+            let public_key = super::sshkey::seeded_public_key(&k.name);
+            Keypair {
+                name: k.name.clone(),
+                fingerprint: super::sshkey::fingerprint(&public_key).unwrap_or_default(),
+                public_key,
+                user_id: k
+                    .user
+                    .as_ref()
+                    .and_then(|u| users.iter().find(|x| &x.name == u))
+                    .map(|u| u.id.clone())
+                    .unwrap_or_default(),
+                created_at: now,
+                id: n as u64 + 1,
+                key_type: "ssh".into(),
+            }
         })
         .collect();
     let owner = w.projects.first().map(|p| p.id.clone()).unwrap_or_default();
@@ -368,6 +363,7 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
             is_public: true,
             description: x.description.clone(),
             extra_specs: x.extra_specs.clone(),
+            deleted: false,
         })
         .collect();
     w.users = users;
