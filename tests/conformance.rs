@@ -823,6 +823,157 @@ async fn gnocchi_cpu_percent_through_the_console_path() {
 
 // ---- shape parity ---------------------------------------------------------------
 
+/// A raw Nova call: the JSON answer (`null` when empty) or the classified error.
+async fn nova(cl: &Cloud, req: Req) -> Result<Value, stackpilot::cloud::ApiError> {
+    let r = cl.client.session.request("compute", req).await?;
+    Ok(if r.body.is_empty() { Value::Null } else { serde_json::from_slice(&r.body).unwrap() })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_flavor_keypair_and_server_group_round_trips() {
+    let Some(cl) = cloud("nova_flavor_keypair_and_server_group_round_trips").await else { return };
+    let name = |what: &str| format!("{}-{what}", cl.tag);
+
+    // A flavor: created, shown, deleted, then gone.
+    let body = json!({"flavor": {"name": name("flv"), "ram": 128, "disk": 1, "vcpus": 1, "id": null}});
+    let f = nova(&cl, Req::post("/flavors", body)).await.unwrap()["flavor"].clone();
+    let fid = f["id"].as_str().unwrap().to_string();
+    assert_eq!((f["ram"].as_u64(), f["vcpus"].as_u64(), f["disk"].as_u64()), (Some(128), Some(1), Some(1)), "{f}");
+    assert_eq!(f["os-flavor-access:is_public"], json!(true), "{f}");
+    let shown = nova(&cl, Req::get(format!("/flavors/{fid}"))).await.unwrap();
+    assert_eq!(shown["flavor"]["name"], json!(name("flv")));
+    let dup = json!({"flavor": {"name": name("flv"), "ram": 128, "disk": 1, "vcpus": 1}});
+    let e = nova(&cl, Req::post("/flavors", dup)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+    assert!(nova(&cl, Req::delete(format!("/flavors/{fid}"))).await.unwrap().is_null());
+    let e = nova(&cl, Req::get(format!("/flavors/{fid}"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    let listed = nova(&cl, Req::get("/flavors/detail")).await.unwrap();
+    assert!(!listed["flavors"].as_array().unwrap().iter().any(|x| x["id"] == json!(fid)), "a deleted flavor is listed");
+
+    // A key pair from a public key: Nova's fingerprint is the MD5 of the key blob.
+    let public = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHwkvdX2m+vlkH24/EDUgmnE+WnD98wGVAW3qI9GFoWQ";
+    let body = json!({"keypair": {"name": name("kp"), "public_key": public}});
+    let k = nova(&cl, Req::post("/os-keypairs", body.clone())).await.unwrap()["keypair"].clone();
+    assert_eq!(k["fingerprint"], json!("6f:f8:06:b4:42:32:f6:3a:ba:ae:66:95:cd:77:76:7a"), "{k}");
+    assert_eq!((k["type"].as_str(), k["user_id"].as_str()), (Some("ssh"), Some(cl.fx.user_id.as_str())), "{k}");
+    assert!(k.get("private_key").is_none(), "no private key for a given public key: {k}");
+    let e = nova(&cl, Req::post("/os-keypairs", body)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+    let shown = nova(&cl, Req::get(format!("/os-keypairs/{}", name("kp")))).await.unwrap()["keypair"].clone();
+    assert_eq!(shown["public_key"], json!(public));
+    assert_eq!(shown["fingerprint"], k["fingerprint"]);
+    assert!(shown["created_at"].is_string() && shown["id"].is_u64(), "{shown}");
+    let all = nova(&cl, Req::get("/os-keypairs")).await.unwrap();
+    assert!(all["keypairs"].as_array().unwrap().iter().any(|x| x["keypair"]["name"] == json!(name("kp"))), "{all}");
+    assert!(nova(&cl, Req::delete(format!("/os-keypairs/{}", name("kp")))).await.unwrap().is_null());
+    let e = nova(&cl, Req::get(format!("/os-keypairs/{}", name("kp")))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+    let e = nova(&cl, Req::delete(format!("/os-keypairs/{}", name("kp")))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+
+    // A server group: created, listed, shown, deleted, then gone.
+    let body = json!({"server_group": {"name": name("grp"), "policy": "anti-affinity"}});
+    let g = nova(&cl, Req::post("/os-server-groups", body)).await.unwrap()["server_group"].clone();
+    let gid = g["id"].as_str().unwrap().to_string();
+    let keys: BTreeSet<&str> = g.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["id", "members", "name", "policy", "project_id", "rules", "user_id"]), "{g}");
+    assert_eq!((g["policy"].as_str(), g["members"].as_array().map(Vec::len)), (Some("anti-affinity"), Some(0)));
+    let bad = json!({"server_group": {"name": name("grp2"), "policy": "sideways"}});
+    let e = nova(&cl, Req::post("/os-server-groups", bad)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest, "{e}");
+    let list = nova(&cl, Req::get("/os-server-groups")).await.unwrap();
+    assert!(list["server_groups"].as_array().unwrap().iter().any(|x| x["id"] == json!(gid)), "{list}");
+    let shown = nova(&cl, Req::get(format!("/os-server-groups/{gid}"))).await.unwrap();
+    assert_eq!(shown["server_group"]["name"], json!(name("grp")));
+    assert!(nova(&cl, Req::delete(format!("/os-server-groups/{gid}"))).await.unwrap().is_null());
+    let e = nova(&cl, Req::get(format!("/os-server-groups/{gid}"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_pause_suspend_instance_actions_hypervisors_and_usage() {
+    let Some(cl) = cloud("server_pause_suspend_instance_actions_hypervisors_and_usage").await else { return };
+    let c = cl.client.compute();
+    let created = c.create_server(&cl.spec("pause")).await.unwrap();
+    let id = created.id.clone();
+    cl.wait_server(&id, ServerStatus::Active).await;
+    let act = |a: &str| Req::post(format!("/servers/{id}/action"), json!({ a: null }));
+
+    nova(&cl, act("pause")).await.unwrap();
+    cl.wait_server(&id, ServerStatus::Paused).await;
+    for refused in ["pause", "suspend"] {
+        let e = nova(&cl, act(refused)).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+        assert!(e.message.contains("while it is in vm_state paused"), "{e}");
+    }
+    nova(&cl, act("unpause")).await.unwrap();
+    cl.wait_server(&id, ServerStatus::Active).await;
+    nova(&cl, act("suspend")).await.unwrap();
+    cl.wait_server(&id, ServerStatus::Suspended).await;
+    let e = nova(&cl, act("unpause")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Conflict, "{e}");
+    nova(&cl, act("resume")).await.unwrap();
+    let s = cl.wait_server(&id, ServerStatus::Active).await;
+    assert_eq!(s.power_state, Some(1));
+
+    // Every accepted action, newest first; refused ones are not recorded.
+    let list = nova(&cl, Req::get(format!("/servers/{id}/os-instance-actions"))).await.unwrap();
+    let actions = list["instanceActions"].as_array().unwrap();
+    let names: Vec<&str> = actions.iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["resume", "suspend", "unpause", "pause", "create"], "{list}");
+    for a in actions {
+        assert_eq!(a["instance_uuid"], json!(id));
+        assert_eq!(a["project_id"], json!(cl.fx.project_id));
+        assert!(a["request_id"].as_str().unwrap().starts_with("req-") && a["updated_at"].is_string(), "{a}");
+    }
+    let create_req = actions[4]["request_id"].as_str().unwrap();
+    let shown = nova(&cl, Req::get(format!("/servers/{id}/os-instance-actions/{create_req}"))).await.unwrap();
+    let events = shown["instanceAction"]["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["event"].as_str().unwrap().ends_with("build_and_run_instance")
+            && e["result"] == json!("Success")
+            && e["finish_time"].is_string()),
+        "{shown}"
+    );
+    let e = nova(&cl, Req::get(format!("/servers/{id}/os-instance-actions/req-none"))).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "{e}");
+
+    // The server's hypervisor, with the fields Nova shows from 2.88.
+    let (detail, _): (Value, _) = cl.client.session.json("compute", Req::get(format!("/servers/{id}"))).await.unwrap();
+    let node = detail["server"]["OS-EXT-SRV-ATTR:hypervisor_hostname"].clone();
+    let hv = nova(&cl, Req::get("/os-hypervisors/detail")).await.unwrap();
+    let mine = hv["hypervisors"].as_array().unwrap().iter().find(|h| h["hypervisor_hostname"] == node).cloned();
+    let mine = mine.unwrap_or_else(|| panic!("no hypervisor {node} in {hv}"));
+    for k in ["hypervisor_type", "hypervisor_version", "host_ip", "state", "status", "uptime"] {
+        assert!(mine.get(k).is_some(), "{k} missing: {mine}");
+    }
+    assert!(mine.get("vcpus").is_none(), "resources are Placement's from 2.88: {mine}");
+    assert_eq!(mine["service"]["host"], detail["server"]["OS-EXT-SRV-ATTR:host"]);
+    let hid = mine["id"].as_str().unwrap();
+    let one = nova(&cl, Req::get(format!("/os-hypervisors/{hid}"))).await.unwrap();
+    assert_eq!(one["hypervisor"]["hypervisor_hostname"], node);
+    let e = nova(&cl, Req::get("/os-hypervisors/statistics")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::NotFound, "statistics are gone from 2.88: {e}");
+
+    // The project's usage counts the server from its launch.
+    let pid = &cl.fx.project_id;
+    let (start, end) = (chrono::Utc::now() - chrono::Duration::days(1), chrono::Utc::now() + chrono::Duration::days(1));
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+    let req = Req::get(format!("/os-simple-tenant-usage/{pid}")).query("start", fmt(start)).query("end", fmt(end));
+    let u = nova(&cl, req).await.unwrap();
+    let usage = &u["tenant_usage"];
+    assert_eq!(usage["tenant_id"], json!(pid), "{u}");
+    let row = usage["server_usages"].as_array().unwrap().iter().find(|r| r["instance_id"] == json!(id)).cloned();
+    let row = row.unwrap_or_else(|| panic!("server {id} not in {u}"));
+    assert_eq!(row["state"], json!("active"), "{row}");
+    assert!(row["hours"].as_f64().unwrap() >= 0.0 && row["vcpus"].as_u64().unwrap() >= 1, "{row}");
+    assert!(row["started_at"].is_string() && row["ended_at"].is_null(), "{row}");
+    assert!(usage["total_hours"].as_f64().unwrap() >= row["hours"].as_f64().unwrap());
+
+    cl.delete_and_wait(&id).await;
+}
+
 fn is_id_like(k: &str) -> bool {
     let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     (k.len() == 36 || k.len() == 32) && hex(k)
