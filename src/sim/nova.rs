@@ -1,6 +1,8 @@
 //! Simulated Nova (compute v2.1, microversions 2.1–2.96): servers with paging,
-//! `changes-since` and tag filters, create/delete, actions, console output, tags,
-//! metadata, flavors, limits, quota sets, key pairs and availability zones.
+//! `changes-since` and tag filters, create/delete, actions (power, pause, suspend,
+//! security groups), console output, tags, metadata, flavors, limits, quota sets
+//! and services. The operator side (flavor and key pair management, zones,
+//! hypervisors, usage, server groups, instance actions) is in `nova_ops`.
 
 use super::http::*;
 use super::nova_ops as ops;
