@@ -1,4 +1,4 @@
-//! Simulated Nova (compute v2.1, microversions 2.1–2.96): servers with paging,
+//! Simulated Nova (compute v2.1, microversions 2.1–2.100): servers with paging,
 //! `changes-since` and tag filters, create/delete, actions (power, pause, suspend,
 //! security groups), console output, tags, metadata, flavors, limits, quota sets
 //! and services. The operator side (flavor and key pair management, zones,
@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 pub const MIN_MV: (u32, u32) = (2, 1);
-pub const MAX_MV: (u32, u32) = (2, 96);
+pub const MAX_MV: (u32, u32) = (2, 100);
 
 pub fn router() -> Router<S> {
     let p = "/compute/v2.1";
@@ -274,6 +274,9 @@ pub fn server_json(w: &World, base: &str, s: &Server, mv: (u32, u32), admin: boo
     }
     if ge(mv, 2, 96) {
         v.put("pinned_availability_zone", Value::Null);
+    }
+    if ge(mv, 2, 100) {
+        v.put("scheduler_hints", json!(s.scheduler_hints));
     }
     if let Some(f) = &s.fault {
         if matches!(status, "ERROR" | "DELETED") {
@@ -795,6 +798,7 @@ async fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestI
     };
     let sgs = req.security_groups.clone();
     let group = body.pointer("/os:scheduler_hints/group").and_then(Value::as_str).map(String::from);
+    let hints = body.get("os:scheduler_hints").and_then(Value::as_object).cloned().unwrap_or_default();
     let now = s.now();
     let mut w = s.world();
     if let Some(g) = &group {
@@ -815,6 +819,9 @@ async fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestI
     let rid = rid_of(rid);
     for id in &ids {
         w.record_action(id, "create", &rid, &c.user_id, now);
+        if let Some(sv) = w.servers.get_mut(id) {
+            sv.scheduler_hints = hints.clone();
+        }
         if let Some(g) = group.as_ref().and_then(|g| w.server_groups.get_mut(g)) {
             g.members.push(id.clone());
         }

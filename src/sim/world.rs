@@ -348,6 +348,9 @@ pub struct Server {
     /// (`:fail` appended when it is to fail).
     #[serde(default)]
     pub last_action: Option<String>,
+    /// The `os:scheduler_hints` it was created with (shown from 2.100).
+    #[serde(default)]
+    pub scheduler_hints: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A broken application inside a guest.
@@ -970,6 +973,7 @@ impl World {
             let sgs =
                 if req.security_groups.is_empty() { vec!["default".to_string()] } else { req.security_groups.clone() };
             let mut server = Server {
+                scheduler_hints: serde_json::Map::new(),
                 id: id.clone(),
                 name,
                 project_id: project.to_string(),
@@ -2456,6 +2460,7 @@ impl World {
             }
         }
         let mut s = Server {
+            scheduler_hints: serde_json::Map::new(),
             id: id.clone(),
             name: name.to_string(),
             project_id: project.to_string(),
