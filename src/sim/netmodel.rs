@@ -244,6 +244,7 @@ impl World {
         self.subnets.iter().filter(move |s| s.network_id == network_id)
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn create_network(
         &mut self,
         project: &str,
@@ -289,8 +290,11 @@ impl World {
                     }
                     Some(s) => s,
                     None => (100..=4094).find(|s| !used.contains(s)).ok_or_else(|| {
-                        SimError::new(503, "Unable to create the network. No tenant network is available for allocation.")
-                            .kind("NoNetworkAvailable")
+                        SimError::new(
+                            503,
+                            "Unable to create the network. No tenant network is available for allocation.",
+                        )
+                        .kind("NoNetworkAvailable")
                     })?,
                 };
                 (Some(p), Some(seg))
@@ -301,12 +305,8 @@ impl World {
                         "Invalid input for operation: provider:physical_network specified for {kind} network."
                     )));
                 }
-                let used: BTreeSet<u32> = self
-                    .networks
-                    .iter()
-                    .filter(|n| n.network_type == kind)
-                    .filter_map(|n| n.segmentation_id)
-                    .collect();
+                let used: BTreeSet<u32> =
+                    self.networks.iter().filter(|n| n.network_type == kind).filter_map(|n| n.segmentation_id).collect();
                 (None, Some(segmentation_id.unwrap_or_else(|| (1..).find(|s| !used.contains(s)).unwrap_or(1))))
             }
             "local" => (None, None),
@@ -359,8 +359,9 @@ impl World {
     pub fn create_subnet(&mut self, project: &str, req: SubnetCreate, now: Timestamp) -> SimResult<Subnet> {
         let bad = |m: String| SimError::bad(format!("Invalid input for operation: {m}")).kind("InvalidInput");
         if !self.networks.iter().any(|n| n.id == req.network_id) {
-            return Err(SimError::not_found(format!("Network {} could not be found.", req.network_id))
-                .kind("NetworkNotFound"));
+            return Err(
+                SimError::not_found(format!("Network {} could not be found.", req.network_id)).kind("NetworkNotFound")
+            );
         }
         if req.ip_version != 4 {
             return Err(bad(format!("ip_version {} is not supported by this cloud.", req.ip_version)));
@@ -479,12 +480,11 @@ impl World {
         subnet: Option<&str>,
         address: Option<&str>,
     ) -> SimResult<Option<(String, String)>> {
-        let candidates: Vec<usize> = self
+        let candidates: Vec<Subnet> = self
             .subnets
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.network_id == network_id && subnet.is_none_or(|x| x == s.id))
-            .map(|(i, _)| i)
+            .filter(|s| s.network_id == network_id && subnet.is_none_or(|x| x == s.id))
+            .cloned()
             .collect();
         if let Some(sid) = subnet {
             if candidates.is_empty() {
@@ -499,8 +499,8 @@ impl World {
                 SimError::bad(format!("Invalid input for operation: '{addr}' is not a valid IP address."))
                     .kind("InvalidInput")
             })?;
-            let Some(i) = candidates.iter().copied().find(|i| {
-                parse_cidr(&self.subnets[*i].cidr).is_some_and(|(n, l)| {
+            let Some(sub) = candidates.iter().find(|s| {
+                parse_cidr(&s.cidr).is_some_and(|(n, l)| {
                     let last = u64::from(n) + (1u64 << (32 - l)) - 1;
                     ip > n && u64::from(ip) < last
                 })
@@ -510,45 +510,45 @@ impl World {
                 ))
                 .kind("InvalidInput"));
             };
-            let sid = self.subnets[i].id.clone();
-            if self.ports.values().any(|p| p.subnet_id == sid && p.ip == addr)
-                || self.subnets[i].gateway_ip.as_deref() == Some(addr)
+            let text = ip_text(ip);
+            if self.ports.values().any(|p| p.subnet_id == sub.id && p.ip == text)
+                || sub.gateway_ip.as_deref() == Some(text.as_str())
             {
-                return Err(SimError::conflict(format!(
-                    "IP address {addr} already allocated in subnet {sid}"
-                ))
-                .kind("IpAddressAlreadyAllocated"));
+                return Err(SimError::conflict(format!("IP address {addr} already allocated in subnet {}", sub.id))
+                    .kind("IpAddressAlreadyAllocated"));
             }
-            self.subnets[i].reserved.insert(ip_text(ip));
-            return Ok(Some((sid, ip_text(ip))));
+            if let Some(s) = self.subnets.iter_mut().find(|s| s.id == sub.id) {
+                s.reserved.insert(text.clone());
+            }
+            return Ok(Some((sub.id.clone(), text)));
         }
         if candidates.is_empty() {
             return Ok(None);
         }
-        for i in candidates {
-            let ranges = pool_ranges(&self.subnets[i]);
+        for sub in candidates {
+            let ranges = pool_ranges(&sub);
             let total: u64 = ranges.iter().map(|(a, b)| u64::from(b - a) + 1).sum();
-            let sid = self.subnets[i].id.clone();
             // Addresses go out in order; once the pools are used up, free ones are
             // looked for from the start.
             let mut used: Option<BTreeSet<String>> = None;
-            let start = self.subnets[i].next_host;
             for k in 0..total {
-                let n = (start + k) % total;
+                let n = (sub.next_host + k) % total;
                 let Some(ip) = nth_in_pools(&ranges, n).map(ip_text) else { continue };
-                if self.subnets[i].reserved.contains(&ip) && used.is_none() {
+                if sub.reserved.contains(&ip) && used.is_none() {
                     continue;
                 }
-                if start + k >= total || used.is_some() {
+                if sub.next_host + k >= total || used.is_some() {
                     let set = used.get_or_insert_with(|| {
-                        self.ports.values().filter(|p| p.subnet_id == sid).map(|p| p.ip.clone()).collect()
+                        self.ports.values().filter(|p| p.subnet_id == sub.id).map(|p| p.ip.clone()).collect()
                     });
                     if set.contains(&ip) {
                         continue;
                     }
                 }
-                self.subnets[i].next_host = n + 1;
-                return Ok(Some((sid, ip)));
+                if let Some(s) = self.subnets.iter_mut().find(|s| s.id == sub.id) {
+                    s.next_host = n + 1;
+                }
+                return Ok(Some((sub.id, ip)));
             }
         }
         Err(SimError::conflict(format!("No more IP addresses available on network {network_id}."))
@@ -593,8 +593,9 @@ impl World {
 
     pub fn create_port(&mut self, project: &str, req: PortCreate, now: Timestamp) -> SimResult<Port> {
         if !self.networks.iter().any(|n| n.id == req.network_id) {
-            return Err(SimError::not_found(format!("Network {} could not be found.", req.network_id))
-                .kind("NetworkNotFound"));
+            return Err(
+                SimError::not_found(format!("Network {} could not be found.", req.network_id)).kind("NetworkNotFound")
+            );
         }
         self.check_network_quota(project, "port")?;
         let sgs = match &req.security_groups {
@@ -740,13 +741,13 @@ impl World {
 
     pub fn delete_security_group(&mut self, id: &str) -> SimResult<()> {
         let Some(g) = self.security_groups.iter().find(|g| g.id == id) else {
-            return Err(SimError::not_found(format!("Security group {id} does not exist"))
-                .kind("SecurityGroupNotFound"));
+            return Err(
+                SimError::not_found(format!("Security group {id} does not exist")).kind("SecurityGroupNotFound")
+            );
         };
         if g.name == "default" {
-            return Err(
-                SimError::conflict("Insufficient rights for removing default security group.").kind("SecurityGroupCannotRemoveDefault")
-            );
+            return Err(SimError::conflict("Insufficient rights for removing default security group.")
+                .kind("SecurityGroupCannotRemoveDefault"));
         }
         let in_use = self.ports.values().any(|p| p.security_groups.iter().any(|s| s == id))
             || self.servers.values().any(|s| !s.is_deleted() && s.security_groups.iter().any(|x| x == id));
@@ -785,10 +786,8 @@ impl World {
         if ported {
             if let (Some(a), Some(b)) = (req.port_range_min, req.port_range_max) {
                 if a > b || a == 0 || b > 65535 {
-                    return Err(SimError::bad(
-                        "For TCP/UDP protocols, port_range_min must be <= port_range_max",
-                    )
-                    .kind("SecurityGroupInvalidPortRange"));
+                    return Err(SimError::bad("For TCP/UDP protocols, port_range_min must be <= port_range_max")
+                        .kind("SecurityGroupInvalidPortRange"));
                 }
             }
         }
@@ -798,8 +797,9 @@ impl World {
         }
         if let Some(r) = &req.remote_group_id {
             if !self.security_groups.iter().any(|g| &g.id == r) {
-                return Err(SimError::not_found(format!("Security group {r} does not exist"))
-                    .kind("SecurityGroupNotFound"));
+                return Err(
+                    SimError::not_found(format!("Security group {r} does not exist")).kind("SecurityGroupNotFound")
+                );
             }
         }
         // Neutron stores a prefix with its host bits cleared.

@@ -609,11 +609,11 @@ async fn update_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>
     };
     let now = s.now();
     let mut w = s.world();
-    let Some(i) = w.networks.iter().position(|n| n.id == id) else { return not_found("networks", &id) };
-    if let Err(r) = owned(&c, Some(w.networks[i].project_id.clone()), "networks", &id) {
+    let found = w.networks.iter().find(|n| n.id == id).map(|n| n.project_id.clone());
+    if let Err(r) = owned(&c, found, "networks", &id) {
         return r;
     }
-    let n = &mut w.networks[i];
+    let Some(n) = w.networks.iter_mut().find(|n| n.id == id) else { return not_found("networks", &id) };
     if let Some(x) = text(&o, "name") {
         n.name = x;
     }
@@ -650,10 +650,18 @@ async fn create_subnet(State(s): State<S>, h: HeaderMap, body: Bytes) -> Respons
         Err(r) => return r,
     };
     let Some(network_id) = text(&o, "network_id") else {
-        return neutron_error(400, "HTTPBadRequest", "Failed to parse request. Required attribute 'network_id' not specified");
+        return neutron_error(
+            400,
+            "HTTPBadRequest",
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        );
     };
     let Some(cidr) = text(&o, "cidr") else {
-        return neutron_error(400, "BadRequest", "Bad subnets request: a cidr must be specified in the absence of a subnet pool.");
+        return neutron_error(
+            400,
+            "BadRequest",
+            "Bad subnets request: a cidr must be specified in the absence of a subnet pool.",
+        );
     };
     let pools = match o.get("allocation_pools") {
         None | Some(Value::Null) => None,
@@ -715,7 +723,11 @@ async fn create_port(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response 
         Err(r) => return r,
     };
     let Some(network_id) = text(&o, "network_id") else {
-        return neutron_error(400, "HTTPBadRequest", "Failed to parse request. Required attribute 'network_id' not specified");
+        return neutron_error(
+            400,
+            "HTTPBadRequest",
+            "Failed to parse request. Required attribute 'network_id' not specified",
+        );
     };
     let strings = |k: &str| {
         o.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
@@ -724,9 +736,10 @@ async fn create_port(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response 
         name: text(&o, "name").unwrap_or_default(),
         network_id: network_id.clone(),
         description: text(&o, "description").unwrap_or_default(),
-        fixed_ips: o.get("fixed_ips").and_then(Value::as_array).map(|a| {
-            a.iter().map(|f| (text_of(f, "subnet_id"), text_of(f, "ip_address"))).collect()
-        }),
+        fixed_ips: o
+            .get("fixed_ips")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(|f| (text_of(f, "subnet_id"), text_of(f, "ip_address"))).collect()),
         security_groups: strings("security_groups"),
         device_id: text(&o, "device_id").unwrap_or_default(),
         device_owner: text(&o, "device_owner").unwrap_or_default(),
@@ -734,7 +747,8 @@ async fn create_port(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response 
     };
     let now = s.now();
     let mut w = s.world();
-    let visible = w.networks.iter().any(|n| n.id == network_id && (c.admin || n.shared || n.project_id == c.project_id));
+    let visible =
+        w.networks.iter().any(|n| n.id == network_id && (c.admin || n.shared || n.project_id == c.project_id));
     if !visible {
         return not_found("networks", &network_id);
     }
@@ -790,16 +804,18 @@ async fn update_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, 
     };
     let now = s.now();
     let mut w = s.world();
-    let Some(i) = w.security_groups.iter().position(|g| g.id == id) else {
-        return not_found("security_groups", &id);
-    };
-    if let Err(r) = owned(&c, Some(w.security_groups[i].project_id.clone()), "security_groups", &id) {
+    let found = w.security_groups.iter().find(|g| g.id == id).map(|g| g.project_id.clone());
+    if let Err(r) = owned(&c, found, "security_groups", &id) {
         return r;
     }
-    let g = &mut w.security_groups[i];
+    let Some(g) = w.security_groups.iter_mut().find(|g| g.id == id) else { return not_found("security_groups", &id) };
     if let Some(n) = text(&o, "name") {
         if g.name == "default" && n != "default" {
-            return neutron_error(409, "SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.");
+            return neutron_error(
+                409,
+                "SecurityGroupCannotUpdateDefault",
+                "Updating default security group not allowed.",
+            );
         }
         g.name = n;
     }

@@ -2,8 +2,8 @@
 //! flavors, images, networks, volumes, servers and application traffic, loaded into
 //! a fresh `World`. Parsing is strict: an unknown key is an error with its line.
 
-use super::workload::{AppTraffic, Profile, Workload};
 use super::netmodel::{parse_cidr, Pool, Subnet};
+use super::workload::{AppTraffic, Profile, Workload};
 use super::world::*;
 use crate::domain::Timestamp;
 use serde::Deserialize;
