@@ -39,6 +39,18 @@ async fn versions(State(s): State<S>) -> Response {
 /// The largest image data the simulator takes in one upload.
 const UPLOAD_LIMIT: usize = 256 * 1024 * 1024;
 
+/// A raw image's data is its disk; a world-file image (no data) has the disk its
+/// `min_disk` asks for, or its size. Uploaded data in other formats is not read.
+fn virtual_size(i: &Image) -> Option<u64> {
+    match (i.status.as_str(), i.disk_format.as_str(), &i.checksum) {
+        ("queued", _, _) => None,
+        (_, "raw", _) => Some(i.size),
+        (_, _, None) if i.min_disk > 0 => Some(i.min_disk << 30),
+        (_, _, None) => Some(i.size),
+        _ => None,
+    }
+}
+
 pub fn image_json(i: &Image) -> Value {
     let has_data = i.status != "queued";
     // Images of the world file have no data: their checksums come from the size.
@@ -48,7 +60,7 @@ pub fn image_json(i: &Image) -> Value {
     let mut v = json!({
         "id": i.id, "name": i.name, "status": i.status, "visibility": i.visibility, "protected": i.protected, "os_hidden": false,
         "owner": i.owner, "size": has_data.then_some(i.size),
-        "virtual_size": (has_data && i.disk_format == "raw").then_some(i.size), "min_disk": i.min_disk, "min_ram": i.min_ram,
+        "virtual_size": virtual_size(i), "min_disk": i.min_disk, "min_ram": i.min_ram,
         "disk_format": (!i.disk_format.is_empty()).then_some(&i.disk_format),
         "container_format": (!i.container_format.is_empty()).then_some(&i.container_format),
         "checksum": has_data.then_some(checksum), "os_hash_algo": has_data.then_some("sha512"),
