@@ -531,6 +531,9 @@ async fn seed(State(s): State<S>, body: Bytes) -> Response {
         w.images.push(img);
     }
     let count = if b.get("count").is_none() && images > 0 { 0 } else { count };
+    if let Some(n) = &net {
+        w.make_room(n, count);
+    }
     let mut ids = Vec::new();
     for i in 0..count {
         match w.seed_server(

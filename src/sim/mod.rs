@@ -17,6 +17,7 @@ pub mod glance;
 pub mod gnocchi;
 pub mod http;
 pub mod keystone;
+pub mod netmodel;
 pub mod neutron;
 pub mod nova;
 pub mod nova_ops;

@@ -2,6 +2,7 @@
 //! backups, Gnocchi resources and measures, quotas and capacity, with lifecycles
 //! that move in simulated time. HTTP handlers are thin layers over these methods.
 
+use super::netmodel::{NetworkQuota, SecurityGroupRule, Subnet};
 use super::workload::Workload;
 use crate::domain::time::format_z;
 use crate::domain::Timestamp;
@@ -186,6 +187,14 @@ pub struct Image {
     pub updated_at: Timestamp,
     pub tags: Vec<String>,
     pub properties: BTreeMap<String, String>,
+    /// MD5 and SHA-512 of the uploaded data (`None`: derived from the size, for
+    /// images of the world file, which have no data).
+    #[serde(default)]
+    pub checksum: Option<String>,
+    #[serde(default)]
+    pub os_hash_value: Option<String>,
+    #[serde(default)]
+    pub protected: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,12 +204,31 @@ pub struct Network {
     pub project_id: String,
     pub shared: bool,
     pub external: bool,
-    pub subnet_id: String,
-    /// First three octets of a /24, e.g. `10.0.0`.
-    pub prefix: String,
-    pub next_host: u32,
     pub mtu: u32,
     pub created_at: Timestamp,
+    #[serde(default)]
+    pub updated_at: Option<Timestamp>,
+    #[serde(default)]
+    pub description: String,
+    /// `flat`, `vlan`, `geneve`, ... (`provider:network_type`).
+    #[serde(default = "default_network_type")]
+    pub network_type: String,
+    #[serde(default)]
+    pub physical_network: Option<String>,
+    #[serde(default)]
+    pub segmentation_id: Option<u32>,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    #[serde(default)]
+    pub revision: u32,
+}
+
+fn default_network_type() -> String {
+    "flat".into()
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,6 +237,12 @@ pub struct SecurityGroup {
     pub name: String,
     pub project_id: String,
     pub description: String,
+    #[serde(default)]
+    pub created_at: Timestamp,
+    #[serde(default)]
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub revision: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -277,7 +311,16 @@ pub struct Port {
     pub device_id: String,
     pub device_owner: String,
     pub mac: String,
+    /// The fixed IP (empty when the network has no subnet) and its subnet.
     pub ip: String,
+    #[serde(default)]
+    pub subnet_id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default = "yes")]
+    pub admin_state_up: bool,
+    #[serde(default)]
+    pub revision: u32,
     pub status: String,
     pub tags: Vec<String>,
     pub security_groups: Vec<String>,
@@ -665,7 +708,12 @@ pub struct World {
     pub flavors: Vec<Flavor>,
     pub images: Vec<Image>,
     pub networks: Vec<Network>,
+    pub subnets: Vec<Subnet>,
     pub security_groups: Vec<SecurityGroup>,
+    pub security_group_rules: BTreeMap<String, SecurityGroupRule>,
+    /// Neutron quotas set for a project, and the defaults.
+    pub network_quotas: BTreeMap<String, NetworkQuota>,
+    pub default_network_quota: NetworkQuota,
     pub keypairs: Vec<Keypair>,
     pub ports: BTreeMap<String, Port>,
     pub floating_ips: BTreeMap<String, FloatingIp>,
@@ -806,23 +854,10 @@ impl World {
         sgs: &[String],
         now: Timestamp,
     ) -> SimResult<String> {
-        let net = self.networks.iter_mut().find(|n| n.id == network_id).ok_or_else(|| {
-            SimError::bad(format!("Network {network_id} could not be found.")).kind("NetworkNotFound")
-        })?;
-        net.next_host += 1;
-        if net.next_host > 65_000 {
-            return Err(SimError::conflict(format!("No more IP addresses available on network {network_id}."))
-                .kind("IpAddressGenerationFailure"));
+        if !self.networks.iter().any(|n| n.id == network_id) {
+            return Err(SimError::bad(format!("Network {network_id} could not be found.")).kind("NetworkNotFound"));
         }
-        let ip = if net.next_host < 255 {
-            format!("{}.{}", net.prefix, net.next_host)
-        } else {
-            // Wide networks: spill into the next octets of a /16.
-            let mut parts: Vec<u32> = net.prefix.split('.').filter_map(|p| p.parse().ok()).collect();
-            parts.resize(3, 0);
-            let [a, b, c] = [0, 1, 2].map(|i| parts.get(i).copied().unwrap_or(0));
-            format!("{a}.{b}.{}.{}", (c + net.next_host / 250) % 256, net.next_host % 250 + 2)
-        };
+        let (subnet_id, ip) = self.allocate_ip(network_id, None, None)?.unwrap_or_default();
         let id = new_id();
         // Ports get the project's `default` group unless others are asked for.
         let sgs: Vec<String> = if sgs.is_empty() {
@@ -851,6 +886,10 @@ impl World {
             device_owner: format!("compute:{az}"),
             mac: mac(&id),
             ip,
+            subnet_id,
+            description: String::new(),
+            admin_state_up: true,
+            revision: 1,
             status: "DOWN".into(),
             tags: vec![],
             security_groups: sgs.to_vec(),

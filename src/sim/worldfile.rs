@@ -2,6 +2,7 @@
 //! flavors, images, networks, volumes, servers and application traffic, loaded into
 //! a fresh `World`. Parsing is strict: an unknown key is an error with its line.
 
+use super::netmodel::{parse_cidr, Pool, Subnet};
 use super::workload::{AppTraffic, Profile, Workload};
 use super::world::*;
 use crate::domain::Timestamp;
@@ -262,33 +263,55 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
             name: "default".into(),
             project_id: p.id.clone(),
             description: "Default security group".into(),
+            created_at: now,
+            updated_at: now,
+            revision: 1,
         });
     }
     let mut networks = Vec::new();
+    let mut subnets = Vec::new();
     for n in &f.networks {
-        let prefix = n
-            .cidr
-            .split('/')
-            .next()
-            .unwrap_or("10.0.0.0")
-            .rsplit_once('.')
-            .map(|(a, _)| a.to_string())
-            .unwrap_or_else(|| "10.0.0".into());
+        let Some((net, len)) = parse_cidr(&n.cidr).filter(|(_, l)| *l <= 30) else {
+            return Err(WorldFileError::at(source, format!("network `{}`: `{}` is not an IPv4 CIDR", n.name, n.cidr)));
+        };
         let project = match &n.project {
             Some(p) => pid(p)?,
             None => w.projects.first().map(|p| p.id.clone()).unwrap_or_default(),
         };
+        let ip = |k: u32| std::net::Ipv4Addr::from(net + k).to_string();
+        let last = ((1u64 << (32 - len)) - 2) as u32;
+        subnets.push(Subnet {
+            id: stable_uuid("subnet", &n.name),
+            name: format!("{}-subnet", n.name),
+            network_id: stable_uuid("net", &n.name),
+            project_id: project.clone(),
+            description: String::new(),
+            cidr: format!("{}/{len}", std::net::Ipv4Addr::from(net)),
+            gateway_ip: Some(ip(1)),
+            allocation_pools: vec![Pool { start: ip(2), end: ip(last) }],
+            enable_dhcp: true,
+            dns_nameservers: vec![],
+            next_host: 1,
+            reserved: Default::default(),
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+        });
         networks.push(Network {
             id: stable_uuid("net", &n.name),
             name: n.name.clone(),
             project_id: project,
             shared: n.shared,
             external: n.external,
-            subnet_id: stable_uuid("subnet", &n.name),
-            prefix,
-            next_host: 2,
             mtu: 1450,
             created_at: now,
+            updated_at: Some(now),
+            description: String::new(),
+            network_type: "flat".into(),
+            physical_network: Some(if n.external { "public" } else { "physnet1" }.into()),
+            segmentation_id: None,
+            admin_state_up: true,
+            revision: 1,
         });
     }
     let mut app_creds = Vec::new();
@@ -347,6 +370,9 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
             updated_at: now,
             tags: i.tags.clone(),
             properties: i.properties.clone(),
+            checksum: None,
+            os_hash_value: None,
+            protected: false,
         })
         .collect();
     w.flavors = f
@@ -367,8 +393,12 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
         })
         .collect();
     w.users = users;
+    for g in &sgs {
+        w.add_default_rules(&g.id, &g.project_id, true, now);
+    }
     w.security_groups = sgs;
     w.networks = networks;
+    w.subnets = subnets;
     w.app_creds = app_creds;
     w.keypairs = keypairs;
     let apply = |q: &mut Quota, d: &QuotaDef| {
