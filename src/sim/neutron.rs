@@ -73,6 +73,11 @@ pub fn router() -> Router<S> {
             &format!("{p}/agents/{{id}}"),
             get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "agents")),
         )
+        .route(&format!("{p}/routers"), get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "routers")))
+        .route(
+            &format!("{p}/routers/{{id}}"),
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "routers")),
+        )
         .route(&format!("{p}/quotas"), get(quota_list))
         .route(&format!("{p}/quotas/{{id}}"), get(quota_show).put(quota_update).delete(quota_reset))
         .route(&format!("{p}/quotas/{{id}}/{{what}}"), get(quota_more))
@@ -273,14 +278,54 @@ fn all(w: &World, kind: &str, project: &str, admin: bool, now: &crate::domain::T
             .collect(),
         "agents" if admin => agents(w, now),
         "floatingips" => w.floating_ips.values().filter(|f| visible(&f.project_id, false)).map(fip_json).collect(),
+        "routers" => routers(w).into_iter().filter(|r| visible(r["project_id"].as_str().unwrap_or_default(), false)).collect(),
         _ => vec![],
     }
+}
+
+/// The id of a project's router (stable across restarts).
+fn router_id(project: &str) -> String {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("router:{project}").as_bytes()).to_string()
+}
+
+/// The simulator's routers, read-only: each project with a network of its own
+/// reaches the external network through one router (`router1`), as a devstack
+/// cloud is set up; floating IPs are served by it.
+fn routers(w: &World) -> Vec<Value> {
+    let Some(ext) = w.networks.iter().find(|n| n.external) else { return vec![] };
+    let ext_subnet = w.subnets_of(&ext.id).next();
+    let mut projects: Vec<&super::world::Network> = Vec::new();
+    for n in w.networks.iter().filter(|n| !n.external && !n.project_id.is_empty()) {
+        if !projects.iter().any(|p| p.project_id == n.project_id) {
+            projects.push(n);
+        }
+    }
+    projects
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let gw_ip = ext_subnet.and_then(|x| x.gateway_ip.as_deref()).and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
+            let ip = gw_ip.map(|g| std::net::Ipv4Addr::from(u32::from(g).saturating_add(100 + i as u32)).to_string());
+            let fixed: Vec<Value> = ext_subnet
+                .iter()
+                .filter_map(|x| ip.as_ref().map(|ip| json!({"subnet_id": x.id, "ip_address": ip})))
+                .collect();
+            json!({
+                "id": router_id(&n.project_id), "name": "router1", "status": "ACTIVE", "admin_state_up": true,
+                "project_id": n.project_id, "tenant_id": n.project_id, "description": "", "tags": [],
+                "external_gateway_info": {"network_id": ext.id, "enable_snat": true, "external_fixed_ips": fixed},
+                "routes": [], "distributed": false, "ha": false, "flavor_id": null,
+                "availability_zone_hints": [], "availability_zones": ["nova"],
+                "created_at": format_z(&n.created_at), "updated_at": format_z(&n.created_at), "revision_number": 1
+            })
+        })
+        .collect()
 }
 
 fn fip_json(f: &FloatingIp) -> Value {
     json!({
         "id": f.id, "floating_ip_address": f.address, "fixed_ip_address": f.fixed_ip, "port_id": f.port_id,
-        "router_id": f.port_id.as_ref().map(|_| "router-sim"), "floating_network_id": f.network_id, "status": f.status,
+        "router_id": f.port_id.as_ref().map(|_| router_id(&f.project_id)), "floating_network_id": f.network_id, "status": f.status,
         "project_id": f.project_id, "tenant_id": f.project_id, "description": "", "tags": [], "port_details": null,
         "dns_domain": "", "dns_name": "", "port_forwardings": [], "qos_policy_id": null,
         "created_at": format_z(&f.created_at), "updated_at": format_z(&f.created_at), "revision_number": 1
@@ -296,6 +341,7 @@ fn singular(kind: &str) -> &str {
         "security_group_rules" => "security_group_rule",
         "agents" => "agent",
         "floatingips" => "floatingip",
+        "routers" => "router",
         _ => kind,
     }
 }
@@ -309,6 +355,7 @@ fn not_found_type(kind: &str) -> &'static str {
         "security_group_rules" => "SecurityGroupRuleNotFound",
         "agents" => "AgentNotFound",
         "floatingips" => "FloatingIPNotFound",
+        "routers" => "RouterNotFound",
         _ => "NotFound",
     }
 }
