@@ -147,6 +147,36 @@ pub struct AppCred {
     pub secret: String,
     pub user_id: String,
     pub project_id: String,
+    /// The roles it carries (names), the effective roles of its user on its
+    /// project when it was made.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub unrestricted: Option<bool>,
+}
+
+/// The roles every Keystone has from its bootstrap.
+pub const BOOTSTRAP_ROLES: [&str; 3] = ["admin", "member", "reader"];
+
+/// Keystone's implied roles as bootstrap sets them: (prior, implied).
+pub const IMPLIED_ROLES: [(&str, &str); 2] = [("admin", "member"), ("member", "reader")];
+
+/// The roles `direct` roles carry with the roles they imply, each once, the
+/// direct ones first.
+pub fn effective_roles(direct: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = direct.to_vec();
+    while !todo.is_empty() {
+        let r = todo.remove(0);
+        if out.contains(&r) {
+            continue;
+        }
+        todo.extend(IMPLIED_ROLES.iter().filter(|(p, _)| *p == r).map(|(_, i)| i.to_string()));
+        out.push(r);
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
