@@ -480,6 +480,19 @@ pub struct Quota {
     pub snapshots: i64,
     pub backups: i64,
     pub backup_gigabytes: i64,
+    /// The largest volume, in GiB (-1: no limit).
+    #[serde(default = "unlimited")]
+    pub per_volume_gigabytes: i64,
+    #[serde(default = "ten")]
+    pub groups: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+fn ten() -> i64 {
+    10
 }
 
 impl Default for Quota {
@@ -497,6 +510,8 @@ impl Default for Quota {
             snapshots: 10,
             backups: 10,
             backup_gigabytes: 1000,
+            per_volume_gigabytes: -1,
+            groups: 10,
         }
     }
 }
@@ -516,6 +531,8 @@ impl Quota {
             "snapshots" => self.snapshots,
             "backups" => self.backups,
             "backup_gigabytes" => self.backup_gigabytes,
+            "per_volume_gigabytes" => self.per_volume_gigabytes,
+            "groups" => self.groups,
             _ => return None,
         })
     }
@@ -533,6 +550,8 @@ impl Quota {
             "snapshots" => &mut self.snapshots,
             "backups" => &mut self.backups,
             "backup_gigabytes" => &mut self.backup_gigabytes,
+            "per_volume_gigabytes" => &mut self.per_volume_gigabytes,
+            "groups" => &mut self.groups,
             _ => return false,
         };
         *slot = v;
@@ -540,7 +559,9 @@ impl Quota {
     }
     pub const COMPUTE_KEYS: [&'static str; 7] =
         ["instances", "cores", "ram", "key_pairs", "metadata_items", "server_groups", "server_group_members"];
-    pub const VOLUME_KEYS: [&'static str; 5] = ["volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes"];
+    /// Cinder's quota keys (besides those of each volume type).
+    pub const VOLUME_KEYS: [&'static str; 7] =
+        ["volumes", "per_volume_gigabytes", "snapshots", "gigabytes", "backups", "backup_gigabytes", "groups"];
 }
 
 /// A Gnocchi archive policy.
@@ -1645,6 +1666,15 @@ impl World {
         }
         let q = self.quota(project);
         let (n, gb, _, _, _) = self.volume_usage(project);
+        if q.per_volume_gigabytes >= 0 && size as i64 > q.per_volume_gigabytes {
+            return Err(SimError::new(
+                413,
+                format!(
+                    "VolumeSizeExceedsLimit: Requested volume size {size}G is larger than maximum allowed limit {}G.",
+                    q.per_volume_gigabytes
+                ),
+            ));
+        }
         if q.volumes >= 0 && n + 1 > q.volumes {
             return Err(SimError::new(
                 413,
