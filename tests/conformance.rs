@@ -1378,7 +1378,7 @@ async fn identity_admin_reads_volume_quotas_metadata_services_and_metric_status(
     let project = get_json(&cl, "identity", format!("/projects/{pid}")).await["project"].clone();
     let pname = project["name"].as_str().unwrap().to_string();
     let by_name = get_json(&cl, "identity", format!("/projects?name={pname}")).await;
-    assert_eq!(names_of(&by_name, "projects", "id"), [pid.clone()]);
+    assert_eq!(names_of(&by_name, "projects", "id"), [pid.as_str()]);
     let in_domain =
         get_json(&cl, "identity", format!("/projects?domain_id={}", project["domain_id"].as_str().unwrap())).await;
     assert!(names_of(&in_domain, "projects", "id").contains(&pid));
@@ -1389,7 +1389,7 @@ async fn identity_admin_reads_volume_quotas_metadata_services_and_metric_status(
     let by_name =
         get_json(&cl, "identity", format!("/users?name={uname}&domain_id={}", user["domain_id"].as_str().unwrap()))
             .await;
-    assert_eq!(names_of(&by_name, "users", "id"), [uid.clone()]);
+    assert_eq!(names_of(&by_name, "users", "id"), [uid.as_str()]);
     let roles = get_json(&cl, "identity", "/roles?name=admin").await;
     assert_eq!(names_of(&roles, "roles", "name"), ["admin"]);
     let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_string();
@@ -1444,7 +1444,7 @@ async fn identity_admin_reads_volume_quotas_metadata_services_and_metric_status(
     assert_eq!((shown["name"].as_str(), shown["project_id"].as_str()), (Some(cl.tag.as_str()), Some(pid.as_str())));
     assert!(shown.get("secret").is_none(), "the secret is shown only at creation");
     let found = get_json(&cl, "identity", format!("{acs}?name={}", cl.tag)).await;
-    assert_eq!(names_of(&found, "application_credentials", "id"), [ac_id.clone()]);
+    assert_eq!(names_of(&found, "application_credentials", "id"), [ac_id.as_str()]);
     cl.client.session.request("identity", Req::delete(format!("{acs}/{ac_id}"))).await.unwrap();
     let m = refused(&cl, "identity", Req::get(format!("{acs}/{ac_id}")), 404).await;
     assert!(m.contains("Could not find Application Credential"), "{m}");

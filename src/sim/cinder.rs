@@ -1190,3 +1190,61 @@ async fn services(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, Raw
             .collect();
     ok(200, &json!({"services": rows}), mv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> (World, String) {
+        let w = super::super::worldfile::load(super::super::worldfile::DEFAULT_WORLD, "default", chrono::Utc::now())
+            .unwrap();
+        let pid = w.projects[0].id.clone();
+        (w, pid)
+    }
+
+    #[test]
+    fn quota_sets_show_limits_usage_and_type_keys() {
+        let (mut w, pid) = world();
+        let now = chrono::Utc::now();
+        let uid = w.users[0].id.clone();
+        w.create_volume(&pid, &uid, 3, None, None, BTreeMap::new(), None, now).unwrap();
+        let plain = volume_quota_body(&w, &pid, false, false, true);
+        let q = &plain["quota_set"];
+        assert_eq!(q["id"], pid.as_str());
+        assert_eq!(q["volumes___DEFAULT__"], -1);
+        assert_eq!(q["per_volume_gigabytes"], -1);
+        let used = volume_quota_body(&w, &pid, false, true, false);
+        let u = &used["quota_set"];
+        assert!(u.get("id").is_none());
+        assert_eq!(u["volumes"]["in_use"], 1);
+        assert_eq!(u["gigabytes"]["in_use"], 3);
+        assert_eq!(u["gigabytes___DEFAULT__"]["in_use"], 3);
+        assert_eq!(u["volumes"]["limit"], q["volumes"]);
+    }
+
+    #[test]
+    fn per_volume_limit_refuses_a_larger_volume() {
+        let (mut w, pid) = world();
+        let uid = w.users[0].id.clone();
+        let mut q = w.quota(&pid);
+        assert!(q.set("per_volume_gigabytes", 2));
+        w.quotas.insert(pid.clone(), q);
+        let now = chrono::Utc::now();
+        let e = w.create_volume(&pid, &uid, 3, None, None, BTreeMap::new(), None, now).unwrap_err();
+        assert_eq!(e.status, 413);
+        assert!(e.message.contains("VolumeSizeExceedsLimit"), "{}", e.message);
+        assert!(w.create_volume(&pid, &uid, 2, None, None, BTreeMap::new(), None, now).is_ok());
+    }
+
+    #[test]
+    fn metadata_checks() {
+        let ok: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        assert!(check_metadata(&ok).is_ok());
+        let blank: BTreeMap<String, String> = [(String::new(), "v".to_string())].into();
+        assert_eq!(check_metadata(&blank).unwrap_err().status, 400);
+        let long: BTreeMap<String, String> = [("k".to_string(), "x".repeat(256))].into();
+        assert!(check_metadata(&long).is_err());
+        assert!(body_metadata(&Bytes::from_static(br#"{"metadata": {"a": 1}}"#), "metadata").is_err());
+        assert_eq!(body_metadata(&Bytes::from_static(br#"{"meta": {"a": "1"}}"#), "meta").unwrap().len(), 1);
+    }
+}

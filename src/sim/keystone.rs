@@ -835,8 +835,8 @@ fn matches(v: &Value, key: &str, want: &str) -> bool {
             let t = !matches!(want.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off");
             *b == t
         }
-        Some(Value::Null) | None => false,
-        Some(other) => other.to_string() == want,
+        Some(Value::Number(n)) => want.parse::<f64>().ok() == n.as_f64(),
+        _ => false,
     }
 }
 
@@ -1009,4 +1009,66 @@ async fn role_assignments(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQu
         _ => format!("{base}/identity/v3/role_assignments"),
     };
     json_response(200, &json!({"role_assignments": rows, "links": {"self": self_href, "previous": null, "next": null}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> World {
+        super::super::worldfile::load(super::super::worldfile::DEFAULT_WORLD, "default", Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn roles_imply_as_bootstrap_sets_them() {
+        let eff = super::super::world::effective_roles(&["admin".to_string()]);
+        assert_eq!(eff, ["admin", "member", "reader"]);
+        let eff = super::super::world::effective_roles(&["reader".to_string(), "member".to_string()]);
+        assert_eq!(eff, ["reader", "member"]);
+        assert!(super::super::world::effective_roles(&[]).is_empty());
+    }
+
+    #[test]
+    fn effective_assignments_name_the_prior_role() {
+        let w = world();
+        let direct = assignments(&w, false);
+        assert!(direct.iter().all(|a| a.prior.is_none()));
+        let admin = w.users.iter().find(|u| u.name == "admin").unwrap();
+        let eff: Vec<_> = assignments(&w, true).into_iter().filter(|a| a.user_id == admin.id).collect();
+        let reader = eff.iter().find(|a| a.role == "reader").unwrap();
+        assert_eq!(reader.prior.as_deref(), Some("member"));
+        let member = eff.iter().find(|a| a.role == "member").unwrap();
+        assert_eq!(member.prior.as_deref(), Some("admin"));
+        assert!(eff.len() > direct.iter().filter(|a| a.user_id == admin.id).count());
+    }
+
+    #[test]
+    fn collections_come_from_the_world() {
+        let mut w = world();
+        let eps = members("http://x", &w, Kind::Endpoint);
+        assert_eq!(eps.len(), SERVICES.len() * INTERFACES.len());
+        assert!(eps.iter().any(|e| e["url"] == "http://x/volume/v3/%(project_id)s"));
+        let services = members("http://x", &w, Kind::Service);
+        assert!(eps.iter().all(|e| services.iter().any(|s| s["id"] == e["service_id"])));
+        assert_eq!(members("http://x", &w, Kind::Project).len(), w.projects.len());
+        // A role only a user holds is listed too, without the bootstrap roles' immutability.
+        if let Some(u) = w.users.first_mut() {
+            let p = u.roles.first().map(|(p, _)| p.clone()).unwrap_or_default();
+            u.roles.push((p, "auditor".into()));
+        }
+        let roles = members("http://x", &w, Kind::Role);
+        let auditor = roles.iter().find(|r| r["name"] == "auditor").unwrap();
+        assert_eq!(auditor["options"], json!({}));
+        assert_eq!(roles.iter().find(|r| r["name"] == "admin").unwrap()["options"]["immutable"], true);
+    }
+
+    #[test]
+    fn filters_match_exactly() {
+        let v = json!({"name": "admin", "enabled": true, "parent_region_id": null});
+        assert!(matches(&v, "name", "admin"));
+        assert!(!matches(&v, "name", "adm"));
+        assert!(matches(&v, "enabled", "True"));
+        assert!(!matches(&v, "enabled", "false"));
+        assert!(!matches(&v, "parent_region_id", "RegionOne"));
+    }
 }
