@@ -1638,3 +1638,206 @@ async fn shape_parity() {
     }
     assert!(drift.is_empty(), "the simulator drifted from the real services: {drift:#?}");
 }
+
+/// A GET that must succeed, as JSON.
+async fn get_json(cl: &Cloud, service: &str, path: impl Into<String>) -> Value {
+    let path = path.into();
+    match cl.client.session.json::<Value>(service, Req::get(path.clone())).await {
+        Ok((v, _)) => v,
+        Err(e) => panic!("GET {service} {path}: {e}"),
+    }
+}
+
+/// A request that must fail with `status`; the service's own message.
+async fn refused(cl: &Cloud, service: &str, req: Req, status: u16) -> String {
+    let what = format!("{} {service} {}", req.method, req.path);
+    match cl.client.session.request(service, req).await {
+        Ok(r) => panic!("{what}: expected {status}, got {}", r.status),
+        Err(e) => {
+            assert_eq!(e.status, Some(status), "{what}: {e}");
+            e.message
+        }
+    }
+}
+
+fn names_of(v: &Value, key: &str, field: &str) -> Vec<String> {
+    v[key].as_array().unwrap().iter().map(|x| x[field].as_str().unwrap_or_default().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_admin_reads_volume_quotas_metadata_services_and_metric_status() {
+    let Some(cl) = cloud("identity_admin_reads_volume_quotas_metadata_services_and_metric_status").await else {
+        return;
+    };
+    let (pid, uid) = (cl.fx.project_id.clone(), cl.fx.user_id.clone());
+    let unknown = uuid::Uuid::new_v4().simple().to_string();
+
+    // Keystone: every collection lists, shows a member by id, filters and 404s.
+    let regions = get_json(&cl, "identity", "/regions").await;
+    let region = regions["regions"][0]["id"].as_str().expect("a region").to_string();
+    assert_eq!(get_json(&cl, "identity", format!("/regions/{region}")).await["region"]["id"], region.as_str());
+    let services = get_json(&cl, "identity", "/services?type=compute").await;
+    assert_eq!(names_of(&services, "services", "type"), ["compute"], "{services}");
+    let compute = services["services"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(get_json(&cl, "identity", format!("/services/{compute}")).await["service"]["type"], "compute");
+    let eps = get_json(&cl, "identity", format!("/endpoints?service_id={compute}&interface=public")).await;
+    let eps = eps["endpoints"].as_array().unwrap();
+    assert!(!eps.is_empty());
+    assert!(eps.iter().all(|e| e["service_id"] == compute.as_str() && e["interface"] == "public"), "{eps:?}");
+    let ep = eps[0]["id"].as_str().unwrap();
+    assert_eq!(get_json(&cl, "identity", format!("/endpoints/{ep}")).await["endpoint"]["id"], ep);
+    let by_region = get_json(&cl, "identity", format!("/endpoints?region_id={region}")).await;
+    assert!(by_region["endpoints"].as_array().unwrap().len() >= eps.len());
+    let domains = get_json(&cl, "identity", "/domains?name=Default").await;
+    assert_eq!(names_of(&domains, "domains", "id"), ["default"]);
+    assert_eq!(get_json(&cl, "identity", "/domains/default").await["domain"]["name"], "Default");
+    let project = get_json(&cl, "identity", format!("/projects/{pid}")).await["project"].clone();
+    let pname = project["name"].as_str().unwrap().to_string();
+    let by_name = get_json(&cl, "identity", format!("/projects?name={pname}")).await;
+    assert_eq!(names_of(&by_name, "projects", "id"), [pid.as_str()]);
+    let in_domain =
+        get_json(&cl, "identity", format!("/projects?domain_id={}", project["domain_id"].as_str().unwrap())).await;
+    assert!(names_of(&in_domain, "projects", "id").contains(&pid));
+    let none = get_json(&cl, "identity", format!("/projects?name={unknown}")).await;
+    assert!(none["projects"].as_array().unwrap().is_empty());
+    let user = get_json(&cl, "identity", format!("/users/{uid}")).await["user"].clone();
+    let uname = user["name"].as_str().unwrap().to_string();
+    let by_name =
+        get_json(&cl, "identity", format!("/users?name={uname}&domain_id={}", user["domain_id"].as_str().unwrap()))
+            .await;
+    assert_eq!(names_of(&by_name, "users", "id"), [uid.as_str()]);
+    let roles = get_json(&cl, "identity", "/roles?name=admin").await;
+    assert_eq!(names_of(&roles, "roles", "name"), ["admin"]);
+    let admin_role = roles["roles"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(get_json(&cl, "identity", format!("/roles/{admin_role}")).await["role"]["name"], "admin");
+    for (kind, path) in [
+        ("region", "regions"),
+        ("service", "services"),
+        ("endpoint", "endpoints"),
+        ("domain", "domains"),
+        ("project", "projects"),
+        ("user", "users"),
+        ("role", "roles"),
+    ] {
+        let m = refused(&cl, "identity", Req::get(format!("/{path}/{unknown}")), 404).await;
+        assert!(m.contains(&format!("Could not find {kind}: {unknown}")), "{kind}: {m}");
+    }
+
+    // Role assignments: the direct one with names; effective adds the implied roles.
+    let q = format!("/role_assignments?user.id={uid}&scope.project.id={pid}");
+    let direct = get_json(&cl, "identity", format!("{q}&include_names=True")).await;
+    let ra = direct["role_assignments"].as_array().unwrap();
+    let admin_ra = ra.iter().find(|a| a["role"]["name"] == "admin").expect("admin on the project");
+    assert_eq!(admin_ra["user"]["name"], uname.as_str());
+    assert_eq!(admin_ra["scope"]["project"]["name"], pname.as_str());
+    assert_eq!(admin_ra["role"]["id"], admin_role.as_str());
+    let plain = get_json(&cl, "identity", q.clone()).await;
+    assert!(plain["role_assignments"][0]["role"].get("name").is_none(), "names only when asked");
+    let effective = get_json(&cl, "identity", format!("{q}&effective&include_names=True")).await;
+    let eff: Vec<&str> = effective["role_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["role"]["name"].as_str().unwrap_or_default())
+        .collect();
+    for r in ["admin", "member", "reader"] {
+        assert!(eff.contains(&r), "effective roles {eff:?} lack {r}");
+    }
+
+    // Application credentials: show by id, find by name, 404 once deleted.
+    let acs = format!("/users/{uid}/application_credentials");
+    let (ac, _): (Value, _) = cl
+        .client
+        .session
+        .json("identity", Req::post(acs.clone(), json!({"application_credential": {"name": cl.tag}})))
+        .await
+        .unwrap();
+    let ac_id = ac["application_credential"]["id"].as_str().unwrap().to_string();
+    assert!(ac["application_credential"]["secret"].is_string());
+    let role_names = names_of(&ac["application_credential"], "roles", "name");
+    assert!(role_names.iter().any(|r| r == "admin") && role_names.iter().any(|r| r == "reader"), "{role_names:?}");
+    let shown = get_json(&cl, "identity", format!("{acs}/{ac_id}")).await["application_credential"].clone();
+    assert_eq!((shown["name"].as_str(), shown["project_id"].as_str()), (Some(cl.tag.as_str()), Some(pid.as_str())));
+    assert!(shown.get("secret").is_none(), "the secret is shown only at creation");
+    let found = get_json(&cl, "identity", format!("{acs}?name={}", cl.tag)).await;
+    assert_eq!(names_of(&found, "application_credentials", "id"), [ac_id.as_str()]);
+    cl.client.session.request("identity", Req::delete(format!("{acs}/{ac_id}"))).await.unwrap();
+    let m = refused(&cl, "identity", Req::get(format!("{acs}/{ac_id}")), 404).await;
+    assert!(m.contains("Could not find Application Credential"), "{m}");
+
+    // Cinder quotas: limits, usage, defaults; a set shows and is put back.
+    let quota = get_json(&cl, "block-storage", format!("/os-quota-sets/{pid}?usage=False")).await["quota_set"].clone();
+    for k in ["volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes", "per_volume_gigabytes", "groups"] {
+        assert!(quota[k].is_i64(), "quota {k} in {quota}");
+    }
+    assert_eq!(quota["id"], pid.as_str());
+    let usage = get_json(&cl, "block-storage", format!("/os-quota-sets/{pid}?usage=True")).await["quota_set"].clone();
+    assert_eq!(usage["volumes"]["limit"], quota["volumes"]);
+    assert!(usage["volumes"]["in_use"].is_i64() && usage["gigabytes"]["reserved"].is_i64(), "{usage}");
+    let defaults = get_json(&cl, "block-storage", format!("/os-quota-sets/{pid}/defaults")).await["quota_set"].clone();
+    assert!(defaults["volumes"].is_i64());
+    let was = quota["snapshots"].as_i64().unwrap();
+    let want = if was >= 0 { was + 3 } else { 50 };
+    let put = |n: i64| Req::put(format!("/os-quota-sets/{pid}"), json!({"quota_set": {"snapshots": n}}));
+    let (set, _): (Value, _) = cl.client.session.json("block-storage", put(want)).await.unwrap();
+    let after = get_json(&cl, "block-storage", format!("/os-quota-sets/{pid}")).await;
+    cl.client.session.request("block-storage", put(was)).await.unwrap();
+    assert_eq!(set["quota_set"]["snapshots"], want);
+    assert_eq!(after["quota_set"]["snapshots"], want);
+    let restored = get_json(&cl, "block-storage", format!("/os-quota-sets/{pid}")).await;
+    assert_eq!(restored["quota_set"]["snapshots"], was);
+    let m = refused(
+        &cl,
+        "block-storage",
+        Req::put(format!("/os-quota-sets/{pid}"), json!({"quota_set": {"no_such_quota": 1}})),
+        400,
+    )
+    .await;
+    assert!(m.contains("Bad key(s) in quota set: no_such_quota"), "{m}");
+
+    // Volume metadata: merge, replace, one item, delete.
+    let v = cl.client.volume();
+    let vol = v.create_volume(1, &format!("{}-meta", cl.tag), &BTreeMap::new()).await.unwrap();
+    let c = cl.client.clone();
+    let vid = vol.id.clone();
+    eventually(120, "volume available", || {
+        let c = c.clone();
+        let vid = vid.clone();
+        async move { c.volume().get_volume(&vid).await.ok().filter(|x| x.status == "available") }
+    })
+    .await;
+    let mp = format!("/volumes/{vid}/metadata");
+    let post = |m: Value| Req::post(mp.clone(), json!({ "metadata": m }));
+    cl.client.session.request("block-storage", post(json!({"a": "1"}))).await.unwrap();
+    let (merged, _): (Value, _) = cl.client.session.json("block-storage", post(json!({"b": "2"}))).await.unwrap();
+    assert_eq!(merged["metadata"], json!({"a": "1", "b": "2"}));
+    let (replaced, _): (Value, _) =
+        cl.client.session.json("block-storage", Req::put(mp.clone(), json!({"metadata": {"c": "3"}}))).await.unwrap();
+    assert_eq!(replaced["metadata"], json!({"c": "3"}));
+    assert_eq!(get_json(&cl, "block-storage", format!("{mp}/c")).await["meta"], json!({"c": "3"}));
+    refused(&cl, "block-storage", Req::get(format!("{mp}/a")), 404).await;
+    assert_eq!(v.get_volume(&vid).await.unwrap().metadata.get("c").map(String::as_str), Some("3"));
+    cl.client.session.request("block-storage", Req::delete(format!("{mp}/c"))).await.unwrap();
+    assert_eq!(get_json(&cl, "block-storage", mp.clone()).await["metadata"], json!({}));
+    refused(&cl, "block-storage", Req::get(format!("/volumes/{unknown}/metadata")), 404).await;
+    v.delete_volume(&vid).await.unwrap();
+
+    // Cinder services, filtered by binary.
+    let svcs = get_json(&cl, "block-storage", "/os-services").await;
+    let binaries = names_of(&svcs, "services", "binary");
+    for b in ["cinder-scheduler", "cinder-volume"] {
+        assert!(binaries.iter().any(|x| x == b), "{binaries:?}");
+    }
+    assert!(svcs["services"].as_array().unwrap().iter().all(|s| s["state"].is_string() && s["zone"].is_string()));
+    let sched = get_json(&cl, "block-storage", "/os-services?binary=cinder-scheduler").await;
+    let only = names_of(&sched, "services", "binary");
+    assert!(!only.is_empty() && only.iter().all(|b| b == "cinder-scheduler"), "{only:?}");
+
+    // Gnocchi: the status of its processing, and the lists under their slash.
+    let status = get_json(&cl, "metric", "/status?details=False").await;
+    assert!(status["storage"]["summary"]["metrics"].is_u64() && status["storage"]["summary"]["measures"].is_u64());
+    assert!(!status["metricd"]["processors"].as_array().unwrap().is_empty(), "{status}");
+    assert!(get_json(&cl, "metric", "/status").await["storage"]["measures_to_process"].is_object());
+    assert!(get_json(&cl, "metric", "/archive_policy/").await.as_array().is_some_and(|a| !a.is_empty()));
+    assert!(get_json(&cl, "metric", "/resource_type/").await.as_array().is_some_and(|a| !a.is_empty()));
+}

@@ -56,9 +56,24 @@ pub fn router() -> Router<S> {
         .route(&format!("{p}/backups/{{id}}"), get(backup_show).delete(backup_delete))
         .route(&format!("{p}/backups/{{id}}/restore"), post(backup_restore))
         .route(&format!("{p}/backups/{{id}}/action"), post(backup_action))
+        .route(&format!("{p}/volumes/{{id}}/metadata"), get(meta_show).post(meta_merge).put(meta_replace))
+        .route(
+            &format!("{p}/volumes/{{id}}/metadata/{{key}}"),
+            get(meta_item).put(meta_item_set).delete(meta_item_delete),
+        )
         .route(&format!("{p}/limits"), get(limits))
         .route(&format!("{p}/types"), get(types))
+        .route(&format!("{p}/os-quota-sets/{{target}}"), get(quota_show).put(quota_update).delete(quota_delete))
+        .route(&format!("{p}/os-quota-sets/{{target}}/defaults"), get(quota_defaults))
+        .route(&format!("{p}/os-services"), get(services))
 }
+
+/// The one volume type of the simulated Cinder.
+const DEFAULT_TYPE: &str = "__DEFAULT__";
+const DEFAULT_TYPE_ID: &str = "5f9c1ad1-0000-4000-8000-00000000d3f1";
+/// The host of the one volume backend (`host@backend`) and its zone.
+const VOLUME_HOST: &str = "cinder-volume@fake";
+const STORAGE_ZONE: &str = "nova";
 
 fn version_entry(base: &str) -> Value {
     json!({
@@ -125,7 +140,7 @@ fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool, admin: bool
         "links": links(base, &v.project_id, "volumes", &v.id)
     });
     if admin {
-        j.put("os-vol-host-attr:host", json!("cinder-volume@fake#fake"));
+        j.put("os-vol-host-attr:host", json!(format!("{VOLUME_HOST}#fake")));
         j.put("os-vol-mig-status-attr:migstat", Value::Null);
         j.put("os-vol-mig-status-attr:name_id", Value::Null);
         j.put("provider_id", Value::Null);
@@ -139,7 +154,7 @@ fn volume_json(base: &str, v: &Volume, mv: (u32, u32), detail: bool, admin: bool
         j.put("group_id", Value::Null);
     }
     if mv >= (3, 63) {
-        j.put("volume_type_id", json!("5f9c1ad1-0000-4000-8000-00000000d3f1"));
+        j.put("volume_type_id", json!(DEFAULT_TYPE_ID));
     }
     if mv >= (3, 65) {
         j.put("consumes_quota", json!(true));
@@ -368,7 +383,7 @@ async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, b
             &c.user_id,
             None,
             name,
-            Some(vt.unwrap_or_else(|| "__DEFAULT__".into())),
+            Some(vt.unwrap_or_else(|| DEFAULT_TYPE.into())),
             az,
             now,
         );
@@ -774,7 +789,462 @@ async fn types(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Res
     };
     ok(
         200,
-        &json!({"volume_types": [{"id": "5f9c1ad1-0000-4000-8000-00000000d3f1", "name": "__DEFAULT__", "description": "Default Volume Type", "is_public": true, "extra_specs": {}, "qos_specs_id": null, "os-volume-type-access:is_public": true}]}),
+        &json!({"volume_types": [{"id": DEFAULT_TYPE_ID, "name": DEFAULT_TYPE, "description": "Default Volume Type", "is_public": true, "extra_specs": {}, "qos_specs_id": null, "os-volume-type-access:is_public": true}]}),
         mv,
     )
+}
+
+// ---- Volume metadata -------------------------------------------------------------
+
+/// Cinder's checks of metadata items.
+fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), SimError> {
+    for (k, v) in m {
+        if k.is_empty() {
+            return Err(SimError::bad("Invalid input received: Metadata property key blank."));
+        }
+        if k.chars().count() > 255 {
+            return Err(SimError::bad("Invalid input received: Metadata property key greater than 255 characters."));
+        }
+        if v.chars().count() > 255 {
+            return Err(SimError::bad("Invalid input received: Metadata property value greater than 255 characters."));
+        }
+    }
+    Ok(())
+}
+
+/// The metadata object under `key` of a request body (`metadata` or `meta`).
+fn body_metadata(body: &Bytes, key: &str) -> Result<BTreeMap<String, String>, SimError> {
+    let b = parse_body(body)?;
+    let Some(o) = b.get(key).and_then(Value::as_object) else {
+        return Err(SimError::bad(format!(
+            "Invalid input received: Missing required element '{key}' in request body."
+        )));
+    };
+    let mut m = BTreeMap::new();
+    for (k, v) in o {
+        let Some(v) = v.as_str() else {
+            return Err(SimError::bad(format!("Invalid input received: Value for metadata key {k} must be a string.")));
+        };
+        m.insert(k.clone(), v.to_string());
+    }
+    check_metadata(&m)?;
+    Ok(m)
+}
+
+fn no_volume(id: &str) -> SimError {
+    SimError::not_found(format!("Volume {id} could not be found."))
+}
+
+/// Change a volume's metadata with `f`; its metadata after.
+fn with_metadata(
+    s: &SimShared,
+    c: &Caller,
+    id: &str,
+    f: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), SimError>,
+) -> Result<BTreeMap<String, String>, SimError> {
+    let now = s.now();
+    let mut w = s.world();
+    let v = w.volumes.get_mut(id).filter(|v| v.project_id == c.project_id).ok_or_else(|| no_volume(id))?;
+    f(&mut v.metadata)?;
+    v.updated_at = Some(now);
+    Ok(v.metadata.clone())
+}
+
+async fn meta_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    match w.volumes.get(&id).filter(|v| v.project_id == c.project_id) {
+        Some(v) => ok(200, &json!({"metadata": v.metadata}), mv),
+        None => err(no_volume(&id), mv),
+    }
+}
+
+/// `POST .../metadata`: merge the given items into the volume's.
+async fn meta_merge(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = body_metadata(&body, "metadata").and_then(|m| {
+        with_metadata(&s, &c, &id, |cur| {
+            cur.extend(m);
+            Ok(())
+        })
+    });
+    match r {
+        Ok(m) => ok(200, &json!({"metadata": m}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+/// `PUT .../metadata`: replace all of the volume's items.
+async fn meta_replace(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = body_metadata(&body, "metadata").and_then(|m| {
+        with_metadata(&s, &c, &id, |cur| {
+            *cur = m;
+            Ok(())
+        })
+    });
+    match r {
+        Ok(m) => ok(200, &json!({"metadata": m}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn meta_item(State(s): State<S>, h: HeaderMap, Path((pid, id, key)): Path<(String, String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    let Some(v) = w.volumes.get(&id).filter(|v| v.project_id == c.project_id) else {
+        return err(no_volume(&id), mv);
+    };
+    match v.metadata.get(&key) {
+        Some(val) => ok(200, &json!({"meta": {key: val}}), mv),
+        None => err(SimError::not_found(format!("Metadata item was not found for volume {id}.")), mv),
+    }
+}
+
+/// `PUT .../metadata/{key}` with `{"meta": {key: value}}`.
+async fn meta_item_set(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id, key)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let m = match body_metadata(&body, "meta") {
+        Ok(m) => m,
+        Err(e) => return err(e, mv),
+    };
+    if m.len() != 1 || !m.contains_key(&key) {
+        let e = if m.len() > 1 { "Request body contains too many items." } else { "Request body and URI mismatch" };
+        return err(SimError::bad(e), mv);
+    }
+    let r = with_metadata(&s, &c, &id, |cur| {
+        cur.extend(m.clone());
+        Ok(())
+    });
+    match r {
+        Ok(_) => ok(200, &json!({"meta": m}), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+async fn meta_item_delete(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, id, key)): Path<(String, String, String)>,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let r = with_metadata(&s, &c, &id, |cur| match cur.remove(&key) {
+        Some(_) => Ok(()),
+        None => Err(SimError::not_found(format!("Metadata item was not found for volume {id}."))),
+    });
+    match r {
+        Ok(_) => with_mv(empty(200), mv),
+        Err(e) => err(e, mv),
+    }
+}
+
+// ---- Quotas and services -----------------------------------------------------------
+
+/// The quota keys of each volume type (`volumes___DEFAULT__`, ...).
+fn type_keys() -> [(String, &'static str); 3] {
+    ["volumes", "gigabytes", "snapshots"].map(|k| (format!("{k}_{DEFAULT_TYPE}"), k))
+}
+
+/// A quota set as Cinder shows it: limits, or with `usage` `{limit, in_use, reserved}`.
+fn volume_quota_body(w: &World, target: &str, defaults: bool, usage: bool, with_id: bool) -> Value {
+    let q = if defaults { w.default_quota.clone() } else { w.quota(target) };
+    let (vols, gb, snaps, baks, bgb) = w.volume_usage(target);
+    let typed_vols: Vec<&Volume> =
+        w.volumes.values().filter(|v| v.project_id == target && v.volume_type == DEFAULT_TYPE).collect();
+    let typed_snaps: Vec<&Snapshot> = w
+        .snapshots
+        .values()
+        .filter(|s| s.project_id == target && typed_vols.iter().any(|v| v.id == s.volume_id))
+        .collect();
+    let typed_gb =
+        typed_vols.iter().map(|v| v.size as i64).sum::<i64>() + typed_snaps.iter().map(|s| s.size as i64).sum::<i64>();
+    let mut m = Map::new();
+    let mut put = |k: &str, limit: i64, used: i64| {
+        let v = if usage { json!({"limit": limit, "in_use": used, "reserved": 0}) } else { json!(limit) };
+        m.insert(k.to_string(), v);
+    };
+    for k in super::world::Quota::VOLUME_KEYS {
+        let used = match k {
+            "volumes" => vols,
+            "gigabytes" => gb,
+            "snapshots" => snaps,
+            "backups" => baks,
+            "backup_gigabytes" => bgb,
+            _ => 0,
+        };
+        put(k, q.get(k).unwrap_or(-1), used);
+    }
+    for (k, base) in type_keys() {
+        let used = match base {
+            "volumes" => typed_vols.len() as i64,
+            "gigabytes" => typed_gb,
+            _ => typed_snaps.len() as i64,
+        };
+        put(&k, -1, used);
+    }
+    if with_id {
+        m.insert("id".into(), json!(target));
+    }
+    json!({"quota_set": m})
+}
+
+/// `GET os-quota-sets/{project}?usage=`: one's own project, or any as an admin
+/// (an unknown project shows the defaults, as Cinder does).
+async fn quota_show(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, target)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !c.admin && target != c.project_id {
+        return err(SimError::new(403, "Policy doesn't allow volume_extension:quotas:show to be performed."), mv);
+    }
+    let q = query_pairs(q.as_deref());
+    let usage =
+        q_get(&q, "usage").is_some_and(|u| matches!(u.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"));
+    let w = s.world();
+    ok(200, &volume_quota_body(&w, &target, false, usage, true), mv)
+}
+
+async fn quota_defaults(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
+    let (_, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let w = s.world();
+    ok(200, &volume_quota_body(&w, &target, true, false, true), mv)
+}
+
+/// `PUT os-quota-sets/{project}` (admins): Cinder's keys, integers ≥ -1 (and,
+/// with `skip_validation: false`, not below what the project already uses).
+async fn quota_update(
+    State(s): State<S>,
+    h: HeaderMap,
+    Path((pid, target)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return err(SimError::new(403, "Policy doesn't allow volume_extension:quotas:update to be performed."), mv);
+    }
+    let body = match parse_body(&body) {
+        Ok(b) => b,
+        Err(e) => return err(e, mv),
+    };
+    let Some(qs) = body.get("quota_set").and_then(Value::as_object) else {
+        return err(SimError::bad("Invalid input received: Missing required element 'quota_set' in request body."), mv);
+    };
+    // Limits below the usage are refused only when asked (`skip_validation: false`).
+    let skip_validation = match body.get("skip_validation") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(t)) if matches!(t.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on") => true,
+        Some(Value::String(t)) if matches!(t.to_ascii_lowercase().as_str(), "false" | "0" | "no" | "off") => false,
+        Some(other) => {
+            return err(
+                SimError::bad(format!("Invalid input received: Invalid value '{other}' for skip_validation.")),
+                mv,
+            )
+        }
+    };
+    let typed: Vec<String> = type_keys().into_iter().map(|(k, _)| k).collect();
+    let known = |k: &str| {
+        super::world::Quota::VOLUME_KEYS.contains(&k) || typed.iter().any(|t| t == k) || k == "id" || k == "tenant_id"
+    };
+    let bad: Vec<&str> = qs.keys().map(String::as_str).filter(|k| !known(k)).collect();
+    if !bad.is_empty() {
+        return err(SimError::bad(format!("Invalid input received: Bad key(s) in quota set: {}", bad.join(","))), mv);
+    }
+    let mut w = s.world();
+    let mut q = w.quota(&target);
+    let (vols, gb, snaps, baks, bgb) = w.volume_usage(&target);
+    for (k, v) in qs {
+        if k == "id" || k == "tenant_id" {
+            continue;
+        }
+        let Some(n) = v.as_i64().or_else(|| v.as_str().and_then(|x| x.trim().parse().ok())) else {
+            return err(SimError::bad(format!("{k} must be an integer")), mv);
+        };
+        if n < -1 {
+            return err(SimError::bad(format!("{k} must be >= -1")), mv);
+        }
+        let used = match k.as_str() {
+            "volumes" => vols,
+            "gigabytes" => gb,
+            "snapshots" => snaps,
+            "backups" => baks,
+            "backup_gigabytes" => bgb,
+            _ => 0,
+        };
+        if !skip_validation && n >= 0 && n < used {
+            return err(
+                SimError::bad(format!(
+                    "Quota {k} limit must be equal or greater than existing resources. Current usage is {used} and the requested limit is {n}."
+                )),
+                mv,
+            );
+        }
+        // The per-type keys have no limit here: accepted, and shown as -1.
+        q.set(k, n);
+    }
+    w.quotas.insert(target.clone(), q);
+    ok(200, &volume_quota_body(&w, &target, false, false, false), mv)
+}
+
+/// `DELETE os-quota-sets/{project}` (admins): Cinder's limits back to the defaults.
+async fn quota_delete(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return err(SimError::new(403, "Policy doesn't allow volume_extension:quotas:delete to be performed."), mv);
+    }
+    let mut w = s.world();
+    let defaults = w.default_quota.clone();
+    let mut q = w.quota(&target);
+    for k in super::world::Quota::VOLUME_KEYS {
+        if let Some(d) = defaults.get(k) {
+            q.set(k, d);
+        }
+    }
+    w.quotas.insert(target, q);
+    with_mv(empty(200), mv)
+}
+
+/// `GET os-services` (admins): the scheduler, the volume service of the one
+/// backend and the backup service, with `binary` and `host` filters.
+async fn services(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Response {
+    let (c, mv) = match ctx(&s, &h, &pid) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return err(SimError::new(403, "Policy doesn't allow volume_extension:services:index to be performed."), mv);
+    }
+    let q = query_pairs(q.as_deref());
+    let now = format_naive_micros(&s.now());
+    let zone = STORAGE_ZONE;
+    let rows: Vec<Value> =
+        [("cinder-scheduler", "cinder"), ("cinder-volume", VOLUME_HOST), ("cinder-backup", "cinder")]
+            .into_iter()
+            .filter(|(b, host)| {
+                q_get(&q, "binary").is_none_or(|x| x == *b) && q_get(&q, "host").is_none_or(|x| x == *host)
+            })
+            .map(|(binary, host)| {
+                let mut v = json!({"binary": binary, "host": host, "zone": zone, "status": "enabled", "state": "up",
+                "updated_at": now, "disabled_reason": null});
+                if mv >= (3, 7) {
+                    v.put("cluster", Value::Null);
+                }
+                if binary == "cinder-volume" {
+                    v.put("replication_status", json!("disabled"));
+                    v.put("active_backend_id", Value::Null);
+                    v.put("frozen", json!(false));
+                    if mv >= (3, 49) {
+                        v.put("backend_state", json!("up"));
+                    }
+                }
+                v
+            })
+            .collect();
+    ok(200, &json!({"services": rows}), mv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> (World, String) {
+        let w = super::super::worldfile::load(super::super::worldfile::DEFAULT_WORLD, "default", chrono::Utc::now())
+            .unwrap();
+        let pid = w.projects[0].id.clone();
+        (w, pid)
+    }
+
+    #[test]
+    fn quota_sets_show_limits_usage_and_type_keys() {
+        let (mut w, pid) = world();
+        let now = chrono::Utc::now();
+        let uid = w.users[0].id.clone();
+        w.create_volume(&pid, &uid, 3, None, None, BTreeMap::new(), None, now).unwrap();
+        let plain = volume_quota_body(&w, &pid, false, false, true);
+        let q = &plain["quota_set"];
+        assert_eq!(q["id"], pid.as_str());
+        assert_eq!(q["volumes___DEFAULT__"], -1);
+        assert_eq!(q["per_volume_gigabytes"], -1);
+        let used = volume_quota_body(&w, &pid, false, true, false);
+        let u = &used["quota_set"];
+        assert!(u.get("id").is_none());
+        assert_eq!(u["volumes"]["in_use"], 1);
+        assert_eq!(u["gigabytes"]["in_use"], 3);
+        assert_eq!(u["gigabytes___DEFAULT__"]["in_use"], 3);
+        assert_eq!(u["volumes"]["limit"], q["volumes"]);
+    }
+
+    #[test]
+    fn per_volume_limit_refuses_a_larger_volume() {
+        let (mut w, pid) = world();
+        let uid = w.users[0].id.clone();
+        let mut q = w.quota(&pid);
+        assert!(q.set("per_volume_gigabytes", 2));
+        w.quotas.insert(pid.clone(), q);
+        let now = chrono::Utc::now();
+        let e = w.create_volume(&pid, &uid, 3, None, None, BTreeMap::new(), None, now).unwrap_err();
+        assert_eq!(e.status, 413);
+        assert!(e.message.contains("VolumeSizeExceedsLimit"), "{}", e.message);
+        assert!(w.create_volume(&pid, &uid, 2, None, None, BTreeMap::new(), None, now).is_ok());
+    }
+
+    #[test]
+    fn metadata_checks() {
+        let ok: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        assert!(check_metadata(&ok).is_ok());
+        let blank: BTreeMap<String, String> = [(String::new(), "v".to_string())].into();
+        assert_eq!(check_metadata(&blank).unwrap_err().status, 400);
+        let long: BTreeMap<String, String> = [("k".to_string(), "x".repeat(256))].into();
+        assert!(check_metadata(&long).is_err());
+        assert!(body_metadata(&Bytes::from_static(br#"{"metadata": {"a": 1}}"#), "metadata").is_err());
+        assert_eq!(body_metadata(&Bytes::from_static(br#"{"meta": {"a": "1"}}"#), "meta").unwrap().len(), 1);
+    }
 }

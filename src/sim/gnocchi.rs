@@ -22,14 +22,19 @@ pub fn router() -> Router<S> {
     Router::new()
         .route("/metric", get(versions))
         .route("/metric/", get(versions))
+        .route(&format!("{p}/status"), get(status))
         .route(&format!("{p}/archive_policy"), get(ap_list).post(ap_create))
+        .route(&format!("{p}/archive_policy/"), get(ap_list).post(ap_create))
         .route(&format!("{p}/archive_policy/{{name}}"), get(ap_show))
         .route(&format!("{p}/metric"), get(metric_list).post(metric_create))
+        .route(&format!("{p}/metric/"), get(metric_list).post(metric_create))
         .route(&format!("{p}/metric/{{id}}"), get(metric_show))
         .route(&format!("{p}/metric/{{id}}/measures"), get(metric_measures).post(metric_post))
         .route(&format!("{p}/resource_type"), get(resource_types).post(resource_type_create))
+        .route(&format!("{p}/resource_type/"), get(resource_types).post(resource_type_create))
         .route(&format!("{p}/resource_type/{{name}}"), get(resource_type_show))
         .route(&format!("{p}/resource/{{rtype}}"), get(resource_list).post(resource_create))
+        .route(&format!("{p}/resource/{{rtype}}/"), get(resource_list).post(resource_create))
         .route(&format!("{p}/resource/{{rtype}}/{{id}}"), get(resource_show).delete(resource_delete))
         .route(&format!("{p}/resource/{{rtype}}/{{id}}/metric"), get(resource_metrics))
         .route(
@@ -44,6 +49,31 @@ async fn versions(State(s): State<S>) -> Response {
     json_response(
         200,
         &json!({"versions": [{"status": "CURRENT", "links": [{"href": format!("{}/metric/v1/", s.base()), "rel": "self"}], "id": "v1.0", "updated": "2015-03-19"}]}),
+    )
+}
+
+/// `GET /v1/status` (admins): the backlog of measures to process, none here since
+/// the simulator aggregates measures as they arrive, and the one metricd processor.
+/// `details` (default true) adds the backlog per metric.
+async fn status(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+    let c = match authenticate(&s, &h) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !c.admin {
+        return gerr(&h, 403, "Access was denied to this resource.");
+    }
+    let q = query_pairs(q.as_deref());
+    let details =
+        q_get(&q, "details").is_none_or(|d| !matches!(d.to_ascii_lowercase().as_str(), "false" | "0" | "no" | "off"));
+    let processor = format!("sim.0.{}", uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, s.base().as_bytes()));
+    let mut storage = json!({"summary": {"metrics": 0, "measures": 0}});
+    if details {
+        storage.put("measures_to_process", json!({}));
+    }
+    json_response(
+        200,
+        &json!({"storage": storage, "metricd": {"processors": [processor], "statistics": {processor.clone(): {"weight": 1}}}}),
     )
 }
 

@@ -6,7 +6,7 @@ use super::http::*;
 use super::world::World;
 use crate::domain::json::Obj;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
@@ -27,7 +27,40 @@ pub fn router() -> Router<S> {
             "/identity/v3/users/{uid}/application_credentials",
             axum::routing::post(app_cred_create).get(app_cred_list),
         )
-        .route("/identity/v3/users/{uid}/application_credentials/{id}", axum::routing::delete(app_cred_delete))
+        .route(
+            "/identity/v3/users/{uid}/application_credentials/{id}",
+            axum::routing::get(app_cred_show).delete(app_cred_delete),
+        )
+        .route("/identity/v3/regions", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Region)))
+        .route(
+            "/identity/v3/regions/{id}",
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Region)),
+        )
+        .route("/identity/v3/services", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Service)))
+        .route(
+            "/identity/v3/services/{id}",
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Service)),
+        )
+        .route("/identity/v3/endpoints", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Endpoint)))
+        .route(
+            "/identity/v3/endpoints/{id}",
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Endpoint)),
+        )
+        .route("/identity/v3/domains", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Domain)))
+        .route(
+            "/identity/v3/domains/{id}",
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Domain)),
+        )
+        .route("/identity/v3/projects", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Project)))
+        .route(
+            "/identity/v3/projects/{id}",
+            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Project)),
+        )
+        .route("/identity/v3/users", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::User)))
+        .route("/identity/v3/users/{id}", get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::User)))
+        .route("/identity/v3/roles", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Role)))
+        .route("/identity/v3/roles/{id}", get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Role)))
+        .route("/identity/v3/role_assignments", get(role_assignments))
 }
 
 fn stable_id(name: &str) -> String {
@@ -50,24 +83,34 @@ async fn version(State(s): State<S>) -> Response {
     json_response(200, &json!({"version": version_doc(&s.base())}))
 }
 
+/// The simulated services: (type, name, path under the base URL, where
+/// `%(project_id)s` stands for the project as in Keystone's endpoint table).
+const SERVICES: [(&str, &str, &str); 7] = [
+    ("identity", "keystone", "/identity"),
+    ("compute", "nova", "/compute/v2.1"),
+    ("image", "glance", "/image"),
+    ("network", "neutron", "/networking"),
+    ("block-storage", "cinder", "/volume/v3/%(project_id)s"),
+    ("volumev3", "cinderv3", "/volume/v3/%(project_id)s"),
+    ("metric", "gnocchi", "/metric"),
+];
+
+const INTERFACES: [&str; 3] = ["public", "internal", "admin"];
+
+fn endpoint_id(service_type: &str, interface: &str) -> String {
+    stable_id(&format!("{service_type}-{interface}"))
+}
+
 /// The service catalog for a project (URLs with the project id substituted).
 pub fn catalog(base: &str, region: &str, project_id: &str) -> Value {
-    let services = [
-        ("identity", "keystone", format!("{base}/identity")),
-        ("compute", "nova", format!("{base}/compute/v2.1")),
-        ("image", "glance", format!("{base}/image")),
-        ("network", "neutron", format!("{base}/networking")),
-        ("block-storage", "cinder", format!("{base}/volume/v3/{project_id}")),
-        ("volumev3", "cinderv3", format!("{base}/volume/v3/{project_id}")),
-        ("metric", "gnocchi", format!("{base}/metric")),
-    ];
     Value::Array(
-        services
+        SERVICES
             .iter()
-            .map(|(t, n, url)| {
-                let eps: Vec<Value> = ["public", "internal", "admin"]
+            .map(|(t, n, path)| {
+                let url = format!("{base}{}", path.replace("%(project_id)s", project_id));
+                let eps: Vec<Value> = INTERFACES
                     .iter()
-                    .map(|i| json!({"id": stable_id(&format!("{t}-{i}")), "interface": i, "region_id": region, "region": region, "url": url}))
+                    .map(|i| json!({"id": endpoint_id(t, i), "interface": i, "region_id": region, "region": region, "url": url}))
                     .collect();
                 json!({"type": t, "name": n, "id": stable_id(t), "endpoints": eps})
             })
@@ -498,9 +541,10 @@ async fn token_projects(State(s): State<S>, h: HeaderMap) -> Response {
 
 fn app_cred_json(base: &str, a: &super::world::AppCred, secret: bool) -> Value {
     let mut v = json!({
-        "id": a.id, "name": a.name, "project_id": a.project_id, "user_id": a.user_id, "description": null,
-        "expires_at": null, "unrestricted": false, "roles": [], "access_rules": [],
-        "links": {"self": format!("{base}/identity/v3/users/{}/application_credentials/{}", a.user_id, a.id)}
+        "id": a.id, "name": a.name, "description": a.description, "user_id": a.user_id, "project_id": a.project_id,
+        "system": null, "expires_at": null, "unrestricted": a.unrestricted,
+        "roles": a.roles.iter().map(|r| role_json(r)).collect::<Vec<_>>(),
+        "links": {"self": format!("{base}/identity/v3/application_credentials/{}", a.id)}
     });
     if secret {
         v.put("secret", json!(a.secret));
@@ -556,30 +600,89 @@ async fn app_cred_create(
         .and_then(Value::as_str)
         .map(String::from)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    // The token's roles, or the subset of them the request names.
+    let held = super::world::effective_roles(&rec.roles);
+    let roles = match ac.get("roles").and_then(Value::as_array).filter(|r| !r.is_empty()) {
+        None => held,
+        Some(asked) => {
+            let mut roles = Vec::new();
+            for r in asked {
+                let found = held.iter().find(|h| {
+                    r.get("name").and_then(Value::as_str) == Some(h.as_str())
+                        || r.get("id").and_then(Value::as_str) == Some(role_id(h).as_str())
+                });
+                match found {
+                    Some(h) => roles.push(h.clone()),
+                    None => {
+                        return keystone_error(
+                            403,
+                            "You are not authorized to perform the requested action: identity:create_application_credential.",
+                        )
+                    }
+                }
+            }
+            roles
+        }
+    };
     let a = super::world::AppCred {
         id: uuid::Uuid::new_v4().simple().to_string(),
         name: name.to_string(),
         secret,
         user_id: uid,
         project_id: project,
+        roles,
+        description: ac.get("description").and_then(Value::as_str).map(String::from),
+        unrestricted: ac.get("unrestricted").and_then(Value::as_bool),
     };
     let v = app_cred_json(&s.base(), &a, true);
     w.app_creds.push(a);
     json_response(201, &json!({"application_credential": v}))
 }
 
+/// `GET /v3/users/{user_id}/application_credentials`, `?name=` filters.
 async fn app_cred_list(
     State(s): State<S>,
     h: HeaderMap,
     axum::extract::Path(uid): axum::extract::Path<String>,
+    RawQuery(raw): RawQuery,
 ) -> Response {
     if let Err(r) = own_token(&s, &h, &uid, "list_application_credentials") {
         return r;
     }
+    let q = query_pairs(raw.as_deref());
+    let name = q_get(&q, "name");
     let w = s.world();
-    let v: Vec<Value> =
-        w.app_creds.iter().filter(|a| a.user_id == uid).map(|a| app_cred_json(&s.base(), a, false)).collect();
-    json_response(200, &json!({"application_credentials": v, "links": {"self": null, "previous": null, "next": null}}))
+    let base = s.base();
+    let v: Vec<Value> = w
+        .app_creds
+        .iter()
+        .filter(|a| a.user_id == uid && name.is_none_or(|n| n == a.name))
+        .map(|a| app_cred_json(&base, a, false))
+        .collect();
+    let self_href = match raw.as_deref() {
+        Some(r) if !r.is_empty() => format!("{base}/identity/v3/users/{uid}/application_credentials?{r}"),
+        _ => format!("{base}/identity/v3/users/{uid}/application_credentials"),
+    };
+    json_response(
+        200,
+        &json!({"application_credentials": v, "links": {"self": self_href, "previous": null, "next": null}}),
+    )
+}
+
+/// `GET /v3/users/{user_id}/application_credentials/{id}` (no secret).
+async fn app_cred_show(
+    State(s): State<S>,
+    h: HeaderMap,
+    axum::extract::Path((uid, id)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if let Err(r) = own_token(&s, &h, &uid, "get_application_credential") {
+        return r;
+    }
+    let w = s.world();
+    match w.app_creds.iter().find(|a| a.id == id && a.user_id == uid) {
+        Some(a) => json_response(200, &json!({"application_credential": app_cred_json(&s.base(), a, false)})),
+        None => keystone_error(404, &format!("Could not find Application Credential: {id}.")),
+    }
 }
 
 async fn app_cred_delete(
@@ -594,7 +697,378 @@ async fn app_cred_delete(
     let before = w.app_creds.len();
     w.app_creds.retain(|a| !(a.id == id && a.user_id == uid));
     if w.app_creds.len() == before {
-        return keystone_error(404, &format!("Could not find application credential: {id}."));
+        return keystone_error(404, &format!("Could not find Application Credential: {id}."));
     }
     empty(204)
+}
+
+/// The Keystone collections the simulator reads out of its world.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Region,
+    Service,
+    Endpoint,
+    Domain,
+    Project,
+    User,
+    Role,
+}
+
+impl Kind {
+    /// (collection, member, policy noun).
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Kind::Region => ("regions", "region", "region"),
+            Kind::Service => ("services", "service", "service"),
+            Kind::Endpoint => ("endpoints", "endpoint", "endpoint"),
+            Kind::Domain => ("domains", "domain", "domain"),
+            Kind::Project => ("projects", "project", "project"),
+            Kind::User => ("users", "user", "user"),
+            Kind::Role => ("roles", "role", "role"),
+        }
+    }
+
+    /// The query parameters Keystone filters this collection by (others are ignored).
+    fn filters(self) -> &'static [&'static str] {
+        match self {
+            Kind::Region => &["parent_region_id"],
+            Kind::Service => &["type", "name"],
+            Kind::Endpoint => &["interface", "service_id", "region_id"],
+            Kind::Domain => &["name", "enabled"],
+            Kind::Project => &["name", "domain_id", "enabled", "parent_id", "is_domain"],
+            Kind::User => &["name", "domain_id", "enabled"],
+            Kind::Role => &["name", "domain_id"],
+        }
+    }
+}
+
+fn self_link(base: &str, path: &str) -> Value {
+    json!({"self": format!("{base}/identity/v3/{path}")})
+}
+
+fn role_id(name: &str) -> String {
+    stable_id(&format!("role-{name}"))
+}
+
+/// Every role of the world: Keystone's bootstrap roles and any other a user holds.
+fn role_names(w: &World) -> Vec<String> {
+    let mut names: Vec<String> = super::world::BOOTSTRAP_ROLES.iter().map(|r| r.to_string()).collect();
+    for u in &w.users {
+        for (_, r) in &u.roles {
+            if !names.contains(r) {
+                names.push(r.clone());
+            }
+        }
+    }
+    names
+}
+
+fn role_json(name: &str) -> Value {
+    let options = if super::world::BOOTSTRAP_ROLES.contains(&name) { json!({"immutable": true}) } else { json!({}) };
+    json!({"id": role_id(name), "name": name, "domain_id": null, "description": null, "options": options})
+}
+
+/// Every member of a collection, in Keystone's shape.
+fn members(base: &str, w: &World, kind: Kind) -> Vec<Value> {
+    let region = &w.settings.region;
+    let (coll, _, _) = kind.names();
+    let link = |id: &str| self_link(base, &format!("{coll}/{id}"));
+    match kind {
+        Kind::Region => {
+            vec![json!({"id": region, "description": "", "parent_region_id": null, "links": link(region)})]
+        }
+        Kind::Service => SERVICES
+            .iter()
+            .map(|(t, n, _)| json!({"id": stable_id(t), "name": n, "type": t, "enabled": true, "links": link(&stable_id(t))}))
+            .collect(),
+        Kind::Endpoint => SERVICES
+            .iter()
+            .flat_map(|(t, _, path)| {
+                INTERFACES.iter().map(move |i| {
+                    let id = endpoint_id(t, i);
+                    json!({"id": id, "interface": i, "region_id": region, "region": region, "service_id": stable_id(t),
+                        "url": format!("{base}{path}"), "enabled": true, "links": link(&id)})
+                })
+            })
+            .collect(),
+        Kind::Domain => w
+            .domains
+            .iter()
+            .map(|d| {
+                let description = if d.id == "default" { "The default domain" } else { "" };
+                json!({"id": d.id, "name": d.name, "description": description, "enabled": true, "tags": [],
+                    "options": {}, "links": link(&d.id)})
+            })
+            .collect(),
+        Kind::Project => w
+            .projects
+            .iter()
+            .map(|p| {
+                json!({"id": p.id, "name": p.name, "domain_id": p.domain_id, "description": "", "enabled": true,
+                    "parent_id": p.domain_id, "is_domain": false, "tags": [], "options": {}, "links": link(&p.id)})
+            })
+            .collect(),
+        Kind::User => w
+            .users
+            .iter()
+            .map(|u| {
+                json!({"id": u.id, "name": u.name, "domain_id": u.domain_id, "enabled": true,
+                    "password_expires_at": null, "options": {}, "links": link(&u.id)})
+            })
+            .collect(),
+        Kind::Role => role_names(w)
+            .iter()
+            .map(|r| {
+                let mut v = role_json(r);
+                v.put("links", link(&role_id(r)));
+                v
+            })
+            .collect(),
+    }
+}
+
+/// Whether a member passes Keystone's exact-match filter `key=want`.
+fn matches(v: &Value, key: &str, want: &str) -> bool {
+    match v.get(key) {
+        Some(Value::String(s)) => s == want,
+        Some(Value::Bool(b)) => {
+            let t = !matches!(want.to_ascii_lowercase().as_str(), "0" | "false" | "no" | "off");
+            *b == t
+        }
+        Some(Value::Number(n)) => want.parse::<f64>().ok() == n.as_f64(),
+        _ => false,
+    }
+}
+
+/// The token of a caller Keystone lets do `identity:<action>` on anything: an admin.
+fn admin_token(s: &SimShared, h: &HeaderMap, action: &str) -> Result<TokenRec, Response> {
+    let rec = authenticate_any(s, h)?;
+    if !rec.roles.iter().any(|r| r == "admin") {
+        return Err(forbidden(action));
+    }
+    Ok(rec)
+}
+
+fn forbidden(action: &str) -> Response {
+    keystone_error(403, &format!("You are not authorized to perform the requested action: identity:{action}."))
+}
+
+/// `GET /v3/<collection>`: regions for any token, the rest for admins.
+async fn list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery, kind: Kind) -> Response {
+    let (coll, _, noun) = kind.names();
+    let auth = match kind {
+        Kind::Region => authenticate_any(&s, &h),
+        _ => admin_token(&s, &h, &format!("list_{noun}s")),
+    };
+    if let Err(r) = auth {
+        return r;
+    }
+    let pairs = query_pairs(q.as_deref());
+    let w = s.world();
+    let base = s.base();
+    let items: Vec<Value> = members(&base, &w, kind)
+        .into_iter()
+        .filter(|v| {
+            pairs.iter().filter(|(k, _)| kind.filters().contains(&k.as_str())).all(|(k, want)| matches(v, k, want))
+        })
+        .collect();
+    let self_href = match q.as_deref() {
+        Some(q) if !q.is_empty() => format!("{base}/identity/v3/{coll}?{q}"),
+        _ => format!("{base}/identity/v3/{coll}"),
+    };
+    json_response(200, &json!({coll: items, "links": {"self": self_href, "previous": null, "next": null}}))
+}
+
+/// `GET /v3/<collection>/{id}`: a user may read itself and the project of its
+/// token, an admin anything; regions are public.
+async fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind: Kind) -> Response {
+    let (_, member, noun) = kind.names();
+    let rec = match authenticate_any(&s, &h) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let own = match kind {
+        Kind::Region => true,
+        Kind::User => rec.user_id == id,
+        Kind::Project => rec.project_id.as_deref() == Some(id.as_str()),
+        Kind::Domain => rec.domain_scope.as_deref() == Some(id.as_str()),
+        _ => false,
+    };
+    if !own && !rec.roles.iter().any(|r| r == "admin") {
+        return forbidden(&format!("get_{noun}"));
+    }
+    let w = s.world();
+    match members(&s.base(), &w, kind).into_iter().find(|v| v["id"] == id.as_str()) {
+        Some(v) => json_response(200, &json!({member: v})),
+        None => keystone_error(404, &format!("Could not find {noun}: {id}.")),
+    }
+}
+
+/// One row of `GET /v3/role_assignments`: a user's role on a project, direct or
+/// (with `effective`) implied by another of its roles there.
+#[derive(Debug, Clone, PartialEq)]
+struct Assignment {
+    user_id: String,
+    project_id: String,
+    role: String,
+    /// The role that implies this one, when it is implied.
+    prior: Option<String>,
+}
+
+fn assignments(w: &World, effective: bool) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    for u in &w.users {
+        for (p, r) in &u.roles {
+            let direct = Assignment { user_id: u.id.clone(), project_id: p.clone(), role: r.clone(), prior: None };
+            if out.contains(&direct) {
+                continue;
+            }
+            out.push(direct);
+            if !effective {
+                continue;
+            }
+            let mut prior = r.clone();
+            while let Some((_, implied)) = super::world::IMPLIED_ROLES.iter().find(|(pr, _)| *pr == prior) {
+                if out.iter().any(|a| a.user_id == u.id && &a.project_id == p && a.role == *implied) {
+                    break;
+                }
+                out.push(Assignment {
+                    user_id: u.id.clone(),
+                    project_id: p.clone(),
+                    role: implied.to_string(),
+                    prior: Some(prior.clone()),
+                });
+                prior = implied.to_string();
+            }
+        }
+    }
+    out
+}
+
+/// Keystone reads a flag as set unless its value is `0` or `false`.
+fn flag(q: &[(String, String)], k: &str) -> bool {
+    q.iter().any(|(a, v)| a == k && !matches!(v.to_ascii_lowercase().as_str(), "0" | "false"))
+}
+
+/// `GET /v3/role_assignments` (admins): filters `user.id`, `group.id`,
+/// `role.id`, `scope.project.id`, `scope.domain.id`, `scope.system`; `effective`
+/// adds the roles the assigned ones imply; `include_names` names everything.
+async fn role_assignments(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+    if let Err(r) = admin_token(&s, &h, "list_role_assignments") {
+        return r;
+    }
+    let q = query_pairs(raw.as_deref());
+    if q_get(&q, "user.id").is_some() && q_get(&q, "group.id").is_some() {
+        return keystone_error(400, "Specify a user or group, not both.");
+    }
+    let effective = flag(&q, "effective");
+    let names = flag(&q, "include_names");
+    let w = s.world();
+    let base = s.base();
+    // The world assigns roles to users on projects only: no groups, domains or system.
+    let none_here = ["group.id", "scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to"]
+        .iter()
+        .any(|k| q_get(&q, k).is_some());
+    let rows: Vec<Value> = if none_here {
+        vec![]
+    } else {
+        assignments(&w, effective)
+            .into_iter()
+            .filter(|a| q_get(&q, "user.id").is_none_or(|u| u == a.user_id))
+            .filter(|a| q_get(&q, "scope.project.id").is_none_or(|p| p == a.project_id))
+            .filter(|a| q_get(&q, "role.id").is_none_or(|r| r == role_id(&a.role)))
+            .map(|a| {
+                let rid = role_id(&a.role);
+                let mut user = json!({"id": a.user_id});
+                let mut project = json!({"id": a.project_id});
+                let mut role = json!({"id": rid});
+                if names {
+                    if let Some(u) = w.users.iter().find(|u| u.id == a.user_id) {
+                        user.put("name", json!(u.name));
+                        user.put("domain", domain_json(&w, &u.domain_id));
+                    }
+                    if let Some(p) = w.project(&a.project_id) {
+                        project.put("name", json!(p.name));
+                        project.put("domain", domain_json(&w, &p.domain_id));
+                    }
+                    role.put("name", json!(a.role));
+                }
+                let granted = a.prior.as_deref().map_or(rid.clone(), role_id);
+                let mut links = json!({"assignment": format!(
+                    "{base}/identity/v3/projects/{}/users/{}/roles/{granted}", a.project_id, a.user_id
+                )});
+                if a.prior.is_some() {
+                    links.put("prior_role", json!(format!("{base}/identity/v3/prior_role/{rid}/implies/{granted}")));
+                }
+                json!({"links": links, "scope": {"project": project}, "user": user, "role": role})
+            })
+            .collect()
+    };
+    let self_href = match raw.as_deref() {
+        Some(r) if !r.is_empty() => format!("{base}/identity/v3/role_assignments?{r}"),
+        _ => format!("{base}/identity/v3/role_assignments"),
+    };
+    json_response(200, &json!({"role_assignments": rows, "links": {"self": self_href, "previous": null, "next": null}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> World {
+        super::super::worldfile::load(super::super::worldfile::DEFAULT_WORLD, "default", Utc::now()).unwrap()
+    }
+
+    #[test]
+    fn roles_imply_as_bootstrap_sets_them() {
+        let eff = super::super::world::effective_roles(&["admin".to_string()]);
+        assert_eq!(eff, ["admin", "member", "reader"]);
+        let eff = super::super::world::effective_roles(&["reader".to_string(), "member".to_string()]);
+        assert_eq!(eff, ["reader", "member"]);
+        assert!(super::super::world::effective_roles(&[]).is_empty());
+    }
+
+    #[test]
+    fn effective_assignments_name_the_prior_role() {
+        let w = world();
+        let direct = assignments(&w, false);
+        assert!(direct.iter().all(|a| a.prior.is_none()));
+        let admin = w.users.iter().find(|u| u.name == "admin").unwrap();
+        let eff: Vec<_> = assignments(&w, true).into_iter().filter(|a| a.user_id == admin.id).collect();
+        let reader = eff.iter().find(|a| a.role == "reader").unwrap();
+        assert_eq!(reader.prior.as_deref(), Some("member"));
+        let member = eff.iter().find(|a| a.role == "member").unwrap();
+        assert_eq!(member.prior.as_deref(), Some("admin"));
+        assert!(eff.len() > direct.iter().filter(|a| a.user_id == admin.id).count());
+    }
+
+    #[test]
+    fn collections_come_from_the_world() {
+        let mut w = world();
+        let eps = members("http://x", &w, Kind::Endpoint);
+        assert_eq!(eps.len(), SERVICES.len() * INTERFACES.len());
+        assert!(eps.iter().any(|e| e["url"] == "http://x/volume/v3/%(project_id)s"));
+        let services = members("http://x", &w, Kind::Service);
+        assert!(eps.iter().all(|e| services.iter().any(|s| s["id"] == e["service_id"])));
+        assert_eq!(members("http://x", &w, Kind::Project).len(), w.projects.len());
+        // A role only a user holds is listed too, without the bootstrap roles' immutability.
+        if let Some(u) = w.users.first_mut() {
+            let p = u.roles.first().map(|(p, _)| p.clone()).unwrap_or_default();
+            u.roles.push((p, "auditor".into()));
+        }
+        let roles = members("http://x", &w, Kind::Role);
+        let auditor = roles.iter().find(|r| r["name"] == "auditor").unwrap();
+        assert_eq!(auditor["options"], json!({}));
+        assert_eq!(roles.iter().find(|r| r["name"] == "admin").unwrap()["options"]["immutable"], true);
+    }
+
+    #[test]
+    fn filters_match_exactly() {
+        let v = json!({"name": "admin", "enabled": true, "parent_region_id": null});
+        assert!(matches(&v, "name", "admin"));
+        assert!(!matches(&v, "name", "adm"));
+        assert!(matches(&v, "enabled", "True"));
+        assert!(!matches(&v, "enabled", "false"));
+        assert!(!matches(&v, "parent_region_id", "RegionOne"));
+    }
 }

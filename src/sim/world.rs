@@ -152,6 +152,36 @@ pub struct AppCred {
     pub secret: String,
     pub user_id: String,
     pub project_id: String,
+    /// The roles it carries (names), the effective roles of its user on its
+    /// project when it was made.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub unrestricted: Option<bool>,
+}
+
+/// The roles every Keystone has from its bootstrap.
+pub const BOOTSTRAP_ROLES: [&str; 3] = ["admin", "member", "reader"];
+
+/// Keystone's implied roles as bootstrap sets them: (prior, implied).
+pub const IMPLIED_ROLES: [(&str, &str); 2] = [("admin", "member"), ("member", "reader")];
+
+/// The roles `direct` roles carry with the roles they imply, each once, the
+/// direct ones first.
+pub fn effective_roles(direct: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = direct.to_vec();
+    while !todo.is_empty() {
+        let r = todo.remove(0);
+        if out.contains(&r) {
+            continue;
+        }
+        todo.extend(IMPLIED_ROLES.iter().filter(|(p, _)| *p == r).map(|(_, i)| i.to_string()));
+        out.push(r);
+    }
+    out
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -551,6 +581,19 @@ pub struct Quota {
     pub snapshots: i64,
     pub backups: i64,
     pub backup_gigabytes: i64,
+    /// The largest volume, in GiB (-1: no limit).
+    #[serde(default = "unlimited")]
+    pub per_volume_gigabytes: i64,
+    #[serde(default = "ten")]
+    pub groups: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+fn ten() -> i64 {
+    10
 }
 
 impl Default for Quota {
@@ -568,6 +611,8 @@ impl Default for Quota {
             snapshots: 10,
             backups: 10,
             backup_gigabytes: 1000,
+            per_volume_gigabytes: -1,
+            groups: 10,
         }
     }
 }
@@ -587,6 +632,8 @@ impl Quota {
             "snapshots" => self.snapshots,
             "backups" => self.backups,
             "backup_gigabytes" => self.backup_gigabytes,
+            "per_volume_gigabytes" => self.per_volume_gigabytes,
+            "groups" => self.groups,
             _ => return None,
         })
     }
@@ -604,6 +651,8 @@ impl Quota {
             "snapshots" => &mut self.snapshots,
             "backups" => &mut self.backups,
             "backup_gigabytes" => &mut self.backup_gigabytes,
+            "per_volume_gigabytes" => &mut self.per_volume_gigabytes,
+            "groups" => &mut self.groups,
             _ => return false,
         };
         *slot = v;
@@ -611,7 +660,9 @@ impl Quota {
     }
     pub const COMPUTE_KEYS: [&'static str; 7] =
         ["instances", "cores", "ram", "key_pairs", "metadata_items", "server_groups", "server_group_members"];
-    pub const VOLUME_KEYS: [&'static str; 5] = ["volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes"];
+    /// Cinder's quota keys (besides those of each volume type).
+    pub const VOLUME_KEYS: [&'static str; 7] =
+        ["volumes", "per_volume_gigabytes", "snapshots", "gigabytes", "backups", "backup_gigabytes", "groups"];
 }
 
 /// A Gnocchi archive policy.
@@ -1873,6 +1924,15 @@ impl World {
         }
         let q = self.quota(project);
         let (n, gb, _, _, _) = self.volume_usage(project);
+        if q.per_volume_gigabytes >= 0 && size as i64 > q.per_volume_gigabytes {
+            return Err(SimError::new(
+                413,
+                format!(
+                    "VolumeSizeExceedsLimit: Requested volume size {size}G is larger than maximum allowed limit {}G.",
+                    q.per_volume_gigabytes
+                ),
+            ));
+        }
         if q.volumes >= 0 && n + 1 > q.volumes {
             return Err(SimError::new(
                 413,

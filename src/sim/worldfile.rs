@@ -321,12 +321,21 @@ pub fn load(text: &str, source: &str, now: Timestamp) -> Result<World, WorldFile
             .find(|u| u.name == a.user)
             .map(|u| u.id.clone())
             .ok_or_else(|| WorldFileError::at(source, format!("unknown user `{}`", a.user)))?;
+        let project_id = pid(&a.project)?;
+        let direct: Vec<String> = users
+            .iter()
+            .filter(|u| u.id == uid)
+            .flat_map(|u| u.roles.iter().filter(|(p, _)| p == &project_id).map(|(_, r)| r.clone()))
+            .collect();
         app_creds.push(AppCred {
             id: a.id.clone(),
             name: a.name.clone(),
             secret: a.secret.clone(),
             user_id: uid,
-            project_id: pid(&a.project)?,
+            project_id,
+            roles: super::world::effective_roles(&direct),
+            description: None,
+            unrestricted: None,
         });
     }
     let keypairs = f
