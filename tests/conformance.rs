@@ -1841,3 +1841,35 @@ async fn identity_admin_reads_volume_quotas_metadata_services_and_metric_status(
     assert!(get_json(&cl, "metric", "/archive_policy/").await.as_array().is_some_and(|a| !a.is_empty()));
     assert!(get_json(&cl, "metric", "/resource_type/").await.as_array().is_some_and(|a| !a.is_empty()));
 }
+
+/// Routers as clients browse them: listed, shown by id, with their gateway on the
+/// external network; an unknown id is Neutron's RouterNotFound. A cloud without
+/// Neutron's L3 service (the real test services) answers 404 to the listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routers_listed_and_shown() {
+    use reqwest::Method;
+    let Some(cl) = cloud("routers_listed_and_shown").await else { return };
+    let (st, list) = neutron(&cl, Method::GET, "/routers", None).await;
+    if cl.side == Side::Real && st == 404 {
+        not_run(cl.side, "routers_listed_and_shown", "this cloud runs no L3 service (GET /routers is 404)");
+        return;
+    }
+    assert_eq!(st, 200, "{list}");
+    let routers = list["routers"].as_array().unwrap();
+    let Some(r) = routers.iter().find(|r| r["external_gateway_info"]["network_id"].is_string()) else {
+        not_run(cl.side, "routers_listed_and_shown", "no router with an external gateway on this cloud");
+        return;
+    };
+    let id = r["id"].as_str().unwrap();
+    let (st, shown) = neutron(&cl, Method::GET, &format!("/routers/{id}"), None).await;
+    assert_eq!(st, 200, "{shown}");
+    assert_eq!(shown["router"]["id"], id);
+    let ext = shown["router"]["external_gateway_info"]["network_id"].as_str().unwrap();
+    let (_, net) = neutron(&cl, Method::GET, &format!("/networks/{ext}"), None).await;
+    assert_eq!(net["network"]["router:external"], true, "the gateway is on an external network: {net}");
+    for k in ["name", "status", "admin_state_up", "project_id", "routes"] {
+        assert!(shown["router"].get(k).is_some(), "{k} missing: {shown}");
+    }
+    let (st, e) = neutron(&cl, Method::GET, "/routers/00000000-0000-0000-0000-000000000000", None).await;
+    assert_eq!((st, &e["NeutronError"]["type"]), (404, &json!("RouterNotFound")), "{e}");
+}

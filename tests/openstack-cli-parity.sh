@@ -469,7 +469,10 @@ EOF
 case "$MODE" in
   real) run_target real ;;
   sim) run_target sim ;;
-  both) run_target real; run_target sim ;;
+  # The two sides run side by side (each in its own subshell: its own clouds.yaml and names).
+  both) (run_target real) & real_pid=$!
+        (trap 'stop_sim' EXIT; run_target sim)
+        wait "$real_pid" ;;
 esac
 echo
 report

@@ -214,6 +214,13 @@ impl World {
         self.network_quotas.get(project).cloned().unwrap_or_else(|| self.default_network_quota.clone())
     }
 
+    /// Whether a project has its router (`router1`): it has a network of its own
+    /// and the cloud an external network (the routers are read-only, see neutron.rs).
+    pub fn routed(&self, project: &str) -> bool {
+        self.networks.iter().any(|n| n.external)
+            && self.networks.iter().any(|n| !n.external && !project.is_empty() && n.project_id == project)
+    }
+
     /// What a project uses of each network quota.
     pub fn network_usage(&self, project: &str) -> BTreeMap<&'static str, i64> {
         let n = |c: usize| c as i64;
@@ -221,7 +228,7 @@ impl World {
             ("network", n(self.networks.iter().filter(|x| x.project_id == project).count())),
             ("subnet", n(self.subnets.iter().filter(|x| x.project_id == project).count())),
             ("port", n(self.ports.values().filter(|x| x.project_id == project).count())),
-            ("router", 0),
+            ("router", n(usize::from(self.routed(project)))),
             ("floatingip", n(self.floating_ips.values().filter(|x| x.project_id == project).count())),
             ("security_group", n(self.security_groups.iter().filter(|x| x.project_id == project).count())),
             ("security_group_rule", n(self.security_group_rules.values().filter(|x| x.project_id == project).count())),

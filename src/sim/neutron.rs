@@ -278,7 +278,9 @@ fn all(w: &World, kind: &str, project: &str, admin: bool, now: &crate::domain::T
             .collect(),
         "agents" if admin => agents(w, now),
         "floatingips" => w.floating_ips.values().filter(|f| visible(&f.project_id, false)).map(fip_json).collect(),
-        "routers" => routers(w).into_iter().filter(|r| visible(r["project_id"].as_str().unwrap_or_default(), false)).collect(),
+        "routers" => {
+            routers(w).into_iter().filter(|r| visible(r["project_id"].as_str().unwrap_or_default(), false)).collect()
+        }
         _ => vec![],
     }
 }
@@ -304,7 +306,8 @@ fn routers(w: &World) -> Vec<Value> {
         .into_iter()
         .enumerate()
         .map(|(i, n)| {
-            let gw_ip = ext_subnet.and_then(|x| x.gateway_ip.as_deref()).and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
+            let gw_ip =
+                ext_subnet.and_then(|x| x.gateway_ip.as_deref()).and_then(|g| g.parse::<std::net::Ipv4Addr>().ok());
             let ip = gw_ip.map(|g| std::net::Ipv4Addr::from(u32::from(g).saturating_add(100 + i as u32)).to_string());
             let fixed: Vec<Value> = ext_subnet
                 .iter()
