@@ -265,7 +265,7 @@ fn policies_are_edited_reviewed_and_restored_in_the_console() {
     t.keys(&[":"]);
     t.literal("policies");
     t.keys(&["Enter"]);
-    t.wait_for("policies [3]");
+    t.wait_for("policies [5]");
     // Select web: the filter leaves it alone.
     t.keys(&["/"]);
     t.literal("web");

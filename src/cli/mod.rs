@@ -706,10 +706,14 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     settings.refresh.servers = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(10));
     // Two clouds, each with its own Keystone: `demo` (RegionOne) and `demo-east` (RegionTwo).
+    // STACKPILOT_SIM_TOKEN lets an operator drive the demo clouds' control API
+    // (e.g. take `demo-east` down to watch a failover); without it the token is random.
+    let token = std::env::var("STACKPILOT_SIM_TOKEN").ok().filter(|t| !t.trim().is_empty());
     let sim = |world, file: &str| crate::sim::SimConfig {
         speed: cli.speed,
         world,
         state: Some(state.join(file)),
+        control_token: token.clone(),
         ..Default::default()
     };
     let h = crate::sim::start(sim(crate::sim::WorldSource::Demo, "world.json")).await?;

@@ -322,7 +322,7 @@ pub(super) fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) ->
 
 /// The CLOUD column of views that show every cloud at once: as wide as the
 /// longest name (at most 16), kept whole as long as the status and name are.
-fn cloud_col(app: &App) -> Col {
+pub(super) fn cloud_col(app: &App) -> Col {
     let w = app.shown().clouds.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 16) as u16;
     col("CLOUD", w, w.min(9), 1, None)
 }

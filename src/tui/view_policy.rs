@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-const POLICY_COLS: [Col; 10] = [
+const POLICY_COLS: [Col; 9] = [
     col("APP", 16, 6, 0, Some('N')),
     col("STATE", 13, 7, 0, Some('S')),
     col("MODE", 7, 4, 3, None),
@@ -24,7 +24,6 @@ const POLICY_COLS: [Col; 10] = [
     col("CHANGED", 8, 7, 4, None),
     col("BY", 16, 6, 5, None),
     col("PROBLEM / FILE", 60, 12, 2, None),
-    col("CLOUD", 10, 5, 6, None),
 ];
 
 /// Who changed a policy, short: the OS user, or `engine`.
@@ -44,7 +43,13 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
         f.render_widget(Paragraph::new(Span::styled(msg, t.dim())), area);
         return;
     };
-    table(f, app, area, "policies", &POLICY_COLS, |id, widths| {
+    // Several clouds: which one each policy (or location of a placed app) is for, second.
+    let several = app.shown().clouds.len() > 1;
+    let mut cols = POLICY_COLS.to_vec();
+    if several {
+        cols.insert(1, super::view::cloud_col(app));
+    }
+    table(f, app, area, "policies", &cols, |id, widths| {
         let Some(p) = e.policies.iter().find(|p| p.policy_id == id) else { return vec![] };
         let (word, st) = match p.state.as_str() {
             "ok" => ("ok", t.ok()),
@@ -54,21 +59,21 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
         };
         let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
         let mode_style = if p.app_mode == "auto" || p.app_mode.is_empty() { t.dim() } else { t.warn() };
-        cells_of(
-            vec![
-                (p.app.clone(), t.accent()),
-                (word.to_string(), st),
-                (if p.app_mode.is_empty() { "-".into() } else { p.app_mode.clone() }, mode_style),
-                (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
-                (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
-                (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
-                (p.changed_at.map(|at| human_age((app.now - at).num_seconds())).unwrap_or_else(|| "-".into()), t.dim()),
-                (who(p.changed_by.as_deref()), t.dim()),
-                (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
-                (p.cloud.clone(), t.dim()),
-            ],
-            widths,
-        )
+        let mut cells = vec![
+            (p.app.clone(), t.accent()),
+            (word.to_string(), st),
+            (if p.app_mode.is_empty() { "-".into() } else { p.app_mode.clone() }, mode_style),
+            (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
+            (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
+            (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
+            (p.changed_at.map(|at| human_age((app.now - at).num_seconds())).unwrap_or_else(|| "-".into()), t.dim()),
+            (who(p.changed_by.as_deref()), t.dim()),
+            (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
+        ];
+        if several {
+            cells.insert(1, (p.cloud.clone(), t.dim()));
+        }
+        cells_of(cells, widths)
     });
 }
 
