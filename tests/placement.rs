@@ -258,6 +258,42 @@ async fn an_app_on_two_clouds_moves_its_share_off_a_cloud_that_stops_answering_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_location_that_answers_again_gets_its_share_back_only_once_its_members_are_ready() {
+    let two = Two::new().await;
+    two.policy(3, "2s");
+    let (eng, _inv, store) = two.start();
+    two.split(2, Some(1), Duration::from_secs(60)).await;
+    let east_member = two.members("east").await.first().map(|s| s.id.clone()).unwrap();
+    two.east_down(true).await;
+    two.split(3, None, Duration::from_secs(60)).await;
+    // While east was away its member broke: what the engine knew of it before the
+    // outage (one ready member) must not bring the share back.
+    control(&two.east, &format!("servers/{east_member}/state"), json!({"status": "ERROR"})).await;
+    let no_repair = json!({"start": 100, "reboot-soft": 100, "reboot-hard": 100, "rebuild": 100});
+    control(&two.east, &format!("servers/{east_member}/fail-actions"), no_repair).await;
+    two.east_down(false).await;
+    // West keeps its extra member until east has a new member up.
+    let until = Instant::now() + Duration::from_secs(12);
+    let mut checks = 0;
+    while Instant::now() < until {
+        let west = two.members("west").await;
+        if west.len() < 3 {
+            let east = two.members("east").await;
+            assert!(
+                east.iter().any(|s| s.id != east_member && s.status == ServerStatus::Active),
+                "west gave its extra member up before east could serve: west {west:?}, east {east:?}"
+            );
+            assert_eq!(actions(&store, "failback").len(), 1);
+            break;
+        }
+        checks += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(checks > 3, "the outage ended too fast to watch");
+    drop(eng);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_that_drops_a_location_holds_it_until_retired() {
     let two = Two::new().await;
     two.policy(3, "1m");
@@ -271,9 +307,6 @@ async fn a_placement_that_drops_a_location_holds_it_until_retired() {
     );
     assert!(text.contains(r#"[{ cloud = "west", weight = 1 }]"#), "{text}");
     std::fs::write(two.policies().join("web.toml"), text).unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let st = eng.status.borrow().clone();
-    eprintln!("{:#?} {:#?} {:?}", st.policies, st.apps, st.plans);
     two.split(3, Some(1), Duration::from_secs(60)).await;
     let st = eng.status.borrow().clone();
     let east = st.policies.iter().find(|p| p.cloud == "east" && p.app == APP).unwrap();

@@ -16,7 +16,8 @@ use crate::policy::placement::Placement;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What the engine remembers of an app's locations (store: `placement:<app>`).
+/// What the engine remembers of an app's locations (store: `placement:<app>`),
+/// by cloud name: an edit of the locations keeps what it knew of those that stay.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlacementState {
     pub locations: BTreeMap<String, LocationState>,
@@ -28,14 +29,26 @@ pub struct LocationState {
     pub failing_since: Option<Timestamp>,
     /// Its share is served by the other locations.
     pub failed_over: bool,
+    /// When it was last looked at: a failure seen after a gap longer than the
+    /// grace (the engine was stopped) starts its grace again.
+    #[serde(default)]
+    pub observed_at: Option<Timestamp>,
 }
 
-/// What was observed of one location this tick.
+/// What was observed of one location this tick. A location with no facts
+/// (not served by this engine) is unknown: what was known of it stays as it
+/// was, and nothing moves on its account.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocationFacts {
-    /// Why it does not serve (`unreachable: ...`, `capacity blocked: ...`).
+    /// Why it does not answer (`unreachable: ...`, `failing: ...`).
     pub failing: Option<String>,
-    /// Its members ready now.
+    /// Why its members cannot be created (`capacity blocked ...`): a failure only
+    /// while it has fewer members than its own share (not when it is the extra
+    /// members of another location's share that do not fit).
+    pub blocked: Option<String>,
+    /// Its members, and those ready and healthy, as decided on fresh data (0
+    /// until the location has been read since it answered again).
+    pub members: u32,
     pub ready: u32,
 }
 
@@ -76,14 +89,21 @@ pub fn step(
     let mut why_failed = Vec::new();
     for (l, own) in placement.locations.iter().zip(&nominal) {
         let before = prev.locations.get(&l.cloud).cloned().unwrap_or_default();
-        let f = facts
-            .get(&l.cloud)
-            .cloned()
-            .unwrap_or(LocationFacts { failing: Some("not served by this engine".into()), ready: 0 });
-        let mut st = LocationState { failing_since: None, failed_over: before.failed_over };
-        match &f.failing {
+        let Some(f) = facts.get(&l.cloud) else {
+            // Unknown: kept as it was.
+            if before.failed_over {
+                why_failed.push((l.cloud.clone(), "not served by this engine".to_string()));
+            }
+            failed.push(before.failed_over);
+            state.locations.insert(l.cloud.clone(), before);
+            continue;
+        };
+        let failing = f.failing.clone().or_else(|| f.blocked.clone().filter(|_| f.members < *own));
+        let mut st = LocationState { failing_since: None, failed_over: before.failed_over, observed_at: Some(now) };
+        let watched = before.observed_at.is_some_and(|t| now - t <= grace);
+        match &failing {
             Some(why) => {
-                let since = before.failing_since.unwrap_or(now);
+                let since = before.failing_since.filter(|_| watched).unwrap_or(now);
                 st.failing_since = Some(since);
                 if placement.failover && !st.failed_over && now - since >= grace {
                     st.failed_over = true;
@@ -150,8 +170,16 @@ mod tests {
     }
     fn facts(b_failing: bool, b_ready: u32) -> BTreeMap<String, LocationFacts> {
         BTreeMap::from([
-            ("a".to_string(), LocationFacts { failing: None, ready: 2 }),
-            ("b".to_string(), LocationFacts { failing: b_failing.then(|| "unreachable".to_string()), ready: b_ready }),
+            ("a".to_string(), LocationFacts { failing: None, blocked: None, members: 2, ready: 2 }),
+            (
+                "b".to_string(),
+                LocationFacts {
+                    failing: b_failing.then(|| "unreachable".to_string()),
+                    blocked: None,
+                    members: b_ready,
+                    ready: b_ready,
+                },
+            ),
         ])
     }
 
@@ -179,6 +207,60 @@ mod tests {
         let s = step("web", &pl(), 3, &s.state, &facts(false, 1), t0 + chrono::Duration::seconds(110));
         assert_eq!(s.shares, [("a".into(), 2), ("b".into(), 1)]);
         assert_eq!(s.moves[0].action, "failback");
+    }
+
+    #[test]
+    fn an_unknown_location_keeps_what_was_known_and_moves_nothing() {
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = step("web", &pl(), 3, &PlacementState::default(), &facts(false, 1), t0);
+        let mut only_a = facts(false, 1);
+        only_a.remove("b");
+        let later = step("web", &pl(), 3, &s.state, &only_a, t0 + chrono::Duration::hours(1));
+        assert_eq!(later.shares, [("a".into(), 2), ("b".into(), 1)]);
+        assert!(later.moves.is_empty());
+        // Failed over before it became unknown: it stays failed over (no failback on no data).
+        let s = step("web", &pl(), 3, &PlacementState::default(), &facts(true, 0), t0);
+        let s = step("web", &pl(), 3, &s.state, &facts(true, 0), t0 + chrono::Duration::seconds(50));
+        let s = step("web", &pl(), 3, &s.state, &facts(true, 0), t0 + chrono::Duration::seconds(100));
+        assert_eq!(s.shares[0].1, 3);
+        let later = step("web", &pl(), 3, &s.state, &only_a, t0 + chrono::Duration::seconds(150));
+        assert_eq!((later.shares[0].1, later.moves.len()), (3, 0));
+    }
+
+    #[test]
+    fn capacity_fails_a_location_only_short_of_its_own_share() {
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let blocked = |members: u32| {
+            let mut f = facts(false, 1);
+            if let Some(a) = f.get_mut("a") {
+                a.blocked = Some("capacity blocked (quota)".into());
+                a.members = members;
+                a.ready = members;
+            }
+            f
+        };
+        // `a` holds its own 2 and cannot fit more: not a failure.
+        let s = step("web", &pl(), 3, &PlacementState::default(), &blocked(2), t0);
+        let s = step("web", &pl(), 3, &s.state, &blocked(2), t0 + chrono::Duration::seconds(50));
+        let s = step("web", &pl(), 3, &s.state, &blocked(2), t0 + chrono::Duration::seconds(100));
+        assert!(s.moves.is_empty() && s.state.locations["a"].failing_since.is_none());
+        // Short of its own share past the grace: it fails over.
+        let s = step("web", &pl(), 3, &s.state, &blocked(1), t0 + chrono::Duration::seconds(150));
+        let s = step("web", &pl(), 3, &s.state, &blocked(1), t0 + chrono::Duration::seconds(200));
+        let s = step("web", &pl(), 3, &s.state, &blocked(1), t0 + chrono::Duration::seconds(215));
+        assert_eq!(s.moves.first().map(|m| (m.cloud.as_str(), m.action)), Some(("a", "failover")));
+    }
+
+    #[test]
+    fn a_failure_seen_after_a_gap_starts_its_grace_again() {
+        let t0 = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = step("web", &pl(), 3, &PlacementState::default(), &facts(true, 0), t0);
+        // The engine was stopped for ten minutes: the grace starts again.
+        let s = step("web", &pl(), 3, &s.state, &facts(true, 0), t0 + chrono::Duration::minutes(10));
+        assert!(s.moves.is_empty(), "{:?}", s.moves);
+        let s = step("web", &pl(), 3, &s.state, &facts(true, 0), t0 + chrono::Duration::seconds(650));
+        let s = step("web", &pl(), 3, &s.state, &facts(true, 0), t0 + chrono::Duration::seconds(661));
+        assert_eq!(s.moves.first().map(|m| m.action), Some("failover"));
     }
 
     #[test]

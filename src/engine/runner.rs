@@ -163,9 +163,10 @@ struct Runner {
     /// Backups per cloud: when the last pass ran and whether work was in
     /// flight, what it found (the view and alerts stay until the next pass).
     backup_passes: std::collections::BTreeMap<String, BackupPassState>,
-    /// Per policy id (one per location of an app): its ready members and
-    /// capacity block at the last decision, for placements across clouds.
-    located: std::collections::BTreeMap<String, (u32, Option<String>)>,
+    /// Per policy id (one per location of an app): its members, those ready
+    /// and healthy, and its capacity block, as last decided on fresh data (none
+    /// while its cloud's data cannot be trusted), for placements across clouds.
+    located: std::collections::BTreeMap<String, (u32, u32, Option<String>)>,
 }
 
 /// The last backup pass of a cloud.
@@ -394,7 +395,7 @@ impl Runner {
         self.lease_alerts(now);
         let policies_ok = self.read_policies(now, holding);
         if policies_ok {
-            self.placement_pass(snap, now, holding, &mut status);
+            self.placement_pass(snap, now, &acting, &mut status);
         }
         let (standalone, standalone_errors) = super::backup_run::read_standalone(&self.cfg.policies_dir);
         for e in standalone_errors {
@@ -403,6 +404,15 @@ impl Runner {
                 .raise(now, Alert::new("policy-invalid", format!("backup-policy:{e}"), "", Severity::Warning, e));
         }
         for (i, act) in acting.iter().enumerate() {
+            if !*act {
+                // Not decided here this tick: what placements count on must be read again.
+                if let Some(name) = self.clouds.get(i).map(|c| c.name.clone()) {
+                    let ids: Vec<String> = self.book.of_cloud(&name).map(|e| e.id.clone()).collect();
+                    for id in ids {
+                        self.located.remove(&id);
+                    }
+                }
+            }
             if *act {
                 self.tick_cloud(i, snap, execute_now && policies_ok, now, &mut status).await;
                 self.backups(i, snap, &standalone, execute_now && policies_ok, now, &mut status).await;
@@ -489,8 +499,10 @@ impl Runner {
     /// Apps placed on several clouds: each location's share this tick (moved
     /// off a location that failed past its grace, back once it serves again).
     /// The state lives in the store; an app whose state cannot be read or
-    /// written holds at every location (a share is never guessed).
-    fn placement_pass(&mut self, snap: &Snapshot, now: Timestamp, write: bool, status: &mut EngineStatus) {
+    /// written holds at every location (a share is never guessed). Only an
+    /// engine holding the lease of every location of an app moves its shares;
+    /// one holding some of them follows the stored state.
+    fn placement_pass(&mut self, snap: &Snapshot, now: Timestamp, acting: &[bool], status: &mut EngineStatus) {
         use super::placement::{step, LocationFacts, PlacementState};
         let mut groups: BTreeMap<String, crate::policy::Policy> = BTreeMap::new();
         // The placements in force (a location no longer listed is held as it was).
@@ -499,41 +511,55 @@ impl Runner {
             if let Some(p) =
                 e.policy.as_ref().filter(|p| p.spec.placement.as_ref().is_some_and(|x| x.locations.len() > 1))
             {
-                let key = format!("placement:{}:{}", p.name(), p.locations().join(","));
+                // By app: an edit of the locations keeps what was known of those that stay.
+                let key = format!("placement:{}", p.name());
                 groups.entry(key).or_insert_with(|| p.clone());
             }
         }
         for (key, p) in groups {
             let Some(pl) = p.spec.placement.clone() else { continue };
-            let facts: BTreeMap<String, LocationFacts> = pl
-                .locations
-                .iter()
-                .filter(|l| self.clouds.iter().any(|c| c.name == l.cloud))
-                .map(|l| {
-                    let id = crate::policy::policy_id(&l.cloud, p.name());
-                    let (ready, blocked) = self.located.get(&id).cloned().unwrap_or_default();
-                    let cloud = snap.clouds.iter().find(|c| c.name == l.cloud);
-                    let poll = cloud.map(|c| c.servers_poll()).unwrap_or_default();
-                    let age = poll.last_ok.map(|t| (now - t).to_std().unwrap_or_default());
-                    let failing = match (cloud, age) {
-                        (Some(c), _) if c.unreachable() => {
-                            Some(format!("unreachable: {}", poll.last_error.unwrap_or_default()))
-                        }
-                        // Failing polls in a row (5xx, cut connections, timeouts).
-                        _ if poll.failures >= 3 => {
-                            Some(format!("failing: {}", poll.last_error.clone().unwrap_or_default()))
-                        }
-                        (_, Some(a)) if a > self.cfg.max_data_age => {
-                            Some(format!("no answer for {}", crate::domain::time::human_age(a.as_secs() as i64)))
-                        }
-                        (_, None) if self.started.elapsed() > self.cfg.max_data_age => {
-                            Some("never answered".to_string())
-                        }
-                        _ => blocked.map(|b| format!("capacity blocked: {b}")),
-                    };
-                    (l.cloud.clone(), LocationFacts { failing, ready })
-                })
-                .collect();
+            let served = |c: &str| self.clouds.iter().position(|x| x.name == c);
+            let write = pl.locations.iter().all(|l| served(&l.cloud).is_some_and(|i| acting.get(i) == Some(&true)));
+            let mut facts: BTreeMap<String, LocationFacts> = BTreeMap::new();
+            for l in &pl.locations {
+                if served(&l.cloud).is_none() {
+                    // Unknown, not failed: nothing moves on its account.
+                    let msg = format!(
+                        "{}: `{}` is a location of the app but not a cloud this engine serves; restart the engine with it (its share stays where it was)",
+                        p.name(),
+                        l.cloud
+                    );
+                    let key = format!("{}:placement-unserved:{}", l.cloud, p.name());
+                    self.alerts.raise(
+                        now,
+                        Alert::new("placement-unserved", key, &l.cloud, Severity::Warning, msg)
+                            .app(Some(p.name().to_string())),
+                    );
+                    continue;
+                }
+                let id = crate::policy::policy_id(&l.cloud, p.name());
+                let (members, ready, blocked) = self.located.get(&id).cloned().unwrap_or_default();
+                let cloud = snap.clouds.iter().find(|c| c.name == l.cloud);
+                let poll = cloud.map(|c| c.servers_poll()).unwrap_or_default();
+                let age = poll.last_ok.map(|t| (now - t).to_std().unwrap_or_default());
+                let failing = match (cloud, age) {
+                    (Some(c), _) if c.unreachable() => {
+                        Some(format!("unreachable: {}", poll.last_error.unwrap_or_default()))
+                    }
+                    // Failing polls in a row (5xx, cut connections, timeouts).
+                    _ if poll.failures >= 3 => {
+                        Some(format!("failing: {}", poll.last_error.clone().unwrap_or_default()))
+                    }
+                    (_, Some(a)) if a > self.cfg.max_data_age => {
+                        Some(format!("no answer for {}", crate::domain::time::human_age(a.as_secs() as i64)))
+                    }
+                    (_, None) if self.started.elapsed() > self.cfg.max_data_age => Some("never answered".to_string()),
+                    _ => None,
+                };
+                // Capacity only: a bad spec is the operator's to fix, not a reason to move.
+                let blocked = blocked.filter(|b| b.starts_with("capacity blocked"));
+                facts.insert(l.cloud.clone(), LocationFacts { failing, blocked, members, ready });
+            }
             let prev = match self.store.control_as::<PlacementState>(&key) {
                 Ok(s) => s.unwrap_or_default(),
                 Err(e) => {
@@ -541,20 +567,30 @@ impl Runner {
                     continue;
                 }
             };
-            let out = step(p.name(), &pl, p.app_desired, &prev, &facts, now);
-            if write && out.state != prev {
-                if let Err(e) = self.store.put_control(&key, &serde_json::json!(out.state), &now) {
-                    self.hold_placed(&p, &format!("the placement state cannot be written: {e}"), now);
-                    continue;
-                }
+            let mut out = step(p.name(), &pl, p.app_desired, &prev, &facts, now);
+            if !write {
+                // Not every location's lease is here: the stored state decides, unchanged.
+                let failed: Vec<bool> =
+                    pl.locations.iter().map(|l| prev.locations.get(&l.cloud).is_some_and(|x| x.failed_over)).collect();
+                out.shares =
+                    pl.locations.iter().map(|l| l.cloud.clone()).zip(pl.shares(p.app_desired, &failed)).collect();
+                out.moves.clear();
+                out.failed_over.clear();
             }
             if write {
+                // The events first: a crash between the two repeats an event, never loses one.
                 for m in &out.moves {
                     self.event(
                         Event::new(now, &self.actor.clone(), &m.cloud, m.action, m.reason.clone())
                             .app(p.name().to_string())
                             .severity(m.severity),
                     );
+                }
+            }
+            if write && out.state != prev {
+                if let Err(e) = self.store.put_control(&key, &serde_json::json!(out.state), &now) {
+                    self.hold_placed(&p, &format!("the placement state cannot be written: {e}"), now);
+                    continue;
                 }
             }
             for (cloud, why) in &out.failed_over {
@@ -613,6 +649,9 @@ impl Runner {
             }
         }
         let (Some(sv), Some(state)) = (obs.store.as_ref(), state.as_ref()) else {
+            for pid in &pids {
+                self.located.remove(pid);
+            }
             // Nothing could be decided: what was alerted for this cloud stays as it was.
             self.alerts.keep_prefix(&format!("{name}:"));
             self.hold_alerts(&name, &obs, now);
@@ -629,6 +668,20 @@ impl Runner {
             granularity: self.cfg.metrics_granularity,
         });
         self.link.observe(&name, d.targets.clone());
+        // What placements across clouds count on: only what was decided on data
+        // that can be trusted (a location that answers again is read first).
+        let answering =
+            snap.clouds.iter().find(|c| c.name == name).is_some_and(|c| {
+                !c.unreachable() && c.servers_poll().failures == 0 && c.servers_poll().last_ok.is_some()
+            });
+        for a in &d.plan.apps {
+            if obs.acting_allowed() && answering {
+                let healthy = a.ready.saturating_sub(a.unhealthy);
+                self.located.insert(a.policy_id.clone(), (a.members, healthy, a.blocked.clone()));
+            } else {
+                self.located.remove(&a.policy_id);
+            }
+        }
         self.show(&name, &d, status);
         self.decision_alerts(&name, &obs, &d, now);
         self.hold_alerts(&name, &obs, now);
@@ -982,9 +1035,6 @@ impl Runner {
                 status.approval_pending = true;
             }
             status.plans.push(PlanLines::new(name, &a.app, lines));
-        }
-        for a in &d.plan.apps {
-            self.located.insert(a.policy_id.clone(), (a.ready, a.blocked.clone()));
         }
         status.apps.extend(d.plan.apps.iter().cloned().map(|mut a| {
             a.cloud = name.to_string();
