@@ -95,15 +95,17 @@ impl Command {
         let none = Takes { ids: &[], cloud: None, region: None, config: None, read_only: None };
         match self {
             Command::Clouds(_) | Command::Sim(_) => none,
-            Command::Servers(a) | Command::Flavors(a) | Command::Images(a) | Command::Volumes(a) | Command::Backups(a) => {
-                Takes {
-                    ids: &["cloud", "region", "config"],
-                    cloud: Some(&mut a.cloud.cloud),
-                    region: Some(&mut a.cloud.region),
-                    config: Some(&mut a.config.config),
-                    read_only: None,
-                }
-            }
+            Command::Servers(a)
+            | Command::Flavors(a)
+            | Command::Images(a)
+            | Command::Volumes(a)
+            | Command::Backups(a) => Takes {
+                ids: &["cloud", "region", "config"],
+                cloud: Some(&mut a.cloud.cloud),
+                region: Some(&mut a.cloud.region),
+                config: Some(&mut a.config.config),
+                read_only: None,
+            },
             Command::Engine(a) => Takes {
                 ids: &["cloud", "config", "read_only"],
                 cloud: Some(&mut a.cloud),
@@ -121,9 +123,7 @@ impl Command {
                 },
                 _ => Takes { ids: &["config"], config: Some(&mut a.config.config), ..none },
             },
-            Command::Rollout(a) => {
-                Takes { ids: &["read_only"], read_only: Some(&mut a.read_only.read_only), ..none }
-            }
+            Command::Rollout(a) => Takes { ids: &["read_only"], read_only: Some(&mut a.read_only.read_only), ..none },
             Command::Backup(a) => Takes {
                 ids: &["cloud", "region", "config", "read_only"],
                 cloud: Some(&mut a.cloud.cloud),
@@ -157,11 +157,8 @@ impl Cli {
         let name = matches.subcommand_name().unwrap_or_default().to_string();
         let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
         let takes = sub.takes();
-        let top_level: Vec<String> = cmd
-            .get_arguments()
-            .map(|a| a.get_id().to_string())
-            .filter(|id| id != "help" && id != "version")
-            .collect();
+        let top_level: Vec<String> =
+            cmd.get_arguments().map(|a| a.get_id().to_string()).filter(|id| id != "help" && id != "version").collect();
         if let Some(id) = top_level.iter().find(|id| given(id) && !takes.ids.contains(&id.as_str())) {
             let flag = format!("--{}", id.replace('_', "-"));
             return Err(cmd.error(
