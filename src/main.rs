@@ -1,4 +1,3 @@
-use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -27,7 +26,7 @@ fn install_hooks() {
 
 fn main() -> ExitCode {
     install_hooks();
-    let cli = stackpilot::cli::Cli::parse();
+    let cli = stackpilot::cli::Cli::parse_args();
     let to_stderr =
         matches!(cli.command, Some(stackpilot::cli::Command::Sim(_)) | Some(stackpilot::cli::Command::Engine(_)));
     stackpilot::cli::init_logging(to_stderr);

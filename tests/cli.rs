@@ -142,3 +142,96 @@ fn one_shots_give_up_after_the_configured_timeout() {
     assert!(err.contains("hung") && err.to_lowercase().contains("time"), "says which cloud timed out: {err}");
     drop(held);
 }
+
+/// What the binary prints on stdout for `args` (it must succeed).
+fn stdout_of(args: &[&str]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let out = stackpilot(home.path(), args).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let text = stdout_of(&["--version"]);
+    let line = text.trim_end();
+    let prefix = format!("stackpilot {} (", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&prefix) && line.ends_with(')'), "{line}");
+    let commit = line.trim_start_matches(&prefix).trim_end_matches(')');
+    let head =
+        Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(env!("CARGO_MANIFEST_DIR")).output();
+    match head {
+        Ok(o) if o.status.success() => assert_eq!(commit, String::from_utf8_lossy(&o.stdout).trim(), "{line}"),
+        _ => assert_eq!(commit, "unknown", "built outside git: {line}"),
+    }
+}
+
+#[test]
+fn each_subcommand_lists_only_the_flags_it_uses() {
+    let console = ["--read-only", "--ascii", "--cloud", "--region", "--config", "--demo"];
+    let sim = stdout_of(&["sim", "--help"]);
+    assert!(sim.contains("--port") && sim.contains("--speed") && sim.contains("--world"), "{sim}");
+    for f in console {
+        assert!(!sim.contains(f), "`{f}` on `sim --help`:\n{sim}");
+    }
+    let servers = stdout_of(&["servers", "--help"]);
+    for f in ["--cloud", "--region", "--config", "--output"] {
+        assert!(servers.contains(f), "`{f}` missing from `servers --help`:\n{servers}");
+    }
+    for f in ["--read-only", "--ascii", "--demo"] {
+        assert!(!servers.contains(f), "`{f}` on `servers --help`:\n{servers}");
+    }
+    let engine = stdout_of(&["engine", "--help"]);
+    assert!(engine.contains("--read-only") && engine.contains("--cloud") && !engine.contains("--ascii"), "{engine}");
+    let top = stdout_of(&["--help"]);
+    for f in console {
+        assert!(top.contains(f), "`{f}` missing from `--help`:\n{top}");
+    }
+}
+
+#[test]
+fn a_console_flag_before_a_subcommand_that_does_not_take_it_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let out = stackpilot(home.path(), &["--read-only", "sim", "--port", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`--read-only` is not a flag of `stackpilot sim`"), "{err}");
+}
+
+#[test]
+fn console_flags_before_a_subcommand_reach_it() {
+    use stackpilot::cli::{Cli, Command as C, PolicyCommand};
+    let p = |a: &[&str]| Cli::try_parse_args_from(std::iter::once("stackpilot").chain(a.iter().copied()));
+    let c = p(&["--cloud", "sim", "servers"]).unwrap();
+    assert_eq!(c.cloud.as_deref(), Some("sim"));
+    let c = p(&["servers", "--cloud", "sim", "--region", "R2"]).unwrap();
+    assert_eq!((c.cloud.as_deref(), c.region.as_deref()), (Some("sim"), Some("R2")));
+    let c = p(&["--cloud", "a", "servers", "--cloud", "b"]).unwrap();
+    assert_eq!(c.cloud.as_deref(), Some("b"), "the subcommand's own wins");
+    assert!(p(&["--read-only", "rollout", "resume", "web"]).unwrap().read_only);
+    let c = p(&["--read-only", "policy", "retire", "web", "--cloud", "sim"]).unwrap();
+    assert!(c.read_only);
+    match c.command {
+        Some(C::Policy(a)) => match a.command {
+            PolicyCommand::Retire { cloud, .. } => assert_eq!(cloud.as_deref(), Some("sim")),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+    let c = p(&["--cloud", "east", "policy", "retire", "web"]).unwrap();
+    assert_eq!(c.cloud.as_deref(), Some("east"));
+    let c = p(&["engine", "--read-only", "--cloud", "sim"]).unwrap();
+    assert!(c.read_only && c.cloud.as_deref() == Some("sim"));
+    assert_eq!(p(&["backup", "list", "--cloud", "east"]).unwrap().cloud.as_deref(), Some("east"));
+    assert_eq!(p(&["--cloud", "east", "backup", "list"]).unwrap().cloud.as_deref(), Some("east"));
+    let c = p(&["sim", "--port", "0"]).unwrap();
+    assert!(!c.read_only && c.cloud.is_none());
+    let c = p(&["--read-only", "--ascii", "--cloud", "prod"]).unwrap();
+    assert!(c.read_only && c.ascii && c.cloud.as_deref() == Some("prod") && c.command.is_none());
+    for bad in [&["--read-only", "sim"][..], &["--ascii", "servers"], &["--demo", "sim"], &["--region", "x", "engine"]]
+    {
+        let e = p(bad).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{bad:?}");
+        assert!(e.to_string().contains("is not a flag of"), "{bad:?}: {e}");
+    }
+}

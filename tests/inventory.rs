@@ -215,3 +215,54 @@ async fn a_service_that_fails_a_third_of_its_requests_raises_no_alert_that_comes
     println!("{failures} failing polls at the end; {seen} snapshots with an unreachable alert");
     assert_eq!(seen, 0, "a third of the requests failing is not an outage");
 }
+
+/// A simulator starts with the last hour of its workload: the first metrics read
+/// after start draws an hour of a server's CPU, not one point, and the server
+/// was there for all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_metrics_read_after_start_has_an_hour_of_history() {
+    let h = sim(SimConfig { world: WorldSource::Demo, incidents: false, ..Default::default() }).await;
+    let c = stackpilot::cloud::Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    let inv = Inventory::start(vec![c], fast_cfg());
+    let s = wait_snap(&inv, "the first metrics read", |s| {
+        s.clouds[0].polls.get(&Kind::Metrics).is_some_and(|p| p.last_ok.is_some())
+    })
+    .await;
+    let cl = &s.clouds[0];
+    let bastion = cl.servers.iter().find(|x| x.display_name() == "bastion").unwrap();
+    let cpu = &cl.metrics.get(&bastion.id).expect("the bastion's metrics").cpu;
+    let first = cpu.iter().next().expect("points").0;
+    let last = cpu.last_time().unwrap();
+    assert!(last - first >= 55 * 60, "an hour of CPU, got {} s in {} points", last - first, cpu.len());
+    assert!(cpu.len() >= 50, "a point a minute: {}", cpu.len());
+    let created = bastion.created.unwrap().timestamp();
+    assert!(created <= first, "no measure before the server existed: created {created}, first {first}");
+}
+
+/// Ages are measured on the cloud's clock: a simulator at 20× is soon a minute
+/// ahead of ours, and the snapshot follows its clock (its `Date` header), so a
+/// server it just created is seconds old, not "in the future".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ages_are_measured_on_the_clouds_clock() {
+    let h = sim(SimConfig { speed: 20.0, world: WorldSource::Demo, incidents: false, ..Default::default() }).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let seed = json!({"count": 1, "prefix": "late", "metrics": false, "project": "demo", "flavor": "m1.small"});
+    control(&h, "seed", seed).await;
+    let c = stackpilot::cloud::Client::new(password_cloud(&h, "demo", "demo", "demo")).unwrap();
+    let inv = Inventory::start(vec![c], fast_cfg());
+    let s = wait_snap(&inv, "the seeded server", |s| {
+        s.clouds[0].servers.iter().any(|x| x.display_name().starts_with("late-"))
+    })
+    .await;
+    let cl = &s.clouds[0];
+    let now = chrono::Utc::now();
+    let ahead = cl.clock_offset().num_seconds();
+    assert!((50..=200).contains(&ahead), "the simulated clock is ~75 s ahead of ours, measured {ahead} s");
+    let drift = (cl.cloud_now(now) - h.now()).num_seconds().abs();
+    assert!(drift <= 20, "the snapshot's idea of the cloud's time is {drift} s off");
+    let late = cl.servers.iter().find(|x| x.display_name().starts_with("late-")).unwrap();
+    let created = late.created.unwrap();
+    assert!(created > now, "created on the simulated clock, ahead of ours");
+    let age = stackpilot::domain::time::cloud_age(now, cl.clock_offset(), created);
+    assert!((0..=60).contains(&age), "seconds old on the cloud's clock: {age}");
+}

@@ -20,6 +20,12 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
+    #[command(flatten)]
+    pub cloud: super::CloudFlags,
+    #[command(flatten)]
+    pub config: super::ConfigFlag,
+    #[command(flatten)]
+    pub read_only: super::ReadOnlyFlag,
     #[command(subcommand)]
     pub command: BackupCommand,
 }

@@ -14,24 +14,27 @@ use output::{Format, Table};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+/// The console's flags. A subcommand takes only the flags it uses, declared on the
+/// subcommand; the ones it shares with the console may also come before its name
+/// (`stackpilot --cloud prod servers`), and `Cli::parse_args` moves them to it.
 #[derive(Debug, Parser)]
 #[command(
     name = "stackpilot",
-    version,
+    version = VERSION,
     about = "Keyboard-driven operations console for OpenStack, with an autopilot inside"
 )]
 pub struct Cli {
     /// Cloud from clouds.yaml (default: OS_CLOUD, the OS_* variables, or the only cloud).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub cloud: Option<String>,
     /// Region (overrides region_name and OS_REGION_NAME).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub region: Option<String>,
     /// stackpilot settings file (default: $XDG_CONFIG_HOME/stackpilot/config.toml).
-    #[arg(long, global = true, env = "STACKPILOT_CONFIG")]
+    #[arg(long, env = "STACKPILOT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Never change anything: actions are not even bound.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub read_only: bool,
     /// Start the embedded OpenStack simulator and open the console on it.
     #[arg(long)]
@@ -40,16 +43,159 @@ pub struct Cli {
     #[arg(long, default_value_t = 10.0, value_parser = parse_speed)]
     pub speed: f64,
     /// ASCII charts and sparklines (also chosen when the terminal is not UTF-8).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub ascii: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// `stackpilot --version`: the crate's version and the commit it was built from
+/// (see build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("STACKPILOT_COMMIT"), ")");
+
+/// The cloud a subcommand talks to. `global` makes these flags valid after the
+/// subcommand's own subcommands too (`backup list --cloud prod`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CloudFlags {
+    /// Cloud from clouds.yaml (default: OS_CLOUD, the OS_* variables, or the only cloud).
+    #[arg(long, global = true)]
+    pub cloud: Option<String>,
+    /// Region (overrides region_name and OS_REGION_NAME).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+}
+
+/// The settings file a subcommand reads.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigFlag {
+    /// stackpilot settings file (default: $XDG_CONFIG_HOME/stackpilot/config.toml).
+    #[arg(long, global = true, env = "STACKPILOT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// For a subcommand that can change something.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReadOnlyFlag {
+    /// Never change anything: refuse what would.
+    #[arg(long, global = true)]
+    pub read_only: bool,
+}
+
+/// The console's flags a subcommand takes, by argument id; what it declares itself.
+struct Takes<'a> {
+    ids: &'a [&'static str],
+    cloud: Option<&'a mut Option<String>>,
+    region: Option<&'a mut Option<String>>,
+    config: Option<&'a mut Option<PathBuf>>,
+    read_only: Option<&'a mut bool>,
+}
+
+impl Command {
+    fn takes(&mut self) -> Takes<'_> {
+        let none = Takes { ids: &[], cloud: None, region: None, config: None, read_only: None };
+        match self {
+            Command::Clouds(_) | Command::Sim(_) => none,
+            Command::Servers(a)
+            | Command::Flavors(a)
+            | Command::Images(a)
+            | Command::Volumes(a)
+            | Command::Backups(a) => Takes {
+                ids: &["cloud", "region", "config"],
+                cloud: Some(&mut a.cloud.cloud),
+                region: Some(&mut a.cloud.region),
+                config: Some(&mut a.config.config),
+                read_only: None,
+            },
+            Command::Engine(a) => Takes {
+                ids: &["cloud", "config", "read_only"],
+                cloud: Some(&mut a.cloud),
+                config: Some(&mut a.config.config),
+                read_only: Some(&mut a.read_only.read_only),
+                ..none
+            },
+            Command::Policy(a) => match &mut a.command {
+                PolicyCommand::Retire { cloud, read_only, .. } => Takes {
+                    ids: &["cloud", "config", "read_only"],
+                    cloud: Some(cloud),
+                    config: Some(&mut a.config.config),
+                    read_only: Some(read_only),
+                    ..none
+                },
+                _ => Takes { ids: &["config"], config: Some(&mut a.config.config), ..none },
+            },
+            Command::Rollout(a) => Takes { ids: &["read_only"], read_only: Some(&mut a.read_only.read_only), ..none },
+            Command::Backup(a) => Takes {
+                ids: &["cloud", "region", "config", "read_only"],
+                cloud: Some(&mut a.cloud.cloud),
+                region: Some(&mut a.cloud.region),
+                config: Some(&mut a.config.config),
+                read_only: Some(&mut a.read_only.read_only),
+            },
+        }
+    }
+}
+
+impl Cli {
+    /// Parse the process's arguments (clap's usage errors exit 2, as `parse` does).
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parse `args`. A console flag given before a subcommand that does not take
+    /// it is a usage error; one it takes is moved to it (the subcommand's own
+    /// wins), and the fields of `Cli` then hold what the subcommand uses.
+    pub fn try_parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Cli::command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let Some(sub) = cli.command.as_mut() else { return Ok(cli) };
+        let name = matches.subcommand_name().unwrap_or_default().to_string();
+        let given = |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        let takes = sub.takes();
+        let top_level: Vec<String> =
+            cmd.get_arguments().map(|a| a.get_id().to_string()).filter(|id| id != "help" && id != "version").collect();
+        if let Some(id) = top_level.iter().find(|id| given(id) && !takes.ids.contains(&id.as_str())) {
+            let flag = format!("--{}", id.replace('_', "-"));
+            return Err(cmd.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("`{flag}` is not a flag of `stackpilot {name}` (see `stackpilot {name} --help`)"),
+            ));
+        }
+        fn lift<T: Clone>(own: Option<&mut Option<T>>, top: &mut Option<T>) {
+            match own {
+                Some(own) => {
+                    if own.is_none() {
+                        own.clone_from(top);
+                    }
+                    top.clone_from(own);
+                }
+                None => *top = None,
+            }
+        }
+        lift(takes.cloud, &mut cli.cloud);
+        lift(takes.region, &mut cli.region);
+        lift(takes.config, &mut cli.config);
+        match takes.read_only {
+            Some(own) => {
+                *own |= cli.read_only;
+                cli.read_only = *own;
+            }
+            None => cli.read_only = false,
+        }
+        cli.ascii = false;
+        Ok(cli)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List configured clouds and where each came from.
-    Clouds(ListArgs),
+    Clouds(OutputArgs),
     /// List servers (like `openstack server list`).
     Servers(ListArgs),
     /// List flavors.
@@ -75,6 +221,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RolloutArgs {
+    #[command(flatten)]
+    pub read_only: ReadOnlyFlag,
     #[command(subcommand)]
     pub command: RolloutCommand,
 }
@@ -109,6 +257,13 @@ pub struct RolloutTarget {
 
 #[derive(Debug, Args)]
 pub struct EngineArgs {
+    /// A cloud to act on besides those the policies name.
+    #[arg(long)]
+    pub cloud: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    #[command(flatten)]
+    pub read_only: ReadOnlyFlag,
     /// Policies directory (default: [engine] policies_dir, else $XDG_CONFIG_HOME/stackpilot/policies).
     #[arg(long)]
     pub policies: Option<PathBuf>,
@@ -125,6 +280,8 @@ pub struct EngineArgs {
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
+    #[command(flatten)]
+    pub config: ConfigFlag,
     #[command(subcommand)]
     pub command: PolicyCommand,
 }
@@ -158,11 +315,25 @@ pub enum PolicyCommand {
         /// name, or when the engine no longer knows it).
         #[arg(long)]
         cloud: Option<String>,
+        /// Refuse: retiring removes servers.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[command(flatten)]
+    pub cloud: CloudFlags,
+    #[command(flatten)]
+    pub config: ConfigFlag,
+    /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -356,7 +527,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
             }
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
             PolicyCommand::Render { target, slot } => policy_render(&cli, target, *slot),
-            PolicyCommand::Retire { app, cloud } => policy_retire(&cli, app, cloud.as_deref().or(cli.cloud.as_deref())),
+            PolicyCommand::Retire { app, cloud, .. } => policy_retire(&cli, app, cloud.as_deref()),
         },
         Some(Command::Rollout(a)) => rollout(&cli, &a.command),
         Some(Command::Backup(a)) => backup::run(&cli, a).await,

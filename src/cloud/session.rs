@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use url::Url;
@@ -144,6 +144,9 @@ pub struct Session {
     microversions: Mutex<HashMap<String, Option<(u32, u32)>>>,
     timeout: Duration,
     pub stats: SessionStats,
+    /// How far the cloud's clock is ahead of ours, in milliseconds, from the
+    /// `Date` of its last successful answer (`i64::MIN`: none seen yet).
+    clock_offset_ms: AtomicI64,
 }
 
 impl std::fmt::Debug for Session {
@@ -320,6 +323,23 @@ pub fn auth_body(auth: &AuthMethod) -> Value {
 }
 
 impl Session {
+    /// How far the cloud's clock is ahead of ours (its `Date` header against our
+    /// clock when the answer came), once an answer carried one.
+    pub fn clock_offset(&self) -> Option<chrono::Duration> {
+        match self.clock_offset_ms.load(Ordering::Relaxed) {
+            i64::MIN => None,
+            ms => Some(chrono::Duration::milliseconds(ms)),
+        }
+    }
+
+    fn note_clock(&self, headers: &HeaderMap) {
+        let date = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok());
+        if let Some(d) = date.and_then(crate::domain::time::parse_http_date) {
+            let off = crate::domain::time::clock_offset(d, Utc::now());
+            self.clock_offset_ms.store(off.num_milliseconds(), Ordering::Relaxed);
+        }
+    }
+
     /// Build a session (no network I/O until the first request).
     pub fn new(cloud: CloudConfig) -> Result<Session> {
         Self::with_timeout(cloud, Duration::from_secs(30))
@@ -370,6 +390,7 @@ impl Session {
             microversions: Mutex::new(HashMap::new()),
             timeout,
             stats: SessionStats::default(),
+            clock_offset_ms: AtomicI64::new(i64::MIN),
         })
     }
 
@@ -766,6 +787,7 @@ impl Session {
                 .await
                 .map_err(|e| self.body_error(&service, req.method.as_str(), &path_for_errors, e))?;
             if (200..300).contains(&status) || status == 300 {
+                self.note_clock(&headers);
                 return Ok(Response { status, headers, body, request_id: rid });
             }
             let text = String::from_utf8_lossy(&body);

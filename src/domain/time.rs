@@ -283,9 +283,61 @@ pub fn format_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// An HTTP `Date` header (`Thu, 03 Dec 2026 11:40:55 GMT`).
+pub fn parse_http_date(s: &str) -> Option<Timestamp> {
+    DateTime::parse_from_rfc2822(s.trim()).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// How far a cloud's clock is ahead of ours (behind when negative), from the
+/// `Date` header of an answer received at `local`. The header has whole seconds:
+/// the offset is centred on its second, and one under two seconds is taken as
+/// none (clocks kept by NTP agree better than the header can tell).
+pub fn clock_offset(date: Timestamp, local: Timestamp) -> chrono::Duration {
+    let centred = date.checked_add_signed(chrono::Duration::milliseconds(500)).unwrap_or(date);
+    let off = centred.signed_duration_since(local);
+    if off.num_milliseconds().abs() < 2000 {
+        chrono::Duration::zero()
+    } else {
+        off
+    }
+}
+
+/// Our `local` time on the clock of a cloud that is `offset` ahead of us.
+pub fn on_cloud_clock(local: Timestamp, offset: chrono::Duration) -> Timestamp {
+    local.checked_add_signed(offset).unwrap_or(local)
+}
+
+/// Whole seconds since `then`, a time the cloud stamped, on the cloud's clock
+/// (`local` moved by its `offset`); never below zero.
+pub fn cloud_age(local: Timestamp, offset: chrono::Duration, then: Timestamp) -> i64 {
+    on_cloud_clock(local, offset).signed_duration_since(then).num_seconds().max(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_of_what_a_cloud_stamped_are_measured_on_its_clock() {
+        let ours = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).single().unwrap_or_default();
+        // The cloud answered "12:05:00" when our clock said 12:00:00.3.
+        let date = parse_http_date("Thu, 03 Dec 2026 12:05:00 GMT").unwrap_or_default();
+        let offset = clock_offset(date, ours + chrono::Duration::milliseconds(300));
+        assert_eq!(offset.num_milliseconds(), 300_200, "five minutes ahead, centred on the header's second");
+        // A server it created at 12:04:00 on its clock is a minute old, not "in the future".
+        let created = Utc.with_ymd_and_hms(2026, 12, 3, 12, 4, 0).single().unwrap_or_default();
+        assert_eq!(cloud_age(ours, offset, created), 60);
+        assert_eq!(cloud_age(ours, chrono::Duration::zero(), created), 0, "on our clock it would read 0s");
+        // A cloud ten minutes behind ours: what it stamped 11:49 is a minute old
+        // (eleven on our clock).
+        let behind = clock_offset(ours - chrono::Duration::minutes(10), ours);
+        let stamped = created - chrono::Duration::minutes(15);
+        assert_eq!(cloud_age(ours, behind, stamped), 60);
+        assert_eq!(cloud_age(ours, chrono::Duration::zero(), stamped), 11 * 60);
+        // The header's whole seconds are not a skew.
+        assert_eq!(clock_offset(ours, ours + chrono::Duration::milliseconds(900)), chrono::Duration::zero());
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
 
     #[test]
     fn parses_every_openstack_shape() {

@@ -122,6 +122,7 @@ pub(super) async fn poll_loop<F, Fut>(
             Ok(update) => {
                 let recovered = state.failures > 0;
                 state.last_ok = Some(Utc::now());
+                state.clock_offset = c.session.clock_offset();
                 state.last_error = None;
                 state.unreachable = false;
                 state.auth_failed = false;
@@ -189,7 +190,8 @@ pub(super) async fn poll_metrics(
     let g = m.granularity.max(1) as i64;
     // From the oldest "last point" of the targets (or the retention window), with
     // two granularities of overlap so rates can be recomputed.
-    let retention_start = Utc::now() - m.retention.chrono();
+    // On the cloud's clock: the first read asks for the whole window.
+    let retention_start = cloud.cloud_now(Utc::now()) - m.retention.chrono();
     let mut start: Option<Timestamp> = None;
     for (id, _) in &targets {
         let from = cloud

@@ -81,6 +81,8 @@ pub struct PollState {
     pub auth_failed: bool,
     /// Items of the last successful poll that could not be decoded (id and why).
     pub undecodable: Vec<String>,
+    /// How far the cloud's clock was ahead of ours at the last successful poll.
+    pub clock_offset: Option<chrono::Duration>,
 }
 
 impl PollState {
@@ -184,6 +186,21 @@ impl CloudSnapshot {
             probes: Arc::default(),
             prometheus: Arc::default(),
         }
+    }
+    /// How far the cloud's clock is ahead of ours, as its latest answer showed
+    /// (zero before any).
+    pub fn clock_offset(&self) -> chrono::Duration {
+        self.polls
+            .values()
+            .filter(|p| p.clock_offset.is_some())
+            .max_by_key(|p| p.last_ok)
+            .and_then(|p| p.clock_offset)
+            .unwrap_or_else(chrono::Duration::zero)
+    }
+    /// Our `local` time on the cloud's clock: what the ages of the times it
+    /// stamps (created, backed up) are measured against.
+    pub fn cloud_now(&self, local: Timestamp) -> Timestamp {
+        crate::domain::time::on_cloud_clock(local, self.clock_offset())
     }
     /// Kinds of the catalog that were never read successfully: names cannot be
     /// resolved against them (an empty list that failed is not "none").

@@ -468,6 +468,12 @@ pub async fn layer(axum::extract::State(s): axum::extract::State<S>, mut req: Re
         let (parts, _) = resp.into_parts();
         resp = Response::from_parts(parts, dropped_body());
     }
+    // The simulated clock, not the host's: a client learns the cloud's time from
+    // `Date`, as from a real cloud whose clock is not its own.
+    let date = crate::domain::Clock::now(&s.clock).format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    if let Ok(v) = HeaderValue::from_str(&date) {
+        resp.headers_mut().insert("date", v);
+    }
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-openstack-request-id", v.clone());
         if service == "compute" {

@@ -214,10 +214,22 @@ pub fn initial_world(cfg: &SimConfig, now: crate::domain::Timestamp) -> Result<w
     Ok(w)
 }
 
+/// The history a new world starts with (simulated seconds).
+pub const BACKFILL_SECS: i64 = 3600;
+
 /// Start the simulator on 127.0.0.1.
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
-    let clock = clock::SimClock::new(cfg.speed, chrono::Utc::now());
-    let mut w = initial_world(&cfg, clock.now())?;
+    let wall = chrono::Utc::now();
+    let mut w = initial_world(&cfg, wall)?;
+    // Simulated time never goes back: a world saved by an earlier run (whose
+    // clock ran ahead at a higher speed) resumes where it stopped.
+    let resume = w
+        .metrics_until
+        .and_then(|t| chrono::DateTime::from_timestamp(t.saturating_add(w.settings.granularity.max(1) as i64), 0))
+        .filter(|t| *t > wall);
+    let clock = clock::SimClock::new(cfg.speed, resume.unwrap_or(wall));
+    // A new world has been running for an hour: its first read shows history.
+    w.backfill_metrics(clock.now(), BACKFILL_SECS);
     if let Some(t) = cfg.token_lifetime_secs {
         w.settings.token_lifetime_secs = t;
     }

@@ -2444,6 +2444,29 @@ impl World {
         }
     }
 
+    /// Give a world that starts without metrics the last `secs` of its workload
+    /// (at most its archive's points): the servers it starts with have been
+    /// running that long, and their measures carry the past timestamps the
+    /// workload model gives them, so a client's first read has history to draw.
+    pub fn backfill_metrics(&mut self, now: Timestamp, secs: i64) {
+        if self.metrics_until.is_some() {
+            return;
+        }
+        let g = self.settings.granularity.max(1) as i64;
+        let span = secs.clamp(0, g * (self.settings.metric_points as i64 - 1).max(0));
+        let since = super::clock::shifted(now, -(span as f64) * 1000.0);
+        for s in self.servers.values_mut().filter(|s| !s.is_deleted() && s.created > since) {
+            s.created = since;
+            s.launched_at = s.launched_at.map(|l| l.min(since));
+        }
+        for r in self.resources.values_mut() {
+            r.started_at = r.started_at.min(since);
+        }
+        let first = since.timestamp() - since.timestamp().rem_euclid(g);
+        self.metrics_until = Some(first - g);
+        self.tick_metrics(now);
+    }
+
     pub fn tick_metrics(&mut self, now: Timestamp) {
         let g = self.settings.granularity.max(1) as i64;
         let now_s = now.timestamp();

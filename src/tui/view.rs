@@ -389,7 +389,7 @@ fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Ve
         Some(i) => c.image_name(i).unwrap_or(i).to_string(),
         None => "(volume)".into(),
     };
-    let age = s.created.map(|cr| human_age((app.now - cr).num_seconds())).unwrap_or_default();
+    let age = s.created.map(|cr| human_age((c.cloud_now(app.now) - cr).num_seconds())).unwrap_or_default();
     let (vals, last) = match c.metrics.get(&s.id) {
         Some(m) => (m.cpu.tail_values(cpu_width as usize), m.cpu.last().map(|x| x.1)),
         None => (vec![], None),
@@ -885,7 +885,10 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
             t,
             "created",
             s.created
-                .map(|x| format!("{} ({} ago)", x.format("%Y-%m-%d %H:%M:%S"), human_age((app.now - x).num_seconds())))
+                .map(|x| {
+                    let ago = human_age((c.cloud_now(app.now) - x).num_seconds());
+                    format!("{} ({ago} ago)", x.format("%Y-%m-%d %H:%M:%S"))
+                })
                 .unwrap_or_default(),
         ),
         field(t, "launched", s.launched_at.map(|x| x.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()),
@@ -1027,6 +1030,11 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
     cloud_table(f, app, area, "volumes & backups", &STORAGE_COLS, |c, id, _| {
         let age =
             |x: Option<crate::domain::Timestamp>| x.map(|x| human_age((app.now - x).num_seconds())).unwrap_or_default();
+        // What the cloud stamped (volumes, backups) is aged on the cloud's clock.
+        let cloud_now = c.cloud_now(app.now);
+        let cloud_age = |x: Option<crate::domain::Timestamp>| {
+            x.map(|x| human_age((cloud_now - x).num_seconds())).unwrap_or_default()
+        };
         if let Some(op) = id.strip_prefix("rst:") {
             let Some(j) = app.engine.as_ref().and_then(|e| e.restores.iter().find(|j| j.op == op)) else {
                 return vec![];
@@ -1101,7 +1109,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                         Some(l) => (
                             format!(
                                 "{} {}G {} {}",
-                                human_age((app.now - l.at).num_seconds()),
+                                human_age((cloud_now - l.at).num_seconds()),
                                 l.size_gb,
                                 if l.incremental { "incr" } else { "full" },
                                 if l.status == "available" { "ok" } else { l.status.as_str() }
@@ -1123,7 +1131,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 last,
                 (next, t.dim()),
                 (att, t.dim()),
-                (age(v.created_at), t.dim()),
+                (cloud_age(v.created_at), t.dim()),
             ]
         } else {
             let bid = id.trim_start_matches("bak:");
@@ -1156,7 +1164,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                 (String::new(), t.dim()),
                 (String::new(), t.dim()),
                 (detail, t.dim()),
-                (age(b.data_timestamp.or(b.created_at)), t.dim()),
+                (cloud_age(b.data_timestamp.or(b.created_at)), t.dim()),
             ]
         }
     });
