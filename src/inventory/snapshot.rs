@@ -252,10 +252,8 @@ pub fn sample_spacing(s: &MetricSeries) -> i64 {
 /// ERROR, BUILD...) or a stale series has none: its last value is history.
 pub fn cpu_now(s: &Server, m: Option<&ServerSeries>, newest: Option<i64>) -> Option<f64> {
     use ServerStatus::*;
-    let running = matches!(
-        s.status,
-        Active | Reboot | HardReboot | Migrating | Resize | VerifyResize | RevertResize | Rescue
-    );
+    let running =
+        matches!(s.status, Active | Reboot | HardReboot | Migrating | Resize | VerifyResize | RevertResize | Rescue);
     let (at, v) = m?.cpu.last()?;
     let behind = newest.map_or(0, |n| n - at);
     (running && behind <= STALE_SAMPLES * sample_spacing(&m?.cpu)).then_some(v)

@@ -3,7 +3,7 @@
 
 use super::app::{App, ConsoleState, Mode, ViewKind};
 use super::keymap::{info_of, Action};
-use super::widgets::{clip_line, col, fit, sparkline, truncate, wrap_words, Col};
+use super::widgets::{clip_line, col, fit, sparkline, truncate, wrap_line, Col};
 use crate::domain::time::human_age;
 use crate::domain::Server;
 use crate::inventory::CloudSnapshot;
@@ -422,11 +422,14 @@ struct MetricClock {
 }
 
 fn metric_clock(app: &App, c: &CloudSnapshot) -> MetricClock {
-    let stale = c
-        .polls
+    MetricClock { newest: crate::inventory::snapshot::newest_sample(&c.metrics), stale: metrics_stale(app, c) }
+}
+
+/// The cloud's metrics poller has not answered for a while.
+fn metrics_stale(app: &App, c: &CloudSnapshot) -> bool {
+    c.polls
         .get(&crate::inventory::Kind::Metrics)
-        .is_some_and(|p| p.last_ok.is_some() && p.is_stale(app.now, app.stale_after));
-    MetricClock { newest: crate::inventory::snapshot::newest_sample(&c.metrics), stale }
+        .is_some_and(|p| p.last_ok.is_some() && p.is_stale(app.now, app.stale_after))
 }
 
 /// One server's CPU cell: `-` and a dimmed history when it is stopped or stale.
@@ -493,7 +496,11 @@ fn servers(f: &mut Frame, app: &App, area: Rect) {
     cloud_table(f, app, area, &title, &SERVER_COLS, |c, id, widths| {
         let Some(s) = c.server(id) else { return vec![] };
         let cpu_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(10);
-        let clock = clocks.iter().find(|(n, _)| *n == c.name).map(|x| x.1).unwrap_or(MetricClock { newest: None, stale: false });
+        let clock = clocks
+            .iter()
+            .find(|(n, _)| *n == c.name)
+            .map(|x| x.1)
+            .unwrap_or(MetricClock { newest: None, stale: false });
         server_values(app, c, s, clock, cpu_w)
     });
 }
@@ -517,7 +524,7 @@ const APP_COLS: [Col; 10] = [
 /// An app's CPU: the mean of its members with a value now, and how many of its
 /// members that is.
 fn app_cpu(app: &App, c: &CloudSnapshot, a: &crate::inventory::AppSummary, width: u16) -> (String, Style) {
-    let stale = metric_clock(app, c).stale;
+    let stale = metrics_stale(app, c);
     let (now, live) = if stale { (None, 0) } else { (a.cpu_now, a.cpu_live) };
     let values = a.cpu.tail_values(width as usize);
     cpu_cell(app, CpuCell { values, now, gap: 0, cover: Some((live, a.total())) }, width)
@@ -794,7 +801,8 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         Some(a) => {
             let sev = format!(" ▲ {} ", a.severity.as_str().to_uppercase());
             let tally = format!("   ({})", by_severity(&alerts));
-            let msg = if merged && !a.cloud.is_empty() { format!("{}: {}", a.cloud, a.message) } else { a.message.clone() };
+            let msg =
+                if merged && !a.cloud.is_empty() { format!("{}: {}", a.cloud, a.message) } else { a.message.clone() };
             // The message gives way first: the tally stays readable.
             let room = (ticker.width as usize).saturating_sub(sev.chars().count() + tally.chars().count());
             Line::from(vec![
@@ -896,13 +904,20 @@ fn app_tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &crate::
         None => (format!("ready {}", a.active), a.error),
     };
     let vms = if a.total() == 1 { "1 VM".to_string() } else { format!("{} VMs", a.total()) };
+    // A narrow tile leaves out what says least: no one failing, then the VMs.
+    let failing = Span::styled(format!(" · {unhealthy} unhealthy"), if unhealthy > 0 { t.bad() } else { t.dim() });
+    let fits = |n: usize| n <= inner.width as usize;
+    let full = ready.chars().count() + vms.chars().count() + 3 + failing.width();
+    let legend = if fits(full) {
+        vec![Span::styled(ready, t.base()), Span::styled(format!(" · {vms}"), t.dim()), failing]
+    } else if unhealthy == 0 {
+        vec![Span::styled(ready, t.base()), Span::styled(format!(" · {vms}"), t.dim())]
+    } else {
+        vec![Span::styled(ready, t.base()), failing]
+    };
     let mut lines = vec![
         Line::from(Span::styled(cpu, cpu_st)),
-        Line::from(vec![
-            Span::styled(ready, t.base()),
-            Span::styled(format!(" · {vms} · "), t.dim()),
-            Span::styled(format!("{unhealthy} unhealthy"), if unhealthy > 0 { t.bad() } else { t.dim() }),
-        ]),
+        Line::from(legend),
         Line::from(Span::styled(
             format!("active {} · build {} · error {}", a.active, a.building, a.error),
             if a.error > 0 { t.bad() } else { t.dim() },
@@ -934,7 +949,10 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
     let id = app.view().server.clone().unwrap_or_default();
     let Some(s) = c.server(&id) else {
         let msg = format!("  server {id} is gone (deleted, or not visible any more)");
-        f.render_widget(Paragraph::new(clip_line(Line::from(Span::styled(msg, t.warn())), area.width as usize, app.ascii)), area);
+        f.render_widget(
+            Paragraph::new(clip_line(Line::from(Span::styled(msg, t.warn())), area.width as usize, app.ascii)),
+            area,
+        );
         return;
     };
     let console = app.console.get(&id);
@@ -944,7 +962,8 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
         let log_h = if console.is_some() && area.height >= 14 { (area.height / 3).min(8) } else { 0 };
         let metrics_h = if area.height >= 10 { 5 } else { 0 };
         let [i, m, b] =
-            Layout::vertical([Constraint::Min(0), Constraint::Length(metrics_h), Constraint::Length(log_h)]).areas(area);
+            Layout::vertical([Constraint::Min(0), Constraint::Length(metrics_h), Constraint::Length(log_h)])
+                .areas(area);
         (i, m, (log_h > 0).then_some(b))
     } else {
         let (top, bottom) = if console.is_some() && area.height > 14 {
@@ -1015,7 +1034,10 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
         let more = lines.len() - (room - 1);
         lines.truncate(room - 1);
         let raw = app.keymap.hint(Action::Raw).map(|k| format!(" ({k}: all of it as JSON)")).unwrap_or_default();
-        lines.push(Line::from(Span::styled(format!("{:>11} {more} more fields{raw}", super::widgets::ellipsis(app.ascii)), t.dim())));
+        lines.push(Line::from(Span::styled(
+            format!("{:>11} {more} more fields{raw}", super::widgets::ellipsis(app.ascii)),
+            t.dim(),
+        )));
     }
     f.render_widget(
         Paragraph::new(clipped(app, lines, info.width.saturating_sub(2))).block(
@@ -1079,13 +1101,7 @@ fn now_text(s: Option<&crate::domain::MetricSeries>, live: bool) -> String {
 }
 
 /// Metrics on a small terminal: one line each, label, sparkline, value now.
-fn metric_lines(
-    f: &mut Frame,
-    app: &App,
-    area: Rect,
-    series: &[Series],
-    live: bool,
-) {
+fn metric_lines(f: &mut Frame, app: &App, area: Rect, series: &[Series], live: bool) {
     let t = &app.theme;
     if area.height == 0 {
         return;
@@ -1347,11 +1363,11 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
 /// order: SEV, MESSAGE, APP, SINCE, CLOUD, SENT (README: "Narrow terminals").
 const ALERT_COLS: [Col; 6] = [
     col("SEV", 13, 4, 0, Some('S')),
-    col("SINCE", 12, 5, 30, Some('O')),
+    col("SINCE", 13, 5, 30, Some('O')),
     col("CLOUD", 10, 5, 40, None),
     col("APP", 10, 4, 20, Some('A')),
     col("SENT", 18, 6, 50, None),
-    col("MESSAGE", 40, 20, 10, None),
+    col("MESSAGE", 38, 20, 10, None),
 ];
 
 /// How an alert was delivered: each receiver's last result for this occurrence.
@@ -1513,23 +1529,13 @@ fn clouds(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
-/// Lines of text folded into `width` columns: a one-style line wraps at words
-/// (its continuation indented under its text), a line of several styles is cut
-/// with the ellipsis.
+/// Lines of text folded into `width` columns: wrapped at words, each
+/// continuation indented under the text of its line.
 fn fold(app: &App, lines: Vec<Line<'static>>, width: u16) -> Vec<Line<'static>> {
-    let w = width as usize;
     let mut out = Vec::with_capacity(lines.len());
     for l in lines {
-        match l.spans.as_slice() {
-            [one] if l.width() > w => {
-                let lead = one.content.chars().take_while(|c| *c == ' ').count();
-                let style = one.style;
-                out.extend(
-                    wrap_words(&one.content, w, lead + 2, app.ascii).into_iter().map(|x| Line::from(Span::styled(x, style))),
-                );
-            }
-            _ => out.push(clip_line(l, w, app.ascii)),
-        }
+        let lead = l.spans.first().map_or(0, |s| s.content.chars().take_while(|c| *c == ' ').count());
+        out.extend(wrap_line(l, width as usize, lead + 2, app.ascii));
     }
     out
 }
@@ -1647,7 +1653,10 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
     if body.len() > room && room > 0 {
         let more = body.len() - (room - 1);
         body.truncate(room - 1);
-        body.push(Line::from(Span::styled(format!("  {} {more} more lines (a taller terminal shows them)", super::widgets::ellipsis(app.ascii)), t.dim())));
+        body.push(Line::from(Span::styled(
+            format!("  {} {more} more lines (a taller terminal shows them)", super::widgets::ellipsis(app.ascii)),
+            t.dim(),
+        )));
     }
     body.extend(tail);
     f.render_widget(Paragraph::new(clipped(app, body, inner.width)).block(block), area);

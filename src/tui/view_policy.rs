@@ -60,7 +60,14 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
             "missing" => ("PolicyMissing", t.bad()),
             _ => ("Retiring", t.warn()),
         };
-        let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
+        // A problem says what is wrong; a path says the most at its end.
+        let what = match p.problems.first() {
+            Some(pr) => pr.clone(),
+            None => {
+                let w = widths.iter().find(|(i, _)| cols.get(*i).is_some_and(|c| c.title == "PROBLEM / FILE"));
+                super::widgets::truncate_left(&p.file, w.map_or(usize::MAX, |w| w.1 as usize), app.ascii)
+            }
+        };
         let mode_style = if p.app_mode == "auto" || p.app_mode.is_empty() { t.dim() } else { t.warn() };
         let mut cells = vec![
             (p.app.clone(), t.accent()),
@@ -177,11 +184,8 @@ pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
     // The keys only when they fit: the footer names them too.
     let title = format!("policy {name} — {file}");
     let with_keys = format!("{title} — {keys}");
-    let title = if keys.is_empty() || with_keys.chars().count() + 4 > text_area.width as usize {
-        title
-    } else {
-        with_keys
-    };
+    let title =
+        if keys.is_empty() || with_keys.chars().count() + 4 > text_area.width as usize { title } else { with_keys };
     let lines = clipped(app, lines, text_area.width.saturating_sub(2));
     f.render_widget(Paragraph::new(lines).block(boxed(app, title, text_area.width)), text_area);
     // The history (the view's rows).

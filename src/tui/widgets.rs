@@ -86,10 +86,14 @@ pub fn clip_line(line: Line<'static>, width: usize, ascii: bool) -> Line<'static
         }
         let room = width.saturating_sub(used);
         if blank_tail {
-            let kept: String = s.content.chars().scan(0, |acc, c| {
-                *acc += c.width().unwrap_or(0);
-                (*acc <= room).then_some(c)
-            }).collect();
+            let kept: String = s
+                .content
+                .chars()
+                .scan(0, |acc, c| {
+                    *acc += c.width().unwrap_or(0);
+                    (*acc <= room).then_some(c)
+                })
+                .collect();
             out.push(Span::styled(kept, s.style));
         } else if room > 0 {
             out.push(Span::styled(truncate(&s.content, room, ascii), s.style));
@@ -104,44 +108,71 @@ pub fn clip_line(line: Line<'static>, width: usize, ascii: bool) -> Line<'static
     l
 }
 
-/// Words wrapped into lines of at most `width` columns, the lines after the
-/// first indented by `indent` spaces; a word longer than a line is cut with the
-/// ellipsis.
-pub fn wrap_words(text: &str, width: usize, indent: usize, ascii: bool) -> Vec<String> {
+/// A styled line wrapped at words into lines of at most `width` columns, the
+/// lines after the first indented by `indent` spaces; every word keeps its style,
+/// and a word longer than a line is cut with the ellipsis.
+pub fn wrap_line(line: Line<'static>, width: usize, indent: usize, ascii: bool) -> Vec<Line<'static>> {
+    if line.width() <= width {
+        return vec![line];
+    }
     let indent = if indent * 2 >= width { 0 } else { indent };
-    let mut lines: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    let mut cur_w = 0;
-    let lead: String = text.chars().take_while(|c| *c == ' ').collect();
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
-        let first = lines.is_empty() && cur.is_empty();
-        let prefix = if !cur.is_empty() {
-            String::new()
-        } else if first {
-            lead.clone()
-        } else {
-            " ".repeat(indent)
-        };
-        let ww = word.width();
-        if cur.is_empty() {
-            let room = width.saturating_sub(prefix.width());
-            cur = format!("{prefix}{}", truncate(word, room, ascii));
-            cur_w = cur.width();
-        } else if cur_w + 1 + ww <= width {
-            cur.push(' ');
-            cur.push_str(word);
-            cur_w += 1 + ww;
-        } else {
-            lines.push(std::mem::take(&mut cur));
-            let pad = " ".repeat(indent);
-            cur = format!("{pad}{}", truncate(word, width.saturating_sub(indent), ascii));
-            cur_w = cur.width();
+    let mut words: Vec<(String, ratatui::style::Style)> = Vec::new();
+    let mut lead = String::new();
+    for s in &line.spans {
+        let mut text: &str = &s.content;
+        if words.is_empty() {
+            let trimmed = text.trim_start_matches(' ');
+            lead.push_str(&" ".repeat(text.len() - trimmed.len()));
+            text = trimmed;
         }
+        words.extend(text.split(' ').filter(|w| !w.is_empty()).map(|w| (w.to_string(), s.style)));
     }
-    if !cur.is_empty() || lines.is_empty() {
-        lines.push(cur);
+    let mut out: Vec<Line<'static>> = Vec::new();
+    let mut cur: Vec<Span<'static>> = Vec::new();
+    let mut cur_w = 0;
+    for (word, style) in words {
+        let ww = word.width();
+        if !cur.is_empty() && cur_w + 1 + ww <= width {
+            cur.push(Span::styled(format!(" {word}"), style));
+            cur_w += 1 + ww;
+            continue;
+        }
+        let prefix = if out.is_empty() && cur.is_empty() { lead.clone() } else { " ".repeat(indent) };
+        if !cur.is_empty() {
+            out.push(Line::from(std::mem::take(&mut cur)));
+        }
+        let room = width.saturating_sub(prefix.width());
+        let cut = truncate(&word, room, ascii);
+        cur_w = prefix.width() + cut.width();
+        cur.push(Span::raw(prefix));
+        cur.push(Span::styled(cut, style));
     }
-    lines
+    if !cur.is_empty() {
+        out.push(Line::from(cur));
+    }
+    out
+}
+
+/// Cut a string to `width` columns from the left (`…` first): for paths, whose
+/// end says the most.
+pub fn truncate_left(s: &str, width: usize, ascii: bool) -> String {
+    if s.width() <= width {
+        return s.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut kept: Vec<char> = Vec::new();
+    let mut w = 0;
+    for c in s.chars().rev() {
+        let cw = c.width().unwrap_or(0);
+        if w + cw + 1 > width {
+            break;
+        }
+        kept.push(c);
+        w += cw;
+    }
+    std::iter::once(ellipsis(ascii)).chain(kept.into_iter().rev()).collect()
 }
 
 /// A column of a table: header, wished width, minimum width, and its rank
@@ -234,13 +265,26 @@ mod tests {
     }
 
     #[test]
-    fn wrapping_keeps_words_whole_and_indents() {
-        let w = wrap_words("  holding demo: the metrics of web are stale since 12:00", 24, 4, false);
-        assert_eq!(w, vec!["  holding demo: the", "    metrics of web are", "    stale since 12:00"]);
+    fn styled_lines_wrap_at_words_with_their_styles() {
+        use ratatui::style::{Color, Style};
+        let red = Style::default().fg(Color::Red);
+        let l =
+            Line::from(vec![Span::styled("    autoscaler MetricsStale ", red), Span::raw("desired 2: cpu n/a now")]);
+        let w = wrap_line(l, 24, 6, false);
+        let texts: Vec<String> = w.iter().map(text).collect();
+        assert_eq!(texts, vec!["    autoscaler", "      MetricsStale", "      desired 2: cpu n/a", "      now"]);
         assert!(w.iter().all(|l| l.width() <= 24));
-        let long = wrap_words("see policies/a-very-long-file-name.toml now", 16, 2, false);
-        assert_eq!(long, vec!["see", "  policies/a-ve…", "  now"]);
-        assert_eq!(wrap_words("", 10, 2, false), vec![""]);
+        assert_eq!(w[1].spans.last().map(|s| s.style), Some(red), "words keep their style");
+        assert_eq!(w[2].spans.last().map(|s| s.style), Some(Style::default()));
+        let long = wrap_line(Line::from("see policies/a-very-long-file-name.toml now"), 16, 2, false);
+        assert_eq!(long.iter().map(text).collect::<Vec<_>>(), vec!["see", "  policies/a-ve…", "  now"]);
+    }
+
+    #[test]
+    fn paths_are_cut_from_the_left() {
+        assert_eq!(truncate_left("/var/lib/stackpilot/policies/web.toml", 18, false), "…policies/web.toml");
+        assert_eq!(truncate_left("web.toml", 18, false), "web.toml");
+        assert_eq!(truncate_left("abcdef", 3, true), "~ef");
     }
 
     #[test]
