@@ -338,3 +338,182 @@ fn policies_are_edited_reviewed_and_restored_in_the_console() {
     t.keys(&["?"]);
     t.wait_for("keys of Policy");
 }
+
+/// The words of every column title of the console's tables.
+const TITLE_WORDS: &[&str] = &[
+    "STATUS",
+    "NAME",
+    "APP",
+    "FLAVOR",
+    "IMAGE",
+    "ADDRESSES",
+    "AZ",
+    "AGE",
+    "TASK",
+    "CPU",
+    "SERVERS",
+    "ACTIVE",
+    "BUILD",
+    "ERROR",
+    "DESIRED",
+    "WHY",
+    "FLAVORS",
+    "ROLLOUT",
+    "KIND",
+    "SIZE",
+    "POLICY",
+    "LAST",
+    "BACKUP",
+    "NEXT",
+    "DETAIL",
+    "SEV",
+    "SINCE",
+    "CLOUD",
+    "SENT",
+    "MESSAGE",
+    "TIME",
+    "ACTOR",
+    "ACTION",
+    "TARGET",
+    "RESULT",
+    "REQUEST",
+    "REGION",
+    "PROJECT",
+    "REQUESTS",
+    "STATE",
+    "MODE",
+    "REV",
+    "SCALING",
+    "CHANGED",
+    "BY",
+    "PROBLEM",
+    "/",
+    "FILE",
+    "#",
+    "WHEN",
+    "WHO",
+    "CONTENT",
+    "WHAT",
+];
+
+/// One view to visit: the `:` command, the text its box title starts with, the
+/// columns it keeps at every width (in display order) and those only a wide
+/// terminal shows.
+struct Visit {
+    command: &'static str,
+    title: &'static str,
+    columns: &'static [&'static str],
+    wide_only: &'static [&'static str],
+}
+
+const VISITS: [Visit; 9] = [
+    Visit { command: "overview", title: "▍demo ", columns: &[], wide_only: &[] },
+    Visit {
+        command: "servers",
+        title: "servers [",
+        columns: &["STATUS", "NAME", "APP", "CPU"],
+        wide_only: &["IMAGE", "ADDRESSES", "AZ"],
+    },
+    Visit { command: "apps", title: "apps [", columns: &["APP", "DESIRED", "WHY", "CPU"], wide_only: &["FLAVORS"] },
+    Visit {
+        command: "vol",
+        title: "volumes & backups [",
+        columns: &["KIND", "NAME", "STATUS"],
+        wide_only: &["DETAIL"],
+    },
+    Visit { command: "alerts", title: "alerts [", columns: &["SEV", "MESSAGE"], wide_only: &["SENT"] },
+    Visit { command: "events", title: "events [", columns: &["TIME", "ACTION", "RESULT"], wide_only: &["REQUEST"] },
+    Visit { command: "clouds", title: "clouds [", columns: &["CLOUD", "STATUS", "SERVERS"], wide_only: &["REQUESTS"] },
+    Visit { command: "policies", title: "policies [", columns: &["APP", "STATE", "DESIRED"], wide_only: &["BY"] },
+    Visit { command: "plan", title: "plan: what the engine", columns: &[], wide_only: &[] },
+];
+
+/// No line wider than the terminal.
+fn assert_fits(s: &str, w: u16, what: &str) {
+    use unicode_width::UnicodeWidthStr;
+    for l in s.lines() {
+        assert!(l.width() <= w as usize, "{what}: a line of {} columns on {w}: `{l}`\n{s}", l.width());
+    }
+}
+
+/// The header row of the table whose box title contains `title`: its columns
+/// in order, the wide-only ones only when `wide`, no word cut without a mark.
+fn assert_header(s: &str, v: &Visit, wide: bool) {
+    if v.columns.is_empty() {
+        return;
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines.iter().position(|l| l.contains(v.title)).unwrap_or_else(|| panic!("{}: no title\n{s}", v.command));
+    let row = lines.get(at + 1).copied().unwrap_or_default().trim_matches('│');
+    let pos: Vec<usize> = v
+        .columns
+        .iter()
+        .map(|c| row.find(c).unwrap_or_else(|| panic!("{}: no {c} in `{row}`\n{s}", v.command)))
+        .collect();
+    assert!(pos.windows(2).all(|p| p[0] < p[1]), "{}: {:?} in this order: `{row}`", v.command, v.columns);
+    for c in v.wide_only {
+        assert_eq!(row.contains(c), wide, "{}: {c} shown only on a wide terminal: `{row}`", v.command);
+    }
+    for word in row.split_whitespace() {
+        let word = word.trim_end_matches(['↑', '↓']);
+        assert!(
+            TITLE_WORDS.contains(&word) || word.ends_with('…'),
+            "{}: `{word}` cut without a mark in `{row}`",
+            v.command
+        );
+    }
+}
+
+/// `--demo` in a `w`×`h` terminal: every view through `:` commands, the server
+/// and policy details through Enter; each screen read back and checked.
+fn every_view_fits(w: u16, h: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = format!(
+        "env XDG_STATE_HOME={} XDG_CONFIG_HOME={} {} --demo --speed 60",
+        dir.path().join("state").display(),
+        dir.path().join("config").display(),
+        env!("CARGO_BIN_EXE_stackpilot")
+    );
+    let t = Tmux::start(&cmd, w, h);
+    // The tiles say what their numbers are.
+    let s = t.wait_for(" VMs");
+    assert!(s.contains("ready ") && s.contains(" unhealthy"), "the tile legend: {s}");
+    assert_fits(&s, w, "first screen");
+    let go = |command: &str| {
+        t.keys(&[":"]);
+        t.literal(command);
+        t.keys(&["Enter"]);
+    };
+    for v in &VISITS {
+        go(v.command);
+        let s = t.wait_for(v.title);
+        assert_fits(&s, w, v.command);
+        assert_header(&s, v, w >= 200);
+        println!("--- :{} at {w}x{h}\n{s}", v.command);
+    }
+    // One server, one policy.
+    go("servers");
+    t.wait_for("servers [");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("     status ");
+    assert!(s.contains("CPU %") && s.contains("name "), "{s}");
+    assert_fits(&s, w, "server detail");
+    println!("--- server detail at {w}x{h}\n{s}");
+    go("policies");
+    t.wait_for("policies [");
+    t.keys(&["Enter"]);
+    let s = t.wait_for("history (m marks, d diffs)");
+    assert!(s.contains("policy ") && s.contains("WHAT CHANGED"), "{s}");
+    assert_fits(&s, w, "policy detail");
+    println!("--- policy detail at {w}x{h}\n{s}");
+}
+
+#[test]
+fn every_view_fits_80x24() {
+    every_view_fits(80, 24);
+}
+
+#[test]
+fn every_view_fits_200x60() {
+    every_view_fits(200, 60);
+}

@@ -276,7 +276,7 @@ fn at(kind: &str, w: u16, h: u16) -> App {
     let mut a = app();
     update(&mut a, Msg::Resize(w, h));
     match kind {
-        "overview" => {}
+        "overview" => a.engine = Some(fixture::engine()),
         "detail" => {
             typed(&mut a, ":servers");
             keys(&mut a, &[ENTER, Key::ch('j'), Key::ch('j'), Key::ch('j'), ENTER]);
@@ -434,6 +434,183 @@ fn every_view_at_three_sizes() {
             let a = at(v, w, h);
             insta::assert_snapshot!(format!("{v}_{w}x{h}"), render(&a, w, h));
         }
+    }
+}
+
+// ---- small terminals and honest numbers -------------------------------------------
+
+/// The header row of the table on screen: the line under the box's top border.
+fn header_row(screen: &str) -> String {
+    screen.lines().nth(2).unwrap_or_default().trim_matches('│').to_string()
+}
+
+/// The words of every column title.
+const TITLE_WORDS: &[&str] = &[
+    "STATUS",
+    "NAME",
+    "APP",
+    "FLAVOR",
+    "IMAGE",
+    "ADDRESSES",
+    "AZ",
+    "AGE",
+    "TASK",
+    "CPU",
+    "SERVERS",
+    "ACTIVE",
+    "BUILD",
+    "ERROR",
+    "DESIRED",
+    "WHY",
+    "FLAVORS",
+    "ROLLOUT",
+    "KIND",
+    "SIZE",
+    "POLICY",
+    "LAST",
+    "BACKUP",
+    "NEXT",
+    "DETAIL",
+    "SEV",
+    "SINCE",
+    "CLOUD",
+    "SENT",
+    "MESSAGE",
+    "TIME",
+    "ACTOR",
+    "ACTION",
+    "TARGET",
+    "RESULT",
+    "REQUEST",
+    "REGION",
+    "PROJECT",
+    "REQUESTS",
+    "STATE",
+    "MODE",
+    "REV",
+    "SCALING",
+    "CHANGED",
+    "BY",
+    "PROBLEM",
+    "/",
+    "FILE",
+    "#",
+    "WHEN",
+    "WHO",
+    "CONTENT",
+    "WHAT",
+];
+
+/// Every word of a header row is a whole title word or ends with the ellipsis.
+fn assert_no_mid_word_cut(row: &str, what: &str) {
+    for w in row.split_whitespace() {
+        let w = w.trim_end_matches(['↑', '↓']);
+        assert!(
+            TITLE_WORDS.contains(&w) || w.ends_with('…') || w.ends_with('~'),
+            "{what}: `{w}` is cut without a mark in `{row}`"
+        );
+    }
+}
+
+/// Per table: the columns an 80x24 terminal keeps (in display order) and some it
+/// drops; 200 columns show them all.
+const NARROW: [(&str, &[&str], &[&str]); 7] = [
+    ("servers", &["STATUS", "NAME", "APP", "CPU"], &["ADDRESSES", "AZ", "IMAGE"]),
+    ("apps", &["APP", "DESIRED", "WHY", "CPU"], &["FLAVORS", "BUILD"]),
+    ("volumes", &["KIND", "NAME", "STATUS", "LAST BACKUP"], &["DETAIL"]),
+    ("alerts", &["SEV", "APP", "MESSAGE"], &["SENT"]),
+    ("events", &["TIME", "ACTION", "RESULT", "WHY"], &["REQUEST", "ACTOR"]),
+    ("clouds", &["CLOUD", "STATUS", "SERVERS"], &["REQUESTS"]),
+    ("policies", &["APP", "STATE", "DESIRED"], &["BY", "CHANGED"]),
+];
+
+#[test]
+fn small_terminals_keep_the_columns_that_matter_in_rank_order() {
+    for (v, kept, dropped) in NARROW {
+        let row = header_row(&render(&at(v, 80, 24), 80, 24));
+        let pos: Vec<usize> =
+            kept.iter().map(|c| row.find(c).unwrap_or_else(|| panic!("{v} at 80x24 lost {c}: `{row}`"))).collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{v}: {kept:?} in this order: `{row}`");
+        for d in dropped {
+            assert!(!row.contains(d), "{v} at 80x24 drops {d} before the others: `{row}`");
+        }
+        assert_no_mid_word_cut(&row, v);
+        let wide = header_row(&render(&at(v, 200, 60), 200, 60));
+        for c in kept.iter().chain(dropped.iter()) {
+            assert!(wide.contains(c), "{v} at 200x60 shows {c}: `{wide}`");
+        }
+        assert_no_mid_word_cut(&wide, v);
+    }
+}
+
+#[test]
+fn sixty_by_fifteen_renders_every_view_and_marks_every_cut() {
+    for v in VIEWS {
+        for ascii in [false, true] {
+            let mut a = at(v, 60, 15);
+            a.ascii = ascii;
+            let s = render(&a, 60, 15);
+            assert!(s.lines().count() == 15, "{v}");
+            if NARROW.iter().any(|(n, _, _)| *n == v) {
+                assert_no_mid_word_cut(&header_row(&s), v);
+                // The table's lines (not the header or footer): cuts marked `~` in ASCII.
+                let body: Vec<&str> = s.lines().skip(1).take(13).collect();
+                if ascii {
+                    assert!(body.iter().all(|l| !l.contains('…')), "{v}: `…` in --ascii:\n{s}");
+                }
+            }
+        }
+    }
+    let mut a = at("events", 60, 15);
+    let s = render(&a, 60, 15);
+    assert!(s.contains("scale out: …"), "cut with a mark at 60 columns:\n{s}");
+    a.ascii = true;
+    let s = render(&a, 60, 15);
+    assert!(s.contains("scale out: ~"), "with `~` in --ascii:\n{s}");
+}
+
+#[test]
+fn stopped_and_stale_members_read_a_dash_and_aggregates_say_what_they_cover() {
+    let s = render(&at("servers", 120, 40), 120, 40);
+    let row = |name: &str| -> String {
+        let l = s.lines().find(|l| l.contains(&format!(" {name} "))).unwrap_or_else(|| panic!("{name}:\n{s}"));
+        l.trim_end_matches('│').trim_end().to_string()
+    };
+    assert!(row("web-1").ends_with("88%"), "{}", row("web-1"));
+    // Stopped, failed, booting, or reporting no more: no value now.
+    for n in ["api-2", "worker-1", "bastion", "web-3"] {
+        assert!(row(n).ends_with(" -"), "{n} reads -: {}", row(n));
+    }
+    // api-2 stopped reporting ten minutes ago: its history ends ten samples short.
+    let api2 = row("api-2");
+    assert!(api2.contains('▅') && api2.ends_with(&format!("{}-", " ".repeat(11))), "{api2}");
+    // The app's CPU: the mean of the members with a value now, and how many.
+    let s = render(&at("apps", 120, 40), 120, 40);
+    let app_row = |name: &str| s.lines().find(|l| l.contains(&format!("│{name} "))).unwrap().to_string();
+    assert!(app_row("api").contains(" 47% (1/2)"), "{}", app_row("api"));
+    assert!(app_row("web").contains(" 88% (2/3)"), "{}", app_row("web"));
+    assert!(app_row("worker").contains(" - (0/1)"), "{}", app_row("worker"));
+    // The tiles say what their numbers are.
+    let s = render(&at("overview", 80, 24), 80, 24);
+    assert!(s.contains("ready 2/4 · 3 VMs · 0 unhealthy"), "ready of desired, the VMs, the failing:\n{s}");
+    assert!(s.contains("ready 0 · 1 VM · 1 unhealthy"), "no policy: ACTIVE, and ERROR as failing:\n{s}");
+    assert!(s.contains("88% (2/3)") && s.contains("- (0/1)"), "{s}");
+}
+
+#[test]
+fn a_paused_server_with_fresh_samples_has_no_value_now() {
+    use stackpilot::inventory::snapshot::{cpu_now, ServerSeries};
+    let mut m = ServerSeries::new(10, 3600);
+    for t in 0..5 {
+        m.cpu.push(1000 + t * 60, 40.0);
+    }
+    let mut s = stackpilot::domain::Server::new("s1", "web-1", stackpilot::domain::ServerStatus::Active);
+    assert_eq!(cpu_now(&s, Some(&m), Some(1240)), Some(40.0), "running, newest sample");
+    assert_eq!(cpu_now(&s, Some(&m), Some(1240 + 180)), Some(40.0), "three samples behind: still now");
+    assert_eq!(cpu_now(&s, Some(&m), Some(1240 + 181)), None, "further behind the cloud's newest: stale");
+    for st in ["PAUSED", "SHUTOFF", "SUSPENDED", "SHELVED", "ERROR", "BUILD"] {
+        s.status = stackpilot::domain::ServerStatus::parse(st);
+        assert_eq!(cpu_now(&s, Some(&m), Some(1240)), None, "{st}: stopped");
     }
 }
 

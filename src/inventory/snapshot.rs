@@ -128,6 +128,10 @@ pub struct AppSummary {
     /// Mean CPU % of the members, per time.
     pub cpu: MetricSeries,
     pub flavors: Vec<String>,
+    /// Mean CPU % now of the members with a value now (see [`cpu_now`]), and how
+    /// many members that is.
+    pub cpu_now: Option<f64>,
+    pub cpu_live: usize,
 }
 
 impl AppSummary {
@@ -241,6 +245,37 @@ impl Snapshot {
     }
 }
 
+/// Samples a series may lag behind the cloud's newest before its value is stale.
+pub const STALE_SAMPLES: i64 = 3;
+
+/// The time of the newest CPU sample of any server of a cloud: "now" on the
+/// clock of the cloud's metric source.
+pub fn newest_sample(metrics: &HashMap<String, Arc<ServerSeries>>) -> Option<i64> {
+    metrics.values().filter_map(|m| m.cpu.last_time()).max()
+}
+
+/// Seconds between a series' last two samples (60 when it has fewer).
+pub fn sample_spacing(s: &MetricSeries) -> i64 {
+    let mut it = s.iter().rev();
+    match (it.next(), it.next()) {
+        (Some((a, _)), Some((b, _))) if a > b => a - b,
+        _ => 60,
+    }
+}
+
+/// A server's CPU % now: its last sample, when the server runs and the sample is
+/// no more than [`STALE_SAMPLES`] intervals behind `newest` (see
+/// [`newest_sample`]). A stopped server (SHUTOFF, PAUSED, SUSPENDED, SHELVED,
+/// ERROR, BUILD...) or a stale series has none: its last value is history.
+pub fn cpu_now(s: &Server, m: Option<&ServerSeries>, newest: Option<i64>) -> Option<f64> {
+    use ServerStatus::*;
+    let running =
+        matches!(s.status, Active | Reboot | HardReboot | Migrating | Resize | VerifyResize | RevertResize | Rescue);
+    let (at, v) = m?.cpu.last()?;
+    let behind = newest.map_or(0, |n| n - at);
+    (running && behind <= STALE_SAMPLES * sample_spacing(&m?.cpu)).then_some(v)
+}
+
 /// Group servers into applications by their `stackpilot:app` metadata and
 /// aggregate their CPU.
 pub fn summarize_apps(
@@ -250,6 +285,7 @@ pub fn summarize_apps(
     capacity: usize,
     retention: i64,
 ) -> Vec<AppSummary> {
+    let newest = newest_sample(metrics);
     let mut by: BTreeMap<&str, Vec<&Arc<Server>>> = BTreeMap::new();
     for s in servers {
         if let Some(a) = s.app() {
@@ -275,6 +311,8 @@ pub fn summarize_apps(
             let mut flavors: Vec<String> = members.iter().map(|m| m.flavor.label().to_string()).collect();
             flavors.sort();
             flavors.dedup();
+            let live: Vec<f64> =
+                members.iter().filter_map(|m| cpu_now(m, metrics.get(&m.id).map(|s| &**s), newest)).collect();
             AppSummary {
                 name: name.to_string(),
                 cloud: cloud.to_string(),
@@ -285,6 +323,8 @@ pub fn summarize_apps(
                 shutoff: members.iter().filter(|m| m.status == ServerStatus::Shutoff).count(),
                 cpu,
                 flavors,
+                cpu_now: (!live.is_empty()).then(|| live.iter().sum::<f64>() / live.len() as f64),
+                cpu_live: live.len(),
             }
         })
         .collect()

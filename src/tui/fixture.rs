@@ -51,8 +51,12 @@ fn server(i: usize, name: &str, app: Option<&str>, status: ServerStatus, flavor:
 }
 
 fn series(seed: usize, base: f64, points: usize) -> ServerSeries {
+    series_until(seed, base, points, now().timestamp())
+}
+
+/// A series whose last sample is at `end`.
+fn series_until(seed: usize, base: f64, points: usize, end: i64) -> ServerSeries {
     let mut m = ServerSeries::new(points + 2, 7200);
-    let end = now().timestamp();
     for k in 0..points {
         let t = end - ((points - 1 - k) as i64) * 60;
         let wave = ((k + seed) as f64 / 7.0).sin() * 12.0;
@@ -93,14 +97,21 @@ pub fn snapshot() -> Snapshot {
     });
     let mut metrics: HashMap<String, Arc<ServerSeries>> = HashMap::new();
     for (i, s) in servers.iter().enumerate() {
-        if s.status == ServerStatus::Active {
-            let base = match s.app() {
-                Some("web") => 78.0,
-                Some("api") => 41.0,
-                _ => 6.0,
-            };
-            metrics.insert(s.id.clone(), Arc::new(series(i, base, 60)));
-        }
+        // Running servers report up to now, except api-2, whose reports stopped ten
+        // minutes ago (stale); worker-1 reported until it failed, twenty minutes ago
+        // (history only).
+        let end = match s.display_name() {
+            "api-2" => now() - chrono::Duration::minutes(10),
+            "worker-1" => now() - chrono::Duration::minutes(20),
+            _ if s.status == ServerStatus::Active => now(),
+            _ => continue,
+        };
+        let base = match s.app() {
+            Some("web") => 78.0,
+            Some("api") => 41.0,
+            _ => 6.0,
+        };
+        metrics.insert(s.id.clone(), Arc::new(series_until(i, base, 60, end.timestamp())));
     }
     cloud_snapshot("demo", servers, metrics, 60)
 }

@@ -3,7 +3,7 @@
 
 use super::app::{App, ConsoleState, Mode, ViewKind};
 use super::keymap::{info_of, Action};
-use super::widgets::{col, fit, sparkline, truncate, Col};
+use super::widgets::{clip_line, col, fit, sparkline, truncate, wrap_line, Col};
 use crate::domain::time::human_age;
 use crate::domain::Server;
 use crate::inventory::CloudSnapshot;
@@ -249,7 +249,7 @@ where
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.dim())
-        .title(Span::styled(format!(" {title} [{}] ", app.rows.len()), t.title()));
+        .title(Span::styled(box_title(app, &format!("{title} [{}]", app.rows.len()), area.width), t.title()));
     let inner = block.inner(area);
     f.render_widget(block, area);
     if inner.height == 0 || inner.width == 0 {
@@ -270,7 +270,7 @@ where
                 }
             }
             let mut v = vec![Span::styled(
-                format!("{:<w$}", truncate(&title, *w as usize), w = *w as usize),
+                format!("{:<w$}", truncate(&title, *w as usize, app.ascii), w = *w as usize),
                 t.dim().add_modifier(Modifier::BOLD),
             )];
             if n + 1 < widths.len() {
@@ -284,6 +284,12 @@ where
     let start = v.offset.min(app.rows.len().saturating_sub(1));
     for (n, id) in app.rows.ids.iter().enumerate().skip(start).take(visible) {
         let mut spans = cells(id, &widths);
+        if app.ascii {
+            // Cells mark their cuts with `…`: `~` where Unicode is not trusted.
+            for s in spans.iter_mut().filter(|s| s.content.contains('…')) {
+                s.content = s.content.replace('…', "~").into();
+            }
+        }
         if n == v.selected {
             for s in spans.iter_mut() {
                 s.style = s.style.patch(t.selected());
@@ -310,7 +316,7 @@ pub(super) fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) ->
         let w = *w as usize;
         // Control characters shown as visible stand-ins (ratatui would drop them
         // silently: an operator should see that a name carries escapes).
-        let cut = truncate(&crate::domain::text::sanitize(&text), w);
+        let cut = truncate(&crate::domain::text::sanitize(&text), w, false);
         let pad = w.saturating_sub(unicode_width::UnicodeWidthStr::width(cut.as_str()));
         out.push(Span::styled(format!("{cut}{}", " ".repeat(pad)), style));
         if n + 1 < widths.len() {
@@ -320,11 +326,26 @@ pub(super) fn cells_of(values: Vec<(String, Style)>, widths: &[(usize, u16)]) ->
     out
 }
 
+/// A box title: ` text `, cut with the ellipsis to fit a box `width` wide.
+pub(super) fn box_title(app: &App, text: &str, width: u16) -> String {
+    format!(" {} ", truncate(text, (width as usize).saturating_sub(4), app.ascii))
+}
+
+/// Lines cut to `width` columns with the ellipsis (a paragraph would cut them
+/// without a mark).
+pub(super) fn clipped(app: &App, lines: Vec<Line<'static>>, width: u16) -> Vec<Line<'static>> {
+    lines.into_iter().map(|l| clip_line(l, width as usize, app.ascii)).collect()
+}
+
+/// The rank of the CLOUD column in views that show every cloud at once: kept
+/// after the two most important columns of the view (ranked 0 and 10).
+pub(super) const CLOUD_RANK: u8 = 15;
+
 /// The CLOUD column of views that show every cloud at once: as wide as the
 /// longest name (at most 16), kept whole as long as the status and name are.
 pub(super) fn cloud_col(app: &App) -> Col {
     let w = app.shown().clouds.iter().map(|c| c.name.chars().count()).max().unwrap_or(5).clamp(5, 16) as u16;
-    col("CLOUD", w, w.min(9), 1, None)
+    col("CLOUD", w, w.min(9), CLOUD_RANK, None)
 }
 
 /// A table whose rows belong to clouds: `values` gets each row's cloud and item
@@ -355,45 +376,98 @@ where
     });
 }
 
-fn cpu_cell(app: &App, values: &[f64], last: Option<f64>, width: u16) -> (String, Style) {
-    let w = (width as usize).saturating_sub(5);
-    let spark = sparkline(values, w, Some(100.0), app.ascii);
-    let pct = match last {
-        Some(v) => format!("{:>4.0}%", v),
-        None => "    -".into(),
+/// What a CPU cell shows: the history, the value now (`None`: the server is
+/// stopped or its data is stale; it reads `-` and the sparkline is dimmed), how
+/// many samples the history ends before now (a stale series stops short of the
+/// right edge), and for an aggregate, how many members have a value now, of how
+/// many (shown when not all: `34% (5/7)`).
+struct CpuCell {
+    values: Vec<f64>,
+    now: Option<f64>,
+    gap: usize,
+    cover: Option<(usize, usize)>,
+}
+
+fn cpu_cell(app: &App, cpu: CpuCell, width: u16) -> (String, Style) {
+    let pct = match cpu.now {
+        Some(v) => format!("{v:>3.0}%"),
+        None => "-".into(),
     };
-    let st = match last {
+    let pct = match cpu.cover {
+        Some((k, n)) if k < n => format!("{pct} ({k}/{n})"),
+        _ => pct,
+    };
+    let w = width as usize;
+    // The value right-aligned, the sparkline in front of it when there is room.
+    let spark_w = w.saturating_sub(pct.chars().count().max(4) + 1);
+    let gap = cpu.gap.min(spark_w);
+    let spark = sparkline(&cpu.values, spark_w - gap, Some(100.0), app.ascii);
+    let text = format!("{spark}{}{pct:>pw$}", " ".repeat(gap), pw = w - spark_w);
+    let st = match cpu.now {
+        None => app.theme.dim(),
         Some(v) if v >= 90.0 => app.theme.bad(),
         Some(v) if v >= 70.0 => app.theme.warn(),
         _ => app.theme.accent(),
     };
-    (format!("{spark}{pct}"), st)
+    (text, st)
 }
 
+/// The clock of a cloud's metrics: the time of its newest sample, and whether
+/// its metrics are stale as a whole (their poller has not answered for a while:
+/// then no server has a value now).
+#[derive(Clone, Copy)]
+struct MetricClock {
+    newest: Option<i64>,
+    stale: bool,
+}
+
+fn metric_clock(app: &App, c: &CloudSnapshot) -> MetricClock {
+    MetricClock { newest: crate::inventory::snapshot::newest_sample(&c.metrics), stale: metrics_stale(app, c) }
+}
+
+/// The cloud's metrics poller has not answered for a while.
+fn metrics_stale(app: &App, c: &CloudSnapshot) -> bool {
+    c.polls
+        .get(&crate::inventory::Kind::Metrics)
+        .is_some_and(|p| p.last_ok.is_some() && p.is_stale(app.now, app.stale_after))
+}
+
+/// One server's CPU cell: `-` and a dimmed history when it is stopped or stale.
+fn server_cpu(app: &App, c: &CloudSnapshot, s: &Server, clock: MetricClock, width: u16) -> (String, Style) {
+    use crate::inventory::snapshot::{cpu_now, sample_spacing};
+    let m = c.metrics.get(&s.id).map(|m| &**m);
+    let values = m.map(|m| m.cpu.tail_values(width as usize)).unwrap_or_default();
+    let now = if clock.stale { None } else { cpu_now(s, m, clock.newest) };
+    let gap = match (m.and_then(|m| m.cpu.last_time()), clock.newest, m) {
+        (Some(last), Some(newest), Some(m)) => ((newest - last) / sample_spacing(&m.cpu).max(1)).max(0) as usize,
+        _ => 0,
+    };
+    cpu_cell(app, CpuCell { values, now, gap, cover: None }, width)
+}
+
+/// The Servers table, in its display order. Kept on a narrow terminal in rank
+/// order: STATUS, NAME, (CLOUD), APP, CPU, FLAVOR, TASK, AGE, ADDRESSES, IMAGE,
+/// AZ (README: "Narrow terminals").
 const SERVER_COLS: [Col; 10] = [
-    col("STATUS", 11, 6, 0, Some('S')),
-    col("NAME", 24, 10, 0, Some('N')),
-    col("APP", 10, 5, 3, Some('A')),
-    col("FLAVOR", 10, 6, 4, Some('F')),
-    col("IMAGE", 22, 8, 7, Some('I')),
-    col("ADDRESSES", 24, 10, 5, None),
-    col("AZ", 6, 4, 8, Some('Z')),
-    col("AGE", 5, 4, 6, Some('O')),
-    col("TASK", 12, 6, 9, Some('T')),
-    col("CPU", 24, 10, 1, Some('C')),
+    col("STATUS", 10, 7, 0, Some('S')),
+    col("NAME", 20, 10, 10, Some('N')),
+    col("APP", 10, 5, 20, Some('A')),
+    col("FLAVOR", 10, 6, 40, Some('F')),
+    col("IMAGE", 30, 8, 80, Some('I')),
+    col("ADDRESSES", 20, 10, 70, None),
+    col("AZ", 6, 4, 90, Some('Z')),
+    col("AGE", 5, 4, 60, Some('O')),
+    col("TASK", 12, 6, 50, Some('T')),
+    col("CPU", 24, 12, 30, Some('C')),
 ];
 
-fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Vec<(String, Style)> {
+fn server_values(app: &App, c: &CloudSnapshot, s: &Server, clock: MetricClock, cpu_width: u16) -> Vec<(String, Style)> {
     let t = &app.theme;
     let image = match &s.image_id {
         Some(i) => c.image_name(i).unwrap_or(i).to_string(),
         None => "(volume)".into(),
     };
     let age = s.created.map(|cr| human_age((c.cloud_now(app.now) - cr).num_seconds())).unwrap_or_default();
-    let (vals, last) = match c.metrics.get(&s.id) {
-        Some(m) => (m.cpu.tail_values(cpu_width as usize), m.cpu.last().map(|x| x.1)),
-        None => (vec![], None),
-    };
     vec![
         match &s.decode_error {
             // The record no longer decodes: the row is its last good one.
@@ -408,7 +482,7 @@ fn server_values(app: &App, c: &CloudSnapshot, s: &Server, cpu_width: u16) -> Ve
         (s.availability_zone.clone().unwrap_or_default(), t.dim()),
         (age, t.dim()),
         (s.task_state.clone().unwrap_or_default(), t.warn()),
-        cpu_cell(app, &vals, last, cpu_width),
+        server_cpu(app, c, s, clock, cpu_width),
     ]
 }
 
@@ -417,25 +491,44 @@ fn servers(f: &mut Frame, app: &App, area: Rect) {
         Some(a) => format!("servers of {a}"),
         None => "servers".to_string(),
     };
+    let clocks: Vec<(String, MetricClock)> =
+        app.shown().clouds.iter().map(|c| (c.name.clone(), metric_clock(app, c))).collect();
     cloud_table(f, app, area, &title, &SERVER_COLS, |c, id, widths| {
         let Some(s) = c.server(id) else { return vec![] };
         let cpu_w = widths.iter().find(|(i, _)| *i == 9).map(|w| w.1).unwrap_or(10);
-        server_values(app, c, s, cpu_w)
+        let clock = clocks
+            .iter()
+            .find(|(n, _)| *n == c.name)
+            .map(|x| x.1)
+            .unwrap_or(MetricClock { newest: None, stale: false });
+        server_values(app, c, s, clock, cpu_w)
     });
 }
 
+/// The Apps table, in its display order. Kept on a narrow terminal in rank
+/// order: APP, DESIRED, (CLOUD), CPU, WHY, SERVERS, ERROR, ACTIVE, ROLLOUT,
+/// BUILD, FLAVORS (README: "Narrow terminals").
 const APP_COLS: [Col; 10] = [
-    col("APP", 16, 6, 0, Some('N')),
-    col("SERVERS", 8, 7, 0, Some('S')),
-    col("ACTIVE", 7, 6, 2, None),
-    col("BUILD", 6, 5, 5, None),
-    col("ERROR", 6, 5, 1, Some('E')),
-    col("DESIRED", 10, 7, 2, None),
-    col("WHY", 19, 8, 3, None),
-    col("FLAVORS", 16, 6, 6, None),
-    col("CPU", 40, 10, 0, Some('C')),
-    col("ROLLOUT", 20, 10, 7, None),
+    col("APP", 12, 6, 0, Some('N')),
+    col("SERVERS", 7, 7, 50, Some('S')),
+    col("ACTIVE", 6, 6, 70, None),
+    col("BUILD", 5, 5, 90, None),
+    col("ERROR", 5, 5, 60, Some('E')),
+    col("DESIRED", 8, 7, 10, None),
+    col("WHY", 19, 8, 40, None),
+    col("FLAVORS", 16, 7, 100, None),
+    col("CPU", 24, 14, 30, Some('C')),
+    col("ROLLOUT", 20, 10, 80, None),
 ];
+
+/// An app's CPU: the mean of its members with a value now, and how many of its
+/// members that is.
+fn app_cpu(app: &App, c: &CloudSnapshot, a: &crate::inventory::AppSummary, width: u16) -> (String, Style) {
+    let stale = metrics_stale(app, c);
+    let (now, live) = if stale { (None, 0) } else { (a.cpu_now, a.cpu_live) };
+    let values = a.cpu.tail_values(width as usize);
+    cpu_cell(app, CpuCell { values, now, gap: 0, cover: Some((live, a.total())) }, width)
+}
 
 /// A rollout as a progress bar: `r2 ▰▰▰▱▱▱ 3/6 -3` (new ready of desired, old left).
 fn rollout_cell(app: &App, r: &crate::engine::rollout::RolloutView, width: u16) -> (String, Style) {
@@ -493,7 +586,6 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
     cloud_table(f, app, table_area, "apps", &APP_COLS, |c, id, widths| {
         let Some(a) = c.apps.iter().find(|a| a.name == id) else { return vec![] };
         let cpu_w = widths.iter().find(|(i, _)| *i == 8).map(|w| w.1).unwrap_or(10);
-        let vals = a.cpu.tail_values(cpu_w as usize);
         let sc = eng.and_then(|e| e.scaling_of(&c.name, id));
         let governed = eng.and_then(|e| e.app_of(&c.name, id));
         let desired = match (sc, governed) {
@@ -527,7 +619,7 @@ fn apps(f: &mut Frame, app: &App, area: Rect) {
             (desired, t.base()),
             (why.clone(), reason_style(t, &why)),
             (a.flavors.join(","), t.dim()),
-            cpu_cell(app, &vals, a.cpu.last().map(|x| x.1), cpu_w),
+            app_cpu(app, c, a, cpu_w),
             rollout,
         ]
     });
@@ -677,7 +769,9 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
         }
         let line = Rect { x: tiles_area.x, y, width: tiles_area.width, height: 1 };
         match b {
-            Band::Cloud(g) => f.render_widget(Paragraph::new(cloud_heading(app, g)), line),
+            Band::Cloud(g) => {
+                f.render_widget(Paragraph::new(clip_line(cloud_heading(app, g), line.width as usize, app.ascii)), line)
+            }
             Band::Empty => {
                 f.render_widget(Paragraph::new(Span::styled("   no applications on this cloud", t.dim())), line)
             }
@@ -704,17 +798,21 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     let idx = (app.now.timestamp() / 5).unsigned_abs() as usize % v.len().max(1);
     let tick = match v.get(idx) {
         None => Line::from(Span::styled(" no alerts", t.ok())),
-        Some(a) => Line::from(vec![
-            Span::styled(format!(" ▲ {} ", a.severity.as_str().to_uppercase()), t.severity(a.severity)),
-            Span::raw(if merged && !a.cloud.is_empty() {
-                format!("{}: {}", a.cloud, a.message)
-            } else {
-                a.message.clone()
-            }),
-            Span::styled(format!("   ({})", by_severity(&alerts)), t.dim()),
-        ]),
+        Some(a) => {
+            let sev = format!(" ▲ {} ", a.severity.as_str().to_uppercase());
+            let tally = format!("   ({})", by_severity(&alerts));
+            let msg =
+                if merged && !a.cloud.is_empty() { format!("{}: {}", a.cloud, a.message) } else { a.message.clone() };
+            // The message gives way first: the tally stays readable.
+            let room = (ticker.width as usize).saturating_sub(sev.chars().count() + tally.chars().count());
+            Line::from(vec![
+                Span::styled(sev, t.severity(a.severity)),
+                Span::raw(truncate(&msg, room.max(8), app.ascii)),
+                Span::styled(tally, t.dim()),
+            ])
+        }
     };
-    f.render_widget(Paragraph::new(tick), ticker);
+    f.render_widget(Paragraph::new(clip_line(tick, ticker.width as usize, app.ascii)), ticker);
     let line = if merged {
         // Each cloud's data age in a word; the headings above say the rest.
         let mut spans = vec![Span::styled(" clouds:", t.dim())];
@@ -742,7 +840,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
             ),
         ])
     };
-    f.render_widget(Paragraph::new(line), health);
+    f.render_widget(Paragraph::new(clip_line(line, health.width as usize, app.ascii)), health);
 }
 
 /// ` · instances 12/50 · cores 20/40`: quota use, when the cloud told it.
@@ -777,16 +875,13 @@ fn cloud_heading(app: &App, c: &CloudSnapshot) -> Line<'static> {
     Line::from(spans)
 }
 
-/// One app's tile: members, CPU sparkline, counts, flavors, recent events.
+/// One app's tile: CPU (sparkline, the mean now and how many members it
+/// covers), readiness with its legend (`ready 2/4 · 3 VMs · 1 unhealthy`: ready
+/// of desired when a policy governs the app, the VMs carrying its tag, the
+/// members failing), the VMs by status, flavors, recent events.
 fn app_tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &crate::inventory::AppSummary, selected: bool) {
     let t = &app.theme;
-    // desired/ready/healthy: the engine's view of its members when a policy
-    // governs the app, else what the servers say.
     let eng = app.engine.as_ref().and_then(|e| e.app_of(&c.name, &a.name));
-    let (desired, ready, healthy) = match eng {
-        Some(e) => (e.desired as usize, e.ready as usize, e.members as usize),
-        None => (a.total(), a.active, a.healthy()),
-    };
     let border = if a.error > 0 {
         t.bad()
     } else if a.building > 0 {
@@ -798,17 +893,31 @@ fn app_tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &crate::
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(border)
-        .title(Span::styled(format!(" {} ", a.name), t.title()))
-        .title_top(Line::from(Span::styled(format!(" {desired}/{ready}/{healthy} "), t.base())).right_aligned());
+        .title(Span::styled(box_title(app, &a.name, rect.width), t.title()));
     let inner = block.inner(rect);
     f.render_widget(block, rect);
-    let sw = (inner.width as usize).saturating_sub(6);
-    let cpu = a.cpu.last().map(|x| format!("{:>4.0}%", x.1)).unwrap_or_else(|| "    -".into());
+    let (cpu, cpu_st) = app_cpu(app, c, a, inner.width);
+    // Ready of desired from the engine when a policy governs the app, else the
+    // ACTIVE servers; failing members as the engine counts them, else ERROR.
+    let (ready, unhealthy) = match eng {
+        Some(e) => (format!("ready {}/{}", e.ready, e.desired), e.unhealthy as usize),
+        None => (format!("ready {}", a.active), a.error),
+    };
+    let vms = if a.total() == 1 { "1 VM".to_string() } else { format!("{} VMs", a.total()) };
+    // A narrow tile leaves out what says least: no one failing, then the VMs.
+    let failing = Span::styled(format!(" · {unhealthy} unhealthy"), if unhealthy > 0 { t.bad() } else { t.dim() });
+    let fits = |n: usize| n <= inner.width as usize;
+    let full = ready.chars().count() + vms.chars().count() + 3 + failing.width();
+    let legend = if fits(full) {
+        vec![Span::styled(ready, t.base()), Span::styled(format!(" · {vms}"), t.dim()), failing]
+    } else if unhealthy == 0 {
+        vec![Span::styled(ready, t.base()), Span::styled(format!(" · {vms}"), t.dim())]
+    } else {
+        vec![Span::styled(ready, t.base()), failing]
+    };
     let mut lines = vec![
-        Line::from(vec![
-            Span::styled(sparkline(&a.cpu.tail_values(sw), sw, Some(100.0), app.ascii), t.accent()),
-            Span::raw(cpu),
-        ]),
+        Line::from(Span::styled(cpu, cpu_st)),
+        Line::from(legend),
         Line::from(Span::styled(
             format!("active {} · build {} · error {}", a.active, a.building, a.error),
             if a.error > 0 { t.bad() } else { t.dim() },
@@ -819,40 +928,57 @@ fn app_tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &crate::
         .events
         .iter()
         .filter(|e| e.app.as_deref() == Some(a.name.as_str()) && (e.cloud.is_empty() || e.cloud == c.name))
-        .take(inner.height.saturating_sub(3) as usize)
+        .take(inner.height.saturating_sub(4) as usize)
     {
         lines.push(Line::from(Span::styled(format!("{} {} {}", e.at.format("%H:%M"), e.action, e.result), t.dim())));
     }
-    f.render_widget(Paragraph::new(lines), inner);
+    f.render_widget(Paragraph::new(clipped(app, lines, inner.width)), inner);
 }
 
 fn field(t: &super::theme::Theme, k: &str, v: String) -> Line<'static> {
     Line::from(vec![Span::styled(format!("{k:>11} "), t.dim()), Span::styled(v, t.base())])
 }
 
+/// One server: its fields (most useful first, each cut with the ellipsis; what
+/// does not fit is counted), its metrics (charts, or one sparkline each on a
+/// small terminal) and its console log when fetched. A stopped or stale server's
+/// metrics read `-` now: what is drawn is history.
 fn server_detail(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let Some(c) = app.cloud_snapshot() else { return };
     let id = app.view().server.clone().unwrap_or_default();
     let Some(s) = c.server(&id) else {
+        let msg = format!("  server {id} is gone (deleted, or not visible any more)");
         f.render_widget(
-            Paragraph::new(Span::styled(format!("  server {id} is gone (deleted, or not visible any more)"), t.warn())),
+            Paragraph::new(clip_line(Line::from(Span::styled(msg, t.warn())), area.width as usize, app.ascii)),
             area,
         );
         return;
     };
     let console = app.console.get(&id);
-    let (top, bottom) = if console.is_some() && area.height > 14 {
-        let [a, b] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
-        (a, Some(b))
+    // Small terminals: the fields, one line per metric, a few lines of the log.
+    let compact = area.height < 30 || area.width < 60;
+    let (info, charts, bottom) = if compact {
+        let log_h = if console.is_some() && area.height >= 14 { (area.height / 3).min(8) } else { 0 };
+        let metrics_h = if area.height >= 10 { 5 } else { 0 };
+        let [i, m, b] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(metrics_h), Constraint::Length(log_h)])
+                .areas(area);
+        (i, m, (log_h > 0).then_some(b))
     } else {
-        (area, None)
+        let (top, bottom) = if console.is_some() && area.height > 14 {
+            let [a, b] = Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+            (a, Some(b))
+        } else {
+            (area, None)
+        };
+        let split = if top.width >= 100 { Direction::Horizontal } else { Direction::Vertical };
+        let [info, charts] = Layout::default()
+            .direction(split)
+            .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
+            .areas(top);
+        (info, charts, bottom)
     };
-    let split = if top.width >= 100 { Direction::Horizontal } else { Direction::Vertical };
-    let [info, charts] = Layout::default()
-        .direction(split)
-        .constraints([Constraint::Percentage(45), Constraint::Percentage(55)])
-        .areas(top);
     let image = s
         .image_id
         .as_deref()
@@ -865,7 +991,14 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
             Span::styled(s.status.to_string(), t.status(&s.status)),
             Span::styled(s.task_state.as_ref().map(|x| format!(" ({x})")).unwrap_or_default(), t.warn()),
         ]),
-        field(t, "id", s.id.clone()),
+    ];
+    if let Some(fl) = &s.fault {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>11} ", "fault"), t.dim()),
+            Span::styled(fl.message.clone(), t.bad()),
+        ]));
+    }
+    lines.extend([
         field(t, "app", s.app().unwrap_or("-").to_string()),
         field(
             t,
@@ -877,10 +1010,8 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
                 s.flavor.ram_mb.map(|v| v.to_string()).unwrap_or("?".into())
             ),
         ),
-        field(t, "image", image),
         field(t, "addresses", s.addresses_label()),
-        field(t, "az", s.availability_zone.clone().unwrap_or_default()),
-        field(t, "key", s.key_name.clone().unwrap_or_default()),
+        field(t, "image", image),
         field(
             t,
             "created",
@@ -891,35 +1022,52 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
                 })
                 .unwrap_or_default(),
         ),
+        field(t, "id", s.id.clone()),
+        field(t, "az", s.availability_zone.clone().unwrap_or_default()),
+        field(t, "key", s.key_name.clone().unwrap_or_default()),
         field(t, "launched", s.launched_at.map(|x| x.format("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()),
         field(t, "tags", s.tags.join(", ")),
-    ];
-    if let Some(fl) = &s.fault {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>11} ", "fault"), t.dim()),
-            Span::styled(fl.message.clone(), t.bad()),
-        ]));
-    }
+    ]);
     for (k, v) in &s.metadata {
         lines.push(field(t, "meta", format!("{k}={v}")));
     }
+    // What does not fit is counted, with the key that shows all of it.
+    let room = info.height.saturating_sub(2) as usize;
+    if lines.len() > room && room > 0 {
+        let more = lines.len() - (room - 1);
+        lines.truncate(room - 1);
+        let raw = app.keymap.hint(Action::Raw).map(|k| format!(" ({k}: all of it as JSON)")).unwrap_or_default();
+        lines.push(Line::from(Span::styled(
+            format!("{:>11} {more} more fields{raw}", super::widgets::ellipsis(app.ascii)),
+            t.dim(),
+        )));
+    }
     f.render_widget(
-        Paragraph::new(lines)
-            .block(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(t.dim())
-                    .title(Span::styled(format!(" {} ", s.display_name()), t.title())),
-            )
-            .wrap(Wrap { trim: false }),
+        Paragraph::new(clipped(app, lines, info.width.saturating_sub(2))).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.dim())
+                .title(Span::styled(box_title(app, s.display_name(), info.width), t.title())),
+        ),
         info,
     );
     let m = c.metrics.get(&id);
-    let [a, b, cc] =
-        Layout::vertical([Constraint::Ratio(1, 3), Constraint::Ratio(1, 3), Constraint::Ratio(1, 3)]).areas(charts);
-    chart(f, app, a, "CPU %", m.map(|m| &m.cpu), Some(100.0));
-    chart(f, app, b, "memory MiB", m.map(|m| &m.mem), s.flavor.ram_mb.map(|r| r as f64));
-    chart(f, app, cc, "net in B/s", m.map(|m| &m.net_in), None);
+    let clock = metric_clock(app, c);
+    let live = !clock.stale && crate::inventory::snapshot::cpu_now(s, m.map(|m| &**m), clock.newest).is_some();
+    let series = [
+        ("CPU %", m.map(|m| &m.cpu), Some(100.0)),
+        ("memory MiB", m.map(|m| &m.mem), s.flavor.ram_mb.map(|r| r as f64)),
+        ("net in B/s", m.map(|m| &m.net_in), None),
+    ];
+    if compact {
+        metric_lines(f, app, charts, &series, live);
+    } else {
+        let [a, b, cc] =
+            Layout::vertical([Constraint::Ratio(1, 3), Constraint::Ratio(1, 3), Constraint::Ratio(1, 3)]).areas(charts);
+        for (r, (title, ser, max)) in [a, b, cc].into_iter().zip(series) {
+            chart(f, app, r, (title, ser, max), clock.newest, live);
+        }
+    }
     if let Some(b) = bottom {
         let text = match console {
             Some(ConsoleState::Loading) => "loading…".to_string(),
@@ -931,43 +1079,89 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
             Some(ConsoleState::Failed(e)) => format!("could not fetch the console log: {e}"),
             None => String::new(),
         };
+        let lines: Vec<Line<'static>> = text.lines().map(|l| Line::from(l.to_string())).collect();
         f.render_widget(
-            Paragraph::new(text).block(
+            Paragraph::new(clipped(app, lines, b.width.saturating_sub(2))).block(
                 Block::default()
                     .borders(Borders::ALL)
                     .border_style(t.dim())
-                    .title(Span::styled(" console log ", t.title())),
+                    .title(Span::styled(box_title(app, "console log", b.width), t.title())),
             ),
             b,
         );
     }
 }
 
-fn chart(f: &mut Frame, app: &App, area: Rect, title: &str, s: Option<&crate::domain::MetricSeries>, max: Option<f64>) {
+/// A metric to draw: its title, its series, its top value (`None`: from the data).
+type Series<'a> = (&'a str, Option<&'a crate::domain::MetricSeries>, Option<f64>);
+
+/// The value now of a metric, or `-` when the server is stopped or stale.
+fn now_text(s: Option<&crate::domain::MetricSeries>, live: bool) -> String {
+    match s.and_then(|s| s.last()) {
+        Some((_, v)) if live => format!("{v:.1}"),
+        _ => "-".into(),
+    }
+}
+
+/// Metrics on a small terminal: one line each, label, sparkline, value now.
+fn metric_lines(f: &mut Frame, app: &App, area: Rect, series: &[Series], live: bool) {
+    let t = &app.theme;
+    if area.height == 0 {
+        return;
+    }
+    let inner_w = area.width.saturating_sub(2) as usize;
+    let lines: Vec<Line<'static>> = series
+        .iter()
+        .map(|(title, s, max)| {
+            let now = now_text(*s, live);
+            let spark_w = inner_w.saturating_sub(11 + 2 + 10);
+            let values = s.map(|s| s.tail_values(spark_w)).unwrap_or_default();
+            Line::from(vec![
+                Span::styled(format!("{title:>11} "), t.dim()),
+                Span::styled(sparkline(&values, spark_w, *max, app.ascii), if live { t.accent() } else { t.dim() }),
+                Span::styled(format!(" {now:>10}"), t.base()),
+            ])
+        })
+        .collect();
+    let title = if live { "metrics (last hour)" } else { "metrics (history: no value now)" };
+    f.render_widget(
+        Paragraph::new(clipped(app, lines, area.width.saturating_sub(2))).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(t.dim())
+                .title(Span::styled(box_title(app, title, area.width), t.title())),
+        ),
+        area,
+    );
+}
+
+/// A metric's chart up to `now` on the cloud's metric clock (a series that
+/// stopped ends before the right edge), titled with its value now.
+fn chart(f: &mut Frame, app: &App, area: Rect, series: Series, now: Option<i64>, live: bool) {
+    let (title, s, max) = series;
     let t = &app.theme;
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.dim())
-        .title(Span::styled(format!(" {title} "), t.title()));
-    let now = s.and_then(|s| s.last_time()).unwrap_or(app.now.timestamp());
+        .title(Span::styled(box_title(app, title, area.width), t.title()));
+    let now = now.or_else(|| s.and_then(|s| s.last_time())).unwrap_or(app.now.timestamp());
     let from = now - app.window_secs;
     let data: Vec<(f64, f64)> =
         s.map(|s| s.since(from).map(|(t, v)| ((t - now) as f64 / 60.0, v)).collect()).unwrap_or_default();
     if area.height < 4 || area.width < 12 || data.is_empty() {
-        let last = data.last().map(|d| format!("{:.1}", d.1)).unwrap_or_else(|| "no data yet".into());
+        let last = if data.is_empty() { "no data yet".to_string() } else { now_text(s, live) };
         f.render_widget(Paragraph::new(Span::styled(format!(" {last}"), t.dim())).block(block), area);
         return;
     }
     let top = max.unwrap_or_else(|| data.iter().map(|d| d.1).fold(0.0, f64::max) * 1.2).max(1.0);
-    let last = data.last().map(|d| d.1).unwrap_or(0.0);
     let ds = Dataset::default()
         .marker(if app.ascii { Marker::Dot } else { Marker::Braille })
         .graph_type(GraphType::Line)
-        .style(t.accent())
+        .style(if live { t.accent() } else { t.dim() })
         .data(&data);
     let mins = app.window_secs as f64 / 60.0;
     let c = Chart::new(vec![ds])
-        .block(block.title_top(Line::from(Span::styled(format!(" {last:.1} "), t.base())).right_aligned()))
+        .block(block.title_top(Line::from(Span::styled(format!(" {} ", now_text(s, live)), t.base())).right_aligned()))
         .x_axis(time_axis(t, mins))
         .y_axis(value_axis(t, top));
     f.render_widget(c, area);
@@ -989,16 +1183,19 @@ fn value_axis(t: &super::theme::Theme, top: f64) -> Axis<'static> {
         .style(t.dim())
 }
 
+/// The Volumes & Backups table, in its display order. Kept on a narrow
+/// terminal in rank order: NAME, STATUS, (CLOUD), KIND, LAST BACKUP, SIZE,
+/// POLICY, NEXT, AGE, DETAIL (README: "Narrow terminals").
 const STORAGE_COLS: [Col; 9] = [
-    col("KIND", 7, 6, 1, Some('K')),
-    col("NAME", 30, 10, 0, Some('N')),
-    col("STATUS", 13, 8, 0, Some('S')),
-    col("SIZE", 6, 5, 2, Some('Z')),
-    col("POLICY", 18, 6, 3, None),
-    col("LAST BACKUP", 22, 10, 2, None),
-    col("NEXT", 11, 5, 4, None),
-    col("DETAIL", 24, 10, 5, None),
-    col("AGE", 5, 4, 4, Some('O')),
+    col("KIND", 7, 7, 20, Some('K')),
+    col("NAME", 24, 10, 0, Some('N')),
+    col("STATUS", 12, 8, 10, Some('S')),
+    col("SIZE", 5, 4, 40, Some('Z')),
+    col("POLICY", 14, 6, 50, None),
+    col("LAST BACKUP", 22, 11, 30, None),
+    col("NEXT", 11, 5, 60, None),
+    col("DETAIL", 24, 10, 80, None),
+    col("AGE", 5, 4, 70, Some('O')),
 ];
 
 /// When a run comes: `14:00` within a day, else `12-24 02:00` (UTC).
@@ -1170,13 +1367,15 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
+/// The Alerts table, in its display order. Kept on a narrow terminal in rank
+/// order: SEV, MESSAGE, APP, SINCE, CLOUD, SENT (README: "Narrow terminals").
 const ALERT_COLS: [Col; 6] = [
     col("SEV", 13, 4, 0, Some('S')),
-    col("SINCE", 6, 5, 2, Some('O')),
-    col("CLOUD", 10, 5, 3, None),
-    col("APP", 10, 4, 1, Some('A')),
-    col("SENT", 18, 6, 4, None),
-    col("MESSAGE", 60, 20, 0, None),
+    col("SINCE", 13, 5, 30, Some('O')),
+    col("CLOUD", 10, 5, 40, None),
+    col("APP", 10, 4, 20, Some('A')),
+    col("SENT", 18, 6, 50, None),
+    col("MESSAGE", 38, 20, 10, None),
 ];
 
 /// How an alert was delivered: each receiver's last result for this occurrence.
@@ -1247,15 +1446,18 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
+/// The Events table, in its display order. Kept on a narrow terminal in rank
+/// order: TIME, ACTION, (CLOUD), RESULT, TARGET, WHY, APP, ACTOR, REQUEST
+/// (README: "Narrow terminals").
 const EVENT_COLS: [Col; 8] = [
     col("TIME", 8, 8, 0, Some('O')),
-    col("ACTOR", 14, 6, 4, None),
-    col("ACTION", 12, 6, 0, Some('A')),
-    col("APP", 8, 4, 3, None),
-    col("TARGET", 18, 6, 2, None),
-    col("RESULT", 8, 6, 0, Some('R')),
-    col("WHY", 40, 10, 1, None),
-    col("REQUEST", 40, 10, 5, None),
+    col("ACTOR", 14, 6, 60, None),
+    col("ACTION", 12, 6, 10, Some('A')),
+    col("APP", 8, 4, 50, None),
+    col("TARGET", 14, 6, 30, None),
+    col("RESULT", 8, 6, 20, Some('R')),
+    col("WHY", 44, 12, 40, None),
+    col("REQUEST", 40, 10, 70, None),
 ];
 
 fn events(f: &mut Frame, app: &App, area: Rect) {
@@ -1299,14 +1501,17 @@ fn events(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
+/// The Clouds table, in its display order. Kept on a narrow terminal in rank
+/// order: CLOUD, STATUS, SERVERS, LAST ERROR, REGION, PROJECT, REQUESTS (README:
+/// "Narrow terminals").
 const CLOUD_COLS: [Col; 7] = [
-    col("CLOUD", 12, 6, 0, Some('N')),
-    col("REGION", 10, 6, 3, None),
-    col("PROJECT", 10, 6, 4, None),
-    col("STATUS", 24, 8, 0, None),
-    col("SERVERS", 7, 7, 1, None),
-    col("REQUESTS", 9, 8, 5, None),
-    col("LAST ERROR", 40, 10, 2, None),
+    col("CLOUD", 12, 5, 0, Some('N')),
+    col("REGION", 10, 6, 40, None),
+    col("PROJECT", 10, 7, 50, None),
+    col("STATUS", 24, 12, 10, None),
+    col("SERVERS", 7, 7, 20, None),
+    col("REQUESTS", 9, 8, 60, None),
+    col("LAST ERROR", 30, 10, 30, None),
 ];
 
 fn clouds(f: &mut Frame, app: &App, area: Rect) {
@@ -1332,12 +1537,23 @@ fn clouds(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
+/// Lines of text folded into `width` columns: wrapped at words, each
+/// continuation indented under the text of its line.
+fn fold(app: &App, lines: Vec<Line<'static>>, width: u16) -> Vec<Line<'static>> {
+    let mut out = Vec::with_capacity(lines.len());
+    for l in lines {
+        let lead = l.spans.first().map_or(0, |s| s.content.chars().take_while(|c| *c == ' ').count());
+        out.extend(wrap_line(l, width as usize, lead + 2, app.ascii));
+    }
+    out
+}
+
 fn plan(f: &mut Frame, app: &App, area: Rect) {
     let t = &app.theme;
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(t.dim())
-        .title(Span::styled(" plan: what the engine will do next, and why ", t.title()));
+        .title(Span::styled(box_title(app, "plan: what the engine will do next, and why", area.width), t.title()));
     let mut lines = Vec::new();
     match &app.engine {
         None => lines.push(Line::from(Span::styled(
@@ -1435,7 +1651,23 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
             }
         }
     }
-    f.render_widget(Paragraph::new(lines).block(block), area);
+    // Folded to the width; the approval line stays in view when the plan is longer.
+    let inner = block.inner(area);
+    let pinned = usize::from(app.engine.as_ref().is_some_and(|e| e.approval_pending)).min(lines.len());
+    let tail = lines.split_off(lines.len() - pinned);
+    let mut body = fold(app, lines, inner.width);
+    let tail = fold(app, tail, inner.width);
+    let room = (inner.height as usize).saturating_sub(tail.len());
+    if body.len() > room && room > 0 {
+        let more = body.len() - (room - 1);
+        body.truncate(room - 1);
+        body.push(Line::from(Span::styled(
+            format!("  {} {more} more lines (a taller terminal shows them)", super::widgets::ellipsis(app.ascii)),
+            t.dim(),
+        )));
+    }
+    body.extend(tail);
+    f.render_widget(Paragraph::new(clipped(app, body, inner.width)).block(block), area);
 }
 
 /// Names (servers, volumes, backups of the cloud shown) in place of the ids a

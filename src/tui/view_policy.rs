@@ -4,7 +4,7 @@
 
 use super::app::App;
 use super::editing::{Form, PreviewState, Review};
-use super::view::{cells_of, centered, table};
+use super::view::{box_title, cells_of, centered, clipped, table};
 use super::widgets::{col, Col};
 use crate::domain::text::sanitize;
 use crate::domain::time::human_age;
@@ -14,16 +14,19 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
+/// The Policies table, in its display order. Kept on a narrow terminal in rank
+/// order: APP, STATE, (CLOUD), DESIRED, PROBLEM / FILE, MODE, SCALING, REV,
+/// CHANGED, BY (README: "Narrow terminals").
 const POLICY_COLS: [Col; 9] = [
-    col("APP", 16, 6, 0, Some('N')),
-    col("STATE", 13, 7, 0, Some('S')),
-    col("MODE", 7, 4, 3, None),
-    col("REV", 4, 3, 3, None),
-    col("DESIRED", 12, 7, 1, None),
-    col("SCALING", 14, 7, 2, None),
-    col("CHANGED", 8, 7, 4, None),
-    col("BY", 16, 6, 5, None),
-    col("PROBLEM / FILE", 60, 12, 2, None),
+    col("APP", 12, 6, 0, Some('N')),
+    col("STATE", 13, 8, 10, Some('S')),
+    col("MODE", 7, 4, 50, None),
+    col("REV", 4, 3, 70, None),
+    col("DESIRED", 12, 8, 20, None),
+    col("SCALING", 14, 7, 60, None),
+    col("CHANGED", 8, 7, 80, None),
+    col("BY", 12, 6, 90, None),
+    col("PROBLEM / FILE", 30, 14, 40, None),
 ];
 
 /// Who changed a policy, short: the OS user, or `engine`.
@@ -57,7 +60,14 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
             "missing" => ("PolicyMissing", t.bad()),
             _ => ("Retiring", t.warn()),
         };
-        let what = p.problems.first().cloned().unwrap_or_else(|| p.file.clone());
+        // A problem says what is wrong; a path says the most at its end.
+        let what = match p.problems.first() {
+            Some(pr) => pr.clone(),
+            None => {
+                let w = widths.iter().find(|(i, _)| cols.get(*i).is_some_and(|c| c.title == "PROBLEM / FILE"));
+                super::widgets::truncate_left(&p.file, w.map_or(usize::MAX, |w| w.1 as usize), app.ascii)
+            }
+        };
         let mode_style = if p.app_mode == "auto" || p.app_mode.is_empty() { t.dim() } else { t.warn() };
         let mut cells = vec![
             (p.app.clone(), t.accent()),
@@ -77,12 +87,14 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
     });
 }
 
+/// A policy's history, in its display order. Kept on a narrow terminal in rank
+/// order: #, WHAT CHANGED, WHEN, WHO, CONTENT (README: "Narrow terminals").
 const HISTORY_COLS: [Col; 5] = [
     col("#", 4, 2, 0, None),
-    col("WHEN", 6, 4, 2, None),
-    col("WHO", 10, 6, 3, None),
-    col("CONTENT", 8, 6, 4, None),
-    col("WHAT CHANGED", 30, 10, 1, None),
+    col("WHEN", 6, 4, 20, None),
+    col("WHO", 10, 3, 30, None),
+    col("CONTENT", 8, 7, 40, None),
+    col("WHAT CHANGED", 30, 12, 10, None),
 ];
 
 /// TOML, coloured by line: comments, tables, keys, strings (multi-line ones too).
@@ -118,11 +130,12 @@ fn highlight(app: &App, text: &str, max: usize) -> Vec<Line<'static>> {
     out
 }
 
-fn boxed<'a>(app: &App, title: String) -> Block<'a> {
+/// A box `width` wide, its title cut with the ellipsis when longer.
+fn boxed<'a>(app: &App, title: String, width: u16) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
         .border_style(app.theme.dim())
-        .title(Span::styled(format!(" {title} "), app.theme.title()))
+        .title(Span::styled(box_title(app, &title, width), app.theme.title()))
 }
 
 /// An open policy: its file, its history, its recent events.
@@ -168,12 +181,13 @@ pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
         .filter_map(|a| app.keymap.hint(*a).map(|k| format!("{k}:{}", super::keymap::info_of(*a).name)))
         .collect::<Vec<_>>()
         .join("  ");
-    let title = if keys.is_empty() {
-        format!("policy {name} — {file}")
-    } else {
-        format!("policy {name} — {file} — {keys}")
-    };
-    f.render_widget(Paragraph::new(lines).block(boxed(app, title)), text_area);
+    // The keys only when they fit: the footer names them too.
+    let title = format!("policy {name} — {file}");
+    let with_keys = format!("{title} — {keys}");
+    let title =
+        if keys.is_empty() || with_keys.chars().count() + 4 > text_area.width as usize { title } else { with_keys };
+    let lines = clipped(app, lines, text_area.width.saturating_sub(2));
+    f.render_widget(Paragraph::new(lines).block(boxed(app, title, text_area.width)), text_area);
     // The history (the view's rows).
     let marked = app.marked_change;
     table(f, app, hist_area, "history (m marks, d diffs)", &HISTORY_COLS, |gid, widths| {
@@ -195,7 +209,8 @@ pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
     });
     if let Some(e) = doc.and_then(|d| d.history_error.as_ref()) {
         let r = Rect { y: hist_area.bottom().saturating_sub(2), height: 1.min(hist_area.height), ..hist_area };
-        f.render_widget(Paragraph::new(Span::styled(format!("  {}", sanitize(e)), t.bad())), r);
+        let line = Line::from(Span::styled(format!("  {}", sanitize(e)), t.bad()));
+        f.render_widget(Paragraph::new(clipped(app, vec![line], r.width)), r);
     }
     // Its recent events.
     let evs: Vec<Line> = app
@@ -212,7 +227,8 @@ pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
             ])
         })
         .collect();
-    f.render_widget(Paragraph::new(evs).block(boxed(app, format!("events of {name}"))), ev_area);
+    let evs = clipped(app, evs, ev_area.width.saturating_sub(2));
+    f.render_widget(Paragraph::new(evs).block(boxed(app, format!("events of {name}"), ev_area.width)), ev_area);
 }
 
 /// The quick-edit form.
