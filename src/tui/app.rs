@@ -1906,11 +1906,11 @@ pub fn help_max_scroll(app: &App) -> u16 {
 }
 
 /// The notice (the demo line) wrapped to the width, at most three lines, the
-/// key that hides it named last (from the key registry).
+/// key that hides it named first (from the key registry).
 pub fn notice_lines(app: &App) -> Vec<String> {
     let Some(n) = &app.notice else { return vec![] };
     let text = match app.keymap.hint(Action::Back) {
-        Some(k) => format!("{n} · {k} on the first view hides this"),
+        Some(k) => format!("{k} hides this · {n}"),
         None => n.clone(),
     };
     let width = (app.size.0 as usize).saturating_sub(2).max(10);

@@ -234,7 +234,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         "back",
         &[Key::code(Code::Esc)],
         C::Global,
-        "clear the filter, then go back (on the first view: hide the demo line)",
+        "clear the filter, go back; first view: hide the demo line",
         false,
     ),
     info(A::Up, "up", &[Key::ch('k'), Key::code(Code::Up)], C::Global, "up", false),

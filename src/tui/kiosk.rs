@@ -90,6 +90,7 @@ fn title_line(app: &App, c: Option<&CloudSnapshot>, page: Option<&KioskPage>, wi
         let left = (k.interval_secs as i64 - (app.now - k.turned_at).num_seconds()).max(0);
         spans.push(Span::styled(format!("  page {}/{} · next in {left}s", p.number, p.pages), t.dim()));
     }
+    spans.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
     if let Some(c) = c {
         let age = c.servers_poll().age(app.now).map(|a| format!("  updated {} ago", crate::domain::time::human_age(a)));
         let st = if c.unreachable() { t.bad() } else { t.dim() };
@@ -99,7 +100,6 @@ fn title_line(app: &App, c: Option<&CloudSnapshot>, page: Option<&KioskPage>, wi
     if let Some(e) = &app.engine {
         spans.push(Span::styled(format!("  engine {}{}", e.mode, if e.paused { " PAUSED" } else { "" }), t.dim()));
     }
-    spans.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
     if let Some(k) = app.keymap.hint(super::keymap::Action::Quit) {
         spans.push(Span::styled(format!("  {k} quits"), t.dim()));
     }

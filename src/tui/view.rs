@@ -1639,7 +1639,7 @@ fn confirm(
         }
         _ => vec![],
     };
-    let w = if steps.is_empty() { 64 } else { 100 };
+    let w = if steps.is_empty() { 72 } else { 100 };
     let question_lines =
         super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10)).len() as u16;
     let h = if typed.is_some() { 7 } else { 5 } + question_lines + steps.len() as u16;
