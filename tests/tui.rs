@@ -1258,7 +1258,10 @@ fn enter_drills_in_and_esc_comes_back_with_selection_filter_and_sort() {
     // Apps → servers of an app → one server, and `-` back out.
     typed(&mut a, ":apps");
     keys(&mut a, &[ENTER, Key::ch('j'), ENTER, ENTER]);
-    assert_eq!(a.stack().iter().map(|v| v.kind).collect::<Vec<_>>(), [ViewKind::Apps, ViewKind::Servers, ViewKind::ServerDetail]);
+    assert_eq!(
+        a.stack().iter().map(|v| v.kind).collect::<Vec<_>>(),
+        [ViewKind::Apps, ViewKind::Servers, ViewKind::ServerDetail]
+    );
     keys(&mut a, &[ESC]);
     keys(&mut a, &[Key::ch('-')]);
     assert_eq!((a.view().kind, a.view().selected_id.as_deref()), (ViewKind::Apps, Some("web")));
@@ -1400,8 +1403,16 @@ fn the_kiosk_turns_pages_on_its_timer_and_is_read_only() {
     }
     assert_eq!(
         seen,
-        [("demo", "api"), ("demo", "web"), ("demo", "worker"), ("demo-east", "api"), ("demo-east", "web"), ("demo-east", "worker"), ("demo", "api")]
-            .map(|(c, x)| (c.to_string(), x.to_string()))
+        [
+            ("demo", "api"),
+            ("demo", "web"),
+            ("demo", "worker"),
+            ("demo-east", "api"),
+            ("demo-east", "web"),
+            ("demo-east", "worker"),
+            ("demo", "api")
+        ]
+        .map(|(c, x)| (c.to_string(), x.to_string()))
     );
     // No key turns it; q still quits; dangerous keys are not bound.
     assert!(keys(&mut a, &[Key::ch('r'), Key::ch('D')]).is_empty());

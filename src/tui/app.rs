@@ -594,9 +594,7 @@ impl App {
     }
     /// Visible rows of a table (the body minus header and borders).
     pub fn page(&self) -> usize {
-        (self.size.1 as usize)
-            .saturating_sub(6 + banner_height(self) as usize + notice_lines(self).len())
-            .max(1)
+        (self.size.1 as usize).saturating_sub(6 + banner_height(self) as usize + notice_lines(self).len()).max(1)
     }
 
     pub fn refresh_rows(&mut self) {
@@ -1875,7 +1873,8 @@ pub struct HelpLine {
 pub fn help_lines(app: &App) -> Vec<HelpLine> {
     let kind = app.view().kind;
     let ctx = kind.contexts();
-    let line = |key: String, text: &str, dangerous: bool| HelpLine { key, text: text.to_string(), dangerous, heading: false };
+    let line =
+        |key: String, text: &str, dangerous: bool| HelpLine { key, text: text.to_string(), dangerous, heading: false };
     let heading = |text: &str| HelpLine { key: String::new(), text: text.to_string(), dangerous: false, heading: true };
     let mut v: Vec<HelpLine> = app.keymap.help(&ctx).into_iter().map(|(k, h, d)| line(k, h, d)).collect();
     let sorts = rows::sort_columns(kind);

@@ -344,7 +344,12 @@ pub struct CommandInfo {
     pub help: &'static str,
 }
 
-const fn cmd(usage: &'static str, read_only_usage: Option<&'static str>, context: Context, help: &'static str) -> CommandInfo {
+const fn cmd(
+    usage: &'static str,
+    read_only_usage: Option<&'static str>,
+    context: Context,
+    help: &'static str,
+) -> CommandInfo {
     CommandInfo { usage, read_only_usage, context, help }
 }
 

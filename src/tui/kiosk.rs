@@ -94,7 +94,8 @@ fn title_line(app: &App, c: Option<&CloudSnapshot>, page: Option<&KioskPage>, wi
     if let Some(c) = c {
         let age = c.servers_poll().age(app.now).map(|a| format!("  updated {} ago", crate::domain::time::human_age(a)));
         let st = if c.unreachable() { t.bad() } else { t.dim() };
-        let text = if c.unreachable() { "  UNREACHABLE".to_string() } else { age.unwrap_or_else(|| "  loading…".into()) };
+        let text =
+            if c.unreachable() { "  UNREACHABLE".to_string() } else { age.unwrap_or_else(|| "  loading…".into()) };
         spans.push(Span::styled(text, st));
     }
     if let Some(e) = &app.engine {
@@ -203,7 +204,10 @@ fn tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &AppSummary,
         hold.or(rollout).or(scaling)
     });
     if let Some(d) = doing {
-        facts.push(Line::from(Span::styled(format!(" {}", truncate(&d, (inner.width as usize).saturating_sub(1))), t.base())));
+        facts.push(Line::from(Span::styled(
+            format!(" {}", truncate(&d, (inner.width as usize).saturating_sub(1))),
+            t.base(),
+        )));
     }
     let facts_h = (facts.len() as u16).min(inner.height);
     let [head, chart, foot] = Layout::vertical([
@@ -222,11 +226,11 @@ fn tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &AppSummary,
     );
     let w = chart.width.saturating_sub(2) as usize;
     let data: Vec<u64> = a.cpu.tail_values(w).iter().map(|v| v.clamp(0.0, 100.0).round() as u64).collect();
-    let spark = Sparkline::default()
-        .data(&data)
-        .max(100)
-        .style(t.accent())
-        .bar_set(if app.ascii { ASCII_BARS } else { symbols::bar::NINE_LEVELS });
+    let spark = Sparkline::default().data(&data).max(100).style(t.accent()).bar_set(if app.ascii {
+        ASCII_BARS
+    } else {
+        symbols::bar::NINE_LEVELS
+    });
     let chart = Rect { x: chart.x + 1, width: chart.width.saturating_sub(2), ..chart };
     f.render_widget(spark, chart);
     f.render_widget(Paragraph::new(facts), foot);

@@ -1578,12 +1578,9 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     };
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(
-            Block::default().borders(Borders::ALL).border_style(t.accent()).title(Span::styled(
-                truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w),
-                t.title(),
-            )),
-        ),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.accent()).title(
+            Span::styled(truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w), t.title()),
+        )),
         r,
     );
 }
