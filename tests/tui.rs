@@ -382,6 +382,20 @@ fn at(kind: &str, w: u16, h: u16) -> App {
             typed(&mut a, ":servers");
             keys(&mut a, &[ENTER, Key::ch('?')]);
         }
+        "help_end" => {
+            typed(&mut a, ":servers");
+            keys(&mut a, &[ENTER, Key::ch('?'), Key::ch('G')]);
+        }
+        "first_screen" => {
+            a.notice = Some(DEMO_LINE.into());
+        }
+        "kiosk" => {
+            a.engine = Some(fixture::engine());
+            a.keymap = Keymap::defaults(true);
+            a.read_only = true;
+            a.kiosk = Some(stackpilot::tui::app::Kiosk { interval_secs: 15, step: 0, turned_at: fixture::now() });
+            update(&mut a, Msg::KioskNext);
+        }
         "confirm" => {
             typed(&mut a, ":servers");
             keys(&mut a, &[ENTER, Key::ch('D')]);
@@ -405,7 +419,7 @@ fn select_backup(a: &mut App, id: &str) {
     panic!("no row {want}");
 }
 
-const VIEWS: [&str; 19] = [
+const VIEWS: [&str; 22] = [
     "overview",
     "apps",
     "servers",
@@ -425,7 +439,14 @@ const VIEWS: [&str; 19] = [
     "history_diff",
     "rollout",
     "restore_confirm",
+    "help_end",
+    "first_screen",
+    "kiosk",
 ];
+
+/// The demo's line as the demo writes it (addresses of the two simulated clouds).
+const DEMO_LINE: &str = "demo: simulated clouds demo at http://127.0.0.1:40001/identity/v3 and demo-east at \
+     http://127.0.0.1:40002/identity/v3 (user, password and project: demo; 10x speed) · state in /home/ops/.local/state/stackpilot/demo";
 
 #[test]
 fn every_view_at_three_sizes() {
@@ -1166,14 +1187,14 @@ fn rollouts_are_steered_from_the_command_line_confirmed_and_refused_read_only() 
     assert_eq!(keys(&mut a, &[ENTER]), vec![Effect::RolloutStatus { cloud: "demo".into(), app: "web".into() }]);
     typed(&mut a, ":rollout undo web 2");
     assert!(keys(&mut a, &[ENTER]).is_empty(), "confirmed first");
-    assert!(render(&a, 120, 40).contains("Undo the rollout of web to revision 2 on demo?"));
+    assert!(render(&a, 120, 40).contains("Undo the rollout of app web on cloud demo, back to revision 2?"));
     assert_eq!(
         keys(&mut a, &[TAB, ENTER]),
         vec![Effect::Rollout { cloud: "demo".into(), app: "web".into(), cmd: Command::Undo { revision: 2 } }]
     );
     typed(&mut a, ":rollout pause web");
     keys(&mut a, &[ENTER]);
-    assert!(render(&a, 120, 40).contains("Pause the rollout of web on demo?"));
+    assert!(render(&a, 120, 40).contains("Pause the rollout of app web on cloud demo?"));
     assert!(keys(&mut a, &[ENTER]).is_empty(), "Cancel is focused");
     typed(&mut a, ":rollout undo web");
     keys(&mut a, &[ENTER]);
@@ -1342,4 +1363,265 @@ fn a_cloud_that_does_not_answer_never_blanks_the_others() {
     keys(&mut a, &[ENTER]);
     assert!(row_names(&a).iter().any(|n| n == "web-1"), "the reachable cloud's rows are there");
     insta::assert_snapshot!("overview_two_clouds_120x40", render(&two_cloud_app(true), 120, 40));
+}
+
+// ---- navigation, dialogs, help, war room, mouse ------------------------------------
+
+fn header_line(a: &App, w: u16) -> String {
+    render(a, w, 24).lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_colon_jump_replaces_the_view_and_the_breadcrumb_stays_short() {
+    let mut a = app();
+    for v in [":servers", ":apps", ":alerts", ":volumes", ":events"] {
+        typed(&mut a, v);
+        keys(&mut a, &[ENTER]);
+    }
+    assert_eq!(a.stack().len(), 1, "five jumps, one view");
+    let head = header_line(&a, 80);
+    assert!(head.contains(" Events "), "{head}");
+    for earlier in ["Servers", "Apps", "Alerts", "Volumes", "Overview", "›"] {
+        assert!(!head.contains(earlier), "only the current view is named: {head}");
+    }
+    // Esc walks back through the jumps, each view as it was left.
+    keys(&mut a, &[ESC]);
+    assert_eq!(a.view().kind, ViewKind::Storage);
+    keys(&mut a, &[ESC, ESC, ESC, ESC]);
+    assert_eq!(a.view().kind, ViewKind::Overview);
+}
+
+#[test]
+fn the_breadcrumb_keeps_the_current_view_at_any_width() {
+    use stackpilot::tui::view::breadcrumb;
+    let c: Vec<String> = ["Apps", "Servers of web", "Server web-1"].iter().map(|s| s.to_string()).collect();
+    assert_eq!(breadcrumb(&c, 80), "Apps › Servers of web › Server web-1");
+    assert_eq!(breadcrumb(&c, 30), "Apps › … › Server web-1");
+    assert_eq!(breadcrumb(&c, 16), "… › Server web-1");
+    assert_eq!(breadcrumb(&c, 12), "Server web-1");
+    assert_eq!(breadcrumb(&c, 8), "Server …");
+    // Drilled three deep on an 80-column terminal: the server's name is on screen.
+    let mut a = app();
+    a.engine = Some(fixture::engine());
+    update(&mut a, Msg::Resize(80, 24));
+    typed(&mut a, ":apps");
+    keys(&mut a, &[ENTER, Key::ch('j'), ENTER, ENTER]);
+    assert_eq!(a.view().kind, ViewKind::ServerDetail);
+    let head = header_line(&a, 80);
+    assert!(head.contains("Server web-1"), "{head}");
+    assert!(head.contains("updated 3s ago"), "{head}");
+}
+
+#[test]
+fn enter_drills_in_and_esc_comes_back_with_selection_filter_and_sort() {
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('/')]);
+    typed(&mut a, "web");
+    keys(&mut a, &[ENTER, Key::ch('N'), Key::ch('j')]);
+    let before = (a.view().selected_id.clone(), a.view().filter.clone(), a.view().sort);
+    assert_eq!(before.1, "web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(a.view().kind, ViewKind::ServerDetail, "Enter drills in");
+    assert_eq!(a.stack().len(), 2, "drilling pushes");
+    keys(&mut a, &[ESC]);
+    assert_eq!(a.view().kind, ViewKind::Servers);
+    assert_eq!((a.view().selected_id.clone(), a.view().filter.clone(), a.view().sort), before);
+    // A jump away and Esc back: the same again.
+    typed(&mut a, ":alerts");
+    keys(&mut a, &[ENTER, ESC]);
+    assert_eq!(a.view().kind, ViewKind::Servers);
+    assert_eq!((a.view().selected_id.clone(), a.view().filter.clone(), a.view().sort), before);
+    // Apps → servers of an app → one server, and `-` back out.
+    typed(&mut a, ":apps");
+    keys(&mut a, &[ENTER, Key::ch('j'), ENTER, ENTER]);
+    assert_eq!(
+        a.stack().iter().map(|v| v.kind).collect::<Vec<_>>(),
+        [ViewKind::Apps, ViewKind::Servers, ViewKind::ServerDetail]
+    );
+    keys(&mut a, &[ESC]);
+    keys(&mut a, &[Key::ch('-')]);
+    assert_eq!((a.view().kind, a.view().selected_id.as_deref()), (ViewKind::Apps, Some("web")));
+}
+
+#[test]
+fn the_first_screen_says_where_you_are_and_what_to_press() {
+    let mut a = at("first_screen", 80, 24);
+    let s = render(&a, 80, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(lines[0].contains("Overview"), "{s}");
+    let foot = lines[23];
+    for hint in [": views", "? help", "q quit"] {
+        assert!(foot.contains(hint), "`{hint}` in the footer: {foot}");
+    }
+    assert!(s.contains("http://127.0.0.1:40001/identity/v3"), "the demo line names the clouds' addresses: {s}");
+    assert!(s.contains("esc hides this"), "{s}");
+    // Keys do not hide it; Esc on the first view does.
+    keys(&mut a, &[Key::ch('j'), Key::ch('?'), ESC]);
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, ESC]);
+    assert!(render(&a, 80, 24).contains("40001"), "still there");
+    keys(&mut a, &[ESC]);
+    assert!(!render(&a, 80, 24).contains("40001"), "hidden by Esc on the first view");
+}
+
+#[test]
+fn every_confirmation_names_the_action_and_the_target() {
+    use stackpilot::tui::app::confirm_question;
+    let question = |a: &App| match &a.mode {
+        Mode::Confirm { pending, .. } => confirm_question(a, pending).text(),
+        other => panic!("no confirmation: {other:?}"),
+    };
+    let mut a = app();
+    a.engine = Some(EngineView { mode: "dry-run".into(), approval_pending: true, ..fixture::engine() });
+    typed(&mut a, ":plan");
+    keys(&mut a, &[ENTER, Key::ch('a')]);
+    assert_eq!(question(&a), "Approve the plan for app web on cloud demo?");
+    assert!(render(&a, 80, 24).contains("Approve the plan for app web on cloud demo?"));
+    keys(&mut a, &[ESC, Key::ch('p')]);
+    assert_eq!(question(&a), "Pause the engine on cloud demo?");
+    keys(&mut a, &[ESC, Key::ch('A')]);
+    assert_eq!(question(&a), "Switch the engine to auto mode on cloud demo (it acts without asking)?");
+    keys(&mut a, &[ESC]);
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    for (k, q) in [
+        (Key::ch('r'), "Reboot server api-1 on cloud demo (soft reboot)?"),
+        (Key::ctrl('r'), "Reboot server api-1 on cloud demo (hard reboot: power cycle)?"),
+        (Key::ch('x'), "Stop server api-1 on cloud demo?"),
+        (Key::ch('u'), "Start server api-1 on cloud demo?"),
+        (Key::ch('D'), "Delete server api-1 on cloud demo?"),
+    ] {
+        keys(&mut a, &[k]);
+        assert_eq!(question(&a), q);
+        keys(&mut a, &[ESC]);
+    }
+    typed(&mut a, ":retire web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(question(&a), "Retire app web on cloud demo (every member is removed)?");
+    let s = render(&a, 80, 24);
+    assert!(s.contains("type the application's name (web) to confirm"), "{s}");
+    keys(&mut a, &[ESC]);
+    typed(&mut a, ":rollout abort web");
+    keys(&mut a, &[ENTER]);
+    assert_eq!(question(&a), "Abort the rollout of app web on cloud demo?");
+    // Whatever is confirmed, no question reads like a template with holes.
+    for v in ["confirm", "restore_confirm"] {
+        let s = render(&at(v, 80, 24), 80, 24);
+        assert!(!s.contains("Do ") && !s.contains(" on ?") && s.contains("on cloud demo"), "{s}");
+    }
+}
+
+#[test]
+fn read_only_plan_names_no_key_that_is_not_bound() {
+    let mut a = app_with(true);
+    a.engine = Some(EngineView { mode: "dry-run".into(), approval_pending: true, ..fixture::engine() });
+    typed(&mut a, ":plan");
+    keys(&mut a, &[ENTER]);
+    let s = render(&a, 120, 40);
+    assert!(!s.contains("press a"), "`a` is not bound read-only: {s}");
+    assert!(s.contains("waits for approval from a console that is not read-only"), "{s}");
+    assert!(keys(&mut a, &[Key::ch('a')]).is_empty() && matches!(a.mode, Mode::Normal));
+    // Every key the footer and the help name works here.
+    keys(&mut a, &[Key::ch('?')]);
+    let help = render(&a, 120, 40);
+    for hidden in ["carry out the plan", "pause / resume the engine", ":retire", ":new-app", "auto mode"] {
+        assert!(!help.contains(hidden), "`{hidden}` is not available read-only: {help}");
+    }
+    assert!(help.contains(":mode off|dry-run"), "{help}");
+}
+
+#[test]
+fn help_lists_the_commands_and_scrolls_at_80x24() {
+    let mut a = at("help", 80, 24);
+    let s = render(&a, 80, 24);
+    let lines: Vec<&str> = s.lines().collect();
+    let total = stackpilot::tui::app::help_lines(&a).len();
+    assert!(total > 22, "more lines than fit: {total}");
+    assert!(lines[0].contains(&format!("1-22 of {total}")), "{}", lines[0]);
+    assert!(lines[23].starts_with('└'), "the box is whole: {}", lines[23]);
+    assert!(lines.iter().all(|l| unicode_width::UnicodeWidthStr::width(*l) <= 80));
+    // PgDn, then the end: the last line shows, and `:mode` is listed.
+    keys(&mut a, &[Key::code(Code::PageDown)]);
+    assert!(render(&a, 80, 24).lines().next().unwrap().contains(&format!("23-{} of {total}", total.min(44))));
+    keys(&mut a, &[Key::ch('G')]);
+    let end = render(&a, 80, 24);
+    assert!(end.lines().next().unwrap().contains(&format!("-{total} of {total}")), "{end}");
+    assert!(end.contains(":mode off|dry-run|auto"), "{end}");
+    assert!(end.contains(":q"), "{end}");
+    keys(&mut a, &[Key::ch('j')]);
+    assert_eq!(render(&a, 80, 24), end, "no scrolling past the end");
+    keys(&mut a, &[Key::ch('k'), Key::ch('k')]);
+    assert_ne!(render(&a, 80, 24), end);
+    keys(&mut a, &[ESC]);
+    assert!(matches!(a.mode, Mode::Normal), "Esc closes");
+    // Every key of the registry that works in Servers is in the help.
+    let help = stackpilot::tui::app::help_lines(&a);
+    for k in ["r", "x", "D", "l", "enter", "esc", "q ctrl-c", ":servers", ":maint [off]"] {
+        assert!(help.iter().any(|l| l.key == k), "{k} listed");
+    }
+}
+
+#[test]
+fn the_kiosk_turns_pages_on_its_timer_and_is_read_only() {
+    let mut a = two_cloud_app(false);
+    a.keymap = Keymap::defaults(true);
+    a.read_only = true;
+    a.kiosk = Some(stackpilot::tui::app::Kiosk { interval_secs: 15, step: 0, turned_at: fixture::now() });
+    let mut seen = vec![];
+    for _ in 0..7 {
+        let p = a.kiosk_page().unwrap();
+        let s = render(&a, 120, 40);
+        assert!(s.contains("WAR ROOM") && s.contains("READ-ONLY"), "{s}");
+        let cloud = &a.shown().clouds[p.cloud].name;
+        assert!(s.lines().next().unwrap().contains(&format!(" {cloud} ")), "{s}");
+        seen.push((cloud.clone(), p.app.clone().unwrap_or_default()));
+        update(&mut a, Msg::KioskNext);
+    }
+    assert_eq!(
+        seen,
+        [
+            ("demo", "api"),
+            ("demo", "web"),
+            ("demo", "worker"),
+            ("demo-east", "api"),
+            ("demo-east", "web"),
+            ("demo-east", "worker"),
+            ("demo", "api")
+        ]
+        .map(|(c, x)| (c.to_string(), x.to_string()))
+    );
+    // No key turns it; q still quits; dangerous keys are not bound.
+    assert!(keys(&mut a, &[Key::ch('r'), Key::ch('D')]).is_empty());
+    assert!(matches!(keys(&mut a, &[Key::ch('q')]).as_slice(), [Effect::Quit]));
+}
+
+#[test]
+fn a_click_selects_the_row_under_the_pointer_and_the_wheel_moves() {
+    use stackpilot::tui::app::MouseKind;
+    let mut a = app();
+    update(&mut a, Msg::Resize(80, 24));
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    let s = render(&a, 80, 24);
+    // Row 0 is the header, 1 the box, 2 the column titles: `bastion` is the third server.
+    let y = s.lines().position(|l| l.contains("bastion")).unwrap() as u16;
+    update(&mut a, Msg::Mouse { kind: MouseKind::Click, column: 20, row: y });
+    assert_eq!(selected_name(&a), "bastion");
+    update(&mut a, Msg::Mouse { kind: MouseKind::Click, column: 20, row: 2 });
+    assert_eq!(selected_name(&a), "bastion", "a click on the column titles selects nothing");
+    update(&mut a, Msg::Mouse { kind: MouseKind::ScrollDown, column: 20, row: y });
+    assert_eq!(a.view().selected, 5, "the wheel moves three rows");
+    update(&mut a, Msg::Mouse { kind: MouseKind::ScrollUp, column: 20, row: y });
+    assert_eq!(selected_name(&a), "bastion");
+    // With a banner above, rows move down one line and the click follows them.
+    update(&mut a, Msg::TaskDied("poller demo/servers died: boom".into()));
+    let s = render(&a, 80, 24);
+    let y = s.lines().position(|l| l.contains("api-2")).unwrap() as u16;
+    update(&mut a, Msg::Mouse { kind: MouseKind::Click, column: 5, row: y });
+    assert_eq!(selected_name(&a), "api-2");
+    // The wheel scrolls the help.
+    keys(&mut a, &[Key::ch('?')]);
+    update(&mut a, Msg::Mouse { kind: MouseKind::ScrollDown, column: 5, row: 5 });
+    assert!(matches!(a.mode, Mode::Help { scroll: 3 }));
 }

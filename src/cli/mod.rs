@@ -42,6 +42,18 @@ pub struct Cli {
     /// Simulated seconds per real second in the demo.
     #[arg(long, default_value_t = 10.0, value_parser = parse_speed)]
     pub speed: f64,
+    /// War-room screen: read-only, large tiles, turning to the next cloud or
+    /// application every --kiosk-interval seconds with no key needed (q quits).
+    #[arg(long)]
+    pub kiosk: bool,
+    /// Seconds between the kiosk's pages (1 to 3600).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "kiosk")]
+    pub kiosk_interval: u64,
+    /// Mouse: a click selects a row, the wheel scrolls (also `[ui] mouse = true`).
+    /// Off by default: while the console holds the mouse, selecting text to copy
+    /// needs Shift in most terminals, over SSH too.
+    #[arg(long)]
+    pub mouse: bool,
     /// ASCII charts and sparklines (also chosen when the terminal is not UTF-8).
     #[arg(long)]
     pub ascii: bool,
@@ -811,7 +823,9 @@ async fn console_with(
 ) -> CliResult<()> {
     use crate::config::settings::EngineMode;
     let file = settings.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.toml".into());
-    let keymap = crate::tui::keymap::Keymap::new(&settings.keys, &settings.key_lines, &file, cli.read_only)?;
+    // A kiosk is read-only: nobody at a wall screen changes the cloud.
+    let read_only = cli.read_only || cli.kiosk;
+    let keymap = crate::tui::keymap::Keymap::new(&settings.keys, &settings.key_lines, &file, read_only)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let inventory =
         crate::inventory::Inventory::start(clients.clone(), crate::inventory::InventoryConfig::from_settings(settings));
@@ -819,7 +833,7 @@ async fn console_with(
     // The engine runs inside the console unless it is off; a read-only console
     // never takes the lease: it shows what the acting engine plans and does.
     let mut ecfg = crate::engine::EngineConfig::for_settings(settings, policies.clone(), state_dir);
-    ecfg.may_act = !cli.read_only;
+    ecfg.may_act = !read_only;
     let engine = (ecfg.mode != EngineMode::Off).then(|| {
         crate::engine::Engine::start(
             ecfg,
@@ -835,11 +849,13 @@ async fn console_with(
         keymap,
         theme: crate::tui::theme::Theme::new(settings.ui.theme, no_color),
         ascii: cli.ascii || settings.ui.ascii || ascii_terminal(),
-        read_only: cli.read_only,
+        read_only,
         max_fps: settings.ui.max_fps,
         stale_after: settings.ui.stale_after,
         protected_clouds: settings.protected_clouds.clone(),
         greeting,
+        kiosk: cli.kiosk.then_some(cli.kiosk_interval),
+        mouse: cli.mouse || settings.ui.mouse,
         engine,
         store: Some(store),
         policies_dir: Some(policies),
@@ -904,7 +920,7 @@ async fn demo(cli: &Cli) -> CliResult<()> {
         Client::with_timeout(demo_cloud_named(&east.base_url, "demo-east", "RegionTwo"), timeout)?,
     ];
     let greeting = format!(
-        "demo: two simulated OpenStack clouds, demo at {} and demo-east at {} ({}x speed), state in {}; Tab switches clouds, ? lists the keys, q quits",
+        "demo: simulated clouds demo at {}/identity/v3 and demo-east at {}/identity/v3 (user, password and project: demo; {}x speed) · state in {}",
         h.base_url,
         east.base_url,
         cli.speed,

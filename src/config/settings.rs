@@ -115,11 +115,15 @@ pub struct UiSettings {
     pub max_fps: u32,
     /// Data older than this many refresh intervals is shown as stale.
     pub stale_after: u32,
+    /// Mouse capture: a click selects a row, the wheel scrolls. Off by default:
+    /// while the console captures the mouse, the terminal cannot select text to
+    /// copy (over SSH too) without holding Shift.
+    pub mouse: bool,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
-        UiSettings { theme: Theme::Dark, ascii: false, max_fps: 30, stale_after: 3 }
+        UiSettings { theme: Theme::Dark, ascii: false, max_fps: 30, stale_after: 3, mouse: false }
     }
 }
 
@@ -406,6 +410,14 @@ delete = ""
         assert_eq!(s.engine.mode, EngineMode::DryRun);
         assert_eq!(s.keys.get("reboot").map(String::as_str), Some("R"));
         assert_eq!(s.key_lines.get("delete"), Some(&14));
+    }
+
+    #[test]
+    fn mouse_is_off_unless_the_ui_section_turns_it_on() {
+        assert!(!Settings::parse("", Path::new("c.toml")).unwrap().ui.mouse);
+        assert!(Settings::parse("[ui]\nmouse = true\n", Path::new("c.toml")).unwrap().ui.mouse);
+        let e = Settings::parse("[ui]\nmouse = \"yes\"\n", Path::new("c.toml")).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

@@ -218,6 +218,14 @@ pub enum Msg {
     PolicySaved(super::editing::SavedPolicy),
     /// A text to show (title, text), e.g. a rollout's status.
     Show(String, String),
+    /// A mouse click or wheel turn (only with `--mouse` / `[ui] mouse`).
+    Mouse {
+        kind: MouseKind,
+        column: u16,
+        row: u16,
+    },
+    /// The kiosk's timer: the next page.
+    KioskNext,
     /// What a restore would do (its steps), or why it cannot be done.
     RestorePlanned(Result<Box<crate::engine::restore::RestoreJob>, String>),
     Quit,
@@ -380,12 +388,16 @@ pub struct App {
     /// Every cloud at once (`:cloud *`; the start when several are configured).
     pub merged: bool,
     /// Never empty: it starts with the Overview and only `back` pops, never the last
-    /// one (private, so the invariant is this module's alone).
+    /// one (private, so the invariant is this module's alone). A `:` jump replaces
+    /// it; Enter pushes (drills in).
     stack: Vec<ViewState>,
+    /// The stacks `:` jumps replaced, newest last (Esc at the top of a stack goes
+    /// back to the one before, as it was).
+    jumps: Vec<Vec<ViewState>>,
     /// The Overview, for an empty stack (never: only `back` pops, never the last).
     home: ViewState,
-    /// Last filter and sort per view kind (kept across `:` jumps).
-    pub remembered: BTreeMap<ViewKind, (String, Option<(char, bool)>)>,
+    /// Last filter, sort and selected row per view kind (kept across `:` jumps).
+    pub remembered: BTreeMap<ViewKind, Remembered>,
     pub mode: Mode,
     pub events: VecDeque<Event>,
     /// How each alert was delivered to each receiver (from the store).
@@ -420,10 +432,64 @@ pub struct App {
     pub policies_dir: Option<std::path::PathBuf>,
     /// A restore planned and shown for confirmation.
     pub restore_plan: Option<crate::engine::restore::RestoreJob>,
+    /// A line kept on screen until the operator hides it (the demo's clouds and
+    /// how to reach them); Esc on the first view hides it.
+    pub notice: Option<String>,
+    /// The war-room mode (`--kiosk`): its page and how often it turns.
+    pub kiosk: Option<Kiosk>,
     pub quit: bool,
 }
 
+/// A view kind's filter, sort and selection, as it was left.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Remembered {
+    pub filter: String,
+    pub sort: Option<(char, bool)>,
+    pub selected_id: Option<String>,
+}
+
+impl Remembered {
+    fn of(v: &ViewState) -> Remembered {
+        Remembered { filter: v.filter.clone(), sort: v.sort, selected_id: v.selected_id.clone() }
+    }
+}
+
+/// The war room's state: every `interval_secs` (a `Msg::KioskNext` from the
+/// runtime) the Overview turns to the next page, one application of one cloud
+/// after the other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Kiosk {
+    pub interval_secs: u64,
+    /// Pages turned since the start.
+    pub step: usize,
+    /// When the page last turned.
+    pub turned_at: Timestamp,
+}
+
+/// What the kiosk shows now: a cloud and, when it has any, one of its applications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KioskPage {
+    pub cloud: usize,
+    pub app: Option<String>,
+    /// This page's place among all of them (1-based) and how many there are.
+    pub number: usize,
+    pub pages: usize,
+}
+
+/// A mouse event, in terminal cells (0-based column and row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MouseKind {
+    /// The left button went down.
+    Click,
+    ScrollUp,
+    ScrollDown,
+}
+
 const MAX_EVENTS: usize = 2000;
+/// Stacks kept for Esc after `:` jumps.
+const MAX_JUMPS: usize = 16;
+/// Views drilled into, at most.
+const MAX_DEPTH: usize = 8;
 
 impl App {
     pub fn new(snapshot: Arc<Snapshot>, keymap: Keymap, theme: Theme, now: Timestamp) -> App {
@@ -433,6 +499,7 @@ impl App {
             cloud: 0,
             merged: true,
             stack: vec![ViewState::new(ViewKind::Overview)],
+            jumps: vec![],
             home: ViewState::new(ViewKind::Overview),
             remembered: BTreeMap::new(),
             mode: Mode::Normal,
@@ -460,6 +527,8 @@ impl App {
             marked_change: None,
             policies_dir: None,
             restore_plan: None,
+            notice: None,
+            kiosk: None,
             quit: false,
         };
         a.refresh_rows();
@@ -525,7 +594,7 @@ impl App {
     }
     /// Visible rows of a table (the body minus header and borders).
     pub fn page(&self) -> usize {
-        (self.size.1 as usize).saturating_sub(6).max(1)
+        (self.size.1 as usize).saturating_sub(6 + banner_height(self) as usize + notice_lines(self).len()).max(1)
     }
 
     pub fn refresh_rows(&mut self) {
@@ -564,32 +633,89 @@ impl App {
         }
     }
 
+    /// A `:` jump: the view replaces the whole stack (the breadcrumb shows it
+    /// alone); the stack it replaced is kept for Esc.
     fn goto(&mut self, kind: ViewKind) {
-        if self.view().kind == kind && self.view().app.is_none() {
+        if self.stack.len() == 1 && self.view().kind == kind {
             return;
         }
         // Remember where we were for this kind of view.
         let cur = self.view().clone();
-        self.remembered.insert(cur.kind, (cur.filter.clone(), cur.sort));
+        if cur.app.is_none() && cur.server.is_none() {
+            self.remembered.insert(cur.kind, Remembered::of(&cur));
+        }
         let mut v = ViewState::new(kind);
-        if let Some((f, s)) = self.remembered.get(&kind) {
-            v.filter = f.clone();
-            v.sort = *s;
+        if let Some(r) = self.remembered.get(&kind) {
+            v.filter = r.filter.clone();
+            v.sort = r.sort;
+            v.selected_id = r.selected_id.clone();
+        }
+        let before = std::mem::replace(&mut self.stack, vec![v]);
+        self.jumps.push(before);
+        if self.jumps.len() > MAX_JUMPS {
+            self.jumps.remove(0);
+        }
+        self.refresh_rows();
+    }
+
+    /// Drill in: the view goes on top of the stack.
+    fn push(&mut self, v: ViewState) {
+        let cur = self.view().clone();
+        if cur.app.is_none() && cur.server.is_none() {
+            self.remembered.insert(cur.kind, Remembered::of(&cur));
         }
         self.stack.push(v);
-        if self.stack.len() > 32 {
+        if self.stack.len() > MAX_DEPTH {
             self.stack.remove(0);
         }
         self.refresh_rows();
     }
 
-    fn back(&mut self) {
+    /// One view back: out of a drill-in, else to the stack the last `:` jump
+    /// replaced (each with its selection, filter and sort). False when there is
+    /// nowhere to go.
+    fn back(&mut self) -> bool {
         if self.stack.len() > 1 {
             if let Some(cur) = self.stack.pop() {
-                self.remembered.insert(cur.kind, (cur.filter, cur.sort));
+                if cur.app.is_none() && cur.server.is_none() {
+                    self.remembered.insert(cur.kind, Remembered::of(&cur));
+                }
             }
-            self.refresh_rows();
+        } else if let Some(before) = self.jumps.pop().filter(|s| !s.is_empty()) {
+            let cur = self.view().clone();
+            self.remembered.insert(cur.kind, Remembered::of(&cur));
+            self.stack = before;
+        } else {
+            return false;
         }
+        self.refresh_rows();
+        true
+    }
+
+    /// The kiosk's page now: the pages are every application of every cloud (a
+    /// cloud without applications is one page), in order.
+    pub fn kiosk_page(&self) -> Option<KioskPage> {
+        let k = self.kiosk.as_ref()?;
+        let clouds = &self.shown().clouds;
+        let pages: Vec<(usize, Option<String>)> = clouds
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                let mut names: Vec<String> = c.apps.iter().map(|a| a.name.clone()).collect();
+                names.sort();
+                if names.is_empty() {
+                    vec![(i, None)]
+                } else {
+                    names.into_iter().map(|n| (i, Some(n))).collect()
+                }
+            })
+            .collect();
+        if pages.is_empty() {
+            return None;
+        }
+        let n = k.step % pages.len();
+        let (cloud, app) = pages.get(n).cloned()?;
+        Some(KioskPage { cloud, app, number: n + 1, pages: pages.len() })
     }
 
     pub(crate) fn notify(&mut self, m: impl Into<String>, s: Severity) {
@@ -890,6 +1016,95 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::Key(k) => key(app, k),
+        Msg::Mouse { kind, column, row } => {
+            mouse(app, kind, column, row);
+            vec![]
+        }
+        Msg::KioskNext => {
+            if let Some(k) = app.kiosk.as_mut() {
+                k.step = k.step.wrapping_add(1);
+                k.turned_at = app.now;
+            }
+            if let Some(p) = app.kiosk_page() {
+                if app.view().kind == ViewKind::Overview {
+                    (app.merged, app.cloud) = (false, p.cloud);
+                    if let Some(id) = p.app {
+                        if let Some(i) = app.rows.position(&id) {
+                            app.select(i);
+                        }
+                    }
+                }
+            }
+            vec![]
+        }
+    }
+}
+
+/// Rows of the screen above a view's body: the header line and the banners.
+pub fn body_top(app: &App) -> u16 {
+    1 + banner_height(app)
+}
+
+/// Lines the banners of dead tasks take (at most three).
+pub fn banner_height(app: &App) -> u16 {
+    (app.banners.len() as u16).min(3).min(app.size.1.saturating_sub(3))
+}
+
+/// Views whose body is a table from its top (a click picks a row).
+fn table_view(kind: ViewKind) -> bool {
+    matches!(
+        kind,
+        ViewKind::Apps
+            | ViewKind::Servers
+            | ViewKind::Storage
+            | ViewKind::Alerts
+            | ViewKind::Events
+            | ViewKind::Clouds
+            | ViewKind::Policies
+    )
+}
+
+/// Rows a wheel notch moves.
+const WHEEL_ROWS: usize = 3;
+
+/// A click selects the table row under the pointer; the wheel moves the
+/// selection (or scrolls the help and raw text).
+fn mouse(app: &mut App, kind: MouseKind, _column: u16, row: u16) {
+    let help_max = help_max_scroll(app);
+    match (&mut app.mode, kind) {
+        (Mode::Help { scroll }, MouseKind::ScrollDown) => {
+            *scroll = scroll.saturating_add(WHEEL_ROWS as u16).min(help_max)
+        }
+        (Mode::Help { scroll }, MouseKind::ScrollUp) => *scroll = scroll.saturating_sub(WHEEL_ROWS as u16),
+        (Mode::Raw { scroll, text, .. }, MouseKind::ScrollDown) => {
+            *scroll = scroll.saturating_add(WHEEL_ROWS as u16).min(text.lines().count() as u16)
+        }
+        (Mode::Raw { scroll, .. }, MouseKind::ScrollUp) => *scroll = scroll.saturating_sub(WHEEL_ROWS as u16),
+        (Mode::Normal, MouseKind::ScrollDown) => {
+            let sel = app.view().selected;
+            app.select(sel + WHEEL_ROWS);
+        }
+        (Mode::Normal, MouseKind::ScrollUp) => {
+            let sel = app.view().selected;
+            app.select(sel.saturating_sub(WHEEL_ROWS));
+        }
+        (Mode::Normal, MouseKind::Click) => {
+            if !table_view(app.view().kind) {
+                return;
+            }
+            // Border, then the column titles, then the rows from the offset.
+            let first = body_top(app) + 2;
+            let Some(n) = row.checked_sub(first) else { return };
+            if n as usize >= app.page() {
+                return;
+            }
+            let i = app.view().offset + n as usize;
+            if i < app.rows.len() {
+                app.message = None;
+                app.select(i);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -917,10 +1132,19 @@ fn key(app: &mut App, k: Key) -> Vec<Effect> {
         }
         Mode::Confirm { pending, confirm_focused, typed } => confirm_key(app, k, pending, confirm_focused, typed),
         Mode::Help { scroll } => {
-            app.mode = match k.code {
-                Code::Down | Code::Char('j') => Mode::Help { scroll: scroll.saturating_add(1) },
-                Code::Up | Code::Char('k') => Mode::Help { scroll: scroll.saturating_sub(1) },
-                _ => Mode::Normal,
+            let max = help_max_scroll(app);
+            let page = help_page(app);
+            app.mode = match (k.code, k.ctrl) {
+                (Code::Down | Code::Char('j'), false) => Mode::Help { scroll: scroll.saturating_add(1).min(max) },
+                (Code::Up | Code::Char('k'), false) => Mode::Help { scroll: scroll.saturating_sub(1) },
+                (Code::PageDown | Code::Char(' '), false) | (Code::Char('d'), true) => {
+                    Mode::Help { scroll: scroll.saturating_add(page).min(max) }
+                }
+                (Code::PageUp, false) | (Code::Char('u'), true) => Mode::Help { scroll: scroll.saturating_sub(page) },
+                (Code::Home | Code::Char('g'), false) => Mode::Help { scroll: 0 },
+                (Code::End | Code::Char('G'), false) => Mode::Help { scroll: max },
+                (Code::Esc | Code::Enter | Code::Char('q') | Code::Char('?'), false) => Mode::Normal,
+                _ => Mode::Help { scroll },
             };
             vec![]
         }
@@ -1073,7 +1297,8 @@ fn confirm_key(app: &mut App, k: Key, pending: Pending, focused: bool, typed: Op
                     return vec![];
                 }
             }
-            app.notify(format!("{} {}…", info_of(pending.action).name, pending.server_name), Severity::Info);
+            let q = confirm_question(app, &pending);
+            app.notify(format!("{} {}…", q.verb, q.what), Severity::Info);
             match pending.action {
                 Action::PauseEngine => vec![Effect::EngineControl(EngineCommand::TogglePause)],
                 Action::Rollout => rollout_command(&pending.server_id)
@@ -1148,11 +1373,14 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
             if !app.view().filter.is_empty() {
                 app.view_mut().filter.clear();
                 app.refresh_rows();
-            } else {
-                app.back();
+            } else if !app.back() {
+                // Nowhere to go back to: the demo line, if any, goes away.
+                app.notice = None;
             }
         }
-        Action::PreviousView => app.back(),
+        Action::PreviousView => {
+            app.back();
+        }
         Action::Up => app.select(sel.saturating_sub(1)),
         Action::Down => app.select(sel + 1),
         Action::Top => app.select(0),
@@ -1497,12 +1725,9 @@ fn ask(app: &mut App, action: Action) -> Vec<Effect> {
 }
 
 fn open_server(app: &mut App, id: &str) {
-    let cur = app.view().clone();
-    app.remembered.insert(cur.kind, (cur.filter.clone(), cur.sort));
     let mut v = ViewState::new(ViewKind::ServerDetail);
     v.server = Some(id.to_string());
-    app.stack.push(v);
-    app.refresh_rows();
+    app.push(v);
 }
 
 fn open(app: &mut App) -> Vec<Effect> {
@@ -1512,8 +1737,7 @@ fn open(app: &mut App) -> Vec<Effect> {
             if let Some(name) = v.selected_key() {
                 let mut s = ViewState::new(ViewKind::Servers);
                 s.app = Some(name);
-                app.stack.push(s);
-                app.refresh_rows();
+                app.push(s);
             }
         }
         ViewKind::Servers => {
@@ -1526,9 +1750,8 @@ fn open(app: &mut App) -> Vec<Effect> {
                 let mut s = ViewState::new(ViewKind::PolicyDetail);
                 s.policy = Some(p.policy_id.clone());
                 s.app = Some(p.app.clone());
-                app.stack.push(s);
+                app.push(s);
                 app.marked_change = None;
-                app.refresh_rows();
                 return super::editing::load(app, &p, None);
             }
         }
@@ -1552,4 +1775,173 @@ fn raw(app: &mut App) {
     } else {
         app.notify("nothing selected", Severity::Info);
     }
+}
+
+/// What a confirmation asks: the action's verb (its button) and what it acts on,
+/// named in full (`the plan for app web on cloud demo`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub verb: &'static str,
+    pub what: String,
+}
+
+impl Question {
+    /// `Approve the plan for app web on cloud demo?`
+    pub fn text(&self) -> String {
+        format!("{} {}?", self.verb, self.what)
+    }
+}
+
+/// `cloud demo`, or `clouds demo, demo-east` for what acts on all of them.
+fn clouds_phrase(app: &App, cloud: &str) -> String {
+    if !cloud.is_empty() {
+        return format!("cloud {cloud}");
+    }
+    let names: Vec<&str> = app.shown().clouds.iter().map(|c| c.name.as_str()).collect();
+    match names.as_slice() {
+        [] => "no cloud".into(),
+        [one] => format!("cloud {one}"),
+        many => format!("clouds {}", many.join(", ")),
+    }
+}
+
+/// The question a confirmation asks about `p`.
+pub fn confirm_question(app: &App, p: &Pending) -> Question {
+    let on = clouds_phrase(app, &p.cloud);
+    let (verb, what) = match p.action {
+        Action::Start => ("Start", format!("server {} on {on}", p.server_name)),
+        Action::Stop => ("Stop", format!("server {} on {on}", p.server_name)),
+        Action::Reboot => ("Reboot", format!("server {} on {on} (soft reboot)", p.server_name)),
+        Action::HardReboot => ("Reboot", format!("server {} on {on} (hard reboot: power cycle)", p.server_name)),
+        Action::Delete => ("Delete", format!("server {} on {on}", p.server_name)),
+        Action::PauseEngine => {
+            let paused = app.engine.as_ref().is_some_and(|e| e.paused);
+            (if paused { "Resume" } else { "Pause" }, format!("the engine on {on}"))
+        }
+        Action::ApprovePlan => ("Approve", plan_phrase(app)),
+        Action::EngineAuto => ("Switch", format!("the engine to auto mode on {on} (it acts without asking)")),
+        Action::RetireApp => ("Retire", format!("app {} on {on} (every member is removed)", p.server_name)),
+        Action::Rollout => match p.server_id.split_once(':') {
+            Some((_, rev)) => ("Undo", format!("the rollout of app {} on {on}, back to revision {rev}", p.server_name)),
+            None => {
+                let verb = match p.server_id.as_str() {
+                    "pause" => "Pause",
+                    "resume" => "Resume",
+                    _ => "Abort",
+                };
+                (verb, format!("the rollout of app {} on {on}", p.server_name))
+            }
+        },
+        Action::RestoreBackup => ("Restore", format!("{} on {on}", p.server_name)),
+        other => ("Run", format!("{} on {on}", info_of(other).help)),
+    };
+    Question { verb, what }
+}
+
+/// `the plan for app web on cloud demo`: the applications the plan has steps for.
+fn plan_phrase(app: &App) -> String {
+    let Some(e) = &app.engine else { return "the engine's plan".into() };
+    let acting: Vec<&crate::engine::status::PlanLines> = e.plan.iter().filter(|p| !p.lines.is_empty()).collect();
+    let clouds: std::collections::BTreeSet<&str> = acting.iter().map(|p| p.cloud.as_str()).collect();
+    match (acting.as_slice(), clouds.len()) {
+        ([], _) => "the engine's plan (no step to carry out now)".into(),
+        ([one], _) => format!("the plan for app {} on cloud {}", one.app, one.cloud),
+        (many, 1) => format!(
+            "the plan for apps {} on cloud {}",
+            many.iter().map(|p| p.app.as_str()).collect::<Vec<_>>().join(", "),
+            clouds.iter().next().copied().unwrap_or_default()
+        ),
+        (many, _) => format!(
+            "the plan for {}",
+            many.iter().map(|p| format!("app {} on cloud {}", p.app, p.cloud)).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// One line of the `?` overlay: a key (or command) and what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelpLine {
+    pub key: String,
+    pub text: String,
+    pub dangerous: bool,
+    /// A section title (`commands`), or an empty spacer when `text` is empty.
+    pub heading: bool,
+}
+
+/// What `?` lists in the current view: exactly the keys bound here (from the
+/// key registry that dispatches them), the sort letters, and the `:` commands.
+pub fn help_lines(app: &App) -> Vec<HelpLine> {
+    let kind = app.view().kind;
+    let ctx = kind.contexts();
+    let line =
+        |key: String, text: &str, dangerous: bool| HelpLine { key, text: text.to_string(), dangerous, heading: false };
+    let heading = |text: &str| HelpLine { key: String::new(), text: text.to_string(), dangerous: false, heading: true };
+    let mut v: Vec<HelpLine> = app.keymap.help(&ctx).into_iter().map(|(k, h, d)| line(k, h, d)).collect();
+    let sorts = rows::sort_columns(kind);
+    if !sorts.is_empty() {
+        let letters = sorts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ");
+        v.push(line(letters, "sort by that column (again: reverse)", false));
+    }
+    v.push(heading("commands (after :, tab completes)"));
+    for (name, aliases, _) in COMMANDS {
+        let also = if aliases.is_empty() { String::new() } else { format!(" (also :{})", aliases.join(" :")) };
+        v.push(line(format!(":{name}"), &format!("open the view{also}"), false));
+    }
+    for (usage, help) in app.keymap.command_help(&ctx) {
+        v.push(line(usage.to_string(), help, false));
+    }
+    v
+}
+
+/// Lines of the help overlay's text area at the current size (borders off).
+pub fn help_page(app: &App) -> u16 {
+    let n = help_lines(app).len() as u16;
+    n.min(app.size.1.saturating_sub(2)).max(1)
+}
+
+/// The last scroll position of the help overlay (its last line at the bottom).
+pub fn help_max_scroll(app: &App) -> u16 {
+    (help_lines(app).len() as u16).saturating_sub(help_page(app))
+}
+
+/// The notice (the demo line) wrapped to the width, at most three lines, the
+/// key that hides it named first (from the key registry).
+pub fn notice_lines(app: &App) -> Vec<String> {
+    let Some(n) = &app.notice else { return vec![] };
+    let text = match app.keymap.hint(Action::Back) {
+        Some(k) => format!("{k} hides this · {n}"),
+        None => n.clone(),
+    };
+    let width = (app.size.0 as usize).saturating_sub(2).max(10);
+    let mut lines = wrap_words(&text, width);
+    if lines.len() > 3 {
+        lines.truncate(3);
+        if let Some(last) = lines.last_mut() {
+            *last = super::widgets::truncate(&format!("{last} …"), width);
+        }
+    }
+    lines
+}
+
+/// Words of `text` in lines at most `width` columns wide (a longer word is cut
+/// with an ellipsis).
+pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let mut lines: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    for word in text.split_whitespace() {
+        let word = if word.width() > width { super::widgets::truncate(word, width) } else { word.to_string() };
+        if cur.is_empty() {
+            cur = word;
+        } else if cur.width() + 1 + word.width() <= width {
+            cur.push(' ');
+            cur.push_str(&word);
+        } else {
+            lines.push(std::mem::replace(&mut cur, word));
+        }
+    }
+    if !cur.is_empty() {
+        lines.push(cur);
+    }
+    lines
 }

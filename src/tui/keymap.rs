@@ -229,7 +229,14 @@ pub const ACTIONS: &[ActionInfo] = &[
     info(A::Help, "help", &[Key::ch('?')], C::Global, "keys of this view", false),
     info(A::Command, "command", &[Key::ch(':')], C::Global, "command line (:servers, :apps, :vol, ...)", false),
     info(A::Filter, "filter", &[Key::ch('/')], C::Global, "filter (/!x inverts, /~re is a regex)", false),
-    info(A::Back, "back", &[Key::code(Code::Esc)], C::Global, "clear the filter, then go back", false),
+    info(
+        A::Back,
+        "back",
+        &[Key::code(Code::Esc)],
+        C::Global,
+        "clear the filter, go back; first view: hide the demo line",
+        false,
+    ),
     info(A::Up, "up", &[Key::ch('k'), Key::code(Code::Up)], C::Global, "up", false),
     info(A::Down, "down", &[Key::ch('j'), Key::code(Code::Down)], C::Global, "down", false),
     info(A::Top, "top", &[Key::ch('g'), Key::code(Code::Home)], C::Global, "first row", false),
@@ -326,6 +333,40 @@ pub const ACTIONS: &[ActionInfo] = &[
         "restore the backup (:restore new NAME | :restore over)",
         true,
     ),
+];
+
+/// A `:` command as help shows it.
+pub struct CommandInfo {
+    pub usage: &'static str,
+    /// The same command without its dangerous forms, for `--read-only` (`None`: hidden).
+    pub read_only_usage: Option<&'static str>,
+    pub context: Context,
+    pub help: &'static str,
+}
+
+const fn cmd(
+    usage: &'static str,
+    read_only_usage: Option<&'static str>,
+    context: Context,
+    help: &'static str,
+) -> CommandInfo {
+    CommandInfo { usage, read_only_usage, context, help }
+}
+
+/// Every `:` command that is not a view's name (those are listed from the view
+/// table), where it works and what it does. Help reads this table.
+pub const COMMAND_HELP: &[CommandInfo] = &[
+    cmd(":VIEW @cloud /filter", Some(":VIEW @cloud /filter"), C::Global, "open a view on a cloud, filtered"),
+    cmd(":cloud NAME | :cloud *", Some(":cloud NAME | :cloud *"), C::Global, "show one cloud, or all of them"),
+    cmd(":mode off|dry-run|auto", Some(":mode off|dry-run"), C::Global, "switch the engine's mode"),
+    cmd(":new-app NAME", None, C::Global, "create an application from the catalog"),
+    cmd(":retire APP", None, C::Global, "remove an application's members (typed)"),
+    cmd(":rollout pause|resume|abort APP", Some(":rollout status APP"), C::Global, "steer a rollout"),
+    cmd(":rollout undo APP REV", None, C::Global, "go back to an earlier revision"),
+    cmd(":silence 4h", None, C::Alerts, "silence the selected alert for a while"),
+    cmd(":maint [off]", None, C::Server, "selected member in (out of) maintenance"),
+    cmd(":restore new NAME | over [VOL]", None, C::Storage, "restore the selected backup"),
+    cmd(":q", Some(":q"), C::Global, "quit"),
 ];
 
 pub fn info_of(a: Action) -> &'static ActionInfo {
@@ -477,6 +518,21 @@ impl Keymap {
                 let ks = self.keys(i.action);
                 (!ks.is_empty())
                     .then(|| (ks.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(" "), i.help, i.dangerous))
+            })
+            .collect()
+    }
+}
+
+impl Keymap {
+    /// The `:` commands that work in these contexts (their read-only forms under
+    /// `--read-only`): (usage, what it does).
+    pub fn command_help(&self, active: &[Context]) -> Vec<(&'static str, &'static str)> {
+        COMMAND_HELP
+            .iter()
+            .filter(|c| active.contains(&c.context))
+            .filter_map(|c| {
+                let usage = if self.read_only { c.read_only_usage? } else { c.usage };
+                Some((usage, c.help))
             })
             .collect()
     }

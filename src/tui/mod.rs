@@ -8,6 +8,7 @@ pub mod app;
 pub mod editing;
 pub mod fixture;
 pub mod keymap;
+pub mod kiosk;
 pub mod rows;
 pub mod theme;
 pub mod view;
@@ -20,7 +21,10 @@ use crate::domain::{Event, Severity};
 use crate::inventory::{Inventory, InventoryCommand};
 use app::{update, App, Effect, Msg, Pending};
 use keymap::{Action, Code, Key, Keymap};
-use ratatui::crossterm::event::{self, Event as CtEvent, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event as CtEvent, KeyCode, KeyEventKind, KeyModifiers, MouseButton,
+    MouseEventKind,
+};
 use ratatui::crossterm::terminal::{
     self, BeginSynchronizedUpdate, EndSynchronizedUpdate, EnterAlternateScreen, LeaveAlternateScreen,
 };
@@ -41,8 +45,14 @@ pub struct Console {
     pub max_fps: u32,
     pub stale_after: u32,
     pub protected_clouds: Vec<String>,
-    /// A line shown at start (e.g. where the demo keeps its state).
+    /// A line kept on screen until the operator hides it (the demo's clouds,
+    /// their addresses and where the demo keeps its state).
     pub greeting: Option<String>,
+    /// The war room (`--kiosk`): the Overview turns to the next cloud or
+    /// application every this many seconds.
+    pub kiosk: Option<u64>,
+    /// Capture the mouse (`--mouse`, `[ui] mouse`): click selects, wheel scrolls.
+    pub mouse: bool,
     /// The engine running in this process, if any.
     pub engine: Option<crate::engine::EngineHandle>,
     /// The store the Events view reads (and operator actions are written to).
@@ -121,6 +131,20 @@ pub fn key_of(k: event::KeyEvent) -> Option<Key> {
     Some(Key { code, ctrl })
 }
 
+/// Translate a terminal mouse event (left click and wheel only).
+pub fn mouse_of(m: event::MouseEvent) -> Option<Msg> {
+    let kind = match m.kind {
+        MouseEventKind::Down(MouseButton::Left) => app::MouseKind::Click,
+        MouseEventKind::ScrollUp => app::MouseKind::ScrollUp,
+        MouseEventKind::ScrollDown => app::MouseKind::ScrollDown,
+        _ => return None,
+    };
+    Some(Msg::Mouse { kind, column: m.column, row: m.row })
+}
+
+/// Whether the console captured the mouse (given back however it ends).
+static MOUSE_CAPTURED: AtomicBool = AtomicBool::new(false);
+
 /// Puts the terminal back however the console ends (return, error or panic).
 pub struct TerminalGuard;
 
@@ -131,6 +155,11 @@ static CONSOLE_ACTIVE: AtomicBool = AtomicBool::new(false);
 
 fn restore_terminal() {
     let mut out = std::io::stdout();
+    if MOUSE_CAPTURED.swap(false, Ordering::SeqCst) {
+        if let Err(e) = execute!(out, DisableMouseCapture) {
+            tracing::debug!("cannot give the mouse back: {e}");
+        }
+    }
     // Best effort: the terminal may be gone already (a closed pty).
     if let Err(e) = execute!(out, EndSynchronizedUpdate, LeaveAlternateScreen, cursor::Show) {
         tracing::debug!("cannot restore the screen: {e}");
@@ -778,13 +807,21 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
     app.stale_after = console.stale_after;
     app.protected_clouds = console.protected_clouds.clone();
     app.policies_dir = console.policies_dir.clone();
-    if let Some(g) = &console.greeting {
-        app.message = Some((g.clone(), Severity::Info));
+    // The demo line stays until the operator hides it (Esc on the first view).
+    app.notice = console.greeting.clone();
+    if let Some(secs) = console.kiosk {
+        app.kiosk = Some(app::Kiosk { interval_secs: secs.max(1), step: 0, turned_at: app.now });
     }
     let (w, h) = terminal::size().unwrap_or((80, 24));
     update(&mut app, Msg::Resize(w, h));
 
     let guard = TerminalGuard::enter().map_err(ConsoleError::NoTerminal)?;
+    if console.mouse {
+        match execute!(std::io::stdout(), EnableMouseCapture) {
+            Ok(()) => MOUSE_CAPTURED.store(true, Ordering::SeqCst),
+            Err(e) => tracing::warn!("cannot capture the mouse: {e}"),
+        }
+    }
     let backend = ratatui::backend::CrosstermBackend::new(std::io::stdout());
     let mut terminal = ratatui::Terminal::new(backend).map_err(ConsoleError::NoTerminal)?;
 
@@ -809,6 +846,13 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                         Ok(CtEvent::Key(k)) => {
                             if let Some(k) = key_of(k) {
                                 if tx.blocking_send(Msg::Key(k)).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Ok(CtEvent::Mouse(m)) => {
+                            if let Some(m) = mouse_of(m) {
+                                if tx.blocking_send(m).is_err() {
                                     return;
                                 }
                             }
@@ -916,6 +960,11 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let far = Duration::from_secs(3600);
+    // The kiosk's page turns on its own (no key needed); without a kiosk this
+    // timer never fires.
+    let mut kiosk_timer = tokio::time::interval(Duration::from_secs(console.kiosk.unwrap_or(3600).max(1)));
+    kiosk_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    kiosk_timer.reset();
     let result = loop {
         let mut wake = if dirty { (last_draw + frame).max(Instant::now()) } else { Instant::now() + far };
         if let Some((_, _, at)) = pending_resize {
@@ -959,6 +1008,10 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
             }
             _ = tick.tick() => {
                 update(&mut app, Msg::Tick(chrono::Utc::now()));
+                dirty = true;
+            }
+            _ = kiosk_timer.tick(), if console.kiosk.is_some() => {
+                update(&mut app, Msg::KioskNext);
                 dirty = true;
             }
             changed = async { match engine_rx.as_mut() { Some(rx) => rx.changed().await, None => std::future::pending().await } } => {

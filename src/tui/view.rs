@@ -19,16 +19,26 @@ pub fn draw(f: &mut Frame, app: &App) {
     if area.width < 2 || area.height < 2 {
         return;
     }
-    let banner_h = (app.banners.len() as u16).min(3).min(area.height.saturating_sub(3));
-    let [head, banner, body, foot] = Layout::vertical([
+    let banner_h = super::app::banner_height(app).min(area.height.saturating_sub(3));
+    let notice = super::app::notice_lines(app);
+    let notice_h = (notice.len() as u16).min(area.height.saturating_sub(3 + banner_h));
+    let [head, banner, body, note, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(banner_h),
         Constraint::Min(0),
+        Constraint::Length(notice_h),
         Constraint::Length(1),
     ])
     .areas(area);
+    if app.kiosk.is_some() && app.view().kind == ViewKind::Overview && matches!(app.mode, Mode::Normal) {
+        // The war room: its own large screen, no key needed.
+        super::kiosk::draw(f, app, area);
+        defuse(f);
+        return;
+    }
     header(f, app, head);
     banners(f, app, banner);
+    notice_bar(f, app, note, &notice);
     match app.view().kind {
         ViewKind::Overview => overview(f, app, body),
         ViewKind::Apps => apps(f, app, body),
@@ -138,17 +148,9 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
     } else {
         age_style(app, c)
     };
-    let mut left = vec![
-        Span::styled(" stackpilot ", t.title()),
-        Span::styled(format!(" {scope} "), t.accent()),
-        Span::raw(" "),
-        Span::styled(crumbs.join(" › "), t.base().add_modifier(Modifier::BOLD)),
-    ];
-    if app.frozen.is_some() {
-        left.push(Span::styled("  FROZEN", t.warn()));
-    }
-    let mut right = vec![Span::raw("  "), Span::styled(age, age_st)];
-    if let Some(e) = &app.engine {
+    let width = area.width as usize;
+    let frozen = if app.frozen.is_some() { "  FROZEN" } else { "" };
+    let engine = app.engine.as_ref().map(|e| {
         let st = if e.observer {
             format!("engine {} (observer, lease: {})", e.mode, e.lease_holder.clone().unwrap_or_default())
         } else if e.paused {
@@ -156,10 +158,48 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         } else {
             format!("engine {}", e.mode)
         };
-        right.push(Span::styled(format!("  {st}"), if e.paused { t.warn() } else { t.dim() }));
+        (format!("  {st}"), if e.paused { t.warn() } else { t.dim() })
+    });
+    let read_only = if app.read_only { "  READ-ONLY" } else { "" };
+    // What gives way on a narrow terminal, in order: the engine's status (when it
+    // is not paused), the program's name, the scope; the view's name never does.
+    let current = crumbs.last().cloned().unwrap_or_default();
+    let fixed = |name: bool, scope_w: usize, engine_on: bool| {
+        (if name { 12 } else { 0 })
+            + scope_w
+            + 1
+            + frozen.len()
+            + 2
+            + age.chars().count()
+            + engine.as_ref().filter(|_| engine_on).map_or(0, |(s, _)| s.chars().count())
+            + read_only.len()
+            + 1
+    };
+    let scope_full = unicode_width::UnicodeWidthStr::width(scope.as_str()) + 2;
+    let need = unicode_width::UnicodeWidthStr::width(current.as_str()).min(24);
+    let paused = app.engine.as_ref().is_some_and(|e| e.paused);
+    let engine_on = paused || fixed(true, scope_full, true) + need <= width;
+    let with_name = fixed(true, scope_full, engine_on) + need <= width;
+    let scope_w = width.saturating_sub(fixed(with_name, 0, engine_on) + need).min(scope_full);
+    let crumb_w = width.saturating_sub(fixed(with_name, scope_w, engine_on));
+    let mut left = vec![];
+    if with_name {
+        left.push(Span::styled(" stackpilot ", t.title()));
+    }
+    if scope_w > 2 {
+        left.push(Span::styled(format!(" {} ", truncate(&scope, scope_w - 2)), t.accent()));
+    }
+    left.push(Span::raw(" "));
+    left.push(Span::styled(breadcrumb(&crumbs, crumb_w), t.base().add_modifier(Modifier::BOLD)));
+    if app.frozen.is_some() {
+        left.push(Span::styled(frozen, t.warn()));
+    }
+    let mut right = vec![Span::raw("  "), Span::styled(age, age_st)];
+    if let Some((e, st)) = engine.filter(|_| engine_on) {
+        right.push(Span::styled(e, st));
     }
     if app.read_only {
-        right.push(Span::styled("  READ-ONLY", t.warn().add_modifier(Modifier::BOLD)));
+        right.push(Span::styled(read_only, t.warn().add_modifier(Modifier::BOLD)));
     }
     right.push(Span::raw(" "));
     let rw: u16 = right.iter().map(|s| s.width() as u16).sum();
@@ -168,8 +208,51 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
     f.render_widget(Paragraph::new(Line::from(right)).style(t.header()), r);
 }
 
+/// The breadcrumb in at most `width` columns: whole when it fits, else the
+/// middle elided (`Apps › … › Server web-1`), else the current view alone (cut
+/// with an ellipsis only when even that does not fit).
+pub fn breadcrumb(crumbs: &[String], width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let whole = crumbs.join(" › ");
+    if whole.width() <= width {
+        return whole;
+    }
+    let Some(last) = crumbs.last() else { return String::new() };
+    if let (Some(first), true) = (crumbs.first(), crumbs.len() > 2) {
+        let short = format!("{first} › … › {last}");
+        if short.width() <= width {
+            return short;
+        }
+    }
+    let short = format!("… › {last}");
+    if crumbs.len() > 1 && short.width() <= width {
+        return short;
+    }
+    truncate(last, width)
+}
+
+/// The demo line (or another notice the operator hides with a key).
+fn notice_bar(f: &mut Frame, app: &App, area: Rect, lines: &[String]) {
+    if area.height == 0 {
+        return;
+    }
+    let t = &app.theme;
+    let text: Vec<Line> = lines.iter().map(|l| Line::from(Span::styled(format!(" {l}"), t.accent()))).collect();
+    f.render_widget(Paragraph::new(text), area);
+}
+
+/// `key label` of an action for the footer (`None` when it is not bound).
 fn hint(app: &App, a: Action) -> Option<String> {
-    app.keymap.hint(a).map(|k| format!("{k}:{}", info_of(a).name))
+    let label = match a {
+        Action::Command => "views",
+        Action::Help => "help",
+        Action::Open => "open",
+        Action::Back => "back",
+        Action::Quit => "quit",
+        Action::Filter => "filter",
+        other => info_of(other).name,
+    };
+    app.keymap.hint(a).map(|k| format!("{k} {label}"))
 }
 
 fn footer(f: &mut Frame, app: &App, area: Rect) {
@@ -202,8 +285,9 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
         _ => match &app.message {
             Some((m, s)) => Line::from(Span::styled(format!(" {m}"), t.severity(*s))),
             None => {
+                // Where to go and how to leave first: a newcomer's first screen.
                 let mut parts: Vec<String> =
-                    [Action::Help, Action::Command, Action::Filter, Action::Open, Action::Back]
+                    [Action::Command, Action::Help, Action::Filter, Action::Open, Action::Back, Action::Quit]
                         .iter()
                         .filter_map(|a| hint(app, *a))
                         .collect();
@@ -225,14 +309,24 @@ fn footer(f: &mut Frame, app: &App, area: Rect) {
                     );
                 }
                 let filter = &app.view().filter;
-                let mut spans = vec![Span::styled(format!(" {}", parts.join("  ")), t.dim())];
+                let mut state = String::new();
                 if !filter.is_empty() {
-                    spans.push(Span::styled(format!("   filter: /{filter}"), t.accent()));
+                    state.push_str(&format!("   filter: /{filter}"));
                 }
                 if let Some((c, desc)) = app.view().sort {
-                    spans.push(Span::styled(format!("   sort: {c}{}", if desc { "↓" } else { "↑" }), t.accent()));
+                    state.push_str(&format!("   sort: {c}{}", if desc { "↓" } else { "↑" }));
                 }
-                Line::from(spans)
+                // Whole hints only: those that do not fit are in `?`.
+                let room = (area.width as usize).saturating_sub(1 + state.chars().count());
+                let mut shown = String::new();
+                for p in parts {
+                    let next = if shown.is_empty() { p } else { format!("{shown} · {p}") };
+                    if unicode_width::UnicodeWidthStr::width(next.as_str()) > room {
+                        break;
+                    }
+                    shown = next;
+                }
+                Line::from(vec![Span::styled(format!(" {shown}"), t.dim()), Span::styled(state, t.accent())])
             }
         },
     };
@@ -1639,15 +1733,15 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                 lines.push(Line::from(Span::styled("  no application policies for this cloud", t.dim())));
             }
             if e.approval_pending {
-                let k = app
-                    .keymap
-                    .hint(Action::ApprovePlan)
-                    .map(|k| k.to_string())
-                    .unwrap_or_else(|| "approve-plan".into());
-                lines.push(Line::from(Span::styled(
-                    format!("  dry-run: press {k} to carry this plan out once"),
-                    t.warn(),
-                )));
+                // Only a key that is bound here is named (none under --read-only).
+                let text = match app.keymap.hint(Action::ApprovePlan) {
+                    Some(k) => format!("  dry-run: press {k} to carry this plan out once"),
+                    None if app.read_only => {
+                        "  dry-run: the plan waits for approval from a console that is not read-only".into()
+                    }
+                    None => "  dry-run: the plan waits for approval (approve-plan has no key in config.toml)".into(),
+                };
+                lines.push(Line::from(Span::styled(text, t.warn())));
             }
         }
     }
@@ -1694,48 +1788,39 @@ pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
 fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     let t = &app.theme;
     let kind = app.view().kind;
-    let mut lines: Vec<Line> = app
-        .keymap
-        .help(&kind.contexts())
-        .into_iter()
-        .map(|(k, h, dangerous)| {
+    let all = super::app::help_lines(app);
+    let r = centered(area, 84, (all.len() as u16 + 2).min(area.height));
+    let page = r.height.saturating_sub(2) as usize;
+    let text_w = (r.width as usize).saturating_sub(2);
+    let first = (scroll as usize).min(all.len().saturating_sub(page));
+    let key_w = 16;
+    let lines: Vec<Line> = all
+        .iter()
+        .skip(first)
+        .take(page)
+        .map(|l| {
+            if l.heading {
+                return Line::from(Span::styled(truncate(&format!(" {}", l.text), text_w), t.title()));
+            }
+            // A long command pushes its text right; what does not fit is cut visibly.
+            let key = format!("{:>key_w$}  ", l.key);
+            let rest = text_w.saturating_sub(unicode_width::UnicodeWidthStr::width(key.as_str()));
             Line::from(vec![
-                Span::styled(format!("{k:>16}  "), t.accent()),
-                Span::styled(h.to_string(), if dangerous { t.warn() } else { t.base() }),
+                Span::styled(truncate(&key, text_w), t.accent()),
+                Span::styled(truncate(&l.text, rest), if l.dangerous { t.warn() } else { t.base() }),
             ])
         })
         .collect();
-    let sorts = super::rows::sort_columns(kind);
-    if !sorts.is_empty() {
-        lines.push(Line::from(vec![
-            Span::styled(
-                format!("{:>16}  ", sorts.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" ")),
-                t.accent(),
-            ),
-            Span::raw("sort by that column (again: reverse)"),
-        ]));
-    }
-    lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(
-        "  commands: :overview :apps :servers :vol :alerts :events :clouds :plan :policies",
-        t.dim(),
-    )));
-    let actions = if app.read_only {
-        "  also: :view @cloud /filter  :mode off|dry-run  :q".to_string()
+    let position = if all.len() > page {
+        format!(" {}-{} of {} · j/k pgdn scroll", first + 1, (first + page).min(all.len()), all.len())
     } else {
-        "  also: :view @cloud /filter  :new-app NAME  :retire APP  :mode off|dry-run|auto  :restore new|over"
-            .to_string()
+        String::new()
     };
-    lines.push(Line::from(Span::styled(actions, t.dim())));
-    let r = centered(area, 84, (lines.len() as u16 + 2).min(area.height));
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).scroll((scroll, 0)).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .border_style(t.accent())
-                .title(Span::styled(format!(" keys of {} (any key closes) ", kind.title()), t.title())),
-        ),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.accent()).title(
+            Span::styled(truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w), t.title()),
+        )),
         r,
     );
 }
@@ -1764,15 +1849,8 @@ fn confirm(
     typed: Option<&tui_input::Input>,
 ) {
     let t = &app.theme;
-    let verb = match p.action {
-        Action::Start => "Start",
-        Action::Stop => "Stop",
-        Action::Reboot => "Reboot (soft)",
-        Action::HardReboot => "Reboot (hard)",
-        Action::Delete => "Delete",
-        Action::RestoreBackup => "Restore",
-        _ => "Do",
-    };
+    let q = super::app::confirm_question(app, p);
+    let verb = q.verb;
     let named = |text: String| match app.cloud_snapshot() {
         Some(c) => named(c, text),
         None => text,
@@ -1798,40 +1876,25 @@ fn confirm(
         }
         _ => vec![],
     };
-    let h = if typed.is_some() { 8 } else { 6 } + steps.len() as u16;
-    let r = centered(area, if steps.is_empty() { 60 } else { 100 }, h);
+    let w = if steps.is_empty() { 72 } else { 100 };
+    let question_lines =
+        super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10)).len() as u16;
+    let h = if typed.is_some() { 7 } else { 5 } + question_lines + steps.len() as u16;
+    let r = centered(area, w, h);
     f.render_widget(Clear, r);
-    let mut lines = vec![if p.action == Action::RestoreBackup {
-        Line::from(vec![
-            Span::raw(" Restore "),
-            Span::styled(named(p.server_name.clone()), t.accent().add_modifier(Modifier::BOLD)),
-            Span::raw(format!(" on {}?", p.cloud)),
-        ])
-    } else if p.action == Action::Rollout {
-        let what = match p.server_id.split_once(':') {
-            Some((_, rev)) => format!("Undo the rollout of {} to revision {rev}", p.server_name),
-            None => {
-                let mut w = p.server_id.clone();
-                if let Some(first) = w.get_mut(0..1) {
-                    first.make_ascii_uppercase();
-                }
-                format!("{w} the rollout of {}", p.server_name)
-            }
-        };
-        Line::from(Span::raw(format!(" {what} on {}?", p.cloud)))
-    } else {
-        Line::from(vec![
-            Span::raw(format!(" {verb} server ")),
-            Span::styled(p.server_name.clone(), t.accent().add_modifier(Modifier::BOLD)),
-            Span::raw(format!(" on {}?", p.cloud)),
-        ])
-    }];
+    let inner_w = (r.width as usize).saturating_sub(3).max(10);
+    let mut lines: Vec<Line> = super::app::wrap_words(&named(q.text()), inner_w)
+        .into_iter()
+        .map(|l| Line::from(Span::styled(format!(" {l}"), t.base().add_modifier(Modifier::BOLD))))
+        .collect();
     lines.extend(steps.into_iter().map(|x| Line::from(Span::raw(x))));
     if let Some(i) = typed {
-        lines.push(Line::from(Span::styled(
-            format!(" {} is protected: type the server name to confirm", p.cloud),
-            t.warn(),
-        )));
+        let ask = if p.action == Action::RetireApp {
+            format!(" type the application's name ({}) to confirm", p.server_name)
+        } else {
+            format!(" {} is protected: type the server's name ({}) to confirm", p.cloud, p.server_name)
+        };
+        lines.push(Line::from(Span::styled(ask, t.warn())));
         lines.push(Line::from(vec![Span::raw(" > "), Span::raw(i.value().to_string()), Span::styled("▏", t.accent())]));
     }
     lines.push(Line::from(""));
