@@ -1456,13 +1456,21 @@ fn the_first_screen_says_where_you_are_and_what_to_press() {
     }
     assert!(s.contains("http://127.0.0.1:40001/identity/v3"), "the demo line names the clouds' addresses: {s}");
     assert!(s.contains("esc hides this"), "{s}");
-    // Keys do not hide it; Esc on the first view does.
+    // Other keys do not hide it (Esc closing help or clearing a filter neither);
+    // the first Esc that would go back does, and stays on the view.
     keys(&mut a, &[Key::ch('j'), Key::ch('?'), ESC]);
     typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    typed(&mut a, "/web");
     keys(&mut a, &[ENTER, ESC]);
-    assert!(render(&a, 80, 24).contains("40001"), "still there");
+    let s = render(&a, 80, 24);
+    assert!(s.contains("40001"), "still there: {s}");
     keys(&mut a, &[ESC]);
-    assert!(!render(&a, 80, 24).contains("40001"), "hidden by Esc on the first view");
+    let s = render(&a, 80, 24);
+    assert!(!s.contains("40001"), "hidden by Esc: {s}");
+    assert!(s.lines().next().is_some_and(|l| l.contains("Servers")), "on the same view: {s}");
+    keys(&mut a, &[ESC]);
+    assert!(render(&a, 80, 24).lines().next().is_some_and(|l| l.contains("Overview")), "then Esc goes back");
 }
 
 #[test]

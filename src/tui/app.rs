@@ -1373,9 +1373,12 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
             if !app.view().filter.is_empty() {
                 app.view_mut().filter.clear();
                 app.refresh_rows();
-            } else if !app.back() {
-                // Nowhere to go back to: the demo line, if any, goes away.
+            } else if app.notice.is_some() {
+                // The demo line says Esc hides it: the first Esc without a
+                // filter does, wherever the operator is.
                 app.notice = None;
+            } else {
+                app.back();
             }
         }
         Action::PreviousView => {
@@ -1904,7 +1907,7 @@ pub fn help_max_scroll(app: &App) -> u16 {
     (help_lines(app).len() as u16).saturating_sub(help_page(app))
 }
 
-/// The notice (the demo line) wrapped to the width, at most three lines, the
+/// The notice (the demo line) wrapped to the width, at most four lines, the
 /// key that hides it named first (from the key registry).
 pub fn notice_lines(app: &App) -> Vec<String> {
     let Some(n) = &app.notice else { return vec![] };
@@ -1914,8 +1917,8 @@ pub fn notice_lines(app: &App) -> Vec<String> {
     };
     let width = (app.size.0 as usize).saturating_sub(2).max(10);
     let mut lines = wrap_words(&text, width);
-    if lines.len() > 3 {
-        lines.truncate(3);
+    if lines.len() > 4 {
+        lines.truncate(4);
         if let Some(last) = lines.last_mut() {
             *last = super::widgets::truncate(&format!("{last} …"), width);
         }
