@@ -233,7 +233,6 @@ async fn a_poll_without_change_publishes_the_same_list_and_keeps_unreported_serv
     })
     .await;
     assert!(Arc::ptr_eq(&first.clouds[0].servers, &later.clouds[0].servers), "the same list");
-    assert!(first.same_data(&later) || !Arc::ptr_eq(&first.clouds[0].metrics, &later.clouds[0].metrics));
 
     let victim = later.clouds[0].servers[7].id.clone();
     c.compute().action(&victim, &stackpilot::cloud::compute::ServerAction::Stop).await.unwrap();

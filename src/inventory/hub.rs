@@ -515,9 +515,10 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
             }
         }
         Update::Metrics(_, m) => {
-            if !m.is_empty() {
-                st.apps = None;
+            if m.is_empty() {
+                return;
             }
+            st.apps = None;
             let metrics = Arc::make_mut(&mut st.metrics);
             for (id, sm) in m {
                 if !st.servers.contains_key(&id) {

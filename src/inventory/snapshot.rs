@@ -348,3 +348,27 @@ pub fn summarize_apps(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(names: &[&str]) -> Vec<Arc<Server>> {
+        names.iter().map(|n| Arc::new(Server::new(format!("id-{n}"), *n, ServerStatus::Active))).collect()
+    }
+
+    #[test]
+    fn servers_are_found_by_id_and_a_stale_index_never_finds_a_wrong_one() {
+        let mut c = CloudSnapshot::empty("c", CloudScope::default());
+        c.servers = Arc::new(servers(&["web-2", "api-1", "web-1"]));
+        c.server_index = Arc::new(ServerIndex::of(&c.servers));
+        assert_eq!(c.server("id-api-1").map(|s| s.display_name()), Some("api-1"));
+        assert_eq!(c.server("id-web-1").map(|s| s.display_name()), Some("web-1"));
+        assert!(c.server("id-db-1").is_none());
+        // The list replaced without its index: still found, by a scan.
+        c.servers = Arc::new(servers(&["db-1", "web-1", "zz-9"]));
+        assert_eq!(c.server("id-db-1").map(|s| s.display_name()), Some("db-1"));
+        assert_eq!(c.server("id-zz-9").map(|s| s.display_name()), Some("zz-9"));
+        assert!(c.server("id-api-1").is_none());
+    }
+}

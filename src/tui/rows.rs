@@ -120,7 +120,7 @@ fn server_matches(f: &Filter, s: &Server, image: &str) -> bool {
     ];
     // The addresses as the view shows them (`net=addr, ...`), built only when
     // nothing else matched.
-    let hit = fields.iter().any(|x| f.hit(x)) || !s.addresses.is_empty() && f.hit(&s.addresses_label());
+    let hit = fields.iter().any(|x| f.hit(x)) || (!s.addresses.is_empty() && f.hit(&s.addresses_label()));
     hit != f.inverted()
 }
 
