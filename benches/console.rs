@@ -1,5 +1,6 @@
-//! One frame of the Servers view with 10,000 servers and 100 visible sparklines,
-//! and the row computation (filter + sort) behind it.
+//! One frame of the Servers view with 10,000 and 100,000 servers and 100 visible
+//! sparklines, the row computation (filter + sort) behind it, and a `/` filter
+//! typed key by key (the rows are computed again at each key).
 
 // Tests fail by panicking: unwrap, expect and indexing say so plainly.
 #![allow(
@@ -23,8 +24,8 @@ use stackpilot::tui::theme::Theme;
 use std::hint::black_box;
 use std::sync::Arc;
 
-fn servers_app(w: u16, h: u16) -> App {
-    let snap = Arc::new(stackpilot::tui::fixture::big_snapshot(10_000, 500));
+fn servers_app(n: usize, w: u16, h: u16) -> App {
+    let snap = Arc::new(stackpilot::tui::fixture::big_snapshot(n, 500));
     let mut a =
         App::new(snap, Keymap::defaults(false), Theme::new(ThemeName::Dark, false), stackpilot::tui::fixture::now());
     update(&mut a, Msg::Resize(w, h));
@@ -39,22 +40,39 @@ fn frame(c: &mut Criterion) {
     // 106 rows: 100 table rows visible, each with a CPU sparkline (the first 500
     // servers have metrics).
     let (w, h) = (200, 106);
-    let a = servers_app(w, h);
-    assert_eq!(a.rows.len(), 10_000);
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    c.bench_function("servers view frame, 10k servers, 100 sparklines", |b| {
-        b.iter(|| {
-            t.draw(|f| stackpilot::tui::view::draw(f, black_box(&a))).unwrap();
-        })
-    });
-    let mut a2 = servers_app(w, h);
-    c.bench_function("servers rows (filter + sort by CPU), 10k servers", |b| {
-        b.iter(|| {
-            a2.view_mut_for_bench().sort = Some(('C', true));
-            a2.refresh_rows();
-            black_box(a2.rows.len())
-        })
-    });
+    for (n, label) in [(10_000, "10k"), (100_000, "100k")] {
+        let a = servers_app(n, w, h);
+        assert_eq!(a.rows.len(), n);
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        c.bench_function(&format!("servers view frame, {label} servers, 100 sparklines"), |b| {
+            b.iter(|| {
+                t.draw(|f| stackpilot::tui::view::draw(f, black_box(&a))).unwrap();
+            })
+        });
+        let mut a2 = servers_app(n, w, h);
+        c.bench_function(&format!("servers rows (filter + sort by CPU), {label} servers"), |b| {
+            b.iter(|| {
+                a2.view_mut_for_bench().sort = Some(('C', true));
+                a2.refresh_rows();
+                black_box(a2.rows.len())
+            })
+        });
+        // Typing `/app-07-0` then Esc: nine row computations (one a key, the
+        // last of every row again), as an operator types.
+        let mut a3 = servers_app(n, w, h);
+        c.bench_function(&format!("servers filter typed (/app-07-0 Esc: 9 keys), {label} servers"), |b| {
+            b.iter(|| {
+                update(&mut a3, Msg::Key(Key::ch('/')));
+                for ch in "app-07-0".chars() {
+                    update(&mut a3, Msg::Key(Key::ch(ch)));
+                }
+                let shown = a3.rows.len();
+                update(&mut a3, Msg::Key(Key::code(Code::Esc)));
+                black_box(shown)
+            })
+        });
+        assert_eq!(a3.rows.len(), n, "Esc clears the filter");
+    }
 }
 
 criterion_group! {

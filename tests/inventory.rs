@@ -266,3 +266,36 @@ async fn ages_are_measured_on_the_clouds_clock() {
     let age = stackpilot::domain::time::cloud_age(now, cl.clock_offset(), created);
     assert!((0..=60).contains(&age), "seconds old on the cloud's clock: {age}");
 }
+
+/// A poll that brings no change publishes the very same server list (the
+/// console sees there is nothing to compute or draw again); a change read
+/// incrementally replaces that one server, and the servers the cloud did not
+/// report stay exactly as they were (an absence is never a deletion).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_without_change_publishes_the_same_list_and_keeps_unreported_servers() {
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 50, "prefix": "idle"})).await;
+    let c = client(&h);
+    let inv = Inventory::start(vec![c.clone()], fast_cfg());
+    let first = wait_snap(&inv, "50 servers", |s| s.clouds[0].servers.len() == 50).await;
+    let t0 = first.clouds[0].servers_poll().last_ok.unwrap();
+    let later = wait_snap(&inv, "three more polls", |s| {
+        s.clouds[0].servers_poll().last_ok.is_some_and(|t| t > t0 + chrono::Duration::milliseconds(400))
+    })
+    .await;
+    assert!(Arc::ptr_eq(&first.clouds[0].servers, &later.clouds[0].servers), "the same list");
+
+    let victim = later.clouds[0].servers[7].id.clone();
+    c.compute().action(&victim, &stackpilot::cloud::compute::ServerAction::Stop).await.unwrap();
+    let s = wait_snap(&inv, "the stop", |s| {
+        s.clouds[0].server(&victim).is_some_and(|x| x.status == stackpilot::domain::ServerStatus::Shutoff)
+    })
+    .await;
+    assert_eq!(s.clouds[0].servers.len(), 50);
+    for (a, b) in later.clouds[0].servers.iter().zip(s.clouds[0].servers.iter()) {
+        assert_eq!(a.id, b.id);
+        if a.id != victim {
+            assert!(Arc::ptr_eq(a, b), "{} is kept as it was", a.display_name());
+        }
+    }
+}

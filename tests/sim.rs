@@ -440,3 +440,38 @@ async fn guests_break_repairs_fail_zones_crash_and_incidents_strike_on_schedule(
     assert!(r["crashed"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(srv.get_server(&web.id).await.unwrap().status, ServerStatus::Error);
 }
+
+/// A seeded fleet looks booted over time: an idle `changes-since` poll from the
+/// newest change brings back the servers of that second only (Nova's filter is
+/// inclusive), and a deletion comes back as a DELETED record, which a plain
+/// listing no longer shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_since_of_a_seeded_fleet_brings_only_the_newest_second_and_deletions() {
+    use stackpilot::cloud::compute::ServerQuery;
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 1000, "prefix": "fleet"})).await;
+    let c = client(&h);
+    let all = c.compute().list_servers(&Default::default()).await.unwrap();
+    assert_eq!(all.len(), 1000);
+    let mark = all.iter().filter_map(|s| s.updated).max().unwrap();
+    let since = |t| {
+        let c = c.clone();
+        async move { c.compute().list_servers(&ServerQuery { changes_since: Some(t), ..Default::default() }).await }
+    };
+    let idle = since(mark).await.unwrap();
+    assert!(!idle.is_empty() && idle.len() <= 10, "the newest second only: {} servers", idle.len());
+    let gone = all.iter().find(|s| s.updated < Some(mark)).unwrap();
+    c.compute().delete_server(&gone.id).await.unwrap();
+    let changed = eventually(10, "the deletion to land", || {
+        let since = since(mark);
+        async move { since.await.ok().filter(|v| v.iter().any(|s| s.status == ServerStatus::Deleted)) }
+    })
+    .await;
+    let deleted: Vec<_> = changed.iter().filter(|s| s.status == ServerStatus::Deleted).collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].id, gone.id);
+    assert!(changed.len() <= 11, "the deletion and the newest second: {}", changed.len());
+    let now = c.compute().list_servers(&Default::default()).await.unwrap();
+    assert_eq!(now.len(), 999);
+    assert!(!now.iter().any(|s| s.id == gone.id));
+}

@@ -30,6 +30,9 @@ pub struct ServerQuery {
     pub page_size: Option<u32>,
     /// Stop after this many servers.
     pub max_items: Option<usize>,
+    /// Leave out each server's JSON as the API returned it (`Server::raw`): a
+    /// poller holding 100,000 servers keeps only what the views use.
+    pub without_raw: bool,
 }
 
 impl ServerQuery {
@@ -393,7 +396,10 @@ impl Compute<'_> {
     pub async fn list_servers_report(&self, q: &ServerQuery) -> Result<Listing<domain::Server>> {
         let query = q.to_query();
         paged_report(self.0, "compute", "/servers/detail", &query, "servers", q.page_size, q.max_items, |raw| {
-            server_from_raw(raw).map(|s| {
+            server_from_raw(raw).map(|mut s| {
+                if q.without_raw {
+                    s.raw = None;
+                }
                 let id = s.id.clone();
                 (s, id)
             })

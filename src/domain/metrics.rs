@@ -3,11 +3,14 @@
 
 use std::collections::VecDeque;
 
-/// One series (e.g. CPU % of one server). Times are unix seconds; values are f32 to
-/// keep ten thousand series of an hour each small.
+/// One series (e.g. CPU % of one server). Times are unix seconds, kept as
+/// seconds from the series' first point (i32), values as f32: eight bytes a
+/// point keep ten thousand series of an hour each small.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricSeries {
-    points: VecDeque<(i64, f32)>,
+    points: VecDeque<(i32, f32)>,
+    /// The time the offsets count from (the first point pushed).
+    base: i64,
     capacity: usize,
     retention_secs: i64,
 }
@@ -16,6 +19,7 @@ impl MetricSeries {
     pub fn new(capacity: usize, retention_secs: i64) -> Self {
         MetricSeries {
             points: VecDeque::with_capacity(capacity.min(64)),
+            base: 0,
             capacity: capacity.max(1),
             retention_secs: retention_secs.max(1),
         }
@@ -28,6 +32,11 @@ impl MetricSeries {
             return;
         }
         let v = value as f32;
+        if self.points.is_empty() {
+            self.base = at;
+        }
+        // A time 68 years away from the first point is no measure: dropped.
+        let Some(at) = at.checked_sub(self.base).and_then(|d| i32::try_from(d).ok()) else { return };
         match self.points.back() {
             Some(&(last, _)) if at > last => self.points.push_back((at, v)),
             None => self.points.push_back((at, v)),
@@ -45,7 +54,7 @@ impl MetricSeries {
         }
         if let Some(&(newest, _)) = self.points.back() {
             while let Some(&(t, _)) = self.points.front() {
-                if newest - t > self.retention_secs {
+                if i64::from(newest) - i64::from(t) > self.retention_secs {
                     self.points.pop_front();
                 } else {
                     break;
@@ -64,13 +73,13 @@ impl MetricSeries {
         self.capacity
     }
     pub fn last(&self) -> Option<(i64, f64)> {
-        self.points.back().map(|&(t, v)| (t, v as f64))
+        self.points.back().map(|&(t, v)| (self.base + i64::from(t), v as f64))
     }
     pub fn last_time(&self) -> Option<i64> {
-        self.points.back().map(|p| p.0)
+        self.points.back().map(|p| self.base + i64::from(p.0))
     }
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (i64, f64)> + '_ {
-        self.points.iter().map(|&(t, v)| (t, v as f64))
+        self.points.iter().map(|&(t, v)| (self.base + i64::from(t), v as f64))
     }
     /// The last `n` values, oldest first (what a sparkline draws).
     pub fn tail_values(&self, n: usize) -> Vec<f64> {
@@ -119,6 +128,19 @@ mod tests {
         assert_eq!(s.len(), 3);
         s.push(400, f64::NAN);
         assert_eq!(s.len(), 3, "non-finite values are ignored");
+    }
+
+    #[test]
+    fn keeps_times_before_and_far_from_the_first_point() {
+        let mut s = MetricSeries::new(10, 1_000_000);
+        s.push(1_700_000_000, 1.0);
+        s.push(1_699_999_940, 0.5);
+        s.push(1_700_000_060, 2.0);
+        s.push(i64::MAX, 9.0);
+        s.push(i64::MIN, 9.0);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![(1_699_999_940, 0.5), (1_700_000_000, 1.0), (1_700_000_060, 2.0)]);
+        assert_eq!(s.last(), Some((1_700_000_060, 2.0)));
+        assert_eq!(s.last_time(), Some(1_700_000_060));
     }
 
     proptest! {

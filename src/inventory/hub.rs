@@ -107,13 +107,18 @@ struct CloudState {
     security_groups: Arc<Vec<String>>,
     limits: Option<ComputeLimits>,
     services: Option<Arc<Vec<crate::domain::ComputeService>>>,
-    metrics: HashMap<String, Arc<ServerSeries>>,
+    metrics: Arc<HashMap<String, Arc<ServerSeries>>>,
     polls: BTreeMap<Kind, PollState>,
-    probes: HashMap<String, ProbeState>,
-    prometheus: BTreeMap<String, PromSample>,
+    probes: Arc<HashMap<String, ProbeState>>,
+    prometheus: Arc<BTreeMap<String, PromSample>>,
     /// Server records that did not decode: id (`None`: not even that) → why.
     /// Kept until the server decodes again or a full listing no longer has it.
     undecodable: BTreeMap<Option<String>, String>,
+    /// What the last publication showed, kept while nothing changes: a poll
+    /// that brings no change publishes the same lists, neither sorted nor
+    /// summarized again, and the console sees it has nothing to redo.
+    sorted: Option<(Arc<Vec<Arc<Server>>>, Arc<ServerIndex>)>,
+    apps: Option<Arc<Vec<AppSummary>>>,
 }
 
 /// What the engine and the console hold of a running inventory: ask for a poll
@@ -378,11 +383,13 @@ impl CloudState {
             security_groups: Arc::default(),
             limits: None,
             services: None,
-            metrics: HashMap::new(),
+            metrics: Arc::default(),
             polls: BTreeMap::new(),
-            probes: HashMap::new(),
-            prometheus: BTreeMap::new(),
+            probes: Arc::default(),
+            prometheus: Arc::default(),
             undecodable: BTreeMap::new(),
+            sorted: None,
+            apps: None,
         }
     }
 }
@@ -418,7 +425,7 @@ async fn hub(
         }
         seq += 1;
         let mut snap =
-            Snapshot { clouds: states.iter().map(|s| publish(s, cap, retention)).collect(), seq, ..Default::default() };
+            Snapshot { clouds: states.iter_mut().map(|s| publish(s, cap, retention)).collect(), seq, ..Default::default() };
         super::alerts::evaluate(&mut book, &snap, &live, cfg.alert_after, Utc::now());
         snap.alerts = Arc::new(book.alerts());
         if out.send(Arc::new(snap)).is_err() {
@@ -429,7 +436,7 @@ async fn hub(
 
 fn observe(states: &mut [CloudState], i: usize, o: Observation) {
     if let Some(st) = states.get_mut(i) {
-        probes::apply(&mut st.probes, &mut st.prometheus, o, Utc::now());
+        probes::apply(Arc::make_mut(&mut st.probes), Arc::make_mut(&mut st.prometheus), o, Utc::now());
     }
 }
 
@@ -451,47 +458,73 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
             if project.is_some() {
                 st.scope.project = project;
             }
+            let before = (st.undecodable.clone(), st.servers.len());
+            let mut changed = false;
             let mut previous = HashMap::new();
             if full {
                 st.undecodable.clear();
                 previous = std::mem::take(&mut st.servers);
-                st.servers = servers
-                    .into_iter()
-                    .filter(|s| s.status != ServerStatus::Deleted)
-                    .map(|s| (s.id.clone(), Arc::new(s)))
-                    .collect();
+                // What the cloud did not list is gone; a record equal to the one
+                // held keeps the held one (shared with what is on screen).
+                for s in servers.into_iter().filter(|s| s.status != ServerStatus::Deleted) {
+                    let same = previous.get(&s.id).filter(|p| ***p == s).cloned();
+                    changed |= same.is_none();
+                    st.servers.insert(s.id.clone(), same.unwrap_or_else(|| Arc::new(s)));
+                }
+                changed |= previous.keys().any(|id| !st.servers.contains_key(id));
             } else {
+                // Only what the cloud reported changes: a server it did not
+                // list is kept as it was, and only a DELETED record removes one.
                 for s in servers {
                     st.undecodable.remove(&Some(s.id.clone()));
                     if s.status == ServerStatus::Deleted {
-                        st.servers.remove(&s.id);
-                    } else {
+                        changed |= st.servers.remove(&s.id).is_some();
+                    } else if st.servers.get(&s.id).is_none_or(|p| **p != s) {
+                        changed = true;
                         st.servers.insert(s.id.clone(), Arc::new(s));
                     }
                 }
             }
             st.undecodable.extend(undecodable);
-            keep_undecodable(st, &previous);
-            st.metrics.retain(|id, _| st.servers.contains_key(id));
-            probes::track_active(&mut st.probes, &st.servers, Utc::now());
+            if !st.undecodable.is_empty() || before.0 != st.undecodable {
+                changed = true;
+                keep_undecodable(st, &previous);
+            }
+            changed |= before.1 != st.servers.len();
+            if changed {
+                st.sorted = None;
+                st.apps = None;
+                if st.metrics.keys().any(|id| !st.servers.contains_key(id)) {
+                    Arc::make_mut(&mut st.metrics).retain(|id, _| st.servers.contains_key(id));
+                }
+                probes::track_active(Arc::make_mut(&mut st.probes), &st.servers, Utc::now());
+            }
         }
-        Update::Flavors(_, v) => st.flavors = Arc::new(v),
-        Update::Images(_, v) => st.images = Arc::new(v),
-        Update::Networks(_, v) => st.networks = Arc::new(v),
-        Update::Volumes(_, v) => st.volumes = Arc::new(v),
-        Update::Backups(_, v) => st.backups = Arc::new(v),
-        Update::Keypairs(_, v) => st.keypairs = Arc::new(v),
-        Update::SecurityGroups(_, v) => st.security_groups = Arc::new(v),
+        Update::Flavors(_, v) => replace_if_changed(&mut st.flavors, v),
+        Update::Images(_, v) => replace_if_changed(&mut st.images, v),
+        Update::Networks(_, v) => replace_if_changed(&mut st.networks, v),
+        Update::Volumes(_, v) => replace_if_changed(&mut st.volumes, v),
+        Update::Backups(_, v) => replace_if_changed(&mut st.backups, v),
+        Update::Keypairs(_, v) => replace_if_changed(&mut st.keypairs, v),
+        Update::SecurityGroups(_, v) => replace_if_changed(&mut st.security_groups, v),
         Update::Limits(_, v, services) => {
             st.limits = Some(v);
-            st.services = services.map(Arc::new);
+            match (&mut st.services, services) {
+                (Some(held), Some(v)) => replace_if_changed(held, v),
+                (held, v) => *held = v.map(Arc::new),
+            }
         }
         Update::Metrics(_, m) => {
+            if m.is_empty() {
+                return;
+            }
+            st.apps = None;
+            let metrics = Arc::make_mut(&mut st.metrics);
             for (id, sm) in m {
                 if !st.servers.contains_key(&id) {
                     continue;
                 }
-                let e = st.metrics.entry(id).or_insert_with(|| Arc::new(ServerSeries::new(cap, retention)));
+                let e = metrics.entry(id).or_insert_with(|| Arc::new(ServerSeries::new(cap, retention)));
                 let ser = Arc::make_mut(e);
                 for (t, v) in sm.cpu_pct {
                     ser.cpu.push(t.timestamp(), v);
@@ -513,6 +546,14 @@ fn apply(states: &mut [CloudState], u: Update, cap: usize, retention: i64) {
     }
 }
 
+/// Keep the list held (and shared with what is on screen) when the new one is
+/// the same.
+fn replace_if_changed<T: PartialEq>(held: &mut Arc<Vec<T>>, new: Vec<T>) {
+    if **held != new {
+        *held = Arc::new(new);
+    }
+}
+
 /// A server whose record stopped decoding keeps its last good record (tags and
 /// metadata: still a member), marked with why; one never seen decoded gets a
 /// bare placeholder. A server must never look gone because it could not be read.
@@ -531,14 +572,25 @@ fn keep_undecodable(st: &mut CloudState, previous: &HashMap<String, Arc<Server>>
     }
 }
 
-fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
-    let mut servers: Vec<Arc<Server>> = st.servers.values().cloned().collect();
-    servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
-    let apps = summarize_apps(&st.name, &servers, &st.metrics, cap, retention);
+fn publish(st: &mut CloudState, cap: usize, retention: i64) -> CloudSnapshot {
+    let (servers, index) = st
+        .sorted
+        .get_or_insert_with(|| {
+            let mut servers: Vec<Arc<Server>> = st.servers.values().cloned().collect();
+            servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
+            let index = Arc::new(ServerIndex::of(&servers));
+            (Arc::new(servers), index)
+        })
+        .clone();
+    let apps = st
+        .apps
+        .get_or_insert_with(|| Arc::new(summarize_apps(&st.name, &servers, &st.metrics, cap, retention)))
+        .clone();
     CloudSnapshot {
         name: st.name.clone(),
         scope: st.scope.clone(),
-        servers: Arc::new(servers),
+        servers,
+        server_index: index,
         flavors: st.flavors.clone(),
         images: st.images.clone(),
         networks: st.networks.clone(),
@@ -546,8 +598,8 @@ fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         backups: st.backups.clone(),
         limits: st.limits.clone(),
         services: st.services.clone(),
-        metrics: Arc::new(st.metrics.clone()),
-        apps: Arc::new(apps),
+        metrics: st.metrics.clone(),
+        apps,
         polls: {
             let mut polls = st.polls.clone();
             if let Some(p) = polls.get_mut(&Kind::Servers) {
@@ -561,7 +613,7 @@ fn publish(st: &CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         },
         keypairs: st.keypairs.clone(),
         security_groups: st.security_groups.clone(),
-        probes: Arc::new(st.probes.clone()),
-        prometheus: Arc::new(st.prometheus.clone()),
+        probes: st.probes.clone(),
+        prometheus: st.prometheus.clone(),
     }
 }

@@ -62,7 +62,9 @@ pub(super) async fn poll_servers(
         // idempotently; nothing changed later is missed.
         (full, if full { None } else { g.mark })
     };
-    let q = ServerQuery { changes_since: since, page_size: page, ..Default::default() };
+    // The raw view reads a server's own record when asked: no copy of each
+    // record's JSON is held for it (two thirds of the memory at 10,000 servers).
+    let q = ServerQuery { changes_since: since, page_size: page, without_raw: true, ..Default::default() };
     let listing = c.compute().list_servers_report(&q).await?;
     let servers = listing.items;
     let mut undecodable = Vec::new();

@@ -150,6 +150,9 @@ pub struct CloudSnapshot {
     pub scope: CloudScope,
     /// Sorted by name, then id.
     pub servers: Arc<Vec<Arc<Server>>>,
+    /// `servers` by id, for `server` (checked at each lookup: a list replaced
+    /// without it is searched in full).
+    pub server_index: Arc<ServerIndex>,
     pub flavors: Arc<Vec<Flavor>>,
     pub images: Arc<Vec<Image>>,
     pub networks: Arc<Vec<Network>>,
@@ -175,6 +178,7 @@ impl CloudSnapshot {
             name: name.to_string(),
             scope,
             servers: Arc::default(),
+            server_index: Arc::default(),
             flavors: Arc::default(),
             images: Arc::default(),
             networks: Arc::default(),
@@ -212,7 +216,44 @@ impl CloudSnapshot {
         Kind::CATALOG.iter().copied().filter(|k| self.polls.get(k).is_none_or(|p| p.last_ok.is_none())).collect()
     }
     pub fn server(&self, id: &str) -> Option<&Arc<Server>> {
-        self.servers.iter().find(|s| s.id == id)
+        self.server_index.find(&self.servers, id).or_else(|| self.servers.iter().find(|s| s.id == id))
+    }
+    /// The same observed data as `other` (the same shared lists; poll times
+    /// aside): nothing on screen but ages needs computing again.
+    pub fn same_data(&self, other: &CloudSnapshot) -> bool {
+        fn polls_alike(a: &BTreeMap<Kind, PollState>, b: &BTreeMap<Kind, PollState>) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b.iter()).all(|((ka, pa), (kb, pb))| {
+                    ka == kb
+                        && pa.last_ok.is_some() == pb.last_ok.is_some()
+                        && pa.last_error == pb.last_error
+                        && pa.unreachable == pb.unreachable
+                        && pa.auth_failed == pb.auth_failed
+                        && pa.failures == pb.failures
+                        && pa.undecodable == pb.undecodable
+                })
+        }
+        let services = match (&self.services, &other.services) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.name == other.name
+            && self.scope == other.scope
+            && Arc::ptr_eq(&self.servers, &other.servers)
+            && Arc::ptr_eq(&self.flavors, &other.flavors)
+            && Arc::ptr_eq(&self.images, &other.images)
+            && Arc::ptr_eq(&self.networks, &other.networks)
+            && Arc::ptr_eq(&self.volumes, &other.volumes)
+            && Arc::ptr_eq(&self.backups, &other.backups)
+            && Arc::ptr_eq(&self.metrics, &other.metrics)
+            && Arc::ptr_eq(&self.apps, &other.apps)
+            && Arc::ptr_eq(&self.keypairs, &other.keypairs)
+            && Arc::ptr_eq(&self.security_groups, &other.security_groups)
+            && Arc::ptr_eq(&self.probes, &other.probes)
+            && Arc::ptr_eq(&self.prometheus, &other.prometheus)
+            && services
+            && self.limits == other.limits
+            && polls_alike(&self.polls, &other.polls)
     }
     pub fn flavor_name(&self, id: &str) -> Option<&str> {
         self.flavors.iter().find(|f| f.id == id).map(|f| f.name.as_str())
@@ -242,6 +283,41 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn cloud(&self, name: &str) -> Option<&CloudSnapshot> {
         self.clouds.iter().find(|c| c.name == name)
+    }
+    /// The same observed data as `other` in every cloud, the same alerts (poll
+    /// times aside): a refresh that brought no change.
+    pub fn same_data(&self, other: &Snapshot) -> bool {
+        self.clouds.len() == other.clouds.len()
+            && self.clouds.iter().zip(other.clouds.iter()).all(|(a, b)| a.same_data(b))
+            && self.alerts == other.alerts
+    }
+}
+
+/// Positions of a server list ordered by id: a lookup by id is a binary search,
+/// not a scan of 100,000 servers for each row drawn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerIndex {
+    by_id: Vec<u32>,
+}
+
+impl ServerIndex {
+    pub fn of(servers: &[Arc<Server>]) -> ServerIndex {
+        let mut by_id: Vec<u32> = (0..servers.len()).filter_map(|i| u32::try_from(i).ok()).collect();
+        by_id.sort_by(|a, b| {
+            let id = |i: &u32| servers.get(*i as usize).map(|s| s.id.as_str());
+            id(a).cmp(&id(b))
+        });
+        ServerIndex { by_id }
+    }
+    /// The server of this id in `servers`, if this index was made of them (a
+    /// stale or foreign index finds nothing, never a wrong server).
+    pub fn find<'a>(&self, servers: &'a [Arc<Server>], id: &str) -> Option<&'a Arc<Server>> {
+        if self.by_id.len() != servers.len() {
+            return None;
+        }
+        let at = |i: &u32| servers.get(*i as usize);
+        let k = self.by_id.binary_search_by(|i| at(i).map(|s| s.id.as_str()).unwrap_or_default().cmp(id)).ok()?;
+        self.by_id.get(k).and_then(at).filter(|s| s.id == id)
     }
 }
 
@@ -328,4 +404,28 @@ pub fn summarize_apps(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servers(names: &[&str]) -> Vec<Arc<Server>> {
+        names.iter().map(|n| Arc::new(Server::new(format!("id-{n}"), *n, ServerStatus::Active))).collect()
+    }
+
+    #[test]
+    fn servers_are_found_by_id_and_a_stale_index_never_finds_a_wrong_one() {
+        let mut c = CloudSnapshot::empty("c", CloudScope::default());
+        c.servers = Arc::new(servers(&["web-2", "api-1", "web-1"]));
+        c.server_index = Arc::new(ServerIndex::of(&c.servers));
+        assert_eq!(c.server("id-api-1").map(|s| s.display_name()), Some("api-1"));
+        assert_eq!(c.server("id-web-1").map(|s| s.display_name()), Some("web-1"));
+        assert!(c.server("id-db-1").is_none());
+        // The list replaced without its index: still found, by a scan.
+        c.servers = Arc::new(servers(&["db-1", "web-1", "zz-9"]));
+        assert_eq!(c.server("id-db-1").map(|s| s.display_name()), Some("db-1"));
+        assert_eq!(c.server("id-zz-9").map(|s| s.display_name()), Some("zz-9"));
+        assert!(c.server("id-api-1").is_none());
+    }
 }

@@ -494,6 +494,9 @@ async fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> 
     json_response(200, &json!({"app": name, "override": a.override_factor}))
 }
 
+/// Seeded servers booted per simulated second.
+const SEED_PER_SECOND: u64 = 10;
+
 async fn seed(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
@@ -547,7 +550,19 @@ async fn seed(State(s): State<S>, body: Bytes) -> Response {
             metrics,
             now,
         ) {
-            Ok(id) => ids.push(id),
+            Ok(id) => {
+                // As if booted over time (ten a second, the last one now), as a
+                // real cloud fills: every change of Nova has its own second, and a
+                // `changes-since` poll of an idle cloud brings back only the few
+                // servers of the newest second, not the whole seeded fleet.
+                let back = chrono::Duration::seconds(((count - 1 - i) / SEED_PER_SECOND) as i64);
+                if let Some(sv) = w.servers.get_mut(&id) {
+                    sv.created = now - back;
+                    sv.updated = now - back;
+                    sv.launched_at = Some(now - back);
+                }
+                ids.push(id)
+            }
             Err(e) => return bad(e.message),
         }
     }

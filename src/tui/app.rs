@@ -916,11 +916,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::Snapshot(s) => {
+            // A refresh that brought no change leaves the rows as they are.
+            let same = app.snapshot.same_data(&s);
             app.snapshot = s;
             if app.cloud >= app.snapshot.clouds.len() {
                 app.cloud = 0;
             }
-            if app.frozen.is_none() {
+            if app.frozen.is_none() && !same {
                 app.refresh_rows();
             }
             vec![]

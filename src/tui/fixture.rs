@@ -214,6 +214,7 @@ fn cloud_snapshot(
         polls,
         ..CloudSnapshot::empty(name, CloudScope::default())
     };
+    let c = CloudSnapshot { server_index: Arc::new(crate::inventory::snapshot::ServerIndex::of(&c.servers)), ..c };
     let mut snap = Snapshot { clouds: vec![c], seq: 1, ..Default::default() };
     let mut book = crate::domain::AlertBook::default();
     crate::inventory::alerts::evaluate(

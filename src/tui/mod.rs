@@ -1003,8 +1003,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
             changed = snap_rx.changed() => {
                 if changed.is_err() { break Ok(()) }
                 let s = snap_rx.borrow_and_update().clone();
+                // No redraw for a refresh that brought no change (ages move with the tick).
+                dirty |= !app.snapshot.same_data(&s);
                 update(&mut app, Msg::Snapshot(s));
-                dirty = true;
             }
             _ = tick.tick() => {
                 update(&mut app, Msg::Tick(chrono::Utc::now()));
