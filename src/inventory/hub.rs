@@ -117,9 +117,12 @@ struct CloudState {
     /// What the last publication showed, kept while nothing changes: a poll
     /// that brings no change publishes the same lists, neither sorted nor
     /// summarized again, and the console sees it has nothing to redo.
-    sorted: Option<(Arc<Vec<Arc<Server>>>, Arc<ServerIndex>)>,
+    sorted: Option<SortedServers>,
     apps: Option<Arc<Vec<AppSummary>>>,
 }
+
+/// The servers as last published, in order, and their index by id.
+type SortedServers = (Arc<Vec<Arc<Server>>>, Arc<ServerIndex>);
 
 /// What the engine and the console hold of a running inventory: ask for a poll
 /// now, say what to observe, see which tasks are alive. Cheap to clone.
@@ -424,8 +427,11 @@ async fn hub(
             observe(&mut states, i, o);
         }
         seq += 1;
-        let mut snap =
-            Snapshot { clouds: states.iter_mut().map(|s| publish(s, cap, retention)).collect(), seq, ..Default::default() };
+        let mut snap = Snapshot {
+            clouds: states.iter_mut().map(|s| publish(s, cap, retention)).collect(),
+            seq,
+            ..Default::default()
+        };
         super::alerts::evaluate(&mut book, &snap, &live, cfg.alert_after, Utc::now());
         snap.alerts = Arc::new(book.alerts());
         if out.send(Arc::new(snap)).is_err() {

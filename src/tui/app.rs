@@ -1918,11 +1918,11 @@ pub fn notice_lines(app: &App) -> Vec<String> {
         None => n.clone(),
     };
     let width = (app.size.0 as usize).saturating_sub(2).max(10);
-    let mut lines = wrap_words(&text, width);
+    let mut lines = wrap_words(&text, width, app.ascii);
     if lines.len() > 4 {
         lines.truncate(4);
         if let Some(last) = lines.last_mut() {
-            *last = super::widgets::truncate(&format!("{last} …"), width);
+            *last = super::widgets::truncate(&format!("{last} {}", super::widgets::ellipsis(app.ascii)), width, app.ascii);
         }
     }
     lines
@@ -1930,12 +1930,12 @@ pub fn notice_lines(app: &App) -> Vec<String> {
 
 /// Words of `text` in lines at most `width` columns wide (a longer word is cut
 /// with an ellipsis).
-pub fn wrap_words(text: &str, width: usize) -> Vec<String> {
+pub fn wrap_words(text: &str, width: usize, ascii: bool) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
     let mut lines: Vec<String> = Vec::new();
     let mut cur = String::new();
     for word in text.split_whitespace() {
-        let word = if word.width() > width { super::widgets::truncate(word, width) } else { word.to_string() };
+        let word = if word.width() > width { super::widgets::truncate(word, width, ascii) } else { word.to_string() };
         if cur.is_empty() {
             cur = word;
         } else if cur.width() + 1 + word.width() <= width {

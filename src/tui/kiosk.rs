@@ -67,7 +67,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
                 let room = (ticker.width as usize).saturating_sub(head.chars().count());
                 Line::from(vec![
                     Span::styled(head, t.severity(a.severity).add_modifier(Modifier::BOLD)),
-                    Span::raw(truncate(&a.message, room)),
+                    Span::raw(truncate(&a.message, room, app.ascii)),
                 ])
             })
             .collect()
@@ -205,7 +205,7 @@ fn tile(f: &mut Frame, app: &App, rect: Rect, c: &CloudSnapshot, a: &AppSummary,
     });
     if let Some(d) = doing {
         facts.push(Line::from(Span::styled(
-            format!(" {}", truncate(&d, (inner.width as usize).saturating_sub(1))),
+            format!(" {}", truncate(&d, (inner.width as usize).saturating_sub(1), app.ascii)),
             t.base(),
         )));
     }

@@ -187,7 +187,7 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         left.push(Span::styled(" stackpilot ", t.title()));
     }
     if scope_w > 2 {
-        left.push(Span::styled(format!(" {} ", truncate(&scope, scope_w - 2)), t.accent()));
+        left.push(Span::styled(format!(" {} ", truncate(&scope, scope_w - 2, app.ascii)), t.accent()));
     }
     left.push(Span::raw(" "));
     left.push(Span::styled(breadcrumb(&crumbs, crumb_w), t.base().add_modifier(Modifier::BOLD)));
@@ -228,7 +228,8 @@ pub fn breadcrumb(crumbs: &[String], width: usize) -> String {
     if crumbs.len() > 1 && short.width() <= width {
         return short;
     }
-    truncate(last, width)
+    // The breadcrumb marks its own elisions with `…` in every mode.
+    truncate(last, width, false)
 }
 
 /// The demo line (or another notice the operator hides with a key).
@@ -1800,14 +1801,14 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
         .take(page)
         .map(|l| {
             if l.heading {
-                return Line::from(Span::styled(truncate(&format!(" {}", l.text), text_w), t.title()));
+                return Line::from(Span::styled(truncate(&format!(" {}", l.text), text_w, app.ascii), t.title()));
             }
             // A long command pushes its text right; what does not fit is cut visibly.
             let key = format!("{:>key_w$}  ", l.key);
             let rest = text_w.saturating_sub(unicode_width::UnicodeWidthStr::width(key.as_str()));
             Line::from(vec![
-                Span::styled(truncate(&key, text_w), t.accent()),
-                Span::styled(truncate(&l.text, rest), if l.dangerous { t.warn() } else { t.base() }),
+                Span::styled(truncate(&key, text_w, app.ascii), t.accent()),
+                Span::styled(truncate(&l.text, rest, app.ascii), if l.dangerous { t.warn() } else { t.base() }),
             ])
         })
         .collect();
@@ -1819,7 +1820,7 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.accent()).title(
-            Span::styled(truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w), t.title()),
+            Span::styled(truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w, app.ascii), t.title()),
         )),
         r,
     );
@@ -1878,12 +1879,12 @@ fn confirm(
     };
     let w = if steps.is_empty() { 72 } else { 100 };
     let question_lines =
-        super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10)).len() as u16;
+        super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10), app.ascii).len() as u16;
     let h = if typed.is_some() { 7 } else { 5 } + question_lines + steps.len() as u16;
     let r = centered(area, w, h);
     f.render_widget(Clear, r);
     let inner_w = (r.width as usize).saturating_sub(3).max(10);
-    let mut lines: Vec<Line> = super::app::wrap_words(&named(q.text()), inner_w)
+    let mut lines: Vec<Line> = super::app::wrap_words(&named(q.text()), inner_w, app.ascii)
         .into_iter()
         .map(|l| Line::from(Span::styled(format!(" {l}"), t.base().add_modifier(Modifier::BOLD))))
         .collect();
