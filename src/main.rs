@@ -1,26 +1,15 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-/// Errors and panics go through color-eyre: coloured only for a person at a
-/// terminal, without source locations (a user's mistake is not a bug). The panic
+/// A panic is a bug: the report says so, where it happened and where the log
+/// is, without a backtrace (the binary is stripped: it would name nothing). The
 /// hook also notes the message for whoever supervises the panicking task; the
 /// console wraps it to restore the terminal first.
 fn install_hooks() {
-    use color_eyre::config::{HookBuilder, Theme};
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let builder = HookBuilder::default()
-        .display_env_section(false)
-        .theme(if colour { Theme::dark() } else { Theme::new() })
-        .panic_section(
-            "stackpilot crashed: this is a bug. The report above and the log in the state directory help fix it.",
-        );
-    let (panic_hook, eyre_hook) = builder.into_hooks();
-    if eyre_hook.install().is_err() {
-        stackpilot::cli::say("warning: error reporting was already set up");
-    }
-    std::panic::set_hook(Box::new(move |info| {
+    std::panic::set_hook(Box::new(|info| {
         stackpilot::inventory::liveness::note_panic(info.to_string());
-        stackpilot::cli::say(panic_hook.panic_report(info));
+        stackpilot::cli::say(format_args!(
+            "stackpilot crashed: this is a bug.\n{info}\nThis report and the log in the state directory help fix it."
+        ));
     }));
 }
 

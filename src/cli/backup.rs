@@ -300,7 +300,7 @@ async fn run_now(cli: &Cli, name: &str, prune_only: bool) -> CliResult<()> {
                     pp.plan.steps.retain(|s| matches!(s, BackupStep::Delete { .. }));
                 }
             }
-            let Some(pp) = planned.first() else { return Ok::<_, color_eyre::Report>(()) };
+            let Some(pp) = planned.first() else { return Ok::<_, eyre::Report>(()) };
             if (prune_only && pp.plan.steps.is_empty() && pp.plan.deleting == 0) || pp.plan.settled() {
                 for pr in &pp.plan.problems {
                     say(format!("{}: {}", pr.kind, pr.message));

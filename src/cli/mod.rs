@@ -409,11 +409,11 @@ fn parse_kv(s: &str) -> Result<(String, f64), String> {
 #[error("{0}")]
 pub struct CliError(pub String);
 
-/// Commands report through `eyre` (reported by color-eyre in `main`).
-pub type CliResult<T> = color_eyre::Result<T>;
+/// Commands report through `eyre` (`main` prints the error and its causes).
+pub type CliResult<T> = eyre::Result<T>;
 
 /// An error for the user with this message.
-pub fn cli_err(message: impl Into<String>) -> color_eyre::Report {
+pub fn cli_err(message: impl Into<String>) -> eyre::Report {
     CliError(message.into()).into()
 }
 
@@ -435,20 +435,32 @@ pub fn say(text: impl std::fmt::Display) {
 }
 
 /// Whether an error (anywhere in its chain) is a closed output pipe.
-pub fn is_broken_pipe(e: &color_eyre::Report) -> bool {
+pub fn is_broken_pipe(e: &eyre::Report) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// What is logged: `RUST_LOG` as a list of `target=level` and a bare default
+/// level (`stackpilot=debug,info`); unset or unreadable, stackpilot's own info
+/// and everything else's warnings.
+pub fn log_filter(spec: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let default = || "stackpilot=info,warn".parse().unwrap_or_default();
+    match spec.map(str::trim) {
+        Some(s) if !s.is_empty() => s.parse().unwrap_or_else(|_| default()),
+        _ => default(),
+    }
 }
 
 /// Logs go to a file in the state directory, never to a terminal the console owns.
 pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("stackpilot=info,warn"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let logs = tracing_subscriber::registry().with(filter);
     if to_stderr {
         use std::io::IsTerminal;
         // Colour only for a person at a terminal, never into a journal or a file.
         let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        let r =
-            tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+        let r = logs.with(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init();
         if let Err(e) = r {
             say(format_args!("warning: logging was already set up: {e}"));
         }
@@ -464,10 +476,8 @@ pub fn init_logging(to_stderr: bool) -> Option<PathBuf> {
             return None;
         }
     };
-    let r = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
+    let r = logs
+        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(std::sync::Mutex::new(file)))
         .try_init();
     if let Err(e) = r {
         say(format_args!("warning: logging was already set up: {e}"));
@@ -1254,4 +1264,27 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
     };
     handle.task.abort();
     result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_levels_per_target_and_falls_back_when_unset_or_unreadable() {
+        let f = log_filter(Some("stackpilot=debug,hyper=error,info"));
+        assert!(f.would_enable("stackpilot::cloud", &Level::DEBUG));
+        assert!(!f.would_enable("stackpilot::cloud", &Level::TRACE));
+        assert!(!f.would_enable("hyper::proto", &Level::WARN));
+        assert!(f.would_enable("reqwest", &Level::INFO));
+        for spec in [None, Some(""), Some("stackpilot=loud")] {
+            let f = log_filter(spec);
+            assert!(f.would_enable("stackpilot::tui", &Level::INFO), "{spec:?}");
+            assert!(!f.would_enable("stackpilot::tui", &Level::DEBUG), "{spec:?}");
+            assert!(!f.would_enable("rustls", &Level::INFO), "{spec:?}");
+            assert!(f.would_enable("rustls", &Level::WARN), "{spec:?}");
+        }
+    }
 }
