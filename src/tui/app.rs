@@ -1922,7 +1922,8 @@ pub fn notice_lines(app: &App) -> Vec<String> {
     if lines.len() > 4 {
         lines.truncate(4);
         if let Some(last) = lines.last_mut() {
-            *last = super::widgets::truncate(&format!("{last} {}", super::widgets::ellipsis(app.ascii)), width, app.ascii);
+            *last =
+                super::widgets::truncate(&format!("{last} {}", super::widgets::ellipsis(app.ascii)), width, app.ascii);
         }
     }
     lines

@@ -1820,7 +1820,10 @@ fn help(f: &mut Frame, app: &App, area: Rect, scroll: u16) {
     f.render_widget(Clear, r);
     f.render_widget(
         Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.accent()).title(
-            Span::styled(truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w, app.ascii), t.title()),
+            Span::styled(
+                truncate(&format!(" keys of {}{position} · esc closes ", kind.title()), text_w, app.ascii),
+                t.title(),
+            ),
         )),
         r,
     );
@@ -1879,7 +1882,8 @@ fn confirm(
     };
     let w = if steps.is_empty() { 72 } else { 100 };
     let question_lines =
-        super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10), app.ascii).len() as u16;
+        super::app::wrap_words(&named(q.text()), (w.min(area.width) as usize).saturating_sub(3).max(10), app.ascii)
+            .len() as u16;
     let h = if typed.is_some() { 7 } else { 5 } + question_lines + steps.len() as u16;
     let r = centered(area, w, h);
     f.render_widget(Clear, r);
