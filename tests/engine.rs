@@ -55,8 +55,15 @@ async fn converges_three_apps_and_follows_desired_up_and_down() {
     for short in ["web", "api", "worker"] {
         assert_well_formed(short, &rig.members(short).await);
     }
-    // 3 + 2 + 1 at first, then 2 more for api: eight creates, each once.
-    let creates: usize = ["web", "api", "worker"].iter().map(|s| events(&eng.store, "create", &rig.app(s)).len()).sum();
+    // 3 + 2 + 1 at first, then 2 more for api: eight creates, each once. On a
+    // loaded real cloud a create's answer can be lost and its server stay unseen
+    // past the visibility timeout: the engine gives that operation up and makes
+    // the member again (ENGINE-SPEC), then deletes the late one as a duplicate.
+    // Each give-up explains exactly one more create; the simulator has none.
+    let apps = ["web", "api", "worker"];
+    let count = |action: &str| -> usize { apps.iter().map(|s| events(&eng.store, action, &rig.app(s)).len()).sum() };
+    let creates = count("create");
+    let give_ups = count("give-up");
     let journal: Vec<String> = eng
         .store
         .recent_events(1000)
@@ -74,11 +81,24 @@ async fn converges_three_apps_and_follows_desired_up_and_down() {
             )
         })
         .collect();
-    assert_eq!(creates, 8, "{journal:#?}");
+    if rig.side == Side::Sim {
+        assert_eq!(give_ups, 0, "{journal:#?}");
+    }
+    assert_eq!(creates, 8 + give_ups, "{journal:#?}");
+    // Web went from 3 to 1: two members drained once each, then deleted; any
+    // other delete is a given-up create's late duplicate.
     let deletes = events(&eng.store, "delete", &rig.app("web"));
-    assert_eq!(deletes.len(), 2, "web went from 3 to 1: {journal:#?}");
+    let drained: BTreeSet<_> =
+        deletes.iter().filter(|e| e.reason.starts_with("drained")).filter_map(|e| e.target.clone()).collect();
+    assert_eq!(drained.len(), 2, "web went from 3 to 1: {journal:#?}");
+    let duplicates = deletes.iter().filter(|e| e.reason.starts_with("duplicate")).count();
+    assert!(duplicates <= give_ups, "a duplicate is deleted only after a give-up: {journal:#?}");
+    let other: Vec<_> =
+        deletes.iter().filter(|e| !e.reason.starts_with("drained") && !e.reason.starts_with("duplicate")).collect();
+    assert!(other.is_empty(), "no delete of web for another reason: {journal:#?}");
     assert_eq!(events(&eng.store, "drain", &rig.app("web")).len(), 2, "two-phase, each drained once: {journal:#?}");
     if rig.side == Side::Sim {
+        assert_eq!(deletes.len(), 2, "each drained member deleted once: {journal:#?}");
         assert_eq!(assert_no_duplicate_creates(&rig).await, 8);
     }
     drop(eng);

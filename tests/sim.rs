@@ -475,3 +475,36 @@ async fn changes_since_of_a_seeded_fleet_brings_only_the_newest_second_and_delet
     assert_eq!(now.len(), 999);
     assert!(!now.iter().any(|s| s.id == gone.id));
 }
+
+/// A seeded server was created by a request too: its instance actions list the
+/// finished `create` (clients such as ostui and `openstack server event list`
+/// show it), and a later action is listed before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_server_lists_its_create_action() {
+    use stackpilot::cloud::Req;
+    let h = sim_fast().await;
+    control(&h, "seed", json!({"count": 2, "prefix": "old"})).await;
+    let c = client(&h);
+    let s = c.compute().list_servers(&Default::default()).await.unwrap().into_iter().next().unwrap();
+    let actions = |id: String| {
+        let c = c.clone();
+        async move {
+            let r = c.session.request("compute", Req::get(format!("/servers/{id}/os-instance-actions"))).await.unwrap();
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["instanceActions"].as_array().unwrap().clone()
+        }
+    };
+    let list = actions(s.id.clone()).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["action"], json!("create"));
+    assert!(list[0]["request_id"].as_str().unwrap().starts_with("req-"));
+    let rid = list[0]["request_id"].as_str().unwrap().to_string();
+    let shown =
+        c.session.request("compute", Req::get(format!("/servers/{}/os-instance-actions/{rid}", s.id))).await.unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.body).unwrap();
+    let events = shown["instanceAction"]["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["result"] == json!("Success") && e["finish_time"].is_string()), "{shown}");
+    c.compute().action(&s.id, &ServerAction::Reboot(RebootKind::Soft)).await.unwrap();
+    let list = actions(s.id.clone()).await;
+    let names: Vec<&str> = list.iter().filter_map(|a| a["action"].as_str()).collect();
+    assert_eq!(names, ["reboot", "create"]);
+}

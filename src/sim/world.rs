@@ -2619,7 +2619,12 @@ impl World {
         let ip = s.ports.first().and_then(|p| self.ports.get(p)).map(|p| p.ip.clone()).unwrap_or_default();
         Self::boot_log(&mut s, now, &ip);
         Self::cloud_init_finish(&mut s, now);
+        let host = s.host.clone();
         self.servers.insert(id.clone(), s);
+        // Every server Nova knows was created by a request it recorded: a seeded
+        // one carries its finished `create` action too (clients list it).
+        self.record_action(&id, "create", &format!("req-{}", uuid::Uuid::new_v4()), user, now);
+        Self::finish_actions(&mut self.instance_actions, &id, &host, now, true, None);
         if metrics {
             self.create_instance_resources(&id, now);
         }
