@@ -121,17 +121,24 @@ pub struct RowCache {
     data: Option<DataKey>,
     /// (cloud position among the shown, server position in its list).
     items: Vec<(u32, u32)>,
-    sorted: Option<(Option<(char, bool)>, Vec<u32>)>,
-    last: Option<(String, Option<(char, bool)>, Vec<u32>)>,
+    sorted: Option<(Sort, Vec<u32>)>,
+    last: Option<(String, Sort, Vec<u32>)>,
 }
+
+/// A sort column (hotkey letter) and descending flag, or none.
+type Sort = Option<(char, bool)>;
+/// A cloud's server list and image list, as published.
+type Lists = (Arc<Vec<Arc<Server>>>, Arc<Vec<crate::domain::Image>>);
+/// A cloud's metrics, as published.
+type Metrics = Arc<std::collections::HashMap<String, Arc<crate::inventory::snapshot::ServerSeries>>>;
 
 /// What the cached servers were made from: the very lists (held, so never
 /// mistaken for a list made later), the scope and the application shown.
 #[derive(Debug)]
 struct DataKey {
-    lists: Vec<(Arc<Vec<Arc<Server>>>, Arc<Vec<crate::domain::Image>>)>,
+    lists: Vec<Lists>,
     /// Per cloud: the metrics and whether they are stale (the CPU column).
-    metrics: Vec<(Arc<std::collections::HashMap<String, Arc<crate::inventory::snapshot::ServerSeries>>>, bool)>,
+    metrics: Vec<(Metrics, bool)>,
     merged: bool,
     app: Option<String>,
 }
