@@ -1633,3 +1633,68 @@ fn a_click_selects_the_row_under_the_pointer_and_the_wheel_moves() {
     update(&mut a, Msg::Mouse { kind: MouseKind::ScrollDown, column: 5, row: 5 });
     assert!(matches!(a.mode, Mode::Help { scroll: 3 }));
 }
+
+#[test]
+fn a_tick_redraws_only_what_the_clock_changed_on_screen() {
+    use stackpilot::tui::app::{tick, Redraw};
+    let mut a = app();
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER]);
+    let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let last = t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap().buffer.clone();
+    let at = |ms: i64| fixture::now() + chrono::Duration::milliseconds(ms);
+    // The header reads "updated 3s ago"; the servers were created hours ago.
+    assert_eq!(tick(&mut a, at(400)), Redraw::Nothing, "within the second nothing on screen moves");
+    assert_eq!(tick(&mut a, at(1000)), Redraw::Header, "the data age reads 4s");
+    // Drawn over the last frame, the header is what a whole frame shows.
+    let partial =
+        t.draw(|f| stackpilot::tui::view::draw_header_only(f, &a, Some(last.clone()))).unwrap().buffer.clone();
+    let mut whole = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let full = whole.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap().buffer.clone();
+    assert_eq!(partial, full);
+    assert_ne!(partial, last, "the age moved");
+    assert_eq!(tick(&mut a, at(1500)), Redraw::Nothing);
+    // The metrics turn stale 17 s after their last poll (3 intervals of 5 s and
+    // a second): the CPU cells show `-` then, the whole screen is redrawn.
+    assert_eq!(tick(&mut a, at(13_900)), Redraw::Header);
+    assert_eq!(tick(&mut a, at(14_000)), Redraw::All);
+    // Any message but a tick redraws everything.
+    t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
+    assert_eq!(tick(&mut a, at(14_200)), Redraw::Nothing);
+    keys(&mut a, &[Key::ch('j')]);
+    assert_eq!(tick(&mut a, at(14_300)), Redraw::All);
+}
+
+#[test]
+fn cpu_sorts_as_the_row_shows_it_no_value_for_a_dash() {
+    // web-1 stopped: its last CPU value (about 78 %, the highest) is history,
+    // and its row shows `-`.
+    let mut snap = fixture::snapshot();
+    let c = &mut snap.clouds[0];
+    let mut list = (*c.servers).clone();
+    for s in list.iter_mut().filter(|s| s.display_name() == "web-1") {
+        Arc::make_mut(s).status = stackpilot::domain::ServerStatus::Shutoff;
+    }
+    c.servers = Arc::new(list);
+    let mut a = App::new(Arc::new(snap), Keymap::defaults(false), Theme::new(ThemeName::Dark, false), fixture::now());
+    update(&mut a, Msg::Resize(120, 40));
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('C'), Key::ch('C')]);
+    assert_eq!(a.view().sort, Some(('C', true)));
+    let names = |a: &App| -> Vec<String> {
+        a.rows.ids.iter().map(|id| a.cloud_snapshot().unwrap().server(id).unwrap().display_name().to_string()).collect()
+    };
+    let desc = names(&a);
+    // Highest first: the running web-2, then api-1; every row showing `-` (web-1
+    // stopped, api-2 whose metrics stopped ten minutes ago, worker-1 failed, web-3
+    // building, bastion stopped) after them, as empty cells.
+    assert_eq!(&desc[..2], &["web-2", "api-1"], "{desc:?}");
+    let mut rest: Vec<&str> = desc[2..].iter().map(String::as_str).collect();
+    rest.sort();
+    assert_eq!(rest, vec!["api-2", "bastion", "web-1", "web-3", "worker-1"], "{desc:?}");
+    let mut t = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    t.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap();
+    let screen = format!("{:?}", t.backend().buffer());
+    let web1 = screen.lines().find(|l| l.contains("web-1")).unwrap().to_string();
+    assert!(!web1.contains('%'), "web-1 shows no CPU value: {web1}");
+}

@@ -393,8 +393,12 @@ pub(super) fn track_active(
     servers: &std::collections::HashMap<String, Arc<Server>>,
     now: Timestamp,
 ) {
-    probes.retain(|id, _| servers.contains_key(id));
-    for s in servers.values() {
+    // Only the engine's members are read (tagged as an application's or an
+    // operation's): at 10,000 servers the others would hold megabytes for nothing.
+    let member =
+        |s: &Server| s.tags.iter().any(|t| t.starts_with(names::APP_TAG_PREFIX) || t.starts_with(names::OP_TAG_PREFIX));
+    probes.retain(|id, _| servers.get(id).is_some_and(|s| member(s)));
+    for s in servers.values().filter(|s| member(s)) {
         let st = probes.entry(s.id.clone()).or_default();
         st.first_seen.get_or_insert(now);
         if s.status == ServerStatus::Active {

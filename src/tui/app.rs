@@ -437,7 +437,101 @@ pub struct App {
     pub notice: Option<String>,
     /// The war-room mode (`--kiosk`): its page and how often it turns.
     pub kiosk: Option<Kiosk>,
+    /// When the screen next changes by the clock alone (noted while drawing).
+    pub clock: ScreenClock,
+    /// Rows computed before, kept to answer a narrower filter or a cleared one
+    /// without going over every item again (see `rows::compute_cached`).
+    pub row_cache: rows::RowCache,
     pub quit: bool,
+}
+
+/// What a draw noted about time: the instant (Unix seconds) at which a text
+/// below the header changes by the clock alone (an age turning `59s` into
+/// `1m`, a ticker turning, staleness setting in), whether that part shows poll
+/// times (a refresh moves them), and the header's data age as drawn. A tick
+/// redraws only what it changed (see `tick`).
+#[derive(Debug, Default)]
+pub struct ScreenClock {
+    next: std::cell::Cell<Option<i64>>,
+    polls: std::cell::Cell<bool>,
+    /// Something below the header changed since it was drawn.
+    due: std::cell::Cell<bool>,
+    header: std::cell::RefCell<Option<(String, ratatui::style::Style)>>,
+}
+
+impl ScreenClock {
+    /// A full draw starts: nothing noted yet.
+    pub(crate) fn start(&self) {
+        self.next.set(None);
+        self.polls.set(false);
+        self.due.set(false);
+    }
+    /// A text on screen changes at `unix` seconds.
+    pub(crate) fn changes_at(&self, unix: i64) {
+        self.next.set(Some(self.next.get().map_or(unix, |n| n.min(unix))));
+    }
+    /// A text on screen shows how old a poll is, or whether it is stale.
+    pub(crate) fn shows_polls(&self) {
+        self.polls.set(true);
+    }
+    pub(crate) fn set_header(&self, age: (String, ratatui::style::Style)) {
+        *self.header.borrow_mut() = Some(age);
+    }
+    /// What was noted so far (the header notes nothing: it is compared whole).
+    pub(crate) fn save(&self) -> (Option<i64>, bool) {
+        (self.next.get(), self.polls.get())
+    }
+    pub(crate) fn restore(&self, saved: (Option<i64>, bool)) {
+        self.next.set(saved.0);
+        self.polls.set(saved.1);
+    }
+}
+
+/// What a tick asks to redraw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redraw {
+    /// Nothing on screen changed.
+    Nothing,
+    /// Only the header's data age ("updated 4s ago", stale, unreachable).
+    Header,
+    /// Something else: the whole screen.
+    All,
+}
+
+/// Seconds until `human_age(secs)` reads differently.
+fn age_turns_in(secs: i64) -> i64 {
+    let s = secs.max(0);
+    let step = match s {
+        0..120 => 1,
+        120..7200 => 60,
+        7200..172_800 => 3600,
+        _ => 86_400,
+    };
+    // Below zero the text stays `0s` until the age reaches one second.
+    if secs < 0 {
+        1 - secs
+    } else {
+        step - s % step
+    }
+}
+
+/// The clock moved to `now`: what on screen this changes. The header's data age
+/// is compared as drawn; the rest is redrawn once an instant noted while drawing
+/// (an age, the ticker, staleness) has come, or a refresh moved poll times it shows.
+pub fn tick(app: &mut App, now: Timestamp) -> Redraw {
+    app.now = now;
+    let kiosk = app.kiosk.is_some() && app.view().kind == ViewKind::Overview && matches!(app.mode, Mode::Normal);
+    // Overlays may cover the header; the kiosk counts its page down every second.
+    let overlay = !matches!(app.mode, Mode::Normal | Mode::Filter { .. } | Mode::Command { .. });
+    if kiosk || overlay || app.clock.due.get() || app.clock.next.get().is_some_and(|t| now.timestamp() >= t) {
+        return Redraw::All;
+    }
+    let head = super::view::header_age(app);
+    if app.clock.header.borrow().as_ref() != Some(&head) {
+        Redraw::Header
+    } else {
+        Redraw::Nothing
+    }
 }
 
 /// A view kind's filter, sort and selection, as it was left.
@@ -529,6 +623,8 @@ impl App {
             restore_plan: None,
             notice: None,
             kiosk: None,
+            clock: ScreenClock::default(),
+            row_cache: rows::RowCache::default(),
             quit: false,
         };
         a.refresh_rows();
@@ -599,7 +695,9 @@ impl App {
 
     pub fn refresh_rows(&mut self) {
         let keep = self.view().selected_id.clone();
-        self.rows = rows::compute(self);
+        let mut cache = std::mem::take(&mut self.row_cache);
+        self.rows = rows::compute(self, &mut cache);
+        self.row_cache = cache;
         let n = self.rows.len();
         let sel = keep.and_then(|id| self.rows.position(&id)).unwrap_or(self.view().selected.min(n.saturating_sub(1)));
         self.select(sel);
@@ -716,6 +814,13 @@ impl App {
         let n = k.step % pages.len();
         let (cloud, app) = pages.get(n).cloned()?;
         Some(KioskPage { cloud, app, number: n + 1, pages: pages.len() })
+    }
+
+    /// `human_age` of `secs`, noting when the text next changes (for texts
+    /// below the header; see `tick`).
+    pub(crate) fn age_text(&self, secs: i64) -> String {
+        self.clock.changes_at(self.now.timestamp().saturating_add(age_turns_in(secs)));
+        crate::domain::time::human_age(secs)
     }
 
     pub(crate) fn notify(&mut self, m: impl Into<String>, s: Severity) {
@@ -900,6 +1005,10 @@ fn parse_command(line: &str) -> Result<CommandLine, String> {
 
 /// Apply a message to the state; return the effects to carry out.
 pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
+    if !matches!(msg, Msg::Tick(_) | Msg::Snapshot(_)) {
+        // The runtime redraws after every other message.
+        app.clock.due.set(true);
+    }
     match msg {
         Msg::InputLost(_) | Msg::Quit => {
             app.quit = true;
@@ -912,12 +1021,25 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             vec![]
         }
         Msg::Tick(now) => {
-            app.now = now;
+            tick(app, now);
             vec![]
         }
         Msg::Snapshot(s) => {
             // A refresh that brought no change leaves the rows as they are.
             let same = app.snapshot.same_data(&s);
+            // It still moves poll times: redraw what shows them, and the CPU
+            // cells when their metrics turned stale or fresh again.
+            if same && app.frozen.is_none() {
+                let stale_moved = app.snapshot.clouds.iter().zip(s.clouds.iter()).any(|(a, b)| {
+                    super::view::metrics_stale_at(a, app.now, app.stale_after)
+                        != super::view::metrics_stale_at(b, app.now, app.stale_after)
+                });
+                if stale_moved || app.clock.polls.get() {
+                    app.clock.due.set(true);
+                }
+            } else if !same {
+                app.clock.due.set(true);
+            }
             app.snapshot = s;
             if app.cloud >= app.snapshot.clouds.len() {
                 app.cloud = 0;

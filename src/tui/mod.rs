@@ -955,6 +955,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
     }
     let frame = Duration::from_secs_f64(1.0 / console.max_fps.clamp(1, 120) as f64);
     let mut dirty = true;
+    // Only the header's data age moved (a tick): drawn over the last frame.
+    let mut header_due = false;
+    let mut last_frame: Option<ratatui::buffer::Buffer> = None;
     let mut last_draw = Instant::now() - frame;
     let mut pending_resize: Option<(u16, u16, Instant)> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -966,7 +969,7 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
     kiosk_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     kiosk_timer.reset();
     let result = loop {
-        let mut wake = if dirty { (last_draw + frame).max(Instant::now()) } else { Instant::now() + far };
+        let mut wake = if dirty || header_due { (last_draw + frame).max(Instant::now()) } else { Instant::now() + far };
         if let Some((_, _, at)) = pending_resize {
             wake = wake.min(at);
         }
@@ -1008,8 +1011,12 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                 update(&mut app, Msg::Snapshot(s));
             }
             _ = tick.tick() => {
-                update(&mut app, Msg::Tick(chrono::Utc::now()));
-                dirty = true;
+                // Redraw what the clock changed on screen, if anything.
+                match app::tick(&mut app, chrono::Utc::now()) {
+                    app::Redraw::All => dirty = true,
+                    app::Redraw::Header => header_due = true,
+                    app::Redraw::Nothing => {}
+                }
             }
             _ = kiosk_timer.tick(), if console.kiosk.is_some() => {
                 update(&mut app, Msg::KioskNext);
@@ -1037,11 +1044,19 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                         dirty = true;
                     }
                 }
-                if dirty && Instant::now() >= last_draw + frame {
+                if (dirty || header_due) && Instant::now() >= last_draw + frame {
                     // A terminal that went away (a closed pty) ends the console
                     // cleanly: no crash, no report.
+                    let last = if dirty { None } else { last_frame.take() };
                     let r = execute!(terminal.backend_mut(), BeginSynchronizedUpdate)
-                        .and_then(|_| terminal.draw(|f| view::draw(f, &app)).map(|_| ()))
+                        .and_then(|_| {
+                            terminal
+                                .draw(|f| match last {
+                                    Some(b) => view::draw_header_only(f, &app, Some(b)),
+                                    None => view::draw(f, &app),
+                                })
+                                .map(|done| last_frame = Some(done.buffer.clone()))
+                        })
                         .and_then(|_| execute!(terminal.backend_mut(), EndSynchronizedUpdate))
                         .and_then(|_| terminal.backend_mut().flush());
                     if let Err(e) = r {
@@ -1049,6 +1064,7 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                     }
                     last_draw = Instant::now();
                     dirty = false;
+                    header_due = false;
                 }
             }
         }

@@ -6,6 +6,7 @@ use super::app::{App, ViewKind, ROW_SEP};
 use crate::domain::Server;
 use crate::inventory::CloudSnapshot;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowSet {
@@ -101,8 +102,173 @@ fn contains_folded(hay: &str, needle: &str) -> bool {
     hay.to_lowercase().contains(needle)
 }
 
-pub fn server_cpu(c: &CloudSnapshot, s: &Server) -> f64 {
-    c.metrics.get(&s.id).and_then(|m| m.cpu.last()).map(|x| x.1).unwrap_or(-1.0)
+/// A server's CPU as its row shows it: none (`-1`, sorted as an empty cell)
+/// when the row shows `-` (a stopped server, a stale series, the cloud's
+/// metrics stale as a whole).
+pub fn server_cpu(c: &CloudSnapshot, s: &Server, newest: Option<i64>, stale: bool) -> f64 {
+    if stale {
+        return -1.0;
+    }
+    crate::inventory::snapshot::cpu_now(s, c.metrics.get(&s.id).map(|m| &**m), newest).unwrap_or(-1.0)
+}
+
+/// The Servers rows computed before, to answer the next computation with less
+/// work over 100,000 servers: the servers in the view (made once per data),
+/// their order under a sort (one sort key a server: the sorted column's), and
+/// the last filtered rows (a filter typed further only narrows them).
+#[derive(Debug, Default)]
+pub struct RowCache {
+    data: Option<DataKey>,
+    /// (cloud position among the shown, server position in its list).
+    items: Vec<(u32, u32)>,
+    sorted: Option<(Sort, Vec<u32>)>,
+    last: Option<(String, Sort, Vec<u32>)>,
+}
+
+/// A sort column (hotkey letter) and descending flag, or none.
+type Sort = Option<(char, bool)>;
+/// A cloud's server list and image list, as published.
+type Lists = (Arc<Vec<Arc<Server>>>, Arc<Vec<crate::domain::Image>>);
+/// A cloud's metrics, as published.
+type Metrics = Arc<std::collections::HashMap<String, Arc<crate::inventory::snapshot::ServerSeries>>>;
+
+/// What the cached servers were made from: the very lists (held, so never
+/// mistaken for a list made later), the scope and the application shown.
+#[derive(Debug)]
+struct DataKey {
+    lists: Vec<Lists>,
+    /// Per cloud: the metrics and whether they are stale (the CPU column).
+    metrics: Vec<(Metrics, bool)>,
+    merged: bool,
+    app: Option<String>,
+}
+
+impl DataKey {
+    fn same(&self, o: &DataKey) -> bool {
+        self.merged == o.merged
+            && self.app == o.app
+            && self.lists.len() == o.lists.len()
+            && self.lists.iter().zip(o.lists.iter()).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && Arc::ptr_eq(&a.1, &b.1))
+            && self.metrics.len() == o.metrics.len()
+            && self.metrics.iter().zip(o.metrics.iter()).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1)
+    }
+}
+
+/// A filter that only keeps fewer rows than `before` did (plain text, typed
+/// further): its rows are among `before`'s.
+fn narrows(before: &str, now: &str) -> bool {
+    let plain = |f: &str| !f.starts_with('~') && !f.starts_with('!');
+    plain(before) && plain(now) && now.to_lowercase().contains(&before.to_lowercase())
+}
+
+/// One sort key of a server: the sorted column's only.
+fn server_key(col: char, c: &CloudSnapshot, s: &Server, newest: Option<i64>, stale: bool) -> SortKey {
+    let image = || s.image_id.as_deref().and_then(|i| c.image_name(i)).unwrap_or("");
+    match col {
+        'N' => SortKey::text(s.display_name()),
+        'S' => SortKey::text(s.status.as_str()),
+        'A' => SortKey::text(s.app().unwrap_or("")),
+        'F' => SortKey::text(s.flavor.label()),
+        'I' => SortKey::text(image()),
+        'Z' => SortKey::text(s.availability_zone.as_deref().unwrap_or("")),
+        'O' => SortKey::N(-(s.created.map(|t| t.timestamp()).unwrap_or(0) as f64)),
+        'T' => SortKey::text(s.task_state.as_deref().unwrap_or("")),
+        'C' => SortKey::N(server_cpu(c, s, newest, stale)),
+        _ => SortKey::N(0.0),
+    }
+}
+
+/// The Servers rows: filtered and sorted, from the cache when what it holds
+/// still applies.
+fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut RowCache) -> Vec<String> {
+    let v = app.view();
+    let sort = v.sort.filter(|(c, _)| sort_columns(ViewKind::Servers).contains(c));
+    let cpu_sort = sort.is_some_and(|(c, _)| c == 'C');
+    let clock: Vec<(Option<i64>, bool)> = clouds
+        .iter()
+        .map(|c| {
+            if cpu_sort {
+                (
+                    crate::inventory::snapshot::newest_sample(&c.metrics),
+                    super::view::metrics_stale_at(c, app.now, app.stale_after),
+                )
+            } else {
+                (None, false)
+            }
+        })
+        .collect();
+    let key = DataKey {
+        lists: clouds.iter().map(|c| (c.servers.clone(), c.images.clone())).collect(),
+        metrics: if cpu_sort {
+            clouds.iter().zip(&clock).map(|(c, k)| (c.metrics.clone(), k.1)).collect()
+        } else {
+            vec![]
+        },
+        merged,
+        app: v.app.clone(),
+    };
+    if !cache.data.as_ref().is_some_and(|d| d.same(&key)) {
+        cache.items = clouds
+            .iter()
+            .enumerate()
+            .flat_map(|(ci, c)| c.servers.iter().enumerate().map(move |(si, s)| (ci, si, s)))
+            .filter(|(_, _, s)| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
+            .map(|(ci, si, _)| (ci as u32, si as u32))
+            .collect();
+        cache.sorted = None;
+        cache.last = None;
+    }
+    cache.data = Some(key);
+    let server = |(ci, si): (u32, u32)| {
+        let c = clouds.get(ci as usize)?;
+        Some((*c, c.servers.get(si as usize)?, clock.get(ci as usize).copied().unwrap_or_default()))
+    };
+    // Every server in the sorted order (made once per sort).
+    if cache.sorted.as_ref().is_none_or(|(s, _)| *s != sort) {
+        let mut order: Vec<u32> = (0..cache.items.len() as u32).collect();
+        if let Some((col, desc)) = sort {
+            let mut keyed: Vec<(SortKey, u32)> = order
+                .iter()
+                .filter_map(|&p| {
+                    let (c, s, (newest, stale)) = server(*cache.items.get(p as usize)?)?;
+                    Some((server_key(col, c, s, newest, stale), p))
+                })
+                .collect();
+            keyed.sort_by(|a, b| if desc { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) });
+            order = keyed.into_iter().map(|(_, p)| p).collect();
+        }
+        cache.sorted = Some((sort, order));
+    }
+    let all: &[u32] = cache.sorted.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
+    let text = v.filter.as_str();
+    let shown: Vec<u32> = if text.is_empty() {
+        all.to_vec()
+    } else {
+        let filter = Filter::new(text);
+        // A filter typed further looks only at the rows it had.
+        let from: &[u32] = match &cache.last {
+            Some((f, s, rows)) if *s == sort && narrows(f, text) => rows,
+            _ => all,
+        };
+        from.iter()
+            .copied()
+            .filter(|&p| {
+                cache.items.get(p as usize).and_then(|&it| server(it)).is_some_and(|(c, s, _)| {
+                    let image = s.image_id.as_deref().and_then(|i| c.image_name(i)).unwrap_or("");
+                    server_matches(&filter, s, image) || merged && filter.matches(&[&c.name])
+                })
+            })
+            .collect()
+    };
+    let ids = shown
+        .iter()
+        .filter_map(|&p| {
+            let (c, s, _) = server(*cache.items.get(p as usize)?)?;
+            Some(if merged { format!("{}{ROW_SEP}{}", c.name, s.id) } else { s.id.clone() })
+        })
+        .collect();
+    cache.last = (!text.is_empty()).then(|| (text.to_string(), sort, shown));
+    ids
 }
 
 fn server_matches(f: &Filter, s: &Server, image: &str) -> bool {
@@ -199,8 +365,12 @@ fn storage_rows(
     out
 }
 
-/// The rows of the current view.
-pub fn compute(app: &App) -> RowSet {
+/// The rows of the current view (`cache`: the Servers rows computed before).
+pub fn compute(app: &App, cache: &mut RowCache) -> RowSet {
+    if app.view().kind != ViewKind::Servers {
+        // Lists of no use now are not kept alive.
+        *cache = RowCache::default();
+    }
     let v = app.view();
     let filter = Filter::new(&v.filter);
     let sort = v.sort;
@@ -250,37 +420,7 @@ pub fn compute(app: &App) -> RowSet {
             apply_sort(&mut rows, sort_columns(ViewKind::Apps));
             rows.into_iter().map(|r| r.0).collect()
         }
-        ViewKind::Servers => {
-            let mut rows: Vec<(String, Vec<SortKey>)> = clouds
-                .iter()
-                .flat_map(|c| c.servers.iter().map(move |s| (*c, s)))
-                .filter(|(_, s)| v.app.as_deref().is_none_or(|a| s.app() == Some(a)))
-                .filter_map(|(cloud, s)| {
-                    let image = s.image_id.as_deref().and_then(|i| cloud.image_name(i)).unwrap_or("");
-                    if !(server_matches(&filter, s, image) || merged && filter.matches(&[&cloud.name])) {
-                        return None;
-                    }
-                    let keys = if sort.is_some() {
-                        vec![
-                            SortKey::text(s.display_name()),
-                            SortKey::text(s.status.as_str()),
-                            SortKey::text(s.app().unwrap_or("")),
-                            SortKey::text(s.flavor.label()),
-                            SortKey::text(image),
-                            SortKey::text(s.availability_zone.as_deref().unwrap_or("")),
-                            SortKey::N(-(s.created.map(|t| t.timestamp()).unwrap_or(0) as f64)),
-                            SortKey::text(s.task_state.as_deref().unwrap_or("")),
-                            SortKey::N(server_cpu(cloud, s)),
-                        ]
-                    } else {
-                        vec![]
-                    };
-                    Some((key(cloud, s.id.clone()), keys))
-                })
-                .collect();
-            apply_sort(&mut rows, sort_columns(ViewKind::Servers));
-            rows.into_iter().map(|r| r.0).collect()
-        }
+        ViewKind::Servers => servers_rows(app, &clouds, merged, cache),
         ViewKind::ServerDetail => v.server.iter().cloned().collect(),
         ViewKind::Storage => {
             // Restores first, then each volume followed by its backups drawn as

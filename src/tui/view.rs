@@ -4,7 +4,6 @@
 use super::app::{App, ConsoleState, Mode, ViewKind};
 use super::keymap::{info_of, Action};
 use super::widgets::{clip_line, col, fit, sparkline, truncate, wrap_line, Col};
-use crate::domain::time::human_age;
 use crate::domain::Server;
 use crate::inventory::CloudSnapshot;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
@@ -15,6 +14,7 @@ use ratatui::widgets::{Axis, Block, Borders, Chart, Clear, Dataset, GraphType, P
 use ratatui::Frame;
 
 pub fn draw(f: &mut Frame, app: &App) {
+    app.clock.start();
     let area = f.area();
     if area.width < 2 || area.height < 2 {
         return;
@@ -66,6 +66,21 @@ pub fn draw(f: &mut Frame, app: &App) {
     defuse(f);
 }
 
+/// Only the header, over the frame drawn last (`last`, of the same size): what a
+/// tick redraws when nothing but the header's data age moved (see `app::tick`).
+/// Without a frame of that size, everything.
+pub fn draw_header_only(f: &mut Frame, app: &App, last: Option<ratatui::buffer::Buffer>) {
+    let area = f.area();
+    match last.filter(|b| b.area == area) {
+        Some(b) if area.width >= 2 && area.height >= 2 => {
+            *f.buffer_mut() = b;
+            header(f, app, Rect { height: 1, ..area });
+            defuse(f);
+        }
+        _ => draw(f, app),
+    }
+}
+
 /// Nothing reaches the terminal that it would interpret: server names, console
 /// logs and error messages come from the cloud, where anyone can put escape
 /// sequences in them. Tables show them as visible stand-ins; this last pass over
@@ -112,9 +127,13 @@ fn age_style(app: &App, c: Option<&CloudSnapshot>) -> (String, Style) {
     let p = c.servers_poll();
     let age = p.age(app.now);
     let txt = match age {
-        Some(a) => format!("updated {} ago", human_age(a)),
+        Some(a) => format!("updated {} ago", app.age_text(a)),
         None => "loading…".to_string(),
     };
+    app.clock.shows_polls();
+    if let Some(at) = p.last_ok.filter(|_| age.is_some() && !p.is_stale(app.now, app.stale_after)) {
+        app.clock.changes_at(stale_from(at, p.interval, app.stale_after));
+    }
     if c.unreachable() {
         (format!("unreachable · {txt}"), t.bad())
     } else if age.is_some() && p.is_stale(app.now, app.stale_after) {
@@ -126,13 +145,27 @@ fn age_style(app: &App, c: Option<&CloudSnapshot>) -> (String, Style) {
     }
 }
 
-fn header(f: &mut Frame, app: &App, area: Rect) {
+/// The first second at which a poll that succeeded at `at` counts as stale
+/// (`PollState::is_stale`).
+fn stale_from(at: crate::domain::Timestamp, interval: std::time::Duration, factor: u32) -> i64 {
+    let limit = interval.as_secs_f64() * factor.max(1) as f64 + 1.0;
+    at.timestamp().saturating_add(limit.floor() as i64 + 1)
+}
+
+/// The header's data age and its colour: the one part of the header the clock
+/// alone changes (compared at each tick, see `app::tick`).
+pub(crate) fn header_age(app: &App) -> (String, Style) {
+    // The header is compared whole at each tick: what it notes is not kept.
+    let saved = app.clock.save();
+    let r = header_age_of(app);
+    app.clock.restore(saved);
+    r
+}
+
+fn header_age_of(app: &App) -> (String, Style) {
     let t = &app.theme;
     let c = app.cloud_snapshot();
-    let scope = app.scope_label();
-    let name = |id: &str| c.and_then(|c| c.server(id)).map(|s| s.display_name().to_string());
-    let crumbs: Vec<String> = app.stack().iter().map(|v| v.crumb(name)).collect();
-    let (age, age_st) = if app.all_clouds() {
+    if app.all_clouds() {
         // The clouds not answering, by name; else the oldest data.
         let down: Vec<&str> = app.shown().clouds.iter().filter(|c| c.unreachable()).map(|c| c.name.as_str()).collect();
         if down.is_empty() {
@@ -147,7 +180,17 @@ fn header(f: &mut Frame, app: &App, area: Rect) {
         }
     } else {
         age_style(app, c)
-    };
+    }
+}
+
+fn header(f: &mut Frame, app: &App, area: Rect) {
+    let t = &app.theme;
+    let c = app.cloud_snapshot();
+    let scope = app.scope_label();
+    let name = |id: &str| c.and_then(|c| c.server(id)).map(|s| s.display_name().to_string());
+    let crumbs: Vec<String> = app.stack().iter().map(|v| v.crumb(name)).collect();
+    let (age, age_st) = header_age(app);
+    app.clock.set_header((age.clone(), age_st));
     let width = area.width as usize;
     let frozen = if app.frozen.is_some() { "  FROZEN" } else { "" };
     let engine = app.engine.as_ref().map(|e| {
@@ -520,11 +563,21 @@ fn metric_clock(app: &App, c: &CloudSnapshot) -> MetricClock {
     MetricClock { newest: crate::inventory::snapshot::newest_sample(&c.metrics), stale: metrics_stale(app, c) }
 }
 
-/// The cloud's metrics poller has not answered for a while.
+/// The cloud's metrics poller has not answered for a while (noting when that
+/// turns, and that a refresh may turn it back).
 fn metrics_stale(app: &App, c: &CloudSnapshot) -> bool {
-    c.polls
-        .get(&crate::inventory::Kind::Metrics)
-        .is_some_and(|p| p.last_ok.is_some() && p.is_stale(app.now, app.stale_after))
+    let stale = metrics_stale_at(c, app.now, app.stale_after);
+    if let Some(p) = c.polls.get(&crate::inventory::Kind::Metrics) {
+        if let Some(at) = p.last_ok.filter(|_| !stale) {
+            app.clock.changes_at(stale_from(at, p.interval, app.stale_after));
+        }
+    }
+    stale
+}
+
+/// The cloud's metrics poller had not answered for a while at `now`.
+pub(crate) fn metrics_stale_at(c: &CloudSnapshot, now: crate::domain::Timestamp, factor: u32) -> bool {
+    c.polls.get(&crate::inventory::Kind::Metrics).is_some_and(|p| p.last_ok.is_some() && p.is_stale(now, factor))
 }
 
 /// One server's CPU cell: `-` and a dimmed history when it is stopped or stale.
@@ -562,7 +615,7 @@ fn server_values(app: &App, c: &CloudSnapshot, s: &Server, clock: MetricClock, c
         Some(i) => c.image_name(i).unwrap_or(i).to_string(),
         None => "(volume)".into(),
     };
-    let age = s.created.map(|cr| human_age((c.cloud_now(app.now) - cr).num_seconds())).unwrap_or_default();
+    let age = s.created.map(|cr| app.age_text((c.cloud_now(app.now) - cr).num_seconds())).unwrap_or_default();
     vec![
         match &s.decode_error {
             // The record no longer decodes: the row is its last good one.
@@ -891,6 +944,9 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     let mut v: Vec<&crate::domain::Alert> = alerts.iter().collect();
     v.sort_by_key(|a| std::cmp::Reverse(a.severity));
     let idx = (app.now.timestamp() / 5).unsigned_abs() as usize % v.len().max(1);
+    if v.len() > 1 {
+        app.clock.changes_at((app.now.timestamp().div_euclid(5) + 1) * 5);
+    }
     let tick = match v.get(idx) {
         None => Line::from(Span::styled(" no alerts", t.ok())),
         Some(a) => {
@@ -1112,7 +1168,7 @@ fn server_detail(f: &mut Frame, app: &App, area: Rect) {
             "created",
             s.created
                 .map(|x| {
-                    let ago = human_age((c.cloud_now(app.now) - x).num_seconds());
+                    let ago = app.age_text((c.cloud_now(app.now) - x).num_seconds());
                     format!("{} ({ago} ago)", x.format("%Y-%m-%d %H:%M:%S"))
                 })
                 .unwrap_or_default(),
@@ -1294,10 +1350,12 @@ const STORAGE_COLS: [Col; 9] = [
 ];
 
 /// When a run comes: `14:00` within a day, else `12-24 02:00` (UTC).
-fn when(now: crate::domain::Timestamp, t: crate::domain::Timestamp) -> String {
-    if (t - now).num_hours() < 24 {
+fn when(app: &App, t: crate::domain::Timestamp) -> String {
+    if (t - app.now).num_hours() < 24 {
         t.format("%H:%M").to_string()
     } else {
+        // Shown with its day until it comes within a day.
+        app.clock.changes_at(t.timestamp().saturating_sub(86_400).saturating_add(1));
         t.format("%m-%d %H:%M").to_string()
     }
 }
@@ -1320,12 +1378,13 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
             .cloned()
     };
     cloud_table(f, app, area, "volumes & backups", &STORAGE_COLS, |c, id, _| {
-        let age =
-            |x: Option<crate::domain::Timestamp>| x.map(|x| human_age((app.now - x).num_seconds())).unwrap_or_default();
+        let age = |x: Option<crate::domain::Timestamp>| {
+            x.map(|x| app.age_text((app.now - x).num_seconds())).unwrap_or_default()
+        };
         // What the cloud stamped (volumes, backups) is aged on the cloud's clock.
         let cloud_now = c.cloud_now(app.now);
         let cloud_age = |x: Option<crate::domain::Timestamp>| {
-            x.map(|x| human_age((cloud_now - x).num_seconds())).unwrap_or_default()
+            x.map(|x| app.age_text((cloud_now - x).num_seconds())).unwrap_or_default()
         };
         if let Some(op) = id.strip_prefix("rst:") {
             let Some(j) = app.engine.as_ref().and_then(|e| e.restores.iter().find(|j| j.op == op)) else {
@@ -1401,7 +1460,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                         Some(l) => (
                             format!(
                                 "{} {}G {} {}",
-                                human_age((cloud_now - l.at).num_seconds()),
+                                app.age_text((cloud_now - l.at).num_seconds()),
                                 l.size_gb,
                                 if l.incremental { "incr" } else { "full" },
                                 if l.status == "available" { "ok" } else { l.status.as_str() }
@@ -1411,7 +1470,7 @@ fn storage(f: &mut Frame, app: &App, area: Rect) {
                     };
                     let last = if b.rpo_breached { (format!("RPO! {}", last.0), t.bad()) } else { last };
                     let chains = format!("{} ({} ch)", b.policy, b.chains);
-                    ((chains, t.base()), last, b.next.map(|n| when(app.now, n)).unwrap_or_default())
+                    ((chains, t.base()), last, b.next.map(|n| when(app, n)).unwrap_or_default())
                 }
             };
             vec![
@@ -1508,11 +1567,14 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
         let Some(a) = alerts.iter().find(|a| a.key == id) else { return vec![] };
         let (sev, sev_st, since) = match a.resolved_at {
             Some(r) => {
-                ("RESOLVED".to_string(), t.dim(), format!("ended {} ago", human_age((app.now - r).num_seconds())))
+                ("RESOLVED".to_string(), t.dim(), format!("ended {} ago", app.age_text((app.now - r).num_seconds())))
             }
             None => {
                 let acked = app.alert_ops.acked.get(&a.key).is_some_and(|at| *at >= a.since);
                 let muted = app.alert_ops.silenced.get(&a.key).is_some_and(|until| *until > app.now);
+                if let Some(until) = app.alert_ops.silenced.get(&a.key).filter(|_| muted) {
+                    app.clock.changes_at(until.timestamp().saturating_add(1));
+                }
                 let mark = if muted {
                     " muted"
                 } else if acked {
@@ -1523,7 +1585,7 @@ fn alerts(f: &mut Frame, app: &App, area: Rect) {
                 (
                     format!("{}{mark}", a.severity.as_str().to_uppercase()),
                     if mark.is_empty() { t.severity(a.severity) } else { t.dim() },
-                    human_age((app.now - a.since).num_seconds()),
+                    app.age_text((app.now - a.since).num_seconds()),
                 )
             }
         };
@@ -1661,7 +1723,7 @@ fn plan(f: &mut Frame, app: &App, area: Rect) {
                 Span::styled(if e.paused { "  PAUSED" } else { "" }, t.warn()),
                 Span::styled(
                     e.last_tick
-                        .map(|x| format!("  last tick {} ago", human_age((app.now - x).num_seconds())))
+                        .map(|x| format!("  last tick {} ago", app.age_text((app.now - x).num_seconds())))
                         .unwrap_or_default(),
                     t.dim(),
                 ),

@@ -7,7 +7,6 @@ use super::editing::{Form, PreviewState, Review};
 use super::view::{box_title, cells_of, centered, clipped, table};
 use super::widgets::{col, Col};
 use crate::domain::text::sanitize;
-use crate::domain::time::human_age;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -76,7 +75,7 @@ pub fn policies(f: &mut Frame, app: &App, area: Rect) {
             (if p.revision > 0 { p.revision.to_string() } else { "-".into() }, t.base()),
             (format!("{} ({}..{})", p.desired, p.min, p.max), t.base()),
             (p.target.clone().unwrap_or_else(|| "-".into()), t.dim()),
-            (p.changed_at.map(|at| human_age((app.now - at).num_seconds())).unwrap_or_else(|| "-".into()), t.dim()),
+            (p.changed_at.map(|at| app.age_text((app.now - at).num_seconds())).unwrap_or_else(|| "-".into()), t.dim()),
             (who(p.changed_by.as_deref()), t.dim()),
             (what, if p.problems.is_empty() { t.dim() } else { t.bad() }),
         ];
@@ -199,7 +198,7 @@ pub fn policy_detail(f: &mut Frame, app: &App, area: Rect) {
         cells_of(
             vec![
                 (format!("{}{mark}", c.generation), t.accent()),
-                (human_age((app.now - c.at).num_seconds()), t.dim()),
+                (app.age_text((app.now - c.at).num_seconds()), t.dim()),
                 (who(c.actor.as_deref()), t.base()),
                 (hash, t.dim()),
                 (c.summary.clone().unwrap_or_else(|| "-".into()), t.base()),

@@ -126,6 +126,12 @@ pub struct WServer {
     pub links: Vec<Link>,
 }
 
+/// A list without spare capacity (a list collected in place keeps its source's).
+fn exact<T>(mut v: Vec<T>) -> Vec<T> {
+    v.shrink_to_fit();
+    v
+}
+
 impl WServer {
     pub fn into_domain(self) -> domain::Server {
         let mut addresses = Vec::new();
@@ -140,6 +146,8 @@ impl WServer {
                 });
             }
         }
+        // Held for every server (10,000 and more): no spare capacity.
+        addresses.shrink_to_fit();
         let flavor = self
             .flavor
             .map(|f| FlavorInfo {
@@ -168,8 +176,8 @@ impl WServer {
             host: self.host,
             key_name: self.key_name,
             metadata: self.metadata,
-            tags: self.tags,
-            security_groups: self.security_groups.into_iter().filter_map(|s| s.name).collect(),
+            tags: exact(self.tags),
+            security_groups: exact(self.security_groups.into_iter().filter_map(|s| s.name).collect()),
             project_id: self.tenant_id,
             user_id: self.user_id,
             host_id: self.host_id.filter(|h| !h.is_empty()),
@@ -179,7 +187,7 @@ impl WServer {
             fault: self.fault.map(|f| Fault { code: f.code.map(|c| c as u16), message: f.message, created: f.created }),
             locked: self.locked,
             progress: self.progress.map(|p| p.min(100) as u8),
-            volumes_attached: self.volumes_attached.into_iter().filter_map(|v| v.id).collect(),
+            volumes_attached: exact(self.volumes_attached.into_iter().filter_map(|v| v.id).collect()),
             raw: None,
             decode_error: None,
         }
