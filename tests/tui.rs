@@ -15,6 +15,7 @@
     clippy::print_stderr
 )]
 
+mod common;
 use proptest::prelude::*;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -465,69 +466,13 @@ fn header_row(screen: &str) -> String {
     screen.lines().nth(2).unwrap_or_default().trim_matches('│').to_string()
 }
 
-/// The words of every column title.
-const TITLE_WORDS: &[&str] = &[
-    "STATUS",
-    "NAME",
-    "APP",
-    "FLAVOR",
-    "IMAGE",
-    "ADDRESSES",
-    "AZ",
-    "AGE",
-    "TASK",
-    "CPU",
-    "SERVERS",
-    "ACTIVE",
-    "BUILD",
-    "ERROR",
-    "DESIRED",
-    "WHY",
-    "FLAVORS",
-    "ROLLOUT",
-    "KIND",
-    "SIZE",
-    "POLICY",
-    "LAST",
-    "BACKUP",
-    "NEXT",
-    "DETAIL",
-    "SEV",
-    "SINCE",
-    "CLOUD",
-    "SENT",
-    "MESSAGE",
-    "TIME",
-    "ACTOR",
-    "ACTION",
-    "TARGET",
-    "RESULT",
-    "REQUEST",
-    "REGION",
-    "PROJECT",
-    "REQUESTS",
-    "STATE",
-    "MODE",
-    "REV",
-    "SCALING",
-    "CHANGED",
-    "BY",
-    "PROBLEM",
-    "/",
-    "FILE",
-    "#",
-    "WHEN",
-    "WHO",
-    "CONTENT",
-    "WHAT",
-];
 
 /// Every word of a header row is a whole title word or ends with the ellipsis.
 fn assert_no_mid_word_cut(row: &str, what: &str) {
     for w in row.split_whitespace() {
         let w = w.trim_end_matches(['↑', '↓']);
         assert!(
-            TITLE_WORDS.contains(&w) || w.ends_with('…') || w.ends_with('~'),
+            common::titles::TITLE_WORDS.contains(&w) || w.ends_with('…') || w.ends_with('~'),
             "{what}: `{w}` is cut without a mark in `{row}`"
         );
     }
