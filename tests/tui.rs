@@ -1578,3 +1578,48 @@ fn a_click_selects_the_row_under_the_pointer_and_the_wheel_moves() {
     update(&mut a, Msg::Mouse { kind: MouseKind::ScrollDown, column: 5, row: 5 });
     assert!(matches!(a.mode, Mode::Help { scroll: 3 }));
 }
+
+#[test]
+fn y_on_a_server_reads_its_exact_record_from_its_cloud() {
+    let mut a = app_with(true);
+    update(&mut a, Msg::Resize(120, 40));
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('j')]);
+    let fx = keys(&mut a, &[Key::ch('y')]);
+    let [Effect::FetchServer { cloud, server_id }] = fx.as_slice() else { panic!("{fx:?}") };
+    let (cloud, server_id) = (cloud.clone(), server_id.clone());
+    assert_eq!(Some(server_id.as_str()), a.view().selected_key().as_deref(), "the selected server");
+    // The raw view opens at once and says what it waits for.
+    let Mode::Raw { title, text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(title.starts_with("server "), "{title}");
+    assert!(text.contains("reading") && text.contains(&cloud) && text.contains(&server_id), "{text}");
+    assert!(render(&a, 120, 40).contains("reading the server's record"));
+    // A record of another server changes nothing.
+    update(
+        &mut a,
+        Msg::ServerRecord { cloud: cloud.clone(), server_id: "other".into(), result: Ok("{}".into()) },
+    );
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(text.contains("reading"), "{text}");
+    // The record as the API wrote it.
+    let record = "{\n  \"id\": \"x\",\n  \"OS-EXT-STS:vm_state\": \"active\",\n  \"zz\": 1.50\n}";
+    update(
+        &mut a,
+        Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Ok(record.into()) },
+    );
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert_eq!(text, record);
+    // An error names the cloud, the service and the request id.
+    keys(&mut a, &[ESC]);
+    assert!(matches!(a.mode, Mode::Normal));
+    keys(&mut a, &[Key::ch('y')]);
+    let err = format!("compute not found (404): Instance {server_id} could not be found. [cloud {cloud}, GET /servers/{server_id}, request req-1234]");
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Err(err) });
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(text.contains("compute") && text.contains(&format!("cloud {cloud}")) && text.contains("req-1234"), "{text}");
+    // Closed before the record came: it is dropped.
+    keys(&mut a, &[ESC]);
+    keys(&mut a, &[Key::ch('y'), ESC]);
+    update(&mut a, Msg::ServerRecord { cloud, server_id, result: Ok(record.into()) });
+    assert!(matches!(a.mode, Mode::Normal), "{:?}", a.mode);
+}
