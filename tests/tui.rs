@@ -1623,3 +1623,33 @@ fn y_on_a_server_reads_its_exact_record_from_its_cloud() {
     update(&mut a, Msg::ServerRecord { cloud, server_id, result: Ok(record.into()) });
     assert!(matches!(a.mode, Mode::Normal), "{:?}", a.mode);
 }
+
+#[test]
+fn a_wide_kiosk_puts_more_tiles_across() {
+    use stackpilot::inventory::AppSummary;
+    let mut snap = fixture::snapshot();
+    let cloud = &mut snap.clouds[0];
+    let more: Vec<AppSummary> = cloud
+        .apps
+        .iter()
+        .flat_map(|a| [a.clone(), AppSummary { name: format!("{}-batch", a.name), ..a.clone() }])
+        .collect();
+    cloud.apps = Arc::new(more);
+    let mut a = app();
+    update(&mut a, Msg::Snapshot(Arc::new(snap)));
+    a.engine = Some(fixture::engine());
+    a.keymap = Keymap::defaults(true);
+    a.read_only = true;
+    a.kiosk = Some(stackpilot::tui::app::Kiosk { interval_secs: 15, step: 0, turned_at: fixture::now() });
+    update(&mut a, Msg::Resize(200, 60));
+    let s = render(&a, 200, 60);
+    // Six applications: four across on 200 columns, the rest below.
+    let tops: Vec<usize> = s.lines().map(|l| l.matches(['╭', '┏']).count()).filter(|n| *n > 0).collect();
+    assert_eq!(tops, vec![4, 2], "{s}");
+    insta::assert_snapshot!("kiosk_six_apps_200x60", s);
+    // On 120 columns two fit across.
+    update(&mut a, Msg::Resize(120, 40));
+    let s = render(&a, 120, 40);
+    let tops: Vec<usize> = s.lines().map(|l| l.matches(['╭', '┏']).count()).filter(|n| *n > 0).collect();
+    assert_eq!(tops.first(), Some(&2), "{s}");
+}
