@@ -923,9 +923,10 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs(3));
     settings.refresh.servers = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     // A new member's CPU needs two samples (a simulated minute apart: six seconds
-    // at the demo's speed); reading every 3 s shows it on the tiles a few seconds
-    // after the second sample instead of up to ten.
-    settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(3));
+    // at the demo's speed; the first is taken as it is spawned). Its first read
+    // comes as it turns ACTIVE; reading every 2 s after that shows its rate on
+    // the tiles soon after the second sample.
+    settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     // Two clouds, each with its own Keystone: `demo` (RegionOne) and `demo-east` (RegionTwo).
     // STACKPILOT_SIM_TOKEN lets an operator drive the demo clouds' control API
     // (e.g. take `demo-east` down to watch a failover); without it the token is random.

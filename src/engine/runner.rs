@@ -275,6 +275,16 @@ impl Runner {
         status_tx: watch::Sender<EngineStatus>,
         mut cmd_rx: mpsc::Receiver<EngineCommand>,
     ) {
+        // The first tick waits (a tick at most) for every cloud's first server
+        // listing, or its first failure: on an inventory still empty it could
+        // only wait for the next one, and new members would come a tick later.
+        let mut first = snapshots.clone();
+        let listed = |s: &Arc<Snapshot>| {
+            s.clouds.iter().all(|c| c.servers_poll().last_ok.is_some() || c.servers_poll().failures > 0)
+        };
+        if tokio::time::timeout(self.cfg.tick, first.wait_for(listed)).await.is_err() {
+            tracing::debug!("the first tick starts before every cloud was listed");
+        }
         let mut iv = tokio::time::interval(self.cfg.tick);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
