@@ -239,9 +239,8 @@ fn console_flags_before_a_subcommand_reach_it() {
 #[test]
 fn a_demo_kiosk_keeps_its_engine_acting_and_a_real_cloud_kiosk_does_not() {
     use stackpilot::cli::{Access, Cli};
-    let access = |a: &[&str]| {
-        Cli::try_parse_args_from(std::iter::once("stackpilot").chain(a.iter().copied())).unwrap().access()
-    };
+    let access =
+        |a: &[&str]| Cli::try_parse_args_from(std::iter::once("stackpilot").chain(a.iter().copied())).unwrap().access();
     let acting = Access { console_read_only: false, engine_may_act: true };
     let watching = Access { console_read_only: true, engine_may_act: false };
     let kiosk_acting = Access { console_read_only: true, engine_may_act: true };

@@ -466,7 +466,6 @@ fn header_row(screen: &str) -> String {
     screen.lines().nth(2).unwrap_or_default().trim_matches('│').to_string()
 }
 
-
 /// Every word of a header row is a whole title word or ends with the ellipsis.
 fn assert_no_mid_word_cut(row: &str, what: &str) {
     for w in row.split_whitespace() {
@@ -1595,18 +1594,12 @@ fn y_on_a_server_reads_its_exact_record_from_its_cloud() {
     assert!(text.contains("reading") && text.contains(&cloud) && text.contains(&server_id), "{text}");
     assert!(render(&a, 120, 40).contains("reading the server's record"));
     // A record of another server changes nothing.
-    update(
-        &mut a,
-        Msg::ServerRecord { cloud: cloud.clone(), server_id: "other".into(), result: Ok("{}".into()) },
-    );
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: "other".into(), result: Ok("{}".into()) });
     let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
     assert!(text.contains("reading"), "{text}");
     // The record as the API wrote it.
     let record = "{\n  \"id\": \"x\",\n  \"OS-EXT-STS:vm_state\": \"active\",\n  \"zz\": 1.50\n}";
-    update(
-        &mut a,
-        Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Ok(record.into()) },
-    );
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Ok(record.into()) });
     let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
     assert_eq!(text, record);
     // An error names the cloud, the service and the request id.
@@ -1616,7 +1609,10 @@ fn y_on_a_server_reads_its_exact_record_from_its_cloud() {
     let err = format!("compute not found (404): Instance {server_id} could not be found. [cloud {cloud}, GET /servers/{server_id}, request req-1234]");
     update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Err(err) });
     let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
-    assert!(text.contains("compute") && text.contains(&format!("cloud {cloud}")) && text.contains("req-1234"), "{text}");
+    assert!(
+        text.contains("compute") && text.contains(&format!("cloud {cloud}")) && text.contains("req-1234"),
+        "{text}"
+    );
     // Closed before the record came: it is dropped.
     keys(&mut a, &[ESC]);
     keys(&mut a, &[Key::ch('y'), ESC]);
