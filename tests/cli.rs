@@ -235,3 +235,25 @@ fn console_flags_before_a_subcommand_reach_it() {
         assert!(e.to_string().contains("is not a flag of"), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn a_demo_kiosk_keeps_its_engine_acting_and_a_real_cloud_kiosk_does_not() {
+    use stackpilot::cli::{Access, Cli};
+    let access =
+        |a: &[&str]| Cli::try_parse_args_from(std::iter::once("stackpilot").chain(a.iter().copied())).unwrap().access();
+    let acting = Access { console_read_only: false, engine_may_act: true };
+    let watching = Access { console_read_only: true, engine_may_act: false };
+    let kiosk_acting = Access { console_read_only: true, engine_may_act: true };
+    // The demo's kiosk: no key changes the cloud, but the engine deploys the demo's apps.
+    assert_eq!(access(&["--demo", "--kiosk"]), kiosk_acting);
+    assert_eq!(access(&["--demo", "--kiosk", "--kiosk-interval", "5"]), kiosk_acting);
+    // An explicit --read-only stops the demo's engine too.
+    assert_eq!(access(&["--demo", "--kiosk", "--read-only"]), watching);
+    assert_eq!(access(&["--demo", "--read-only"]), watching);
+    assert_eq!(access(&["--demo"]), acting);
+    // On a real cloud a kiosk implies read-only for the console and its engine.
+    assert_eq!(access(&["--kiosk"]), watching);
+    assert_eq!(access(&["--cloud", "prod", "--kiosk"]), watching);
+    assert_eq!(access(&["--read-only"]), watching);
+    assert_eq!(access(&[]), acting);
+}

@@ -341,63 +341,6 @@ fn policies_are_edited_reviewed_and_restored_in_the_console() {
     t.wait_for("keys of Policy");
 }
 
-/// The words of every column title of the console's tables.
-const TITLE_WORDS: &[&str] = &[
-    "STATUS",
-    "NAME",
-    "APP",
-    "FLAVOR",
-    "IMAGE",
-    "ADDRESSES",
-    "AZ",
-    "AGE",
-    "TASK",
-    "CPU",
-    "SERVERS",
-    "ACTIVE",
-    "BUILD",
-    "ERROR",
-    "DESIRED",
-    "WHY",
-    "FLAVORS",
-    "ROLLOUT",
-    "KIND",
-    "SIZE",
-    "POLICY",
-    "LAST",
-    "BACKUP",
-    "NEXT",
-    "DETAIL",
-    "SEV",
-    "SINCE",
-    "CLOUD",
-    "SENT",
-    "MESSAGE",
-    "TIME",
-    "ACTOR",
-    "ACTION",
-    "TARGET",
-    "RESULT",
-    "REQUEST",
-    "REGION",
-    "PROJECT",
-    "REQUESTS",
-    "STATE",
-    "MODE",
-    "REV",
-    "SCALING",
-    "CHANGED",
-    "BY",
-    "PROBLEM",
-    "/",
-    "FILE",
-    "#",
-    "WHEN",
-    "WHO",
-    "CONTENT",
-    "WHAT",
-];
-
 /// One view to visit: the `:` command, the text its box title starts with, the
 /// columns it keeps at every width (in display order) and those only a wide
 /// terminal shows.
@@ -459,7 +402,7 @@ fn assert_header(s: &str, v: &Visit, wide: bool) {
     for word in row.split_whitespace() {
         let word = word.trim_end_matches(['↑', '↓']);
         assert!(
-            TITLE_WORDS.contains(&word) || word.ends_with('…'),
+            titles::TITLE_WORDS.contains(&word) || word.ends_with('…'),
             "{}: `{word}` cut without a mark in `{row}`",
             v.command
         );

@@ -508,3 +508,30 @@ async fn a_seeded_server_lists_its_create_action() {
     let names: Vec<&str> = list.iter().filter_map(|a| a["action"].as_str()).collect();
     assert_eq!(names, ["reboot", "create"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn y_reads_a_servers_exact_record_and_names_the_request_of_an_error() {
+    use stackpilot::tui::app::Msg;
+    let h = sim_fast().await;
+    let c = client(&h);
+    let (img, net) = ids(&c).await;
+    let created = c.compute().create_server(&spec("raw", &img, &net)).await.unwrap();
+    let msg = stackpilot::tui::read_server_record(Some(&c), "sim".into(), created.id.clone()).await;
+    let Msg::ServerRecord { cloud, server_id, result } = msg else { panic!("{msg:?}") };
+    assert_eq!((cloud.as_str(), server_id.as_str()), ("sim", created.id.as_str()));
+    let text = result.unwrap();
+    // Every field the API sent, as it sent it, one a line.
+    let raw = c.compute().get_server(&created.id).await.unwrap().raw.unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&shown), keys(&sent));
+    assert_eq!(shown.get("id"), sent.get("id"));
+    assert!(text.starts_with("{\n  \"") && text.contains("\n  \"OS-EXT-STS:vm_state\": "), "{text}");
+    // An unknown server: the error names the cloud, the service and the request id.
+    let msg = stackpilot::tui::read_server_record(Some(&c), "sim".into(), "no-such-server".into()).await;
+    let Msg::ServerRecord { result: Err(e), .. } = msg else { panic!("{msg:?}") };
+    assert!(e.starts_with("compute not found (404)"), "{e}");
+    assert!(e.contains("[cloud sim, GET ") && e.contains("/servers/no-such-server, request req-"), "{e}");
+    h.shutdown().await;
+}

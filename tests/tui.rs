@@ -15,6 +15,7 @@
     clippy::print_stderr
 )]
 
+mod common;
 use proptest::prelude::*;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;
@@ -465,69 +466,12 @@ fn header_row(screen: &str) -> String {
     screen.lines().nth(2).unwrap_or_default().trim_matches('│').to_string()
 }
 
-/// The words of every column title.
-const TITLE_WORDS: &[&str] = &[
-    "STATUS",
-    "NAME",
-    "APP",
-    "FLAVOR",
-    "IMAGE",
-    "ADDRESSES",
-    "AZ",
-    "AGE",
-    "TASK",
-    "CPU",
-    "SERVERS",
-    "ACTIVE",
-    "BUILD",
-    "ERROR",
-    "DESIRED",
-    "WHY",
-    "FLAVORS",
-    "ROLLOUT",
-    "KIND",
-    "SIZE",
-    "POLICY",
-    "LAST",
-    "BACKUP",
-    "NEXT",
-    "DETAIL",
-    "SEV",
-    "SINCE",
-    "CLOUD",
-    "SENT",
-    "MESSAGE",
-    "TIME",
-    "ACTOR",
-    "ACTION",
-    "TARGET",
-    "RESULT",
-    "REQUEST",
-    "REGION",
-    "PROJECT",
-    "REQUESTS",
-    "STATE",
-    "MODE",
-    "REV",
-    "SCALING",
-    "CHANGED",
-    "BY",
-    "PROBLEM",
-    "/",
-    "FILE",
-    "#",
-    "WHEN",
-    "WHO",
-    "CONTENT",
-    "WHAT",
-];
-
 /// Every word of a header row is a whole title word or ends with the ellipsis.
 fn assert_no_mid_word_cut(row: &str, what: &str) {
     for w in row.split_whitespace() {
         let w = w.trim_end_matches(['↑', '↓']);
         assert!(
-            TITLE_WORDS.contains(&w) || w.ends_with('…') || w.ends_with('~'),
+            common::titles::TITLE_WORDS.contains(&w) || w.ends_with('…') || w.ends_with('~'),
             "{what}: `{w}` is cut without a mark in `{row}`"
         );
     }
@@ -1697,4 +1641,76 @@ fn cpu_sorts_as_the_row_shows_it_no_value_for_a_dash() {
     let screen = format!("{:?}", t.backend().buffer());
     let web1 = screen.lines().find(|l| l.contains("web-1")).unwrap().to_string();
     assert!(!web1.contains('%'), "web-1 shows no CPU value: {web1}");
+}
+
+#[test]
+fn y_on_a_server_reads_its_exact_record_from_its_cloud() {
+    let mut a = app_with(true);
+    update(&mut a, Msg::Resize(120, 40));
+    typed(&mut a, ":servers");
+    keys(&mut a, &[ENTER, Key::ch('j')]);
+    let fx = keys(&mut a, &[Key::ch('y')]);
+    let [Effect::FetchServer { cloud, server_id }] = fx.as_slice() else { panic!("{fx:?}") };
+    let (cloud, server_id) = (cloud.clone(), server_id.clone());
+    assert_eq!(Some(server_id.as_str()), a.view().selected_key().as_deref(), "the selected server");
+    // The raw view opens at once and says what it waits for.
+    let Mode::Raw { title, text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(title.starts_with("server "), "{title}");
+    assert!(text.contains("reading") && text.contains(&cloud) && text.contains(&server_id), "{text}");
+    assert!(render(&a, 120, 40).contains("reading the server's record"));
+    // A record of another server changes nothing.
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: "other".into(), result: Ok("{}".into()) });
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(text.contains("reading"), "{text}");
+    // The record as the API wrote it.
+    let record = "{\n  \"id\": \"x\",\n  \"OS-EXT-STS:vm_state\": \"active\",\n  \"zz\": 1.50\n}";
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Ok(record.into()) });
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert_eq!(text, record);
+    // An error names the cloud, the service and the request id.
+    keys(&mut a, &[ESC]);
+    assert!(matches!(a.mode, Mode::Normal));
+    keys(&mut a, &[Key::ch('y')]);
+    let err = format!("compute not found (404): Instance {server_id} could not be found. [cloud {cloud}, GET /servers/{server_id}, request req-1234]");
+    update(&mut a, Msg::ServerRecord { cloud: cloud.clone(), server_id: server_id.clone(), result: Err(err) });
+    let Mode::Raw { text, .. } = &a.mode else { panic!("{:?}", a.mode) };
+    assert!(
+        text.contains("compute") && text.contains(&format!("cloud {cloud}")) && text.contains("req-1234"),
+        "{text}"
+    );
+    // Closed before the record came: it is dropped.
+    keys(&mut a, &[ESC]);
+    keys(&mut a, &[Key::ch('y'), ESC]);
+    update(&mut a, Msg::ServerRecord { cloud, server_id, result: Ok(record.into()) });
+    assert!(matches!(a.mode, Mode::Normal), "{:?}", a.mode);
+}
+
+#[test]
+fn a_wide_kiosk_puts_more_tiles_across() {
+    use stackpilot::inventory::AppSummary;
+    let mut snap = fixture::snapshot();
+    let cloud = &mut snap.clouds[0];
+    let more: Vec<AppSummary> = cloud
+        .apps
+        .iter()
+        .flat_map(|a| [a.clone(), AppSummary { name: format!("{}-batch", a.name), ..a.clone() }])
+        .collect();
+    cloud.apps = Arc::new(more);
+    let mut a = app();
+    update(&mut a, Msg::Snapshot(Arc::new(snap)));
+    a.engine = Some(fixture::engine());
+    a.keymap = Keymap::defaults(true);
+    a.read_only = true;
+    a.kiosk = Some(stackpilot::tui::app::Kiosk { interval_secs: 15, step: 0, turned_at: fixture::now() });
+    update(&mut a, Msg::Resize(200, 60));
+    let s = render(&a, 200, 60);
+    // Six applications: four across on 200 columns, the rest below.
+    let tops: Vec<usize> = s.lines().map(|l| l.matches(['╭', '┏']).count()).filter(|n| *n > 0).collect();
+    assert_eq!(tops, vec![4, 2], "{s}");
+    insta::assert_snapshot!("kiosk_six_apps_200x60", s);
+    // On 120 columns two fit across.
+    update(&mut a, Msg::Resize(120, 40));
+    let s = render(&a, 120, 40);
+    let tops: Vec<usize> = s.lines().map(|l| l.matches(['╭', '┏']).count()).filter(|n| *n > 0).collect();
+    assert_eq!(tops.first(), Some(&2), "{s}");
 }

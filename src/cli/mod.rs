@@ -147,7 +147,27 @@ impl Command {
     }
 }
 
+/// What the console and the engine inside it may change (see [`Cli::access`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// No key of the console changes the cloud.
+    pub console_read_only: bool,
+    /// The embedded engine may take the lease and act.
+    pub engine_may_act: bool,
+}
+
 impl Cli {
+    /// Whether the console and its embedded engine may change the cloud.
+    /// `--read-only` makes both read-only. A kiosk's console is read-only
+    /// (nobody at a wall screen changes the cloud); on a real cloud so is its
+    /// engine, but under `--demo` the engine keeps acting, or the demo's
+    /// applications would never be deployed.
+    pub fn access(&self) -> Access {
+        let console_read_only = self.read_only || self.kiosk;
+        let engine_may_act = if self.demo { !self.read_only } else { !console_read_only };
+        Access { console_read_only, engine_may_act }
+    }
+
     /// Parse the process's arguments (clap's usage errors exit 2, as `parse` does).
     pub fn parse_args() -> Cli {
         Cli::try_parse_args_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
@@ -833,17 +853,18 @@ async fn console_with(
 ) -> CliResult<()> {
     use crate::config::settings::EngineMode;
     let file = settings.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config.toml".into());
-    // A kiosk is read-only: nobody at a wall screen changes the cloud.
-    let read_only = cli.read_only || cli.kiosk;
+    let access = cli.access();
+    let read_only = access.console_read_only;
     let keymap = crate::tui::keymap::Keymap::new(&settings.keys, &settings.key_lines, &file, read_only)?;
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let inventory =
         crate::inventory::Inventory::start(clients.clone(), crate::inventory::InventoryConfig::from_settings(settings));
     let store = crate::store::Store::open(&state_dir.join("stackpilot.db"))?;
-    // The engine runs inside the console unless it is off; a read-only console
-    // never takes the lease: it shows what the acting engine plans and does.
+    // The engine runs inside the console unless it is off; a read-only console's
+    // engine never takes the lease: it shows what the acting engine plans and
+    // does (the demo's kiosk is the exception, see `Cli::access`).
     let mut ecfg = crate::engine::EngineConfig::for_settings(settings, policies.clone(), state_dir);
-    ecfg.may_act = !read_only;
+    ecfg.may_act = access.engine_may_act;
     let engine = (ecfg.mode != EngineMode::Off).then(|| {
         crate::engine::Engine::start(
             ecfg,
@@ -902,9 +923,10 @@ async fn demo(cli: &Cli) -> CliResult<()> {
     settings.engine.tick = crate::config::settings::Dur(std::time::Duration::from_secs(3));
     settings.refresh.servers = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     // A new member's CPU needs two samples (a simulated minute apart: six seconds
-    // at the demo's speed); reading every 3 s shows it on the tiles a few seconds
-    // after the second sample instead of up to ten.
-    settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(3));
+    // at the demo's speed; the first is taken as it is spawned). Its first read
+    // comes as it turns ACTIVE; reading every 2 s after that shows its rate on
+    // the tiles soon after the second sample.
+    settings.refresh.metrics = crate::config::settings::Dur(std::time::Duration::from_secs(2));
     // Two clouds, each with its own Keystone: `demo` (RegionOne) and `demo-east` (RegionTwo).
     // STACKPILOT_SIM_TOKEN lets an operator drive the demo clouds' control API
     // (e.g. take `demo-east` down to watch a failover); without it the token is random.

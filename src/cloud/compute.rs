@@ -416,6 +416,15 @@ impl Compute<'_> {
             .and_then(|raw| server_from_raw(raw.get()).map_err(|e| self.decode_err(format!("server: {e}"))))
     }
 
+    /// `GET /servers/{id}`: the `server` object exactly as the API wrote it
+    /// (keys in their order, values as spelled), for showing, not decoding.
+    pub async fn server_record(&self, id: &str) -> Result<String> {
+        let resp = self.0.request("compute", Req::get(format!("/servers/{id}"))).await?;
+        let body: BTreeMap<String, Box<serde_json::value::RawValue>> =
+            serde_json::from_slice(&resp.body).map_err(|e| self.decode_err(e))?;
+        body.get("server").map(|raw| raw.get().to_string()).ok_or_else(|| self.decode_err("an answer without `server`"))
+    }
+
     fn decode_err(&self, e: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             ErrorKind::InvalidResponse,

@@ -275,6 +275,20 @@ impl Runner {
         status_tx: watch::Sender<EngineStatus>,
         mut cmd_rx: mpsc::Receiver<EngineCommand>,
     ) {
+        // The first tick waits (a tick at most) for every cloud's first listing
+        // of its servers and of the catalog policies resolve names against, or
+        // their first failures: on an inventory still empty it could only hold,
+        // and new members would come a tick later.
+        let mut first = snapshots.clone();
+        let kinds = [Kind::Servers, Kind::Flavors, Kind::Images, Kind::Networks, Kind::Keypairs, Kind::SecurityGroups];
+        let listed = |s: &Arc<Snapshot>| {
+            s.clouds
+                .iter()
+                .all(|c| kinds.iter().all(|k| c.polls.get(k).is_some_and(|p| p.last_ok.is_some() || p.failures > 0)))
+        };
+        if tokio::time::timeout(self.cfg.tick, first.wait_for(listed)).await.is_err() {
+            tracing::debug!("the first tick starts before every cloud was listed");
+        }
         let mut iv = tokio::time::interval(self.cfg.tick);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -276,16 +276,41 @@ fn spawn_poller(p: Poller) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 let mcfg = cfg.metrics.clone();
+                let nudge = tokio::spawn(read_when_active(snap.clone(), i, n.clone()));
                 poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
                     let c = c.clone();
                     let snap = snap.borrow().clone();
                     let mcfg = mcfg.clone();
                     async move { poll_metrics(&c, snap.clouds.get(i), &mcfg).await.map(|m| Update::Metrics(i, m)) }
                 })
-                .await
+                .await;
+                nudge.abort();
             }
         }
     })
+}
+
+/// Wake cloud `i`'s metrics poller when a server turns ACTIVE with no CPU
+/// history yet: a new member's samples are read as soon as it runs, not an
+/// interval later. The servers are looked at only when their list changed.
+async fn read_when_active(mut snap: watch::Receiver<Arc<Snapshot>>, i: usize, wake: Arc<Notify>) {
+    let mut listed: Option<Arc<Vec<Arc<Server>>>> = None;
+    let mut active: std::collections::HashSet<String> = Default::default();
+    while snap.changed().await.is_ok() {
+        let s = snap.borrow_and_update().clone();
+        let Some(c) = s.clouds.get(i) else { continue };
+        if listed.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c.servers)) {
+            continue;
+        }
+        listed = Some(c.servers.clone());
+        let now: std::collections::HashSet<String> =
+            c.servers.iter().filter(|s| s.status == ServerStatus::Active).map(|s| s.id.clone()).collect();
+        let unread = |id: &String| c.metrics.get(id).is_none_or(|m| m.cpu.last_time().is_none());
+        if now.iter().any(|id| !active.contains(id) && unread(id)) {
+            wake.notify_one();
+        }
+        active = now;
+    }
 }
 
 impl Inventory {

@@ -1319,6 +1319,13 @@ impl World {
                     s.host = host;
                     s.updated = at;
                 }
+                // Ceilometer knows the instance from the moment it is spawned: its
+                // resource and a first sample, so its history (and its CPU rate,
+                // a granularity on) starts with it rather than a boot later.
+                if gen == 1 {
+                    self.create_instance_resources(&id, at);
+                    self.first_sample(&id, at);
+                }
                 self.schedule(Self::after(at, boot), Pending::ServerActive(id, gen));
             }
             Pending::ServerActive(id, gen) => {
@@ -1361,6 +1368,9 @@ impl World {
                 }
                 if first {
                     self.create_instance_resources(&id, at);
+                    if let Some(r) = self.resources.get_mut(&id) {
+                        r.attributes.insert("launched_at".into(), serde_json::json!(format_z(&at)));
+                    }
                 }
                 self.schedule(Self::after(at, ci), Pending::CloudInitDone(id, gen));
             }
@@ -2379,6 +2389,36 @@ impl World {
                     metrics,
                 },
             );
+        }
+    }
+
+    /// A new server's first sample, taken at `at` (Gnocchi puts it in that
+    /// granularity's bucket): its counters as they stand (zero before it ever
+    /// ran), its size.
+    fn first_sample(&mut self, server_id: &str, at: Timestamp) {
+        let Some(s) = self.servers.get(server_id) else { return };
+        let Some(r) = self.resources.get(server_id) else { return };
+        let t = at.timestamp();
+        let flavor = self.flavor(&s.flavor_id);
+        let (vcpus, ram) = (flavor.map(|f| f.vcpus).unwrap_or(1).max(1), flavor.map(|f| f.ram).unwrap_or(512));
+        let cpu = self.cpu_ns.get(server_id).copied().unwrap_or(0.0);
+        let mut points: Vec<(String, f64)> = Vec::new();
+        for (m, v) in [("cpu", cpu), ("vcpus", vcpus as f64), ("memory", ram as f64)] {
+            if let Some(id) = r.metrics.get(m) {
+                points.push((id.clone(), v));
+            }
+        }
+        for pid in &s.ports {
+            let (bin, bout) = self.net_bytes.get(pid).copied().unwrap_or((0.0, 0.0));
+            let Some(iface) = self.port_iface.get(pid).and_then(|rid| self.resources.get(rid)) else { continue };
+            for (m, v) in [("network.incoming.bytes", bin), ("network.outgoing.bytes", bout)] {
+                if let Some(id) = iface.metrics.get(m) {
+                    points.push((id.clone(), v));
+                }
+            }
+        }
+        for (m, v) in points {
+            self.push_point(&m, t, v);
         }
     }
 

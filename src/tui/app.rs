@@ -187,6 +187,13 @@ pub enum Msg {
         server_id: String,
         result: Result<String, String>,
     },
+    /// A server's record as its cloud's API wrote it (indented), or the API
+    /// error (with its cloud, service and request id).
+    ServerRecord {
+        cloud: String,
+        server_id: String,
+        result: Result<String, String>,
+    },
     /// Events written by the engine or another console (from the store).
     Events(Vec<Event>),
     /// Alert deliveries and what operators did to alerts (from the store).
@@ -236,6 +243,12 @@ pub enum Msg {
 pub enum Effect {
     ServerAction(Pending),
     FetchConsole {
+        cloud: String,
+        server_id: String,
+    },
+    /// Read a server's exact record (`GET /servers/{id}`), answered with
+    /// `Msg::ServerRecord`.
+    FetchServer {
         cloud: String,
         server_id: String,
     },
@@ -414,6 +427,9 @@ pub struct App {
     pub history: Vec<String>,
     pub history_pos: Option<usize>,
     pub console: BTreeMap<String, ConsoleState>,
+    /// The server record the raw view is waiting for (cloud, server id, the
+    /// view's title).
+    pub record_wanted: Option<(String, String, String)>,
     pub stale_after: u32,
     /// Chart window in seconds.
     pub window_secs: i64,
@@ -610,6 +626,7 @@ impl App {
             history: vec![],
             history_pos: None,
             console: BTreeMap::new(),
+            record_wanted: None,
             stale_after: 3,
             window_secs: 3600,
             size: (80, 24),
@@ -1105,6 +1122,10 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Effect> {
             );
             vec![]
         }
+        Msg::ServerRecord { cloud, server_id, result } => {
+            record_read(app, cloud, server_id, result);
+            vec![]
+        }
         Msg::PolicyLoaded(doc) => super::editing::loaded(app, doc),
         Msg::Edited { policy_id, file, base, outcome } => super::editing::edited(app, policy_id, file, base, outcome),
         Msg::Previewed { file, text, result } => {
@@ -1517,7 +1538,7 @@ fn normal_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::HalfPageUp => app.select(sel.saturating_sub(page / 2)),
         Action::HalfPageDown => app.select(sel + page / 2),
         Action::Open => return open(app),
-        Action::Raw => raw(app),
+        Action::Raw => return raw(app),
         Action::HistoryPrev | Action::HistoryNext => {
             if !app.history.is_empty() {
                 let n = app.history.len();
@@ -1891,17 +1912,48 @@ fn open(app: &mut App) -> Vec<Effect> {
                 }
             }
         }
-        _ => raw(app),
+        _ => return raw(app),
     }
     vec![]
 }
 
-fn raw(app: &mut App) {
+/// `y`: the selection as JSON. A server's record is read from its cloud when
+/// asked (the inventory keeps servers decoded, not as the API wrote them): the
+/// raw view says so until it comes.
+fn raw(app: &mut App) -> Vec<Effect> {
+    if let Some((cloud, id)) = selected_server(app) {
+        let name = app.cloud_snapshot().and_then(|c| c.server(&id)).map(|s| s.display_name().to_string());
+        let title = format!("server {}", name.unwrap_or_else(|| id.clone()));
+        let text = format!("reading the server's record from cloud {cloud} (GET /servers/{id})…");
+        app.mode = Mode::Raw { title: title.clone(), text, scroll: 0 };
+        app.record_wanted = Some((cloud.clone(), id.clone(), title));
+        return vec![Effect::FetchServer { cloud, server_id: id }];
+    }
     if let Some((title, text)) = rows::raw_of_selection(app) {
         app.mode = Mode::Raw { title, text, scroll: 0 };
     } else {
         app.notify("nothing selected", Severity::Info);
     }
+    vec![]
+}
+
+/// A server's record came (or the API's error): shown in the raw view still
+/// waiting for it; one nobody waits for any more is dropped.
+fn record_read(app: &mut App, cloud: String, server_id: String, result: Result<String, String>) {
+    let Some((c, id, title)) = app.record_wanted.take() else { return };
+    if c != cloud || id != server_id {
+        app.record_wanted = Some((c, id, title));
+        return;
+    }
+    let Mode::Raw { title: shown, text, scroll } = &mut app.mode else { return };
+    if *shown != title {
+        return;
+    }
+    *scroll = 0;
+    *text = match result {
+        Ok(record) => record,
+        Err(e) => format!("cannot read the server's record: {e}"),
+    };
 }
 
 /// What a confirmation asks: the action's verb (its button) and what it acts on,

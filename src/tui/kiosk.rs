@@ -16,6 +16,8 @@ use ratatui::Frame;
 /// Columns between tiles, and rows between bands of tiles.
 const GAP_X: u16 = 2;
 const GAP_Y: u16 = 1;
+/// The narrowest a kiosk tile gets when there are tiles beside it.
+const TILE_MIN_W: u16 = 42;
 
 /// Bars for `--ascii` terminals.
 const ASCII_BARS: symbols::bar::Set = symbols::bar::Set {
@@ -129,11 +131,9 @@ fn tiles(f: &mut Frame, app: &App, area: Rect, c: &CloudSnapshot, focus: Option<
         );
         return;
     }
-    let cols: u16 = match area.width {
-        w if w >= 150 => 3,
-        w if w >= 90 => 2,
-        _ => 1,
-    };
+    // As many tiles across as fit at their least width (a wide wall screen
+    // takes more), never more than there are applications.
+    let cols = (area.width.saturating_sub(GAP_X) / (TILE_MIN_W + GAP_X)).clamp(1, apps.len().max(1) as u16);
     let tile_w = area.width.saturating_sub(GAP_X * (cols + 1)) / cols;
     let bands = apps.len().div_ceil(cols as usize) as u16;
     let fit = ((area.height + GAP_Y) / (9 + GAP_Y)).max(1);

@@ -239,6 +239,22 @@ async fn mark_member(client: &Client, p: &Pending, state: &str) -> Result<(), cr
     client.compute().set_metadata(&p.server_id, &items).await
 }
 
+/// `y` on a server: its record as the cloud's API wrote it (`GET
+/// /servers/{id}`), indented; or the API's error, which names the cloud, the
+/// service and the request id.
+pub async fn read_server_record(client: Option<&Client>, cloud: String, server_id: String) -> Msg {
+    let result = match client {
+        Some(c) => c
+            .compute()
+            .server_record(&server_id)
+            .await
+            .map(|r| crate::domain::json::indent(&r))
+            .map_err(|e| e.to_string()),
+        None => Err(format!("no client for cloud {cloud} in this console")),
+    };
+    Msg::ServerRecord { cloud, server_id, result }
+}
+
 /// Carry out a confirmed server action and describe the outcome as an event.
 pub async fn perform(client: &Client, p: &Pending) -> Event {
     let now = chrono::Utc::now();
@@ -373,6 +389,15 @@ fn spawn_effect(effect: Effect, console: &Console, inventory: &Inventory, tx: &m
                     }
                 });
             }
+        }
+        Effect::FetchServer { cloud, server_id } => {
+            let client = clients.iter().find(|c| c.name() == cloud).cloned();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if tx.send(read_server_record(client.as_ref(), cloud, server_id).await).await.is_err() {
+                    tracing::debug!("the console ended before a server's record came");
+                }
+            });
         }
         Effect::LoadPolicy { policy_id, app, cloud, file } => {
             let tx = tx.clone();

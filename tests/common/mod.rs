@@ -4,6 +4,7 @@
 
 pub mod receiver;
 pub mod rig;
+pub mod titles;
 
 use serde_json::Value;
 use stackpilot::config::clouds::{AuthMethod, CloudSource, DomainRef, Interface, Scope, UserRef};
