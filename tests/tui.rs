@@ -1597,6 +1597,14 @@ fn a_tick_redraws_only_what_the_clock_changed_on_screen() {
     let full = whole.draw(|f| stackpilot::tui::view::draw(f, &a)).unwrap().buffer.clone();
     assert_eq!(partial, full);
     assert_ne!(partial, last, "the age moved");
+    // A header shorter than the last one (a stale mark gone, a breadcrumb cut)
+    // leaves nothing of the old text: the row is blanked before it is drawn.
+    let mut longer = last.clone();
+    for x in 0..longer.area.width {
+        longer[(x, 0)].set_symbol("X");
+    }
+    let over = t.draw(|f| stackpilot::tui::view::draw_header_only(f, &a, Some(longer.clone()))).unwrap().buffer.clone();
+    assert_eq!(over, full, "no cell of the longer header is left");
     assert_eq!(tick(&mut a, at(1500)), Redraw::Nothing);
     // The metrics turn stale 17 s after their last poll (3 intervals of 5 s and
     // a second): the CPU cells show `-` then, the whole screen is redrawn.

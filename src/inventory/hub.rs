@@ -276,7 +276,7 @@ fn spawn_poller(p: Poller) -> tokio::task::JoinHandle<()> {
                     }
                 }
                 let mcfg = cfg.metrics.clone();
-                let nudge = tokio::spawn(read_when_active(snap.clone(), i, n.clone()));
+                let nudge = tokio::spawn(read_when_active(snap.clone(), i, n.clone(), mcfg.max_servers));
                 poll_loop(i, kind, c, &cfg, n, siblings, tx, |c| {
                     let c = c.clone();
                     let snap = snap.borrow().clone();
@@ -290,26 +290,34 @@ fn spawn_poller(p: Poller) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Wake cloud `i`'s metrics poller when a server turns ACTIVE with no CPU
-/// history yet: a new member's samples are read as soon as it runs, not an
-/// interval later. The servers are looked at only when their list changed.
-async fn read_when_active(mut snap: watch::Receiver<Arc<Snapshot>>, i: usize, wake: Arc<Notify>) {
+/// Wake cloud `i`'s metrics poller when a server it reads (one of the
+/// `max_servers` targets) turns ACTIVE with no CPU history yet: a new member's
+/// samples are read as soon as it runs, not an interval later. The servers are
+/// looked at only when their list changed; a failing metrics poll keeps its
+/// backoff (no wake), and the list seen at start only sets what was active.
+async fn read_when_active(mut snap: watch::Receiver<Arc<Snapshot>>, i: usize, wake: Arc<Notify>, max_servers: usize) {
     let mut listed: Option<Arc<Vec<Arc<Server>>>> = None;
-    let mut active: std::collections::HashSet<String> = Default::default();
-    while snap.changed().await.is_ok() {
+    let mut active: Option<std::collections::HashSet<String>> = None;
+    loop {
         let s = snap.borrow_and_update().clone();
-        let Some(c) = s.clouds.get(i) else { continue };
-        if listed.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c.servers)) {
-            continue;
+        if let Some(c) = s.clouds.get(i) {
+            if !listed.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c.servers)) {
+                listed = Some(c.servers.clone());
+                let now: std::collections::HashSet<String> =
+                    super::poll::metric_targets(c, max_servers).into_iter().map(|(id, _)| id).collect();
+                let unread = |id: &String| c.metrics.get(id).is_none_or(|m| m.cpu.last_time().is_none());
+                let failing = c.polls.get(&Kind::Metrics).is_some_and(|p| p.failures > 0);
+                if let Some(before) = &active {
+                    if !failing && now.iter().any(|id| !before.contains(id) && unread(id)) {
+                        wake.notify_one();
+                    }
+                }
+                active = Some(now);
+            }
         }
-        listed = Some(c.servers.clone());
-        let now: std::collections::HashSet<String> =
-            c.servers.iter().filter(|s| s.status == ServerStatus::Active).map(|s| s.id.clone()).collect();
-        let unread = |id: &String| c.metrics.get(id).is_none_or(|m| m.cpu.last_time().is_none());
-        if now.iter().any(|id| !active.contains(id) && unread(id)) {
-            wake.notify_one();
+        if snap.changed().await.is_err() {
+            return;
         }
-        active = now;
     }
 }
 

@@ -133,9 +133,10 @@ fn tiles(f: &mut Frame, app: &App, area: Rect, c: &CloudSnapshot, focus: Option<
     }
     // As many tiles across as fit at their least width (a wide wall screen
     // takes more), never more than there are applications.
-    let cols = (area.width.saturating_sub(GAP_X) / (TILE_MIN_W + GAP_X)).clamp(1, apps.len().max(1) as u16);
+    let most = u16::try_from(apps.len()).unwrap_or(u16::MAX).max(1);
+    let cols = (area.width.saturating_sub(GAP_X) / (TILE_MIN_W + GAP_X)).clamp(1, most);
     let tile_w = area.width.saturating_sub(GAP_X * (cols + 1)) / cols;
-    let bands = apps.len().div_ceil(cols as usize) as u16;
+    let bands = u16::try_from(apps.len().div_ceil(cols as usize)).unwrap_or(u16::MAX);
     let fit = ((area.height + GAP_Y) / (9 + GAP_Y)).max(1);
     let shown = bands.min(fit);
     let tile_h = ((area.height + GAP_Y) / shown.max(1)).saturating_sub(GAP_Y).min(14);

@@ -74,7 +74,12 @@ pub fn draw_header_only(f: &mut Frame, app: &App, last: Option<ratatui::buffer::
     match last.filter(|b| b.area == area) {
         Some(b) if area.width >= 2 && area.height >= 2 => {
             *f.buffer_mut() = b;
-            header(f, app, Rect { height: 1, ..area });
+            // The header's texts write only their own cells: blank the row first,
+            // or a shorter text (a stale mark gone, a cut breadcrumb) leaves the
+            // end of the longer one on screen.
+            let row = Rect { height: 1, ..area };
+            f.render_widget(ratatui::widgets::Clear, row);
+            header(f, app, row);
             defuse(f);
         }
         _ => draw(f, app),
