@@ -716,7 +716,11 @@ impl App {
         self.rows = rows::compute(self, &mut cache);
         self.row_cache = cache;
         let n = self.rows.len();
-        let sel = keep.and_then(|id| self.rows.position(&id)).unwrap_or(self.view().selected.min(n.saturating_sub(1)));
+        let cur = self.view().selected;
+        // The selected row most often stays where it was: no search through the rows then.
+        let at =
+            |id: &str| if self.rows.ids.get(cur).is_some_and(|x| x == id) { Some(cur) } else { self.rows.position(id) };
+        let sel = keep.and_then(|id| at(&id)).unwrap_or(cur.min(n.saturating_sub(1)));
         self.select(sel);
     }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RowSet {
-    pub ids: Vec<String>,
+    /// Shared: the Servers rows of an unchanged list, sort and filter are the
+    /// very rows computed before (no copy of 100,000 ids on each refresh).
+    pub ids: Arc<[String]>,
 }
 
 impl RowSet {
@@ -123,6 +125,8 @@ pub struct RowCache {
     items: Vec<(u32, u32)>,
     sorted: Option<(Sort, Vec<u32>)>,
     last: Option<(String, Sort, Vec<u32>)>,
+    /// The rows answered last, with the filter and sort they were made for.
+    ids: Option<(String, Sort, Arc<[String]>)>,
 }
 
 /// A sort column (hotkey letter) and descending flag, or none.
@@ -180,7 +184,7 @@ fn server_key(col: char, c: &CloudSnapshot, s: &Server, newest: Option<i64>, sta
 
 /// The Servers rows: filtered and sorted, from the cache when what it holds
 /// still applies.
-fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut RowCache) -> Vec<String> {
+fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut RowCache) -> Arc<[String]> {
     let v = app.view();
     let sort = v.sort.filter(|(c, _)| sort_columns(ViewKind::Servers).contains(c));
     let cpu_sort = sort.is_some_and(|(c, _)| c == 'C');
@@ -217,6 +221,7 @@ fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut 
             .collect();
         cache.sorted = None;
         cache.last = None;
+        cache.ids = None;
     }
     cache.data = Some(key);
     let server = |(ci, si): (u32, u32)| {
@@ -238,9 +243,15 @@ fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut 
             order = keyed.into_iter().map(|(_, p)| p).collect();
         }
         cache.sorted = Some((sort, order));
+        cache.ids = None;
+    }
+    let text = v.filter.as_str();
+    if let Some((f, s, ids)) = &cache.ids {
+        if f == text && *s == sort {
+            return ids.clone();
+        }
     }
     let all: &[u32] = cache.sorted.as_ref().map(|(_, o)| o.as_slice()).unwrap_or_default();
-    let text = v.filter.as_str();
     let shown: Vec<u32> = if text.is_empty() {
         all.to_vec()
     } else {
@@ -260,7 +271,7 @@ fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut 
             })
             .collect()
     };
-    let ids = shown
+    let ids: Arc<[String]> = shown
         .iter()
         .filter_map(|&p| {
             let (c, s, _) = server(*cache.items.get(p as usize)?)?;
@@ -268,6 +279,7 @@ fn servers_rows(app: &App, clouds: &[&CloudSnapshot], merged: bool, cache: &mut 
         })
         .collect();
     cache.last = (!text.is_empty()).then(|| (text.to_string(), sort, shown));
+    cache.ids = Some((text.to_string(), sort, ids.clone()));
     ids
 }
 
@@ -420,7 +432,7 @@ pub fn compute(app: &App, cache: &mut RowCache) -> RowSet {
             apply_sort(&mut rows, sort_columns(ViewKind::Apps));
             rows.into_iter().map(|r| r.0).collect()
         }
-        ViewKind::Servers => servers_rows(app, &clouds, merged, cache),
+        ViewKind::Servers => return RowSet { ids: servers_rows(app, &clouds, merged, cache) },
         ViewKind::ServerDetail => v.server.iter().cloned().collect(),
         ViewKind::Storage => {
             // Restores first, then each volume followed by its backups drawn as
@@ -532,7 +544,7 @@ pub fn compute(app: &App, cache: &mut RowCache) -> RowSet {
             .unwrap_or_default()
         }
     };
-    RowSet { ids }
+    RowSet { ids: ids.into() }
 }
 
 /// A sortable value.
