@@ -1,7 +1,7 @@
 //! One frame of the Servers view with 10,000 and 100,000 servers and 100 visible
 //! sparklines, the row computation (filter + sort) behind it, and a `/` filter
 //! typed key by key (the rows are computed again at each key, from the last
-//! ones when the filter only narrows).
+//! ones when the filter only narrows), and the first key of a filter alone.
 
 // Tests fail by panicking: unwrap, expect and indexing say so plainly.
 #![allow(
@@ -76,6 +76,24 @@ fn frame(c: &mut Criterion) {
             })
         });
         assert_eq!(a3.rows.len(), n, "Esc clears the filter");
+        // One key alone, the costliest: the first of a filter, from every row,
+        // one that every row matches (all names hold "a"). Only the key is timed.
+        let mut a4 = servers_app(n, w, h);
+        c.bench_function(&format!("servers filter, first key (/a, every row matches), {label} servers"), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    update(&mut a4, Msg::Key(Key::ch('/')));
+                    let t = std::time::Instant::now();
+                    update(&mut a4, Msg::Key(Key::ch('a')));
+                    spent += t.elapsed();
+                    black_box(a4.rows.len());
+                    update(&mut a4, Msg::Key(Key::code(Code::Esc)));
+                }
+                spent
+            })
+        });
+        assert_eq!(a4.rows.len(), n, "Esc clears the filter");
     }
 }
 

@@ -284,6 +284,20 @@ fn refreshes_that_leave_the_servers_unchanged_keep_the_very_rows() {
     assert!(!a.rows.ids.contains(&gone));
 }
 
+#[test]
+fn an_engine_tick_that_changes_nothing_shown_redraws_only_the_plan() {
+    let before = fixture::engine();
+    let ticked =
+        EngineView { last_tick: before.last_tick.map(|t| t + chrono::Duration::seconds(10)), ..before.clone() };
+    assert!(!ticked.redraws(Some(&before), ViewKind::Servers), "only the tick moved");
+    assert!(!ticked.redraws(Some(&before), ViewKind::Overview));
+    assert!(ticked.redraws(Some(&before), ViewKind::Plan), "the Plan shows the last tick");
+    let paused = EngineView { paused: true, ..ticked.clone() };
+    assert!(paused.redraws(Some(&before), ViewKind::Servers), "the header shows a pause");
+    assert!(before.redraws(None, ViewKind::Servers), "the first status is drawn");
+    assert!(!before.redraws(Some(&before), ViewKind::Plan));
+}
+
 // ---- rendering ------------------------------------------------------------------
 
 fn render(a: &App, w: u16, h: u16) -> String {

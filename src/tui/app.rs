@@ -360,6 +360,17 @@ pub struct EngineView {
 }
 
 impl EngineView {
+    /// Whether the screen changes when this view replaces `before` while `shown`
+    /// is on screen: each engine tick moves `last_tick`, which only the Plan shows.
+    pub fn redraws(&self, before: Option<&EngineView>, shown: ViewKind) -> bool {
+        let Some(b) = before else { return true };
+        if shown == ViewKind::Plan || self.last_tick == b.last_tick {
+            return self != b;
+        }
+        let mut at_same_tick = b.clone();
+        at_same_tick.last_tick = self.last_tick;
+        at_same_tick != *self
+    }
     pub fn scaling_of(&self, cloud: &str, app: &str) -> Option<&crate::engine::runner::ScalingView> {
         self.scaling.iter().find(|s| s.app == app && s.cloud == cloud)
     }

@@ -1051,8 +1051,9 @@ pub async fn run(console: Console, inventory: Inventory) -> Result<(), ConsoleEr
                 if changed.is_ok() {
                     if let Some(rx) = engine_rx.as_mut() {
                         let v = engine_view(&rx.borrow_and_update());
+                        // A tick that changed nothing on screen draws nothing.
+                        dirty |= v.redraws(app.engine.as_ref(), app.view().kind);
                         update(&mut app, Msg::Engine(v));
-                        dirty = true;
                     }
                 } else {
                     engine_rx = None;
