@@ -867,7 +867,7 @@ pub fn select_endpoint(
     // Prefer the exact type over aliases (volumev3 over volumev2).
     let mut entries: Vec<&CatalogEntry> =
         catalog.iter().filter(|c| canonical_service_type(&c.service_type) == want).collect();
-    entries.sort_by_key(|c| match c.service_type.as_str() {
+    crate::domain::sort::sort_by_key(&mut entries, |c| match c.service_type.as_str() {
         t if t == service => 0,
         "block-storage" | "volumev3" => 1,
         "volumev2" => 3,

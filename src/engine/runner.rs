@@ -446,7 +446,7 @@ impl Runner {
                 status.alerts.extend(b.alerts().into_iter().filter(|a| !mine.contains(&a.key)));
             }
         }
-        status.policies.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
+        crate::domain::sort::sort_by(&mut status.policies, |a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
         for p in status.policies.iter_mut() {
             if let Ok(Some((at, by))) = self.store.last_policy_change(&p.policy_id) {
                 (p.changed_at, p.changed_by) = (Some(at), by);

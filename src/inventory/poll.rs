@@ -163,7 +163,7 @@ pub(super) async fn poll_loop<F, Fut>(
 /// Which servers get their metrics polled: ACTIVE ones, application members first.
 pub fn metric_targets(snap: &CloudSnapshot, max: usize) -> Vec<(String, u32)> {
     let mut v: Vec<&Arc<Server>> = snap.servers.iter().filter(|s| s.status == ServerStatus::Active).collect();
-    v.sort_by_key(|s| (s.app().is_none(), s.display_name().to_string()));
+    crate::domain::sort::sort_by_key(&mut v, |s| (s.app().is_none(), s.display_name().to_string()));
     v.into_iter()
         .take(max)
         .map(|s| {

@@ -229,7 +229,7 @@ fn page(
             q_get(q, "sort_dir").unwrap_or("desc").to_string(),
         ),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let ka = a.get(&key).map(|v| v.to_string()).unwrap_or_default();
         let kb = b.get(&key).map(|v| v.to_string()).unwrap_or_default();
         let o = ka.cmp(&kb).then_with(|| a["id"].as_str().cmp(&b["id"].as_str()));

@@ -127,7 +127,7 @@ async fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Resp
             q_get(&q, "sort_dir").unwrap_or("desc").to_string(),
         ),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let o = match key.as_str() {
             "name" => a.name.cmp(&b.name),
             "size" => a.size.cmp(&b.size),

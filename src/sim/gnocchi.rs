@@ -298,7 +298,7 @@ fn agg_values(method: &str, vals: &[f64]) -> Option<f64> {
         "last" => last,
         "median" => {
             let mut v = vals.to_vec();
-            v.sort_by(f64::total_cmp);
+            crate::domain::sort::sort_by(&mut v, f64::total_cmp);
             let mid = v.len() / 2;
             match (v.get(mid.wrapping_sub(1)), v.get(mid)) {
                 (Some(a), Some(b)) if v.len().is_multiple_of(2) => (a + b) / 2.0,
@@ -606,7 +606,7 @@ fn page_resources(
         }
         None => ("id".to_string(), false),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let o = match key.as_str() {
             "started_at" => a.started_at.cmp(&b.started_at),
             "revision_start" => a.revision_start.cmp(&b.revision_start),

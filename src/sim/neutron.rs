@@ -404,7 +404,7 @@ async fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind
             v["tags"].as_array().is_some_and(|a| a.iter().any(|t| want.contains(&t.as_str().unwrap_or(""))))
         });
     }
-    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    crate::domain::sort::sort_by(&mut items, |a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     let limit: Option<usize> = q_get(&q, "limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0);
     if let Some(m) = q_get(&q, "marker") {
         match items.iter().position(|v| v["id"] == m) {

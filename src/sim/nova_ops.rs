@@ -696,7 +696,7 @@ fn usages(w: &World, project: Option<&str>, q: &UsageQuery, now: Timestamp) -> R
         .filter(|sv| project.is_none_or(|p| sv.project_id == p))
         .filter(|sv| sv.terminated_at.is_none_or(|t| t >= q.start) && sv.launched_at.is_none_or(|l| l <= q.stop))
         .collect();
-    servers.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    crate::domain::sort::sort_by(&mut servers, |a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
     if let Some(m) = &q.marker {
         match servers.iter().position(|sv| &sv.id == m) {
             Some(i) => servers = servers.split_off(i + 1),
