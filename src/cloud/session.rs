@@ -527,7 +527,7 @@ impl Session {
                 "token response without X-Subject-Token header",
             ));
         };
-        let parsed: TokenBody = serde_json::from_str(&text)
+        let parsed: TokenBody = serde_json::from_slice(text.as_bytes())
             .map_err(|e| self.err(ErrorKind::InvalidResponse, "identity", format!("token body: {e}")))?;
         let t = parsed.token;
         if t.catalog.is_empty() {

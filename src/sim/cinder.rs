@@ -291,8 +291,9 @@ fn filters_ok(v: &Value, q: &[(String, String)]) -> bool {
     }
     if let Some(m) = q_get(q, "metadata") {
         // `{"k": "v"}` (JSON or Python-literal quoting).
-        let parsed: Option<BTreeMap<String, String>> =
-            serde_json::from_str(m).ok().or_else(|| serde_json::from_str(&m.replace('\'', "\"")).ok());
+        let parsed: Option<BTreeMap<String, String>> = serde_json::from_slice(m.as_bytes())
+            .ok()
+            .or_else(|| serde_json::from_slice(m.replace('\'', "\"").as_bytes()).ok());
         if let Some(want) = parsed {
             let have = v["metadata"].as_object();
             if !want.iter().all(|(k, val)| have.and_then(|h| h.get(k)).and_then(Value::as_str) == Some(val.as_str())) {

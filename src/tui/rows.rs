@@ -571,7 +571,7 @@ impl Ord for SortKey {
 }
 
 fn pretty(raw: Option<&str>, fallback: &impl serde::Serialize) -> String {
-    raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+    raw.and_then(|r| serde_json::from_slice::<serde_json::Value>(r.as_bytes()).ok())
         .or_else(|| serde_json::to_value(fallback).ok())
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_default()
