@@ -6,10 +6,11 @@ use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::next_link;
 use super::wire::nova::*;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::{self, time::format_z, ComputeLimits, Flavor, Timestamp};
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub struct Compute<'a>(pub &'a Session);

@@ -5,9 +5,10 @@ use super::compute::paged;
 use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::cinder::*;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::{Backup, Snapshot, Volume};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub struct VolumeService<'a>(pub &'a Session);

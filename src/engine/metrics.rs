@@ -390,7 +390,7 @@ fn port_file(state_dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 
 /// Note that this engine serves on `port` (so another can name it).
 pub fn record_port(state_dir: &std::path::Path, port: u16, engine_id: &str) {
-    let v = serde_json::json!({"engine": engine_id, "pid": std::process::id()});
+    let v = crate::domain::json::json!({"engine": engine_id, "pid": std::process::id()});
     if let Err(e) = crate::config::paths::write_private(&port_file(state_dir, port), v.to_string().as_bytes()) {
         tracing::warn!("cannot note the metrics port in {}: {e}", state_dir.display());
     }

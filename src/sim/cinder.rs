@@ -4,6 +4,7 @@
 
 use super::http::*;
 use super::world::{found, Backup, SimError, Snapshot, Volume, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::format_naive_micros;
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub const MIN_MV: (u32, u32) = (3, 0);

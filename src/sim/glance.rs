@@ -5,6 +5,7 @@
 
 use super::http::*;
 use super::world::{new_id, Image};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -12,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Digest;
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@
 
 use super::http::*;
 use super::world::{found, ArchivePolicy, Metric, Resource, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::{format_offset, parse_timestamp};
 use crate::domain::Timestamp;
@@ -14,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<S> {
@@ -73,7 +74,7 @@ async fn status(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Resp
     }
     json_response(
         200,
-        &json!({"storage": storage, "metricd": {"processors": [processor], "statistics": {processor.clone(): {"weight": 1}}}}),
+        &json!({"storage": storage, "metricd": {"processors": [processor], "statistics": {processor: {"weight": 1}}}}),
     )
 }
 
@@ -969,7 +970,8 @@ fn parse_string_filter(f: &str) -> Option<Value> {
         let (op, (k, v)) = ops.iter().find_map(|o| part.split_once(o).map(|kv| (*o, kv)))?;
         let k = k.trim();
         let v = v.trim().trim_matches('\'').trim_matches('"');
-        clauses.push(json!({op.trim(): {k: v}}));
+        let op = op.trim();
+        clauses.push(json!({op: {k: v}}));
     }
     Some(if clauses.len() == 1 { clauses.remove(0) } else { json!({"and": clauses}) })
 }

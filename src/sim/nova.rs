@@ -7,6 +7,7 @@
 use super::http::*;
 use super::nova_ops as ops;
 use super::world::{found, Flavor, Server, ServerCreate, SimError, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::text;
 use crate::domain::time::{format_naive_micros, format_z, parse_timestamp};
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub const MIN_MV: (u32, u32) = (2, 1);

@@ -7,13 +7,14 @@
 use super::http::*;
 use super::nova::{ctx, err, ge, host_id, ok, with_mv};
 use super::world::{new_id, Flavor, InstanceAction, Keypair, Server, ServerGroup, SimError, World, COMPUTE_HOSTS};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::{format_naive_micros, parse_timestamp, Timestamp};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 fn forbidden(rule: &str) -> SimError {
     SimError::new(403, format!("Policy doesn't allow {rule} to be performed."))

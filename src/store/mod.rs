@@ -836,7 +836,7 @@ mod tests {
         let p = dir.path().join("s.db");
         {
             let s = Store::open(&p).unwrap();
-            s.put_control("engine", &serde_json::json!({"paused": true}), &now()).unwrap();
+            s.put_control("engine", &crate::domain::json::json!({"paused": true}), &now()).unwrap();
         }
         let s = Store::open(&p).unwrap();
         assert_eq!(s.control("engine").unwrap().unwrap()["paused"], true);
