@@ -46,4 +46,53 @@ fn main() {
         }
     }
     println!("cargo:rustc-env=STACKPILOT_COMMIT={commit}");
+    identical_code_folding();
+}
+
+/// Release binaries fold functions whose machine code is identical (lld's
+/// `--icf=all`: serde, axum and tokio leave many such copies; about 67 KB).
+///
+/// Only where the linker is known to be lld: rustc 1.90 and later link
+/// x86_64-unknown-linux-gnu with its own rust-lld unless told otherwise, and
+/// GNU ld (or an older rustc's default, `cc` with bfd) refuses the flag. So the
+/// flag is left out for another target, an older or unreadable rustc, and any
+/// linker the user chose: `target.<triple>.linker` (RUSTC_LINKER),
+/// CARGO_TARGET_<TRIPLE>_LINKER, or `-C linker`, `-C linker-flavor`,
+/// `-C link-self-contained` or `-fuse-ld` in the rustflags.
+fn identical_code_folding() {
+    for var in ["PROFILE", "TARGET", "RUSTC", "RUSTC_LINKER", "CARGO_ENCODED_RUSTFLAGS"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let linker_var = "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER";
+    println!("cargo:rerun-if-env-changed={linker_var}");
+    let env = |k: &str| std::env::var(k).unwrap_or_default();
+    if env("PROFILE") != "release" || env("TARGET") != "x86_64-unknown-linux-gnu" {
+        return;
+    }
+    if std::env::var_os("RUSTC_LINKER").is_some() || std::env::var_os(linker_var).is_some() {
+        return;
+    }
+    let flags = env("CARGO_ENCODED_RUSTFLAGS");
+    let chosen = ["linker", "link-self-contained", "linker-flavor", "linker-features", "fuse-ld"];
+    if chosen.iter().any(|c| flags.contains(c)) {
+        return;
+    }
+    if !rustc_at_least(1, 90) {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+}
+
+/// Whether `$RUSTC --version` names at least `major.minor` ("rustc 1.95.0 (...)").
+fn rustc_at_least(major: u32, minor: u32) -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let Ok(out) = Command::new(rustc).arg("--version").output() else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut nums = text.split_whitespace().nth(1).unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
+    match (nums.next().flatten(), nums.next().flatten()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }

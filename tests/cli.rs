@@ -166,6 +166,16 @@ fn version_names_the_commit_it_was_built_from() {
     }
 }
 
+/// `policy schema` prints the checked-in document, pretty JSON with a newline at the end.
+#[test]
+fn policy_schema_prints_the_document() {
+    let text = stdout_of(&["policy", "schema"]);
+    assert_eq!(text, include_str!("../src/policy/schema.json"));
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["title"], "stackpilot application policy");
+    assert!(v.pointer("/properties/scaling/properties/behavior").is_some(), "{text}");
+}
+
 #[test]
 fn each_subcommand_lists_only_the_flags_it_uses() {
     let console = ["--read-only", "--ascii", "--cloud", "--region", "--config", "--demo"];

@@ -241,7 +241,7 @@ pub fn chain_tree(data: &CloudBackups, volume_id: &str, now: chrono::DateTime<ch
     let name = data.volumes.iter().find(|v| v.id == volume_id).map(|v| v.label().to_string()).unwrap_or_default();
     out.push_str(&format!("{volume_id} {name}\n"));
     let mut backups: Vec<&crate::domain::Backup> = data.backups.iter().filter(|b| b.volume_id == volume_id).collect();
-    backups.sort_by_key(|b| b.data_timestamp.or(b.created_at));
+    crate::domain::sort::sort_by_key(&mut backups, |b| b.data_timestamp.or(b.created_at));
     let line = |b: &crate::domain::Backup| {
         let at = b.data_timestamp.or(b.created_at).unwrap_or(now);
         format!(

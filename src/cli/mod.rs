@@ -563,10 +563,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Some(Command::Sim(a)) => sim(a).await,
         Some(Command::Engine(a)) => engine(&cli, a).await,
         Some(Command::Policy(a)) => match &a.command {
-            PolicyCommand::Schema => {
-                let schema = serde_json::to_string_pretty(&crate::policy::schema::schema())?;
-                Ok(emit(&format!("{schema}\n"))?)
-            }
+            PolicyCommand::Schema => Ok(emit(crate::policy::schema::TEXT)?),
             PolicyCommand::Check { path, offline } => policy_check(&cli, path.clone(), *offline).await,
             PolicyCommand::Render { target, slot } => policy_render(&cli, target, *slot),
             PolicyCommand::Retire { app, cloud, .. } => policy_retire(&cli, app, cloud.as_deref()),

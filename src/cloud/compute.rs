@@ -6,10 +6,11 @@ use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::next_link;
 use super::wire::nova::*;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::{self, time::format_z, ComputeLimits, Flavor, Timestamp};
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub struct Compute<'a>(pub &'a Session);
@@ -270,7 +271,7 @@ fn raw_id(raw: &str) -> Option<String> {
     struct Id {
         id: Value,
     }
-    serde_json::from_str::<Id>(raw).ok().and_then(|i| super::lenient::value_to_string(&i.id))
+    serde_json::from_slice::<Id>(raw.as_bytes()).ok().and_then(|i| super::lenient::value_to_string(&i.id))
 }
 
 /// Pages of a paged listing: follows `<collection>_links` by re-issuing the query
@@ -501,7 +502,7 @@ impl Compute<'_> {
             None,
             None,
             |raw| {
-                serde_json::from_str::<WFlavor>(raw).ok().filter(|f| !f.id.is_empty()).map(|f| {
+                serde_json::from_slice::<WFlavor>(raw.as_bytes()).ok().filter(|f| !f.id.is_empty()).map(|f| {
                     let id = f.id.clone();
                     (f.into_domain(), id)
                 })

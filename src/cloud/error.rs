@@ -135,7 +135,7 @@ pub fn error_message(body: &str) -> Option<String> {
     if body.is_empty() {
         return None;
     }
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body.as_bytes()) {
         return json_message(&v);
     }
     Some(text_message(body))

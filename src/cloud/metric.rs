@@ -6,9 +6,10 @@
 use super::error::{ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::gnocchi::*;
+use crate::domain::json::json;
 use crate::domain::time::format_offset;
 use crate::domain::Timestamp;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 
 pub struct MetricService<'a>(pub &'a Session);

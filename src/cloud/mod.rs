@@ -61,9 +61,9 @@ pub(crate) fn raw_items(
     let mut rest = serde_json::Map::new();
     for (k, v) in map {
         if k == key {
-            items = serde_json::from_str(v.get())?;
+            items = serde_json::from_slice(v.get().as_bytes())?;
         } else {
-            rest.insert(k, serde_json::from_str(v.get()).unwrap_or(serde_json::Value::Null));
+            rest.insert(k, serde_json::from_slice(v.get().as_bytes()).unwrap_or(serde_json::Value::Null));
         }
     }
     Ok((items, serde_json::Value::Object(rest)))

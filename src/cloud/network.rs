@@ -12,7 +12,7 @@ pub struct NetworkService<'a>(pub &'a Session);
 impl NetworkService<'_> {
     pub async fn list_networks(&self) -> Result<Vec<Network>> {
         paged(self.0, "network", "/networks", &[], "networks", None, None, |raw| {
-            serde_json::from_str::<WNetwork>(raw).ok().filter(|n| !n.id.is_empty()).map(|n| {
+            serde_json::from_slice::<WNetwork>(raw.as_bytes()).ok().filter(|n| !n.id.is_empty()).map(|n| {
                 let id = n.id.clone();
                 (n.into_domain(), id)
             })
@@ -30,7 +30,7 @@ impl NetworkService<'_> {
             q.push(("tags".to_string(), tags.join(",")));
         }
         paged(self.0, "network", "/ports", &q, "ports", None, None, |raw| {
-            serde_json::from_str::<WPort>(raw).ok().filter(|p| !p.id.is_empty()).map(|p| {
+            serde_json::from_slice::<WPort>(raw.as_bytes()).ok().filter(|p| !p.id.is_empty()).map(|p| {
                 let id = p.id.clone();
                 (p.into_domain(), id)
             })
@@ -58,7 +58,7 @@ impl NetworkService<'_> {
 
     pub async fn list_floating_ips(&self) -> Result<Vec<FloatingIp>> {
         paged(self.0, "network", "/floatingips", &[], "floatingips", None, None, |raw| {
-            serde_json::from_str::<WFloatingIp>(raw).ok().filter(|f| !f.id.is_empty()).map(|f| {
+            serde_json::from_slice::<WFloatingIp>(raw.as_bytes()).ok().filter(|f| !f.id.is_empty()).map(|f| {
                 let id = f.id.clone();
                 (f.into_domain(), id)
             })

@@ -7,12 +7,13 @@ use super::error::{classify, error_message, ApiError, ErrorKind, Result};
 use super::wire::keystone::{CatalogEntry, TokenBody};
 use crate::config::clouds::{canonical_service_type, AuthMethod, CloudConfig, DomainRef, Scope, UserRef};
 use crate::config::Secret;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::Timestamp;
 use chrono::Utc;
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -527,7 +528,7 @@ impl Session {
                 "token response without X-Subject-Token header",
             ));
         };
-        let parsed: TokenBody = serde_json::from_str(&text)
+        let parsed: TokenBody = serde_json::from_slice(text.as_bytes())
             .map_err(|e| self.err(ErrorKind::InvalidResponse, "identity", format!("token body: {e}")))?;
         let t = parsed.token;
         if t.catalog.is_empty() {
@@ -867,7 +868,7 @@ pub fn select_endpoint(
     // Prefer the exact type over aliases (volumev3 over volumev2).
     let mut entries: Vec<&CatalogEntry> =
         catalog.iter().filter(|c| canonical_service_type(&c.service_type) == want).collect();
-    entries.sort_by_key(|c| match c.service_type.as_str() {
+    crate::domain::sort::sort_by_key(&mut entries, |c| match c.service_type.as_str() {
         t if t == service => 0,
         "block-storage" | "volumev3" => 1,
         "volumev2" => 3,

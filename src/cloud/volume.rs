@@ -5,9 +5,10 @@ use super::compute::paged;
 use super::error::{ApiError, ErrorKind, Result};
 use super::session::{Req, Session};
 use super::wire::cinder::*;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::{Backup, Snapshot, Volume};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub struct VolumeService<'a>(pub &'a Session);
@@ -35,7 +36,7 @@ pub struct Restore {
 }
 
 fn volume_from_raw(raw: &str) -> Option<(Volume, String)> {
-    let w: WVolume = serde_json::from_str(raw).ok()?;
+    let w: WVolume = serde_json::from_slice(raw.as_bytes()).ok()?;
     if w.id.is_empty() {
         return None;
     }
@@ -46,7 +47,7 @@ fn volume_from_raw(raw: &str) -> Option<(Volume, String)> {
 }
 
 fn backup_from_raw(raw: &str) -> Option<(Backup, String)> {
-    let w: WBackup = serde_json::from_str(raw).ok()?;
+    let w: WBackup = serde_json::from_slice(raw.as_bytes()).ok()?;
     if w.id.is_empty() {
         return None;
     }
@@ -118,7 +119,7 @@ impl VolumeService<'_> {
 
     pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
         paged(self.0, "block-storage", "/snapshots/detail", &[], "snapshots", None, None, |raw| {
-            serde_json::from_str::<WSnapshot>(raw).ok().filter(|s| !s.id.is_empty()).map(|s| {
+            serde_json::from_slice::<WSnapshot>(raw.as_bytes()).ok().filter(|s| !s.id.is_empty()).map(|s| {
                 let id = s.id.clone();
                 (s.into_domain(), id)
             })

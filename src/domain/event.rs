@@ -254,7 +254,7 @@ impl AlertBook {
     /// Active alerts first (most severe, then oldest), then recently resolved ones.
     pub fn alerts(&self) -> Vec<Alert> {
         let mut v: Vec<Alert> = self.alerts.values().cloned().collect();
-        v.sort_by(|a, b| {
+        crate::domain::sort::sort_by(&mut v, |a, b| {
             b.is_active()
                 .cmp(&a.is_active())
                 .then(b.severity.cmp(&a.severity))

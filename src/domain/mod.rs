@@ -8,6 +8,7 @@ pub mod json;
 pub mod metrics;
 pub mod names;
 pub mod resources;
+pub mod sort;
 pub mod text;
 pub mod time;
 

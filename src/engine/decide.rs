@@ -350,7 +350,7 @@ fn rollout(i: &DecideInput<'_>, p: &Policy, members: &[Member], input: &mut AppI
     // An earlier revision (rollback, undo, a paused rollout): launched as recorded.
     input.revision = out.create_rev;
     let recorded = revs.iter().find(|r| r.revision == out.create_rev);
-    match recorded.and_then(|r| serde_json::from_str::<ResolvedSpec>(&r.spec).ok().map(|s| (r, s))) {
+    match recorded.and_then(|r| serde_json::from_slice::<ResolvedSpec>(r.spec.as_bytes()).ok().map(|s| (r, s))) {
         Some((r, spec)) => use_revision(p, out.create_rev, &r.spec_hash, spec, input, d),
         None => {
             // Nothing to launch it from: no creates, and nothing replaced either

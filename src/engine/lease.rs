@@ -118,7 +118,7 @@ impl Lease {
                 return;
             }
         };
-        let v = serde_json::json!({"holder": engine_id, "epoch": epoch, "since": now.to_rfc3339()});
+        let v = crate::domain::json::json!({"holder": engine_id, "epoch": epoch, "since": now.to_rfc3339()});
         let e = Event::new(
             now,
             &format!("engine:{engine_id}"),

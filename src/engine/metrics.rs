@@ -390,7 +390,7 @@ fn port_file(state_dir: &std::path::Path, port: u16) -> std::path::PathBuf {
 
 /// Note that this engine serves on `port` (so another can name it).
 pub fn record_port(state_dir: &std::path::Path, port: u16, engine_id: &str) {
-    let v = serde_json::json!({"engine": engine_id, "pid": std::process::id()});
+    let v = crate::domain::json::json!({"engine": engine_id, "pid": std::process::id()});
     if let Err(e) = crate::config::paths::write_private(&port_file(state_dir, port), v.to_string().as_bytes()) {
         tracing::warn!("cannot note the metrics port in {}: {e}", state_dir.display());
     }
@@ -401,7 +401,7 @@ pub fn record_port(state_dir: &std::path::Path, port: u16, engine_id: &str) {
 pub fn port_holder(state_dir: &std::path::Path, port: u16) -> String {
     let noted = std::fs::read_to_string(port_file(state_dir, port))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        .and_then(|t| serde_json::from_slice::<serde_json::Value>(t.as_bytes()).ok());
     match noted {
         Some(v) => {
             let pid = v.at("pid").as_u64().unwrap_or(0);

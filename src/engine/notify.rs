@@ -9,9 +9,10 @@
 //! decided by pure functions (`plan_webhook`, `plan_alertmanager`) over a small
 //! delivery book; the task only does the HTTP.
 
+use crate::domain::json::json;
 use crate::domain::{Alert, Severity, Timestamp};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

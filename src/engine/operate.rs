@@ -87,7 +87,7 @@ pub fn status(store: &Store, k: &KnownPolicy) -> Result<String, OperateError> {
     out.push_str("  revisions\n");
     for r in store.revisions(pid)?.iter().rev() {
         let spec: String = r.spec_hash.chars().take(12).collect();
-        let what = serde_json::from_str::<crate::policy::ResolvedSpec>(&r.spec)
+        let what = serde_json::from_slice::<crate::policy::ResolvedSpec>(r.spec.as_bytes())
             .map(|s| format!("image {} flavor {}", s.image_name, s.flavor_name))
             .unwrap_or_default();
         out.push_str(&format!("    {:>4}  {}  {spec}  {what}\n", r.revision, r.created_at.format("%Y-%m-%d %H:%M:%S")));

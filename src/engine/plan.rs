@@ -697,7 +697,7 @@ fn dedupe_slots<'m>(a: &AppInput, alive: Vec<&'m Member>, out: &mut Plan) -> Vec
         }
     }
     for (slot, mut ms) in by_slot {
-        ms.sort_by(|x, y| {
+        crate::domain::sort::sort_by(&mut ms, |x, y| {
             a.is_ready(y).cmp(&a.is_ready(x)).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
         });
         let mut it = ms.into_iter();
@@ -823,7 +823,7 @@ fn replace_old(
     };
     let mut victims: Vec<&&Member> =
         old.iter().filter(|m| !m.protected && !m.maint && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
-    victims.sort_by(|x, y| {
+    crate::domain::sort::sort_by(&mut victims, |x, y| {
         let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);
         unhealthy(y).cmp(&unhealthy(x)).then(x.created.cmp(&y.created)).then(x.server_id.cmp(&y.server_id))
     });
@@ -841,7 +841,7 @@ fn replace_old(
 fn scale_in(a: &AppInput, desired: u32, current: u32, keep: &[&Member], retire: bool, out: &mut Plan) {
     let mut candidates: Vec<&&Member> =
         keep.iter().filter(|m| !m.protected && !m.maint && a.phase(m) != Some(Phase::StoppedByOperator)).collect();
-    candidates.sort_by(|x, y| {
+    crate::domain::sort::sort_by(&mut candidates, |x, y| {
         let outdated = |m: &Member| m.revision != Some(a.revision);
         let unhealthy = |m: &Member| m.status != ServerStatus::Active || !a.is_ready(m);
         outdated(y)

@@ -176,7 +176,7 @@ impl Policies {
             }
             book.entries.push(entry);
         }
-        book.entries.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
+        crate::domain::sort::sort_by(&mut book.entries, |a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
         Ok((book, ch.events))
     }
 

@@ -339,7 +339,7 @@ pub fn recover(
             .count() as u32
     };
     let concurrent = spec.concurrent(desired);
-    failing.sort_by(|x, y| {
+    crate::domain::sort::sort_by(&mut failing, |x, y| {
         let since = |m: &MemberHealth| book.members.get(&m.server_id).and_then(|e| e.since);
         since(x).cmp(&since(y)).then(x.name.cmp(&y.name))
     });

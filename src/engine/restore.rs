@@ -140,7 +140,7 @@ pub fn jobs(store: &Store, cloud: &str) -> Result<Vec<RestoreJob>, StoreError> {
         })?;
         v.push(j);
     }
-    v.sort_by_key(|j| j.created_at);
+    crate::domain::sort::sort_by_key(&mut v, |j| j.created_at);
     Ok(v)
 }
 

@@ -81,7 +81,7 @@ pub fn plan(backups: &[BackupRef], rules: &Rules, tz: &jiff::tz::TimeZone) -> Re
 }
 
 fn volume(vol: &str, mut list: Vec<&BackupRef>, rules: &Rules, tz: &jiff::tz::TimeZone, out: &mut RetentionPlan) {
-    list.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    crate::domain::sort::sort_by(&mut list, |a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     // The new backup must be there before anything older goes.
     if list.iter().any(|b| b.status == "creating" || b.status == "backing-up") {
         out.held.push((vol.to_string(), "a backup is still being made: retention waits for it".into()));
@@ -110,7 +110,7 @@ fn volume(vol: &str, mut list: Vec<&BackupRef>, rules: &Rules, tz: &jiff::tz::Ti
     // The newest chains, whole.
     let mut order: Vec<(&str, Timestamp)> =
         chains.iter().map(|(c, ms)| (*c, ms.iter().map(|b| b.created_at).max().unwrap_or_default())).collect();
-    order.sort_by_key(|c| std::cmp::Reverse(c.1));
+    crate::domain::sort::sort_by_key(&mut order, |c| std::cmp::Reverse(c.1));
     // A chain whose full failed is no restore point: it takes no place among the newest.
     let usable = |c: &str| list.iter().any(|b| b.id == c && b.available());
     for (c, _) in order.iter().filter(|(c, _)| usable(c)).take(rules.keep_last_chains as usize) {

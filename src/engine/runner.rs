@@ -337,7 +337,8 @@ impl Runner {
             }
             EngineCommand::TogglePause => {
                 self.paused = !self.paused;
-                if let Err(e) = self.store.put_control("engine-paused", &serde_json::json!(self.paused), &now) {
+                if let Err(e) = self.store.put_control("engine-paused", &crate::domain::json::json!(self.paused), &now)
+                {
                     tracing::error!("cannot record the pause: {e}");
                 }
                 let what = if self.paused { "pause-engine" } else { "resume-engine" };
@@ -347,7 +348,8 @@ impl Runner {
                 let acting = self.clouds.iter().any(|c| c.lease_seen == Some(LeaseState::Held));
                 if acting {
                     self.approved = true;
-                } else if let Err(e) = self.store.put_control("engine-approve", &serde_json::json!(true), &now) {
+                } else if let Err(e) = self.store.put_control("engine-approve", &crate::domain::json::json!(true), &now)
+                {
                     // The engine that acts reads the approval from the store.
                     tracing::error!("cannot pass the approval on to the acting engine: {e}");
                 }
@@ -400,7 +402,7 @@ impl Runner {
         }
         if holding && matches!(self.store.control_as::<bool>("engine-approve"), Ok(Some(true))) {
             // An approval given in a console whose engine only observes.
-            match self.store.put_control("engine-approve", &serde_json::json!(false), &now) {
+            match self.store.put_control("engine-approve", &crate::domain::json::json!(false), &now) {
                 Ok(()) => self.approved = true,
                 Err(e) => tracing::error!("cannot take an approval from the store: {e}"),
             }
@@ -446,7 +448,7 @@ impl Runner {
                 status.alerts.extend(b.alerts().into_iter().filter(|a| !mine.contains(&a.key)));
             }
         }
-        status.policies.sort_by(|a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
+        crate::domain::sort::sort_by(&mut status.policies, |a, b| (&a.cloud, &a.app).cmp(&(&b.cloud, &b.app)));
         for p in status.policies.iter_mut() {
             if let Ok(Some((at, by))) = self.store.last_policy_change(&p.policy_id) {
                 (p.changed_at, p.changed_by) = (Some(at), by);
@@ -602,7 +604,7 @@ impl Runner {
                 }
             }
             if write && out.state != prev {
-                if let Err(e) = self.store.put_control(&key, &serde_json::json!(out.state), &now) {
+                if let Err(e) = self.store.put_control(&key, &crate::domain::json::json!(out.state), &now) {
                     self.hold_placed(&p, &format!("the placement state cannot be written: {e}"), now);
                     continue;
                 }
@@ -1183,12 +1185,12 @@ impl Runner {
             .plans
             .iter()
             .filter(|p| p.cloud == *name)
-            .map(|p| serde_json::json!({"app": p.app, "lines": p.lines}))
+            .map(|p| crate::domain::json::json!({"app": p.app, "lines": p.lines}))
             .collect();
         let writes = self.store.put_control_as(&format!("engine-state:{name}"), &state, &now).and_then(|_| {
             self.store.put_control(
                 &format!("engine-status:{name}"),
-                &serde_json::json!({"holder": self.cfg.engine_id, "last_tick": now.to_rfc3339(), "plans": plans}),
+                &crate::domain::json::json!({"holder": self.cfg.engine_id, "last_tick": now.to_rfc3339(), "plans": plans}),
                 &now,
             )
         });

@@ -616,7 +616,9 @@ fn publish(st: &mut CloudState, cap: usize, retention: i64) -> CloudSnapshot {
         .sorted
         .get_or_insert_with(|| {
             let mut servers: Vec<Arc<Server>> = st.servers.values().cloned().collect();
-            servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
+            crate::domain::sort::sort_by(&mut servers, |a, b| {
+                a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id))
+            });
             let index = Arc::new(ServerIndex::of(&servers));
             (Arc::new(servers), index)
         })

@@ -303,7 +303,7 @@ pub struct ServerIndex {
 impl ServerIndex {
     pub fn of(servers: &[Arc<Server>]) -> ServerIndex {
         let mut by_id: Vec<u32> = (0..servers.len()).filter_map(|i| u32::try_from(i).ok()).collect();
-        by_id.sort_by(|a, b| {
+        crate::domain::sort::sort_by(&mut by_id, |a, b| {
             let id = |i: &u32| servers.get(*i as usize).map(|s| s.id.as_str());
             id(a).cmp(&id(b))
         });

@@ -184,7 +184,7 @@ fn split(total: u32, locations: &[Location]) -> Vec<u32> {
         given += q;
         rems.push((exact % sum, i));
     }
-    rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    crate::domain::sort::sort_by(&mut rems, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     for (_, i) in rems.into_iter().take((u64::from(left) - given) as usize) {
         if let Some(o) = out.get_mut(i) {
             *o += 1;

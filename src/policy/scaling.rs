@@ -433,7 +433,7 @@ fn check_steps(steps: &[StepRule]) -> Result<(), String> {
         return Err("name at least one step".into());
     }
     let mut v: Vec<&StepRule> = steps.iter().collect();
-    v.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut v, |a, b| {
         a.lower
             .unwrap_or(f64::NEG_INFINITY)
             .partial_cmp(&b.lower.unwrap_or(f64::NEG_INFINITY))

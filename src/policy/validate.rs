@@ -37,7 +37,7 @@ impl ResolvedSpec {
     /// sha256 of the canonical JSON (keys sorted, names excluded: ids are what matter).
     pub fn hash(&self) -> String {
         use sha2::Digest;
-        let v = serde_json::json!({
+        let v = crate::domain::json::json!({
             "image": self.image_id, "flavor": self.flavor_id, "networks": self.network_ids,
             "key_name": self.key_name, "security_groups": self.security_groups,
             "user_data": self.user_data, "metadata": self.metadata, "availability_zones": self.availability_zones,

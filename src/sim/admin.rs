@@ -4,13 +4,14 @@
 
 use super::http::*;
 use super::world::{FailCreates, Quota, SimError};
+use crate::domain::json::json;
 use crate::domain::Clock;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<S> {

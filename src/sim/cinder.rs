@@ -4,6 +4,7 @@
 
 use super::http::*;
 use super::world::{found, Backup, SimError, Snapshot, Volume, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::format_naive_micros;
 use axum::body::Bytes;
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub const MIN_MV: (u32, u32) = (3, 0);
@@ -229,7 +230,7 @@ fn page(
             q_get(q, "sort_dir").unwrap_or("desc").to_string(),
         ),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let ka = a.get(&key).map(|v| v.to_string()).unwrap_or_default();
         let kb = b.get(&key).map(|v| v.to_string()).unwrap_or_default();
         let o = ka.cmp(&kb).then_with(|| a["id"].as_str().cmp(&b["id"].as_str()));
@@ -291,8 +292,9 @@ fn filters_ok(v: &Value, q: &[(String, String)]) -> bool {
     }
     if let Some(m) = q_get(q, "metadata") {
         // `{"k": "v"}` (JSON or Python-literal quoting).
-        let parsed: Option<BTreeMap<String, String>> =
-            serde_json::from_str(m).ok().or_else(|| serde_json::from_str(&m.replace('\'', "\"")).ok());
+        let parsed: Option<BTreeMap<String, String>> = serde_json::from_slice(m.as_bytes())
+            .ok()
+            .or_else(|| serde_json::from_slice(m.replace('\'', "\"").as_bytes()).ok());
         if let Some(want) = parsed {
             let have = v["metadata"].as_object();
             if !want.iter().all(|(k, val)| have.and_then(|h| h.get(k)).and_then(Value::as_str) == Some(val.as_str())) {

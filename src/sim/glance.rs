@@ -5,6 +5,7 @@
 
 use super::http::*;
 use super::world::{new_id, Image};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -12,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::Digest;
 use std::collections::BTreeMap;
 
@@ -127,7 +128,7 @@ async fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Resp
             q_get(&q, "sort_dir").unwrap_or("desc").to_string(),
         ),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let o = match key.as_str() {
             "name" => a.name.cmp(&b.name),
             "size" => a.size.cmp(&b.size),

@@ -5,6 +5,7 @@
 
 use super::http::*;
 use super::world::{found, ArchivePolicy, Metric, Resource, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::{format_offset, parse_timestamp};
 use crate::domain::Timestamp;
@@ -14,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub fn router() -> Router<S> {
@@ -73,7 +74,7 @@ async fn status(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Resp
     }
     json_response(
         200,
-        &json!({"storage": storage, "metricd": {"processors": [processor], "statistics": {processor.clone(): {"weight": 1}}}}),
+        &json!({"storage": storage, "metricd": {"processors": [processor], "statistics": {processor: {"weight": 1}}}}),
     )
 }
 
@@ -298,7 +299,7 @@ fn agg_values(method: &str, vals: &[f64]) -> Option<f64> {
         "last" => last,
         "median" => {
             let mut v = vals.to_vec();
-            v.sort_by(f64::total_cmp);
+            crate::domain::sort::sort_by(&mut v, f64::total_cmp);
             let mid = v.len() / 2;
             match (v.get(mid.wrapping_sub(1)), v.get(mid)) {
                 (Some(a), Some(b)) if v.len().is_multiple_of(2) => (a + b) / 2.0,
@@ -606,7 +607,7 @@ fn page_resources(
         }
         None => ("id".to_string(), false),
     };
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let o = match key.as_str() {
             "started_at" => a.started_at.cmp(&b.started_at),
             "revision_start" => a.revision_start.cmp(&b.revision_start),
@@ -969,7 +970,8 @@ fn parse_string_filter(f: &str) -> Option<Value> {
         let (op, (k, v)) = ops.iter().find_map(|o| part.split_once(o).map(|kv| (*o, kv)))?;
         let k = k.trim();
         let v = v.trim().trim_matches('\'').trim_matches('"');
-        clauses.push(json!({op.trim(): {k: v}}));
+        let op = op.trim();
+        clauses.push(json!({op: {k: v}}));
     }
     Some(if clauses.len() == 1 { clauses.remove(0) } else { json!({"and": clauses}) })
 }

@@ -3,6 +3,7 @@
 
 use super::clock::SimClock;
 use super::world::{SimError, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::{Clock, Timestamp};
 use axum::body::{Body, Bytes};
@@ -11,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// `n` random hexadecimal digits (request ids, passwords, reservation ids).
 pub fn random_hex(n: usize) -> String {

@@ -4,6 +4,7 @@
 
 use super::http::*;
 use super::world::World;
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,7 +13,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn router() -> Router<S> {
     Router::new()

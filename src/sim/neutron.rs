@@ -5,6 +5,7 @@
 use super::http::*;
 use super::netmodel::{NetworkQuota, Pool, PortCreate, RuleCreate, SecurityGroupRule, SubnetCreate};
 use super::world::{new_id, FloatingIp, SimError, World, COMPUTE_HOSTS};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::format_z;
 use axum::body::Bytes;
@@ -13,7 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn router() -> Router<S> {
     let p = "/networking/v2.0";
@@ -404,7 +405,7 @@ async fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind
             v["tags"].as_array().is_some_and(|a| a.iter().any(|t| want.contains(&t.as_str().unwrap_or(""))))
         });
     }
-    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    crate::domain::sort::sort_by(&mut items, |a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     let limit: Option<usize> = q_get(&q, "limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0);
     if let Some(m) = q_get(&q, "marker") {
         match items.iter().position(|v| v["id"] == m) {
@@ -452,7 +453,10 @@ async fn showing(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind:
     let w = s.world();
     let items = all(&w, kind, &c.project_id, c.admin, &now);
     match items.into_iter().find(|v| v["id"] == id.as_str()) {
-        Some(v) => json_response(200, &json!({singular(kind): v})),
+        Some(v) => {
+            let key = singular(kind);
+            json_response(200, &json!({key: v}))
+        }
         None => not_found(kind, &id),
     }
 }

@@ -7,6 +7,7 @@
 use super::http::*;
 use super::nova_ops as ops;
 use super::world::{found, Flavor, Server, ServerCreate, SimError, World};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::text;
 use crate::domain::time::{format_naive_micros, format_z, parse_timestamp};
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 pub const MIN_MV: (u32, u32) = (2, 1);
@@ -528,7 +529,7 @@ fn list(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> Resp
         .collect();
     let sort_key = q_get(&q, "sort_key").unwrap_or("created_at");
     let desc = q_get(&q, "sort_dir").is_none_or(|d| !d.eq_ignore_ascii_case("asc"));
-    items.sort_by(|a, b| {
+    crate::domain::sort::sort_by(&mut items, |a, b| {
         let o = match sort_key {
             "display_name" | "name" => a.name.cmp(&b.name),
             "updated_at" => a.updated.cmp(&b.updated),
@@ -1295,7 +1296,7 @@ fn flavors(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> R
         })
         .filter(|f| q_get(&q, "name").is_none_or(|n| f.name == n))
         .collect();
-    fl.sort_by(|a, b| a.id.cmp(&b.id));
+    crate::domain::sort::sort_by(&mut fl, |a, b| a.id.cmp(&b.id));
     let start = match q_get(&q, "marker") {
         Some(m) => match fl.iter().position(|f| f.id == m) {
             Some(i) => i + 1,

@@ -7,13 +7,14 @@
 use super::http::*;
 use super::nova::{ctx, err, ge, host_id, ok, with_mv};
 use super::world::{new_id, Flavor, InstanceAction, Keypair, Server, ServerGroup, SimError, World, COMPUTE_HOSTS};
+use crate::domain::json::json;
 use crate::domain::json::Obj;
 use crate::domain::time::{format_naive_micros, parse_timestamp, Timestamp};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 fn forbidden(rule: &str) -> SimError {
     SimError::new(403, format!("Policy doesn't allow {rule} to be performed."))
@@ -696,7 +697,7 @@ fn usages(w: &World, project: Option<&str>, q: &UsageQuery, now: Timestamp) -> R
         .filter(|sv| project.is_none_or(|p| sv.project_id == p))
         .filter(|sv| sv.terminated_at.is_none_or(|t| t >= q.start) && sv.launched_at.is_none_or(|l| l <= q.stop))
         .collect();
-    servers.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
+    crate::domain::sort::sort_by(&mut servers, |a, b| a.created.cmp(&b.created).then_with(|| a.id.cmp(&b.id)));
     if let Some(m) = &q.marker {
         match servers.iter().position(|sv| &sv.id == m) {
             Some(i) => servers = servers.split_off(i + 1),

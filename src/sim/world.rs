@@ -1369,7 +1369,7 @@ impl World {
                 if first {
                     self.create_instance_resources(&id, at);
                     if let Some(r) = self.resources.get_mut(&id) {
-                        r.attributes.insert("launched_at".into(), serde_json::json!(format_z(&at)));
+                        r.attributes.insert("launched_at".into(), crate::domain::json::json!(format_z(&at)));
                     }
                 }
                 self.schedule(Self::after(at, ci), Pending::CloudInitDone(id, gen));
@@ -2334,16 +2334,16 @@ impl World {
             metrics.insert(m.to_string(), id);
         }
         let mut attrs = BTreeMap::new();
-        attrs.insert("display_name".into(), serde_json::json!(s.name));
-        attrs.insert("flavor_id".into(), serde_json::json!(s.flavor_id));
-        attrs.insert("flavor_name".into(), serde_json::json!(flavor.as_ref().map(|f| f.name.clone())));
-        attrs.insert("host".into(), serde_json::json!(s.host));
-        attrs.insert("image_ref".into(), serde_json::json!(s.image_id));
-        attrs.insert("server_group".into(), serde_json::json!(s.metadata.get(crate::domain::META_APP)));
-        attrs.insert("launched_at".into(), serde_json::json!(s.launched_at.map(|t| format_z(&t))));
-        attrs.insert("created_at".into(), serde_json::json!(format_z(&s.created)));
+        attrs.insert("display_name".into(), crate::domain::json::json!(s.name));
+        attrs.insert("flavor_id".into(), crate::domain::json::json!(s.flavor_id));
+        attrs.insert("flavor_name".into(), crate::domain::json::json!(flavor.as_ref().map(|f| f.name.clone())));
+        attrs.insert("host".into(), crate::domain::json::json!(s.host));
+        attrs.insert("image_ref".into(), crate::domain::json::json!(s.image_id));
+        attrs.insert("server_group".into(), crate::domain::json::json!(s.metadata.get(crate::domain::META_APP)));
+        attrs.insert("launched_at".into(), crate::domain::json::json!(s.launched_at.map(|t| format_z(&t))));
+        attrs.insert("created_at".into(), crate::domain::json::json!(format_z(&s.created)));
         attrs.insert("deleted_at".into(), serde_json::Value::Null);
-        attrs.insert("availability_zone".into(), serde_json::json!(s.availability_zone));
+        attrs.insert("availability_zone".into(), crate::domain::json::json!(s.availability_zone));
         self.resources.insert(
             server_id.to_string(),
             Resource {
@@ -2370,8 +2370,8 @@ impl World {
                 metrics.insert(m.to_string(), id);
             }
             let mut attrs = BTreeMap::new();
-            attrs.insert("instance_id".into(), serde_json::json!(server_id));
-            attrs.insert("name".into(), serde_json::json!(tap));
+            attrs.insert("instance_id".into(), crate::domain::json::json!(server_id));
+            attrs.insert("name".into(), crate::domain::json::json!(tap));
             self.port_iface.insert(pid.clone(), rid.clone());
             self.resources.insert(
                 rid.clone(),

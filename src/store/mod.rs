@@ -604,7 +604,7 @@ impl Store {
         let s: Option<String> = self
             .with(|c| c.query_row("SELECT value FROM control WHERE key = ?1", params![key], |r| r.get(0)).optional())?;
         s.map(|s| {
-            serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+            serde_json::from_slice(s.as_bytes()).map_err(|e| StoreError::Corrupt {
                 path: self.path.display().to_string(),
                 what: format!("control value `{key}` does not decode: {e}"),
             })
@@ -621,7 +621,7 @@ impl Store {
         })?;
         rows.into_iter()
             .map(|(k, v)| {
-                serde_json::from_str(&v).map(|v| (k.clone(), v)).map_err(|e| StoreError::Corrupt {
+                serde_json::from_slice(v.as_bytes()).map(|v| (k.clone(), v)).map_err(|e| StoreError::Corrupt {
                     path: self.path.display().to_string(),
                     what: format!("control value `{k}` does not decode: {e}"),
                 })
@@ -836,7 +836,7 @@ mod tests {
         let p = dir.path().join("s.db");
         {
             let s = Store::open(&p).unwrap();
-            s.put_control("engine", &serde_json::json!({"paused": true}), &now()).unwrap();
+            s.put_control("engine", &crate::domain::json::json!({"paused": true}), &now()).unwrap();
         }
         let s = Store::open(&p).unwrap();
         assert_eq!(s.control("engine").unwrap().unwrap()["paused"], true);

@@ -393,7 +393,7 @@ impl Form {
         // The mode has three values: all of them, always, the matching first.
         if f.key == FormKey::Field(Field::Mode) {
             let mut all = names_of(snap, f.key);
-            all.sort_by_key(|n| !n.contains(&low));
+            crate::domain::sort::sort_by_key(&mut all, |n| !n.contains(&low));
             return all;
         }
         names_of(snap, f.key).into_iter().filter(|n| n.to_lowercase().contains(&low)).collect()

@@ -123,7 +123,9 @@ fn cloud_snapshot(
     points: usize,
 ) -> Snapshot {
     let mut servers: Vec<Arc<Server>> = servers.into_iter().map(Arc::new).collect();
-    servers.sort_by(|a, b| a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id)));
+    crate::domain::sort::sort_by(&mut servers, |a, b| {
+        a.display_name().cmp(b.display_name()).then_with(|| a.id.cmp(&b.id))
+    });
     let apps = summarize_apps(name, &servers, &metrics, points + 2, 7200);
     let vol = |id: &str, name: &str, size: u64, status: &str, att: Option<&str>| Volume {
         id: id.into(),

@@ -57,7 +57,7 @@ pub fn draw(f: &mut Frame, app: &App, area: Rect) {
         None => f.render_widget(Paragraph::new(Span::styled("  no cloud answers yet", t.dim())), tiles),
     }
     let mut sorted: Vec<&crate::domain::Alert> = alerts.iter().collect();
-    sorted.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    crate::domain::sort::sort_by_key(&mut sorted, |a| std::cmp::Reverse(a.severity));
     let lines: Vec<Line> = if sorted.is_empty() {
         vec![Line::from(Span::styled("  no alerts", t.ok().add_modifier(Modifier::BOLD)))]
     } else {
@@ -123,7 +123,7 @@ fn title_line(app: &App, c: Option<&CloudSnapshot>, page: Option<&KioskPage>, wi
 fn tiles(f: &mut Frame, app: &App, area: Rect, c: &CloudSnapshot, focus: Option<&str>) {
     let t = &app.theme;
     let mut apps: Vec<&AppSummary> = c.apps.iter().collect();
-    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::domain::sort::sort_by(&mut apps, |a, b| a.name.cmp(&b.name));
     if apps.is_empty() {
         f.render_widget(
             Paragraph::new(Span::styled("  no applications on this cloud", t.dim().add_modifier(Modifier::BOLD))),

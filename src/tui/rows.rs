@@ -583,7 +583,7 @@ impl Ord for SortKey {
 }
 
 fn pretty(raw: Option<&str>, fallback: &impl serde::Serialize) -> String {
-    raw.and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+    raw.and_then(|r| serde_json::from_slice::<serde_json::Value>(r.as_bytes()).ok())
         .or_else(|| serde_json::to_value(fallback).ok())
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_default()
@@ -618,7 +618,7 @@ pub fn raw_of_selection(app: &App) -> Option<(String, String)> {
             let a = cloud.apps.iter().find(|a| a.name == id)?;
             let members: Vec<&str> =
                 a.members.iter().filter_map(|m| cloud.server(m)).map(|s| s.display_name()).collect();
-            let v = serde_json::json!({"app": a.name, "cloud": a.cloud, "members": members, "active": a.active, "building": a.building, "error": a.error, "flavors": a.flavors});
+            let v = crate::domain::json::json!({"app": a.name, "cloud": a.cloud, "members": members, "active": a.active, "building": a.building, "error": a.error, "flavors": a.flavors});
             Some((format!("app {}", a.name), serde_json::to_string_pretty(&v).unwrap_or_default()))
         }
         ViewKind::Alerts => {

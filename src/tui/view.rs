@@ -947,7 +947,7 @@ fn overview(f: &mut Frame, app: &App, area: Rect) {
     let alerts: Vec<crate::domain::Alert> = app.alerts().into_iter().filter(|a| a.is_active()).collect();
     // One alert at a time, turning every five seconds, most severe first.
     let mut v: Vec<&crate::domain::Alert> = alerts.iter().collect();
-    v.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    crate::domain::sort::sort_by_key(&mut v, |a| std::cmp::Reverse(a.severity));
     let idx = (app.now.timestamp() / 5).unsigned_abs() as usize % v.len().max(1);
     if v.len() > 1 {
         app.clock.changes_at((app.now.timestamp().div_euclid(5) + 1) * 5);

@@ -201,7 +201,7 @@ pub const fn col(title: &'static str, width: u16, min: u16, priority: u8, sort_k
 /// up to their wish, and the rest goes to the column that wished to be widest.
 pub fn fit(cols: &[Col], total: u16) -> Vec<(usize, u16)> {
     let mut order: Vec<(u8, usize, &Col)> = cols.iter().enumerate().map(|(i, c)| (c.priority, i, c)).collect();
-    order.sort_by_key(|(p, i, _)| (*p, *i));
+    crate::domain::sort::sort_by_key(&mut order, |(p, i, _)| (*p, *i));
     let mut kept: Vec<(u8, usize, &Col)> = Vec::new();
     let mut wished: u32 = 0;
     for (p, i, c) in order {
@@ -224,7 +224,7 @@ pub fn fit(cols: &[Col], total: u16) -> Vec<(usize, u16)> {
     if let Some(w) = widths.iter_mut().max_by_key(|w| (w.1.width, std::cmp::Reverse(w.0))) {
         w.2 += spare;
     }
-    widths.sort_by_key(|w| w.0);
+    crate::domain::sort::sort_by_key(&mut widths, |w| w.0);
     widths.into_iter().map(|(i, _, w)| (i, w)).collect()
 }
 

@@ -197,7 +197,7 @@ impl WServer {
 /// Parse one server object (keeping its raw JSON for the raw view); why not
 /// when it cannot be.
 pub fn server_from_raw(raw: &str) -> Result<domain::Server, super::DecodeError> {
-    let w: WServer = serde_json::from_str(raw)?;
+    let w: WServer = serde_json::from_slice(raw.as_bytes())?;
     if w.id.is_empty() {
         return Err(super::DecodeError::NoId("server"));
     }
