@@ -16,29 +16,29 @@ use std::collections::BTreeMap;
 
 pub fn router() -> Router<S> {
     Router::new()
-        .route("/_sim/state", get(state))
-        .route("/_sim/stats", get(stats))
-        .route("/_sim/faults", post(set_faults).delete(clear_faults).get(get_faults))
-        .route("/_sim/fail-creates", post(fail_creates))
-        .route("/_sim/servers/{id}/state", post(server_state))
-        .route("/_sim/servers-state", post(servers_state))
-        .route("/_sim/zones/{az}/crash", post(zone_crash))
-        .route("/_sim/hosts/{host}", post(host_state))
-        .route("/_sim/servers/{id}/corrupt", post(server_corrupt))
-        .route("/_sim/servers/{id}/guest", post(server_guest))
-        .route("/_sim/servers/{id}/fail-actions", post(server_fail_actions))
+        .route("/_sim/state", get(h1(state)))
+        .route("/_sim/stats", get(h1(stats)))
+        .route("/_sim/faults", post(h2(set_faults)).delete(h1(clear_faults)).get(h1(get_faults)))
+        .route("/_sim/fail-creates", post(h2(fail_creates)))
+        .route("/_sim/servers/{id}/state", post(h3(server_state)))
+        .route("/_sim/servers-state", post(h2(servers_state)))
+        .route("/_sim/zones/{az}/crash", post(h3(zone_crash)))
+        .route("/_sim/hosts/{host}", post(h3(host_state)))
+        .route("/_sim/servers/{id}/corrupt", post(h3(server_corrupt)))
+        .route("/_sim/servers/{id}/guest", post(h3(server_guest)))
+        .route("/_sim/servers/{id}/fail-actions", post(h3(server_fail_actions)))
         // What a guest serves: reachable without the control token, like an application.
         .route("/guest/{id}/health", get(guest_health))
-        .route("/_sim/tokens/expire", post(expire_tokens))
-        .route("/_sim/quota", post(quota))
-        .route("/_sim/capacity", post(capacity))
-        .route("/_sim/clock/advance", post(advance))
-        .route("/_sim/timings", post(timings))
-        .route("/_sim/apps/{name}/load", post(app_load))
-        .route("/_sim/apps/{name}", post(app_define))
-        .route("/_sim/seed", post(seed))
-        .route("/_sim/clouds.yaml", get(clouds_yaml))
-        .route("/_sim/exporter/metrics", get(exporter))
+        .route("/_sim/tokens/expire", post(h1(expire_tokens)))
+        .route("/_sim/quota", post(h2(quota)))
+        .route("/_sim/capacity", post(h2(capacity)))
+        .route("/_sim/clock/advance", post(h2(advance)))
+        .route("/_sim/timings", post(h2(timings)))
+        .route("/_sim/apps/{name}/load", post(h3(app_load)))
+        .route("/_sim/apps/{name}", post(h3(app_define)))
+        .route("/_sim/seed", post(h2(seed)))
+        .route("/_sim/clouds.yaml", get(h1(clouds_yaml)))
+        .route("/_sim/exporter/metrics", get(h1(exporter)))
 }
 
 fn bad(m: impl Into<String>) -> Response {
@@ -52,7 +52,7 @@ fn body_json(b: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(b).map_err(|e| bad(format!("invalid JSON: {e}")))
 }
 
-async fn state(State(s): State<S>) -> Response {
+fn state(State(s): State<S>) -> Response {
     let w = s.world();
     let now = s.clock.now();
     let by_status = w.servers.values().fold(BTreeMap::<&str, u64>::new(), |mut m, sv| {
@@ -71,7 +71,7 @@ async fn state(State(s): State<S>) -> Response {
     )
 }
 
-async fn stats(State(s): State<S>) -> Response {
+fn stats(State(s): State<S>) -> Response {
     let counters = s.counters.lock().map(|c| c.clone()).unwrap_or_default();
     let w = s.world();
     json_response(
@@ -80,12 +80,12 @@ async fn stats(State(s): State<S>) -> Response {
     )
 }
 
-async fn get_faults(State(s): State<S>) -> Response {
+fn get_faults(State(s): State<S>) -> Response {
     let f = s.faults.lock().map(|f| f.clone()).unwrap_or_default();
     json_response(200, &json!(f))
 }
 
-async fn set_faults(State(s): State<S>, body: Bytes) -> Response {
+fn set_faults(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -105,7 +105,7 @@ async fn set_faults(State(s): State<S>, body: Bytes) -> Response {
     json_response(200, &json!({"service": service, "faults": f}))
 }
 
-async fn clear_faults(State(s): State<S>) -> Response {
+fn clear_faults(State(s): State<S>) -> Response {
     if let Ok(mut m) = s.faults.lock() {
         m.clear();
     }
@@ -115,7 +115,7 @@ async fn clear_faults(State(s): State<S>) -> Response {
     empty(204)
 }
 
-async fn fail_creates(State(s): State<S>, body: Bytes) -> Response {
+fn fail_creates(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -135,7 +135,7 @@ async fn fail_creates(State(s): State<S>, body: Bytes) -> Response {
     json_response(200, &json!({"fail_creates": w.fail_creates}))
 }
 
-async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -152,7 +152,7 @@ async fn server_state(State(s): State<S>, Path(id): Path<String>, body: Bytes) -
 
 /// Force several servers at once (one failure that strikes them together):
 /// `{"ids": [...], "status": "ERROR", "message": "..."}`.
-async fn servers_state(State(s): State<S>, body: Bytes) -> Response {
+fn servers_state(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -176,7 +176,7 @@ async fn servers_state(State(s): State<S>, body: Bytes) -> Response {
 
 /// A whole availability zone crashes: every running server in it goes to
 /// ERROR at once (`{"message": "..."}` is the fault Nova shows).
-async fn zone_crash(State(s): State<S>, Path(az): Path<String>, body: Bytes) -> Response {
+fn zone_crash(State(s): State<S>, Path(az): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -205,7 +205,7 @@ async fn zone_crash(State(s): State<S>, Path(az): Path<String>, body: Bytes) -> 
 /// A compute host fails or comes back: `{"state": "down" | "disabled" | "up",
 /// "reason": "..."}`. Its servers keep their status, as Nova shows them when
 /// it cannot reach the host; their guests stop answering while it is down.
-async fn host_state(State(s): State<S>, Path(host): Path<String>, body: Bytes) -> Response {
+fn host_state(State(s): State<S>, Path(host): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -233,7 +233,7 @@ async fn host_state(State(s): State<S>, Path(host): Path<String>, body: Bytes) -
 
 /// Break a server's record: `{"fields": {"flavor": 5}}` replaces those fields in
 /// every answer about it; `{"fields": {}}` mends it.
-async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -259,7 +259,7 @@ async fn server_corrupt(State(s): State<S>, Path(id): Path<String>, body: Bytes)
 /// Break (or mend) the application inside a guest: `{"health": "hung" |
 /// "failing" | "ok", "until": "reboot-soft" | "reboot-hard" | "rebuild" |
 /// "never"}` (`until` defaults to `reboot-soft`).
-async fn server_guest(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+fn server_guest(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
     use super::world::GuestFault;
     let b = match body_json(&body) {
         Ok(b) => b,
@@ -283,7 +283,7 @@ async fn server_guest(State(s): State<S>, Path(id): Path<String>, body: Bytes) -
 
 /// Make repairs fail: `{"start": 1, "reboot-soft": 2, "reboot-hard": 1,
 /// "rebuild": 1}` (how many more times each ends in ERROR; 0 mends it).
-async fn server_fail_actions(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
+fn server_fail_actions(State(s): State<S>, Path(id): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -338,7 +338,7 @@ async fn guest_health(State(s): State<S>, Path(id): Path<String>) -> Response {
     }
 }
 
-async fn expire_tokens(State(s): State<S>) -> Response {
+fn expire_tokens(State(s): State<S>) -> Response {
     let n = match s.tokens.lock() {
         Ok(mut t) => {
             let n = t.len();
@@ -350,7 +350,7 @@ async fn expire_tokens(State(s): State<S>) -> Response {
     json_response(200, &json!({"expired": n}))
 }
 
-async fn quota(State(s): State<S>, body: Bytes) -> Response {
+fn quota(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -383,7 +383,7 @@ async fn quota(State(s): State<S>, body: Bytes) -> Response {
     json_response(200, &json!({"quotas": w.quotas}))
 }
 
-async fn capacity(State(s): State<S>, body: Bytes) -> Response {
+fn capacity(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -394,7 +394,7 @@ async fn capacity(State(s): State<S>, body: Bytes) -> Response {
 }
 
 /// How long transitions take (simulated seconds): `{"backup_secs": 2, ...}`.
-async fn timings(State(s): State<S>, body: Bytes) -> Response {
+fn timings(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -431,7 +431,7 @@ async fn timings(State(s): State<S>, body: Bytes) -> Response {
     json_response(200, &Value::Object(out))
 }
 
-async fn advance(State(s): State<S>, body: Bytes) -> Response {
+fn advance(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -450,7 +450,7 @@ async fn advance(State(s): State<S>, body: Bytes) -> Response {
 /// Define (or replace) an application's traffic: `{"base_load": 1.0, "profile":
 /// {"kind": "spike", ...}, "bytes_per_core": 2e6}`. A spike's `start_in_secs` counts
 /// from now (simulated seconds) instead of from the world's epoch.
-async fn app_define(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
+fn app_define(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -482,7 +482,7 @@ async fn app_define(State(s): State<S>, Path(name): Path<String>, body: Bytes) -
     json_response(200, &json!({"app": app}))
 }
 
-async fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
+fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -498,7 +498,7 @@ async fn app_load(State(s): State<S>, Path(name): Path<String>, body: Bytes) -> 
 /// Seeded servers booted per simulated second.
 const SEED_PER_SECOND: u64 = 10;
 
-async fn seed(State(s): State<S>, body: Bytes) -> Response {
+fn seed(State(s): State<S>, body: Bytes) -> Response {
     let b = match body_json(&body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -570,7 +570,7 @@ async fn seed(State(s): State<S>, body: Bytes) -> Response {
     json_response(200, &json!({"created": ids.len(), "ids": ids, "images": images}))
 }
 
-async fn clouds_yaml(State(s): State<S>) -> Response {
+fn clouds_yaml(State(s): State<S>) -> Response {
     let mut r =
         axum::response::IntoResponse::into_response(super::clouds_yaml(&s.base(), "sim", "admin", "secret", "admin"));
     r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/yaml"));
@@ -581,7 +581,7 @@ async fn clouds_yaml(State(s): State<S>) -> Response {
 /// hypervisors would publish them, for Prometheus to scrape. Counters are scaled to
 /// real time (divided by the speed factor) so that `rate()` over real seconds gives
 /// the utilisation the guest sees.
-async fn exporter(State(s): State<S>) -> Response {
+fn exporter(State(s): State<S>) -> Response {
     let speed = s.clock.speed().max(1e-9);
     let w = s.world();
     let mut out = String::new();

@@ -22,51 +22,34 @@ pub const MAX_MV: (u32, u32) = (3, 70);
 pub fn router() -> Router<S> {
     let p = "/volume/v3/{pid}";
     Router::new()
-        .route("/volume", get(versions))
-        .route("/volume/", get(versions))
-        .route("/volume/v3", get(versions))
-        .route("/volume/v3/", get(versions))
-        .route(
-            &format!("{p}/volumes"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| vol_list(s, h, p, q, false)).post(vol_create),
-        )
-        .route(
-            &format!("{p}/volumes/detail"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| vol_list(s, h, p, q, true)),
-        )
-        .route(&format!("{p}/volumes/{{id}}"), get(vol_show).delete(vol_delete).put(vol_update))
-        .route(
-            &format!("{p}/snapshots"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| snap_list(s, h, p, q, false))
-                .post(snap_create),
-        )
-        .route(
-            &format!("{p}/snapshots/detail"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| snap_list(s, h, p, q, true)),
-        )
-        .route(&format!("{p}/snapshots/{{id}}"), get(snap_show).delete(snap_delete))
-        .route(
-            &format!("{p}/backups"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| backup_list(s, h, p, q, false))
-                .post(backup_create),
-        )
-        .route(
-            &format!("{p}/backups/detail"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>, q: RawQuery| backup_list(s, h, p, q, true)),
-        )
-        .route(&format!("{p}/backups/{{id}}"), get(backup_show).delete(backup_delete))
-        .route(&format!("{p}/backups/{{id}}/restore"), post(backup_restore))
-        .route(&format!("{p}/backups/{{id}}/action"), post(backup_action))
-        .route(&format!("{p}/volumes/{{id}}/metadata"), get(meta_show).post(meta_merge).put(meta_replace))
+        .route("/volume", get(h1(versions)))
+        .route("/volume/", get(h1(versions)))
+        .route("/volume/v3", get(h1(versions)))
+        .route("/volume/v3/", get(h1(versions)))
+        .route(&format!("{p}/volumes"), get(hk4(vol_list, false)).post(h4(vol_create)))
+        .route(&format!("{p}/volumes/detail"), get(hk4(vol_list, true)))
+        .route(&format!("{p}/volumes/{{id}}"), get(h3(vol_show)).delete(h3(vol_delete)).put(h4(vol_update)))
+        .route(&format!("{p}/snapshots"), get(hk4(snap_list, false)).post(h4(snap_create)))
+        .route(&format!("{p}/snapshots/detail"), get(hk4(snap_list, true)))
+        .route(&format!("{p}/snapshots/{{id}}"), get(h3(snap_show)).delete(h3(snap_delete)))
+        .route(&format!("{p}/backups"), get(hk4(backup_list, false)).post(h4(backup_create)))
+        .route(&format!("{p}/backups/detail"), get(hk4(backup_list, true)))
+        .route(&format!("{p}/backups/{{id}}"), get(h3(backup_show)).delete(h3(backup_delete)))
+        .route(&format!("{p}/backups/{{id}}/restore"), post(h4(backup_restore)))
+        .route(&format!("{p}/backups/{{id}}/action"), post(h4(backup_action)))
+        .route(&format!("{p}/volumes/{{id}}/metadata"), get(h3(meta_show)).post(h4(meta_merge)).put(h4(meta_replace)))
         .route(
             &format!("{p}/volumes/{{id}}/metadata/{{key}}"),
-            get(meta_item).put(meta_item_set).delete(meta_item_delete),
+            get(h3(meta_item)).put(h4(meta_item_set)).delete(h3(meta_item_delete)),
         )
-        .route(&format!("{p}/limits"), get(limits))
-        .route(&format!("{p}/types"), get(types))
-        .route(&format!("{p}/os-quota-sets/{{target}}"), get(quota_show).put(quota_update).delete(quota_delete))
-        .route(&format!("{p}/os-quota-sets/{{target}}/defaults"), get(quota_defaults))
-        .route(&format!("{p}/os-services"), get(services))
+        .route(&format!("{p}/limits"), get(h3(limits)))
+        .route(&format!("{p}/types"), get(h3(types)))
+        .route(
+            &format!("{p}/os-quota-sets/{{target}}"),
+            get(h4(quota_show)).put(h4(quota_update)).delete(h3(quota_delete)),
+        )
+        .route(&format!("{p}/os-quota-sets/{{target}}/defaults"), get(h3(quota_defaults)))
+        .route(&format!("{p}/os-services"), get(h4(services)))
 }
 
 /// The one volume type of the simulated Cinder.
@@ -84,7 +67,7 @@ fn version_entry(base: &str) -> Value {
     })
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     json_response(300, &json!({"versions": [version_entry(&s.base())]}))
 }
 
@@ -305,7 +288,7 @@ fn filters_ok(v: &Value, q: &[(String, String)]) -> bool {
     true
 }
 
-async fn vol_list(
+fn vol_list(
     State(s): State<S>,
     h: HeaderMap,
     Path(pid): Path<String>,
@@ -347,7 +330,7 @@ fn str_map(v: Option<&Value>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -403,7 +386,7 @@ async fn vol_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, b
     }
 }
 
-async fn vol_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn vol_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -415,12 +398,7 @@ async fn vol_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Strin
     }
 }
 
-async fn vol_update(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((pid, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn vol_update(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -448,7 +426,7 @@ async fn vol_update(
     ok(200, &json!({"volume": volume_json(&s.base(), &v, mv, true, c.admin)}), mv)
 }
 
-async fn vol_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn vol_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -461,7 +439,7 @@ async fn vol_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Str
     }
 }
 
-async fn snap_list(
+fn snap_list(
     State(s): State<S>,
     h: HeaderMap,
     Path(pid): Path<String>,
@@ -488,7 +466,7 @@ async fn snap_list(
     }
 }
 
-async fn snap_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+fn snap_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -525,7 +503,7 @@ async fn snap_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, 
     }
 }
 
-async fn snap_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn snap_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -537,7 +515,7 @@ async fn snap_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Stri
     }
 }
 
-async fn snap_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn snap_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -550,7 +528,7 @@ async fn snap_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(St
     }
 }
 
-async fn backup_list(
+fn backup_list(
     State(s): State<S>,
     h: HeaderMap,
     Path(pid): Path<String>,
@@ -630,7 +608,7 @@ pub fn parse_backup_create(body: &Value, mv: (u32, u32)) -> Result<BackupCreate,
     })
 }
 
-async fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -664,7 +642,7 @@ async fn backup_create(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>
     }
 }
 
-async fn backup_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn backup_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -676,7 +654,7 @@ async fn backup_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(St
     }
 }
 
-async fn backup_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn backup_delete(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -703,12 +681,7 @@ pub fn parse_restore(body: &Value) -> Result<(Option<String>, Option<String>), S
     ))
 }
 
-async fn backup_restore(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((pid, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn backup_restore(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -725,12 +698,7 @@ async fn backup_restore(
     }
 }
 
-async fn backup_action(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((pid, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn backup_action(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -764,7 +732,7 @@ async fn backup_action(
     err(SimError::bad("Invalid request body"), mv)
 }
 
-async fn limits(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+fn limits(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -784,7 +752,7 @@ async fn limits(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Re
     )
 }
 
-async fn types(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+fn types(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
     let (_, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -852,7 +820,7 @@ fn with_metadata(
     Ok(v.metadata.clone())
 }
 
-async fn meta_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
+fn meta_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -865,12 +833,7 @@ async fn meta_show(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(Stri
 }
 
 /// `POST .../metadata`: merge the given items into the volume's.
-async fn meta_merge(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((pid, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn meta_merge(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -888,12 +851,7 @@ async fn meta_merge(
 }
 
 /// `PUT .../metadata`: replace all of the volume's items.
-async fn meta_replace(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((pid, id)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn meta_replace(State(s): State<S>, h: HeaderMap, Path((pid, id)): Path<(String, String)>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -910,7 +868,7 @@ async fn meta_replace(
     }
 }
 
-async fn meta_item(State(s): State<S>, h: HeaderMap, Path((pid, id, key)): Path<(String, String, String)>) -> Response {
+fn meta_item(State(s): State<S>, h: HeaderMap, Path((pid, id, key)): Path<(String, String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -926,7 +884,7 @@ async fn meta_item(State(s): State<S>, h: HeaderMap, Path((pid, id, key)): Path<
 }
 
 /// `PUT .../metadata/{key}` with `{"meta": {key: value}}`.
-async fn meta_item_set(
+fn meta_item_set(
     State(s): State<S>,
     h: HeaderMap,
     Path((pid, id, key)): Path<(String, String, String)>,
@@ -954,7 +912,7 @@ async fn meta_item_set(
     }
 }
 
-async fn meta_item_delete(
+fn meta_item_delete(
     State(s): State<S>,
     h: HeaderMap,
     Path((pid, id, key)): Path<(String, String, String)>,
@@ -1025,7 +983,7 @@ fn volume_quota_body(w: &World, target: &str, defaults: bool, usage: bool, with_
 
 /// `GET os-quota-sets/{project}?usage=`: one's own project, or any as an admin
 /// (an unknown project shows the defaults, as Cinder does).
-async fn quota_show(
+fn quota_show(
     State(s): State<S>,
     h: HeaderMap,
     Path((pid, target)): Path<(String, String)>,
@@ -1045,7 +1003,7 @@ async fn quota_show(
     ok(200, &volume_quota_body(&w, &target, false, usage, true), mv)
 }
 
-async fn quota_defaults(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
+fn quota_defaults(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
     let (_, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1056,7 +1014,7 @@ async fn quota_defaults(State(s): State<S>, h: HeaderMap, Path((pid, target)): P
 
 /// `PUT os-quota-sets/{project}` (admins): Cinder's keys, integers ≥ -1 (and,
 /// with `skip_validation: false`, not below what the project already uses).
-async fn quota_update(
+fn quota_update(
     State(s): State<S>,
     h: HeaderMap,
     Path((pid, target)): Path<(String, String)>,
@@ -1134,7 +1092,7 @@ async fn quota_update(
 }
 
 /// `DELETE os-quota-sets/{project}` (admins): Cinder's limits back to the defaults.
-async fn quota_delete(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
+fn quota_delete(State(s): State<S>, h: HeaderMap, Path((pid, target)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1156,7 +1114,7 @@ async fn quota_delete(State(s): State<S>, h: HeaderMap, Path((pid, target)): Pat
 
 /// `GET os-services` (admins): the scheduler, the volume service of the one
 /// backend and the backup service, with `binary` and `host` filters.
-async fn services(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Response {
+fn services(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h, &pid) {
         Ok(x) => x,
         Err(r) => return r,

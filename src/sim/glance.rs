@@ -19,19 +19,19 @@ use std::collections::BTreeMap;
 
 pub fn router() -> Router<S> {
     Router::new()
-        .route("/image", get(versions))
-        .route("/image/", get(versions))
-        .route("/image/versions", get(versions))
-        .route("/image/v2/images", get(list).post(create))
-        .route("/image/v2/images/{id}", get(show).patch(update).delete(delete))
-        .route("/image/v2/images/{id}/file", put(upload).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
-        .route("/image/v2/info/import", get(info_import))
-        .route("/image/v2/info/stores", get(info_stores))
-        .route("/image/v2/schemas/image", get(schema_image))
-        .route("/image/v2/schemas/images", get(schema_images))
+        .route("/image", get(h1(versions)))
+        .route("/image/", get(h1(versions)))
+        .route("/image/versions", get(h1(versions)))
+        .route("/image/v2/images", get(h3(list)).post(h3(create)))
+        .route("/image/v2/images/{id}", get(h3(show)).patch(h4(update)).delete(h3(delete)))
+        .route("/image/v2/images/{id}/file", put(h4(upload)).layer(DefaultBodyLimit::max(UPLOAD_LIMIT)))
+        .route("/image/v2/info/import", get(h2(info_import)))
+        .route("/image/v2/info/stores", get(h2(info_stores)))
+        .route("/image/v2/schemas/image", get(h0(schema_image)))
+        .route("/image/v2/schemas/images", get(h0(schema_images)))
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     let base = s.base();
     let v = |id: &str, st: &str| json!({"id": id, "status": st, "links": [{"rel": "self", "href": format!("{base}/image/v2/")}]});
     json_response(300, &json!({"versions": [v("v2.16", "CURRENT"), v("v2.15", "SUPPORTED"), v("v2.0", "SUPPORTED")]}))
@@ -84,7 +84,7 @@ fn in_filter(v: &str) -> Vec<&str> {
     v.strip_prefix("in:").map(|x| x.split(',').map(|s| s.trim_matches('"')).collect()).unwrap_or_else(|| vec![v])
 }
 
-async fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -166,7 +166,7 @@ async fn list(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Resp
     json_response(200, &body)
 }
 
-async fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -272,7 +272,7 @@ fn set_attr(i: &mut Image, k: &str, v: &Value, c: &Caller) -> Result<(), (u16, S
     Ok(())
 }
 
-async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -328,7 +328,7 @@ async fn create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
 
 /// `PUT /v2/images/{id}/file`: the data of a queued image; it becomes active
 /// with the data's size, MD5 checksum and SHA-512 hash (the data is not kept).
-async fn upload(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn upload(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -364,7 +364,7 @@ async fn upload(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
 }
 
 /// `PATCH /v2/images/{id}` with an `application/openstack-images-v2.1-json-patch` body.
-async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -461,7 +461,7 @@ async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
     json_response(200, &v)
 }
 
-async fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -480,7 +480,7 @@ async fn delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Res
     empty(204)
 }
 
-async fn info_import(State(s): State<S>, h: HeaderMap) -> Response {
+fn info_import(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -492,7 +492,7 @@ async fn info_import(State(s): State<S>, h: HeaderMap) -> Response {
 
 /// The one store, `file`, the default (the store every image's `stores` names), as
 /// Glance lists its `enabled_backends`.
-async fn info_stores(State(s): State<S>, h: HeaderMap) -> Response {
+fn info_stores(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -570,14 +570,14 @@ fn schema_props() -> Value {
     Value::Object(props)
 }
 
-async fn schema_image() -> Response {
+fn schema_image() -> Response {
     json_response(
         200,
         &json!({"name": "image", "properties": schema_props(), "additionalProperties": {"type": "string"}, "links": []}),
     )
 }
 
-async fn schema_images() -> Response {
+fn schema_images() -> Response {
     json_response(
         200,
         &json!({"name": "images", "properties": {"images": {"type": "array", "items": {"name": "image", "properties": schema_props()}}, "first": {"type": "string"}, "next": {"type": "string"}, "schema": {"type": "string"}}, "links": []}),

@@ -21,32 +21,32 @@ use std::collections::BTreeMap;
 pub fn router() -> Router<S> {
     let p = "/metric/v1";
     Router::new()
-        .route("/metric", get(versions))
-        .route("/metric/", get(versions))
-        .route(&format!("{p}/status"), get(status))
-        .route(&format!("{p}/archive_policy"), get(ap_list).post(ap_create))
-        .route(&format!("{p}/archive_policy/"), get(ap_list).post(ap_create))
-        .route(&format!("{p}/archive_policy/{{name}}"), get(ap_show))
-        .route(&format!("{p}/metric"), get(metric_list).post(metric_create))
-        .route(&format!("{p}/metric/"), get(metric_list).post(metric_create))
-        .route(&format!("{p}/metric/{{id}}"), get(metric_show))
-        .route(&format!("{p}/metric/{{id}}/measures"), get(metric_measures).post(metric_post))
-        .route(&format!("{p}/resource_type"), get(resource_types).post(resource_type_create))
-        .route(&format!("{p}/resource_type/"), get(resource_types).post(resource_type_create))
-        .route(&format!("{p}/resource_type/{{name}}"), get(resource_type_show))
-        .route(&format!("{p}/resource/{{rtype}}"), get(resource_list).post(resource_create))
-        .route(&format!("{p}/resource/{{rtype}}/"), get(resource_list).post(resource_create))
-        .route(&format!("{p}/resource/{{rtype}}/{{id}}"), get(resource_show).delete(resource_delete))
-        .route(&format!("{p}/resource/{{rtype}}/{{id}}/metric"), get(resource_metrics))
+        .route("/metric", get(h1(versions)))
+        .route("/metric/", get(h1(versions)))
+        .route(&format!("{p}/status"), get(h3(status)))
+        .route(&format!("{p}/archive_policy"), get(h2(ap_list)).post(h3(ap_create)))
+        .route(&format!("{p}/archive_policy/"), get(h2(ap_list)).post(h3(ap_create)))
+        .route(&format!("{p}/archive_policy/{{name}}"), get(h3(ap_show)))
+        .route(&format!("{p}/metric"), get(h2(metric_list)).post(h3(metric_create)))
+        .route(&format!("{p}/metric/"), get(h2(metric_list)).post(h3(metric_create)))
+        .route(&format!("{p}/metric/{{id}}"), get(h3(metric_show)))
+        .route(&format!("{p}/metric/{{id}}/measures"), get(h4(metric_measures)).post(h4(metric_post)))
+        .route(&format!("{p}/resource_type"), get(h2(resource_types)).post(h3(resource_type_create)))
+        .route(&format!("{p}/resource_type/"), get(h2(resource_types)).post(h3(resource_type_create)))
+        .route(&format!("{p}/resource_type/{{name}}"), get(h3(resource_type_show)))
+        .route(&format!("{p}/resource/{{rtype}}"), get(h4(resource_list)).post(h4(resource_create)))
+        .route(&format!("{p}/resource/{{rtype}}/"), get(h4(resource_list)).post(h4(resource_create)))
+        .route(&format!("{p}/resource/{{rtype}}/{{id}}"), get(h3(resource_show)).delete(h3(resource_delete)))
+        .route(&format!("{p}/resource/{{rtype}}/{{id}}/metric"), get(h3(resource_metrics)))
         .route(
             &format!("{p}/resource/{{rtype}}/{{id}}/metric/{{name}}/measures"),
-            get(resource_measures).post(resource_post),
+            get(h4(resource_measures)).post(h4(resource_post)),
         )
-        .route(&format!("{p}/search/resource/{{rtype}}"), post(search))
-        .route(&format!("{p}/aggregates"), post(aggregates))
+        .route(&format!("{p}/search/resource/{{rtype}}"), post(h5(search)))
+        .route(&format!("{p}/aggregates"), post(h4(aggregates)))
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     json_response(
         200,
         &json!({"versions": [{"status": "CURRENT", "links": [{"href": format!("{}/metric/v1/", s.base()), "rel": "self"}], "id": "v1.0", "updated": "2015-03-19"}]}),
@@ -56,7 +56,7 @@ async fn versions(State(s): State<S>) -> Response {
 /// `GET /v1/status` (admins): the backlog of measures to process, none here since
 /// the simulator aggregates measures as they arrive, and the one metricd processor.
 /// `details` (default true) adds the backlog per metric.
-async fn status(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn status(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -132,7 +132,7 @@ pub fn parse_span(v: &Value) -> Option<u64> {
     }
 }
 
-async fn ap_list(State(s): State<S>, h: HeaderMap) -> Response {
+fn ap_list(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -140,7 +140,7 @@ async fn ap_list(State(s): State<S>, h: HeaderMap) -> Response {
     json_response(200, &Value::Array(w.archive_policies.values().map(ap_json).collect()))
 }
 
-async fn ap_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
+fn ap_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -151,7 +151,7 @@ async fn ap_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> 
     }
 }
 
-async fn ap_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn ap_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -436,7 +436,7 @@ fn parse_points(body: &Value) -> Result<Vec<(i64, f64)>, String> {
     Ok(out)
 }
 
-async fn metric_list(State(s): State<S>, h: HeaderMap) -> Response {
+fn metric_list(State(s): State<S>, h: HeaderMap) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -452,7 +452,7 @@ async fn metric_list(State(s): State<S>, h: HeaderMap) -> Response {
     json_response(200, &Value::Array(v))
 }
 
-async fn metric_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn metric_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -474,7 +474,7 @@ async fn metric_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Respons
     }
 }
 
-async fn metric_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn metric_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -485,12 +485,7 @@ async fn metric_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -
     }
 }
 
-async fn metric_measures(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
+fn metric_measures(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -502,7 +497,7 @@ async fn metric_measures(
     }
 }
 
-async fn metric_post(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn metric_post(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -540,7 +535,7 @@ fn known_type(w: &World, name: &str) -> bool {
     RESOURCE_TYPES.contains(&name) || w.extra_resource_types.contains_key(name)
 }
 
-async fn resource_types(State(s): State<S>, h: HeaderMap) -> Response {
+fn resource_types(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -553,7 +548,7 @@ async fn resource_types(State(s): State<S>, h: HeaderMap) -> Response {
     json_response(200, &Value::Array(v))
 }
 
-async fn resource_type_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
+fn resource_type_show(State(s): State<S>, h: HeaderMap, Path(name): Path<String>) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -567,7 +562,7 @@ async fn resource_type_show(State(s): State<S>, h: HeaderMap, Path(name): Path<S
     }
 }
 
-async fn resource_type_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn resource_type_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -651,12 +646,7 @@ fn page_resources(
     resp
 }
 
-async fn resource_list(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path(rtype): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> Response {
+fn resource_list(State(s): State<S>, h: HeaderMap, Path(rtype): Path<String>, RawQuery(raw): RawQuery) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -678,7 +668,7 @@ fn resource_id(raw: &str) -> String {
     }
 }
 
-async fn resource_create(State(s): State<S>, h: HeaderMap, Path(rtype): Path<String>, body: Bytes) -> Response {
+fn resource_create(State(s): State<S>, h: HeaderMap, Path(rtype): Path<String>, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -754,7 +744,7 @@ fn find_resource<'a>(w: &'a World, c: &Caller, rtype: &str, id: &str) -> Option<
         .filter(|r| type_ok(rtype, r) && visible(c, r))
 }
 
-async fn resource_show(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
+fn resource_show(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -766,7 +756,7 @@ async fn resource_show(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path
     }
 }
 
-async fn resource_delete(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
+fn resource_delete(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -783,7 +773,7 @@ async fn resource_delete(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Pa
     empty(204)
 }
 
-async fn resource_metrics(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
+fn resource_metrics(State(s): State<S>, h: HeaderMap, Path((rtype, id)): Path<(String, String)>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -800,7 +790,7 @@ async fn resource_metrics(State(s): State<S>, h: HeaderMap, Path((rtype, id)): P
     }
 }
 
-async fn resource_measures(
+fn resource_measures(
     State(s): State<S>,
     h: HeaderMap,
     Path((rtype, id, name)): Path<(String, String, String)>,
@@ -821,7 +811,7 @@ async fn resource_measures(
     }
 }
 
-async fn resource_post(
+fn resource_post(
     State(s): State<S>,
     h: HeaderMap,
     Path((rtype, id, name)): Path<(String, String, String)>,
@@ -976,7 +966,7 @@ fn parse_string_filter(f: &str) -> Option<Value> {
     Some(if clauses.len() == 1 { clauses.remove(0) } else { json!({"and": clauses}) })
 }
 
-async fn search(
+fn search(
     State(s): State<S>,
     h: HeaderMap,
     Path(rtype): Path<String>,
@@ -1382,7 +1372,7 @@ fn render_series(ss: &[Series], search_mode: bool, default_g: i64) -> Value {
     Value::Object(out)
 }
 
-async fn aggregates(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+fn aggregates(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,

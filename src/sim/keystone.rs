@@ -17,51 +17,36 @@ use serde_json::Value;
 
 pub fn router() -> Router<S> {
     Router::new()
-        .route("/identity", get(versions))
-        .route("/identity/", get(versions))
-        .route("/identity/v3", get(version))
-        .route("/identity/v3/", get(version))
-        .route("/identity/v3/auth/tokens", get(validate).head(check).post(issue).delete(revoke))
-        .route("/identity/v3/auth/catalog", get(catalog_of_token))
-        .route("/identity/v3/auth/projects", get(token_projects))
+        .route("/identity", get(h1(versions)))
+        .route("/identity/", get(h1(versions)))
+        .route("/identity/v3", get(h1(version)))
+        .route("/identity/v3/", get(h1(version)))
+        .route("/identity/v3/auth/tokens", get(h3(validate)).head(h2(check)).post(h3(issue)).delete(h2(revoke)))
+        .route("/identity/v3/auth/catalog", get(h2(catalog_of_token)))
+        .route("/identity/v3/auth/projects", get(h2(token_projects)))
         .route(
             "/identity/v3/users/{uid}/application_credentials",
-            axum::routing::post(app_cred_create).get(app_cred_list),
+            axum::routing::post(h4(app_cred_create)).get(h4(app_cred_list)),
         )
         .route(
             "/identity/v3/users/{uid}/application_credentials/{id}",
-            axum::routing::get(app_cred_show).delete(app_cred_delete),
+            axum::routing::get(h3(app_cred_show)).delete(h3(app_cred_delete)),
         )
-        .route("/identity/v3/regions", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Region)))
-        .route(
-            "/identity/v3/regions/{id}",
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Region)),
-        )
-        .route("/identity/v3/services", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Service)))
-        .route(
-            "/identity/v3/services/{id}",
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Service)),
-        )
-        .route("/identity/v3/endpoints", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Endpoint)))
-        .route(
-            "/identity/v3/endpoints/{id}",
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Endpoint)),
-        )
-        .route("/identity/v3/domains", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Domain)))
-        .route(
-            "/identity/v3/domains/{id}",
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Domain)),
-        )
-        .route("/identity/v3/projects", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Project)))
-        .route(
-            "/identity/v3/projects/{id}",
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Project)),
-        )
-        .route("/identity/v3/users", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::User)))
-        .route("/identity/v3/users/{id}", get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::User)))
-        .route("/identity/v3/roles", get(|s: State<S>, h: HeaderMap, q: RawQuery| list(s, h, q, Kind::Role)))
-        .route("/identity/v3/roles/{id}", get(|s: State<S>, h: HeaderMap, p: Path<String>| show(s, h, p, Kind::Role)))
-        .route("/identity/v3/role_assignments", get(role_assignments))
+        .route("/identity/v3/regions", get(hk3(list, Kind::Region)))
+        .route("/identity/v3/regions/{id}", get(hk3(show, Kind::Region)))
+        .route("/identity/v3/services", get(hk3(list, Kind::Service)))
+        .route("/identity/v3/services/{id}", get(hk3(show, Kind::Service)))
+        .route("/identity/v3/endpoints", get(hk3(list, Kind::Endpoint)))
+        .route("/identity/v3/endpoints/{id}", get(hk3(show, Kind::Endpoint)))
+        .route("/identity/v3/domains", get(hk3(list, Kind::Domain)))
+        .route("/identity/v3/domains/{id}", get(hk3(show, Kind::Domain)))
+        .route("/identity/v3/projects", get(hk3(list, Kind::Project)))
+        .route("/identity/v3/projects/{id}", get(hk3(show, Kind::Project)))
+        .route("/identity/v3/users", get(hk3(list, Kind::User)))
+        .route("/identity/v3/users/{id}", get(hk3(show, Kind::User)))
+        .route("/identity/v3/roles", get(hk3(list, Kind::Role)))
+        .route("/identity/v3/roles/{id}", get(hk3(show, Kind::Role)))
+        .route("/identity/v3/role_assignments", get(h3(role_assignments)))
 }
 
 fn stable_id(name: &str) -> String {
@@ -76,11 +61,11 @@ fn version_doc(base: &str) -> Value {
     })
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     json_response(300, &json!({"versions": {"values": [version_doc(&s.base())]}}))
 }
 
-async fn version(State(s): State<S>) -> Response {
+fn version(State(s): State<S>) -> Response {
     json_response(200, &json!({"version": version_doc(&s.base())}))
 }
 
@@ -343,7 +328,7 @@ fn find_project(w: &World, p: &Named) -> Option<String> {
 
 const UNAUTH: &str = "The request you have made requires authentication.";
 
-async fn issue(State(s): State<S>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+fn issue(State(s): State<S>, RawQuery(q): RawQuery, body: Bytes) -> Response {
     let q = query_pairs(q.as_deref());
     let nocatalog = q.iter().any(|(k, _)| k == "nocatalog");
     let body: Value = match serde_json::from_slice(&body) {
@@ -472,7 +457,7 @@ fn authenticate_any(s: &SimShared, h: &HeaderMap) -> Result<TokenRec, Response> 
     }
 }
 
-async fn validate(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn validate(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (sub, rec) = match subject(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -486,14 +471,14 @@ async fn validate(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Re
     r
 }
 
-async fn check(State(s): State<S>, h: HeaderMap) -> Response {
+fn check(State(s): State<S>, h: HeaderMap) -> Response {
     match subject(&s, &h) {
         Ok(_) => empty(200),
         Err(r) => r,
     }
 }
 
-async fn revoke(State(s): State<S>, h: HeaderMap) -> Response {
+fn revoke(State(s): State<S>, h: HeaderMap) -> Response {
     match subject(&s, &h) {
         Ok((sub, _)) => {
             if let Ok(mut t) = s.tokens.lock() {
@@ -505,7 +490,7 @@ async fn revoke(State(s): State<S>, h: HeaderMap) -> Response {
     }
 }
 
-async fn catalog_of_token(State(s): State<S>, h: HeaderMap) -> Response {
+fn catalog_of_token(State(s): State<S>, h: HeaderMap) -> Response {
     let rec = match authenticate_any(&s, &h) {
         Ok(r) => r,
         Err(r) => return r,
@@ -521,7 +506,7 @@ async fn catalog_of_token(State(s): State<S>, h: HeaderMap) -> Response {
     )
 }
 
-async fn token_projects(State(s): State<S>, h: HeaderMap) -> Response {
+fn token_projects(State(s): State<S>, h: HeaderMap) -> Response {
     let rec = match authenticate_any(&s, &h) {
         Ok(r) => r,
         Err(r) => return r,
@@ -566,7 +551,7 @@ fn own_token(s: &SimShared, h: &HeaderMap, uid: &str, action: &str) -> Result<To
 }
 
 /// `POST /v3/users/{user_id}/application_credentials`: bound to the token's project.
-async fn app_cred_create(
+fn app_cred_create(
     State(s): State<S>,
     h: HeaderMap,
     axum::extract::Path(uid): axum::extract::Path<String>,
@@ -641,7 +626,7 @@ async fn app_cred_create(
 }
 
 /// `GET /v3/users/{user_id}/application_credentials`, `?name=` filters.
-async fn app_cred_list(
+fn app_cred_list(
     State(s): State<S>,
     h: HeaderMap,
     axum::extract::Path(uid): axum::extract::Path<String>,
@@ -671,7 +656,7 @@ async fn app_cred_list(
 }
 
 /// `GET /v3/users/{user_id}/application_credentials/{id}` (no secret).
-async fn app_cred_show(
+fn app_cred_show(
     State(s): State<S>,
     h: HeaderMap,
     axum::extract::Path((uid, id)): axum::extract::Path<(String, String)>,
@@ -686,7 +671,7 @@ async fn app_cred_show(
     }
 }
 
-async fn app_cred_delete(
+fn app_cred_delete(
     State(s): State<S>,
     h: HeaderMap,
     axum::extract::Path((uid, id)): axum::extract::Path<(String, String)>,
@@ -855,7 +840,7 @@ fn forbidden(action: &str) -> Response {
 }
 
 /// `GET /v3/<collection>`: regions for any token, the rest for admins.
-async fn list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery, kind: Kind) -> Response {
+fn list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery, kind: Kind) -> Response {
     let (coll, _, noun) = kind.names();
     let auth = match kind {
         Kind::Region => authenticate_any(&s, &h),
@@ -882,7 +867,7 @@ async fn list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery, kind: Kin
 
 /// `GET /v3/<collection>/{id}`: a user may read itself and the project of its
 /// token, an admin anything; regions are public.
-async fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind: Kind) -> Response {
+fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind: Kind) -> Response {
     let (_, member, noun) = kind.names();
     let rec = match authenticate_any(&s, &h) {
         Ok(r) => r,
@@ -954,7 +939,7 @@ fn flag(q: &[(String, String)], k: &str) -> bool {
 /// `GET /v3/role_assignments` (admins): filters `user.id`, `group.id`,
 /// `role.id`, `scope.project.id`, `scope.domain.id`, `scope.system`; `effective`
 /// adds the roles the assigned ones imply; `include_names` names everything.
-async fn role_assignments(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Response {
+fn role_assignments(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery) -> Response {
     if let Err(r) = admin_token(&s, &h, "list_role_assignments") {
         return r;
     }

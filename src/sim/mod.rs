@@ -271,7 +271,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
         .merge(cinder::router())
         .merge(gnocchi::router())
         .merge(admin::router())
-        .fallback(fallback)
+        .fallback(http::h1(fallback))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), http::layer))
         .with_state(shared.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -329,7 +329,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimStartError> {
     })
 }
 
-async fn fallback(req: axum::http::Request<axum::body::Body>) -> axum::response::Response {
+fn fallback(req: axum::http::Request<axum::body::Body>) -> axum::response::Response {
     let path = req.uri().path().to_string();
     let service = http::service_of(&path);
     let e = world::SimError::not_found("The resource could not be found.");

@@ -19,89 +19,50 @@ use serde_json::Value;
 pub fn router() -> Router<S> {
     let p = "/networking/v2.0";
     Router::new()
-        .route("/networking", get(versions))
-        .route("/networking/", get(versions))
-        .route(&format!("{p}/extensions"), get(extensions))
-        .route(
-            &format!("{p}/networks"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "networks")).post(create_network),
-        )
+        .route("/networking", get(h1(versions)))
+        .route("/networking/", get(h1(versions)))
+        .route(&format!("{p}/extensions"), get(h2(extensions)))
+        .route(&format!("{p}/networks"), get(hk3(listing, "networks")).post(h3(create_network)))
         .route(
             &format!("{p}/networks/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "networks"))
-                .put(update_network)
-                .delete(delete_network),
+            get(hk3(showing, "networks")).put(h4(update_network)).delete(h3(delete_network)),
         )
-        .route(
-            &format!("{p}/subnets"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "subnets")).post(create_subnet),
-        )
-        .route(
-            &format!("{p}/subnets/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "subnets")).delete(delete_subnet),
-        )
-        .route(
-            &format!("{p}/ports"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "ports")).post(create_port),
-        )
-        .route(
-            &format!("{p}/ports/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "ports"))
-                .put(update_port)
-                .delete(delete_port),
-        )
-        .route(
-            &format!("{p}/security-groups"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "security_groups")).post(create_group),
-        )
+        .route(&format!("{p}/subnets"), get(hk3(listing, "subnets")).post(h3(create_subnet)))
+        .route(&format!("{p}/subnets/{{id}}"), get(hk3(showing, "subnets")).delete(h3(delete_subnet)))
+        .route(&format!("{p}/ports"), get(hk3(listing, "ports")).post(h3(create_port)))
+        .route(&format!("{p}/ports/{{id}}"), get(hk3(showing, "ports")).put(h4(update_port)).delete(h3(delete_port)))
+        .route(&format!("{p}/security-groups"), get(hk3(listing, "security_groups")).post(h3(create_group)))
         .route(
             &format!("{p}/security-groups/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "security_groups"))
-                .put(update_group)
-                .delete(delete_group),
+            get(hk3(showing, "security_groups")).put(h4(update_group)).delete(h3(delete_group)),
         )
-        .route(
-            &format!("{p}/security-group-rules"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "security_group_rules")).post(create_rule),
-        )
+        .route(&format!("{p}/security-group-rules"), get(hk3(listing, "security_group_rules")).post(h3(create_rule)))
         .route(
             &format!("{p}/security-group-rules/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "security_group_rules"))
-                .delete(delete_rule),
+            get(hk3(showing, "security_group_rules")).delete(h3(delete_rule)),
         )
-        .route(&format!("{p}/agents"), get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "agents")))
-        .route(
-            &format!("{p}/agents/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "agents")),
-        )
-        .route(&format!("{p}/routers"), get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "routers")))
-        .route(
-            &format!("{p}/routers/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "routers")),
-        )
-        .route(&format!("{p}/quotas"), get(quota_list))
-        .route(&format!("{p}/quotas/{{id}}"), get(quota_show).put(quota_update).delete(quota_reset))
-        .route(&format!("{p}/quotas/{{id}}/{{what}}"), get(quota_more))
-        .route(
-            &format!("{p}/floatingips"),
-            get(|s: State<S>, h: HeaderMap, q: RawQuery| listing(s, h, q, "floatingips")).post(create_fip),
-        )
+        .route(&format!("{p}/agents"), get(hk3(listing, "agents")))
+        .route(&format!("{p}/agents/{{id}}"), get(hk3(showing, "agents")))
+        .route(&format!("{p}/routers"), get(hk3(listing, "routers")))
+        .route(&format!("{p}/routers/{{id}}"), get(hk3(showing, "routers")))
+        .route(&format!("{p}/quotas"), get(h2(quota_list)))
+        .route(&format!("{p}/quotas/{{id}}"), get(h3(quota_show)).put(h4(quota_update)).delete(h3(quota_reset)))
+        .route(&format!("{p}/quotas/{{id}}/{{what}}"), get(h3(quota_more)))
+        .route(&format!("{p}/floatingips"), get(hk3(listing, "floatingips")).post(h3(create_fip)))
         .route(
             &format!("{p}/floatingips/{{id}}"),
-            get(|s: State<S>, h: HeaderMap, p: Path<String>| showing(s, h, p, "floatingips"))
-                .put(update_fip)
-                .delete(delete_fip),
+            get(hk3(showing, "floatingips")).put(h4(update_fip)).delete(h3(delete_fip)),
         )
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     json_response(
         200,
         &json!({"versions": [{"id": "v2.0", "status": "CURRENT", "links": [{"rel": "self", "href": format!("{}/networking/v2.0/", s.base())}]}]}),
     )
 }
 
-async fn extensions(State(s): State<S>, h: HeaderMap) -> Response {
+fn extensions(State(s): State<S>, h: HeaderMap) -> Response {
     if let Err(r) = authenticate(&s, &h) {
         return r;
     }
@@ -381,7 +342,7 @@ fn matches(v: &Value, k: &str, wanted: &[&str]) -> bool {
     }
 }
 
-async fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind: &'static str) -> Response {
+fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind: &'static str) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -444,7 +405,7 @@ async fn listing(State(s): State<S>, h: HeaderMap, RawQuery(raw): RawQuery, kind
     json_response(200, &body)
 }
 
-async fn showing(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind: &'static str) -> Response {
+fn showing(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, kind: &'static str) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -477,7 +438,7 @@ fn not_found(kind: &str, id: &str) -> Response {
     neutron_error(404, not_found_type(kind), &message)
 }
 
-async fn delete_port(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_port(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -500,7 +461,7 @@ fn render(e: SimError) -> Response {
     neutron_error(e.status, e.kind, &e.message)
 }
 
-async fn create_fip(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_fip(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -539,7 +500,7 @@ async fn create_fip(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     json_response(201, &json!({"floatingip": v}))
 }
 
-async fn update_fip(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update_fip(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -562,7 +523,7 @@ async fn update_fip(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, bo
     }
 }
 
-async fn delete_fip(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_fip(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -618,7 +579,7 @@ fn owned(c: &Caller, owner: Option<String>, kind: &str, id: &str) -> Result<Stri
     }
 }
 
-async fn create_network(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_network(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "network") {
         Ok(x) => x,
         Err(r) => return r,
@@ -656,7 +617,7 @@ async fn create_network(State(s): State<S>, h: HeaderMap, body: Bytes) -> Respon
     }
 }
 
-async fn update_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "network") {
         Ok(x) => x,
         Err(r) => return r,
@@ -682,7 +643,7 @@ async fn update_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>
     json_response(200, &json!({"network": network_json(&w, &n, c.admin)}))
 }
 
-async fn delete_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -698,7 +659,7 @@ async fn delete_network(State(s): State<S>, h: HeaderMap, Path(id): Path<String>
     }
 }
 
-async fn create_subnet(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_subnet(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "subnet") {
         Ok(x) => x,
         Err(r) => return r,
@@ -755,7 +716,7 @@ async fn create_subnet(State(s): State<S>, h: HeaderMap, body: Bytes) -> Respons
     }
 }
 
-async fn delete_subnet(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_subnet(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -771,7 +732,7 @@ async fn delete_subnet(State(s): State<S>, h: HeaderMap, Path(id): Path<String>)
     }
 }
 
-async fn create_port(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_port(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "port") {
         Ok(x) => x,
         Err(r) => return r,
@@ -816,7 +777,7 @@ fn text_of(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(String::from)
 }
 
-async fn update_port(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update_port(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "port") {
         Ok(x) => x,
         Err(r) => return r,
@@ -834,7 +795,7 @@ async fn update_port(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, b
     }
 }
 
-async fn create_group(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_group(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "security_group") {
         Ok(x) => x,
         Err(r) => return r,
@@ -851,7 +812,7 @@ async fn create_group(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response
     }
 }
 
-async fn update_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "security_group") {
         Ok(x) => x,
         Err(r) => return r,
@@ -882,7 +843,7 @@ async fn update_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, 
     json_response(200, &json!({"security_group": group_json(&w, &g)}))
 }
 
-async fn delete_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -898,7 +859,7 @@ async fn delete_group(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) 
     }
 }
 
-async fn create_rule(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+fn create_rule(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "security_group_rule") {
         Ok(x) => x,
         Err(r) => return r,
@@ -943,7 +904,7 @@ async fn create_rule(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response 
     }
 }
 
-async fn delete_rule(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn delete_rule(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -980,7 +941,7 @@ fn quota_target(c: &Caller, w: &World, id: &str) -> Result<String, Response> {
 }
 
 /// `GET /quotas`: the projects whose quotas differ from the defaults.
-async fn quota_list(State(s): State<S>, h: HeaderMap) -> Response {
+fn quota_list(State(s): State<S>, h: HeaderMap) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -1000,7 +961,7 @@ async fn quota_list(State(s): State<S>, h: HeaderMap) -> Response {
     json_response(200, &json!({"quotas": list}))
 }
 
-async fn quota_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn quota_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -1014,7 +975,7 @@ async fn quota_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) ->
 
 /// `GET /quotas/{project}/details[.json]` (limit, used, reserved) and
 /// `GET /quotas/{project}/default[.json]`.
-async fn quota_more(State(s): State<S>, h: HeaderMap, Path((id, what)): Path<(String, String)>) -> Response {
+fn quota_more(State(s): State<S>, h: HeaderMap, Path((id, what)): Path<(String, String)>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,
@@ -1042,7 +1003,7 @@ async fn quota_more(State(s): State<S>, h: HeaderMap, Path((id, what)): Path<(St
     }
 }
 
-async fn quota_update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn quota_update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (c, o) = match request(&s, &h, &body, "quota") {
         Ok(x) => x,
         Err(r) => return r,
@@ -1072,7 +1033,7 @@ async fn quota_update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, 
     json_response(200, &json!({"quota": quota_json(&q)}))
 }
 
-async fn quota_reset(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn quota_reset(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let c = match authenticate(&s, &h) {
         Ok(c) => c,
         Err(r) => return r,

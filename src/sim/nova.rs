@@ -26,48 +26,48 @@ pub const MAX_MV: (u32, u32) = (2, 100);
 pub fn router() -> Router<S> {
     let p = "/compute/v2.1";
     Router::new()
-        .route("/compute", get(versions))
-        .route("/compute/", get(versions))
-        .route(p, get(version))
-        .route(&format!("{p}/"), get(version))
-        .route(&format!("{p}/servers"), get(list_basic).post(create))
-        .route(&format!("{p}/servers/detail"), get(list_detail))
-        .route(&format!("{p}/servers/{{id}}"), get(show).put(update).delete(delete))
-        .route(&format!("{p}/servers/{{id}}/action"), post(action))
-        .route(&format!("{p}/servers/{{id}}/tags"), get(tags_get).put(tags_put).delete(tags_delete_all))
-        .route(&format!("{p}/servers/{{id}}/tags/{{tag}}"), get(tag_get).put(tag_put).delete(tag_delete))
-        .route(&format!("{p}/servers/{{id}}/metadata"), get(meta_get).put(meta_put).post(meta_post))
+        .route("/compute", get(h1(versions)))
+        .route("/compute/", get(h1(versions)))
+        .route(p, get(h1(version)))
+        .route(&format!("{p}/"), get(h1(version)))
+        .route(&format!("{p}/servers"), get(h3(list_basic)).post(h4(create)))
+        .route(&format!("{p}/servers/detail"), get(h3(list_detail)))
+        .route(&format!("{p}/servers/{{id}}"), get(h3(show)).put(h4(update)).delete(h4(delete)))
+        .route(&format!("{p}/servers/{{id}}/action"), post(h5(action)))
+        .route(&format!("{p}/servers/{{id}}/tags"), get(h3(tags_get)).put(h4(tags_put)).delete(h3(tags_delete_all)))
+        .route(&format!("{p}/servers/{{id}}/tags/{{tag}}"), get(h3(tag_get)).put(h3(tag_put)).delete(h3(tag_delete)))
+        .route(&format!("{p}/servers/{{id}}/metadata"), get(h3(meta_get)).put(h4(meta_put)).post(h4(meta_post)))
         .route(
             &format!("{p}/servers/{{id}}/metadata/{{key}}"),
-            get(meta_item_get).put(meta_item_put).delete(meta_item_delete),
+            get(h3(meta_item_get)).put(h4(meta_item_put)).delete(h3(meta_item_delete)),
         )
-        .route(&format!("{p}/servers/{{id}}/os-volume_attachments"), get(attachments_list).post(attach))
-        .route(&format!("{p}/servers/{{id}}/os-volume_attachments/{{vid}}"), axum::routing::delete(detach))
-        .route(&format!("{p}/flavors"), get(flavors_basic).post(ops::flavor_create))
-        .route(&format!("{p}/flavors/detail"), get(flavors_detail))
-        .route(&format!("{p}/flavors/{{id}}"), get(flavor_show).delete(ops::flavor_delete))
-        .route(&format!("{p}/flavors/{{id}}/os-extra_specs"), get(flavor_specs))
-        .route(&format!("{p}/limits"), get(limits))
-        .route(&format!("{p}/os-quota-sets/{{pid}}"), get(quota_show).put(quota_update))
-        .route(&format!("{p}/os-quota-sets/{{pid}}/detail"), get(quota_detail))
-        .route(&format!("{p}/os-quota-sets/{{pid}}/defaults"), get(quota_defaults))
-        .route(&format!("{p}/os-services"), get(services))
-        .route(&format!("{p}/os-keypairs"), get(ops::keypairs).post(ops::keypair_create))
-        .route(&format!("{p}/os-keypairs/{{name}}"), get(ops::keypair).delete(ops::keypair_delete))
-        .route(&format!("{p}/os-availability-zone"), get(ops::azs))
-        .route(&format!("{p}/os-availability-zone/detail"), get(ops::azs_detail))
-        .route(&format!("{p}/os-hypervisors"), get(ops::hypervisors))
-        .route(&format!("{p}/os-hypervisors/detail"), get(ops::hypervisors_detail))
-        .route(&format!("{p}/os-hypervisors/statistics"), get(ops::hypervisor_stats))
-        .route(&format!("{p}/os-hypervisors/{{id}}"), get(ops::hypervisor_show))
-        .route(&format!("{p}/os-aggregates"), get(ops::aggregates))
-        .route(&format!("{p}/os-hosts"), get(ops::hosts))
-        .route(&format!("{p}/os-simple-tenant-usage"), get(ops::usage_list))
-        .route(&format!("{p}/os-simple-tenant-usage/{{pid}}"), get(ops::usage_show))
-        .route(&format!("{p}/os-server-groups"), get(ops::groups).post(ops::group_create))
-        .route(&format!("{p}/os-server-groups/{{id}}"), get(ops::group_show).delete(ops::group_delete))
-        .route(&format!("{p}/servers/{{id}}/os-instance-actions"), get(ops::actions))
-        .route(&format!("{p}/servers/{{id}}/os-instance-actions/{{rid}}"), get(ops::action_show))
+        .route(&format!("{p}/servers/{{id}}/os-volume_attachments"), get(h3(attachments_list)).post(h5(attach)))
+        .route(&format!("{p}/servers/{{id}}/os-volume_attachments/{{vid}}"), axum::routing::delete(h4(detach)))
+        .route(&format!("{p}/flavors"), get(h3(flavors_basic)).post(h3(ops::flavor_create)))
+        .route(&format!("{p}/flavors/detail"), get(h3(flavors_detail)))
+        .route(&format!("{p}/flavors/{{id}}"), get(h3(flavor_show)).delete(h3(ops::flavor_delete)))
+        .route(&format!("{p}/flavors/{{id}}/os-extra_specs"), get(h3(flavor_specs)))
+        .route(&format!("{p}/limits"), get(h2(limits)))
+        .route(&format!("{p}/os-quota-sets/{{pid}}"), get(h3(quota_show)).put(h4(quota_update)))
+        .route(&format!("{p}/os-quota-sets/{{pid}}/detail"), get(h3(quota_detail)))
+        .route(&format!("{p}/os-quota-sets/{{pid}}/defaults"), get(h3(quota_defaults)))
+        .route(&format!("{p}/os-services"), get(h3(services)))
+        .route(&format!("{p}/os-keypairs"), get(h3(ops::keypairs)).post(h3(ops::keypair_create)))
+        .route(&format!("{p}/os-keypairs/{{name}}"), get(h4(ops::keypair)).delete(h4(ops::keypair_delete)))
+        .route(&format!("{p}/os-availability-zone"), get(h2(ops::azs)))
+        .route(&format!("{p}/os-availability-zone/detail"), get(h2(ops::azs_detail)))
+        .route(&format!("{p}/os-hypervisors"), get(h3(ops::hypervisors)))
+        .route(&format!("{p}/os-hypervisors/detail"), get(h3(ops::hypervisors_detail)))
+        .route(&format!("{p}/os-hypervisors/statistics"), get(h2(ops::hypervisor_stats)))
+        .route(&format!("{p}/os-hypervisors/{{id}}"), get(h4(ops::hypervisor_show)))
+        .route(&format!("{p}/os-aggregates"), get(h2(ops::aggregates)))
+        .route(&format!("{p}/os-hosts"), get(h3(ops::hosts)))
+        .route(&format!("{p}/os-simple-tenant-usage"), get(h3(ops::usage_list)))
+        .route(&format!("{p}/os-simple-tenant-usage/{{pid}}"), get(h4(ops::usage_show)))
+        .route(&format!("{p}/os-server-groups"), get(h3(ops::groups)).post(h3(ops::group_create)))
+        .route(&format!("{p}/os-server-groups/{{id}}"), get(h3(ops::group_show)).delete(h3(ops::group_delete)))
+        .route(&format!("{p}/servers/{{id}}/os-instance-actions"), get(h4(ops::actions)))
+        .route(&format!("{p}/servers/{{id}}/os-instance-actions/{{rid}}"), get(h3(ops::action_show)))
 }
 
 fn version_doc(base: &str) -> Value {
@@ -79,7 +79,7 @@ fn version_doc(base: &str) -> Value {
     })
 }
 
-async fn versions(State(s): State<S>) -> Response {
+fn versions(State(s): State<S>) -> Response {
     let base = s.base();
     json_response(
         200,
@@ -90,7 +90,7 @@ async fn versions(State(s): State<S>) -> Response {
     )
 }
 
-async fn version(State(s): State<S>) -> Response {
+fn version(State(s): State<S>) -> Response {
     json_response(200, &json!({"version": version_doc(&s.base())}))
 }
 
@@ -577,11 +577,11 @@ fn list(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> Resp
     ok(200, &body, mv)
 }
 
-async fn list_basic(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn list_basic(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     list(&s, &h, q.as_deref(), false)
 }
 
-async fn list_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn list_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     list(&s, &h, q.as_deref(), true)
 }
 
@@ -592,7 +592,7 @@ pub(super) fn owned<'a>(w: &'a World, c: &Caller, id: &str) -> Result<&'a Server
         .ok_or_else(|| SimError::not_found(format!("Instance {id} could not be found.")))
 }
 
-async fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -782,7 +782,7 @@ pub(super) fn rid_of(r: Option<Extension<RequestId>>) -> String {
     r.map(|Extension(RequestId(x))| x).unwrap_or_else(|| format!("req-{}", uuid::Uuid::new_v4()))
 }
 
-async fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestId>>, body: Bytes) -> Response {
+fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestId>>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -851,7 +851,7 @@ async fn create(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestI
     r
 }
 
-async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -880,12 +880,7 @@ async fn update(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: 
     }
 }
 
-async fn delete(
-    State(s): State<S>,
-    h: HeaderMap,
-    rid: Option<Extension<RequestId>>,
-    Path(id): Path<String>,
-) -> Response {
+fn delete(State(s): State<S>, h: HeaderMap, rid: Option<Extension<RequestId>>, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -905,7 +900,7 @@ async fn delete(
     }
 }
 
-async fn action(
+fn action(
     State(s): State<S>,
     h: HeaderMap,
     rid: Option<Extension<RequestId>>,
@@ -1010,7 +1005,7 @@ fn server_mut_check(
     Ok((c, mv))
 }
 
-async fn tags_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn tags_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1022,7 +1017,7 @@ async fn tags_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> R
     }
 }
 
-async fn tags_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+fn tags_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1056,7 +1051,7 @@ async fn tags_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body
     ok(200, &json!({"tags": new}), mv)
 }
 
-async fn tags_delete_all(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn tags_delete_all(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1070,7 +1065,7 @@ async fn tags_delete_all(State(s): State<S>, h: HeaderMap, Path(id): Path<String
     with_mv(empty(204), mv)
 }
 
-async fn tag_get(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
+fn tag_get(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1083,7 +1078,7 @@ async fn tag_get(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String
     }
 }
 
-async fn tag_put(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
+fn tag_put(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1109,7 +1104,7 @@ async fn tag_put(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String
     r
 }
 
-async fn tag_delete(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
+fn tag_delete(State(s): State<S>, h: HeaderMap, Path((id, tag)): Path<(String, String)>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 26)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1145,7 +1140,7 @@ fn meta_map(v: &Value, key: &str) -> Result<BTreeMap<String, String>, SimError> 
     Ok(m)
 }
 
-async fn meta_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn meta_get(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 1)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1173,7 +1168,7 @@ fn metadata_writable(w: &super::world::World, id: &str, what: &str) -> Result<()
     Ok(())
 }
 
-async fn meta_write(s: &SimShared, h: &HeaderMap, id: &str, body: &Bytes, replace: bool) -> Response {
+fn meta_write(s: &SimShared, h: &HeaderMap, id: &str, body: &Bytes, replace: bool) -> Response {
     let (c, mv) = match server_mut_check(s, h, id, (2, 1)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1208,15 +1203,15 @@ async fn meta_write(s: &SimShared, h: &HeaderMap, id: &str, body: &Bytes, replac
     ok(200, &json!({"metadata": new}), mv)
 }
 
-async fn meta_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    meta_write(&s, &h, &id, &body, true).await
+fn meta_put(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    meta_write(&s, &h, &id, &body, true)
 }
 
-async fn meta_post(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
-    meta_write(&s, &h, &id, &body, false).await
+fn meta_post(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    meta_write(&s, &h, &id, &body, false)
 }
 
-async fn meta_item_get(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(String, String)>) -> Response {
+fn meta_item_get(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(String, String)>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 1)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1228,12 +1223,7 @@ async fn meta_item_get(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(
     }
 }
 
-async fn meta_item_put(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path((id, key)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
+fn meta_item_put(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(String, String)>, body: Bytes) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 1)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1257,7 +1247,7 @@ async fn meta_item_put(
     ok(200, &json!({"meta": m}), mv)
 }
 
-async fn meta_item_delete(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(String, String)>) -> Response {
+fn meta_item_delete(State(s): State<S>, h: HeaderMap, Path((id, key)): Path<(String, String)>) -> Response {
     let (_, mv) = match server_mut_check(&s, &h, &id, (2, 1)) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1331,15 +1321,15 @@ fn flavors(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bool) -> R
     ok(200, &body, mv)
 }
 
-async fn flavors_basic(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn flavors_basic(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     flavors(&s, &h, q.as_deref(), false)
 }
 
-async fn flavors_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+fn flavors_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     flavors(&s, &h, q.as_deref(), true)
 }
 
-async fn flavor_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn flavor_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (_, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1351,7 +1341,7 @@ async fn flavor_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -
     }
 }
 
-async fn flavor_specs(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn flavor_specs(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (_, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1363,7 +1353,7 @@ async fn flavor_specs(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) 
     }
 }
 
-async fn limits(State(s): State<S>, h: HeaderMap) -> Response {
+fn limits(State(s): State<S>, h: HeaderMap) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1443,7 +1433,7 @@ fn quota_body(w: &World, pid: &str, mv: (u32, u32), detail: bool, defaults: bool
     json!({"quota_set": m})
 }
 
-async fn quota_show(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+fn quota_show(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1455,7 +1445,7 @@ async fn quota_show(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -
     ok(200, &quota_body(&w, &pid, mv, false, false), mv)
 }
 
-async fn quota_detail(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+fn quota_detail(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1470,7 +1460,7 @@ async fn quota_detail(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>)
     ok(200, &quota_body(&w, &pid, mv, true, false), mv)
 }
 
-async fn quota_defaults(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
+fn quota_defaults(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>) -> Response {
     let (_, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1479,7 +1469,7 @@ async fn quota_defaults(State(s): State<S>, h: HeaderMap, Path(pid): Path<String
     ok(200, &quota_body(&w, &pid, mv, false, true), mv)
 }
 
-async fn quota_update(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
+fn quota_update(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1527,7 +1517,7 @@ async fn quota_update(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>,
 }
 
 /// `os-services`: the scheduler, conductor and one nova-compute per host (admins only).
-async fn services(
+fn services(
     State(s): State<S>,
     h: HeaderMap,
     q: axum::extract::Query<std::collections::BTreeMap<String, String>>,
@@ -1573,7 +1563,7 @@ fn attachment_json(server_id: &str, volume_id: &str, device: &str, attachment_id
            "tag": null, "delete_on_termination": false, "attachment_id": attachment_id})
 }
 
-async fn attachments_list(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+fn attachments_list(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -1597,7 +1587,7 @@ async fn attachments_list(State(s): State<S>, h: HeaderMap, Path(id): Path<Strin
     ok(200, &json!({"volumeAttachments": list}), mv)
 }
 
-async fn attach(
+fn attach(
     State(s): State<S>,
     h: HeaderMap,
     rid: Option<Extension<RequestId>>,
@@ -1633,7 +1623,7 @@ async fn attach(
     }
 }
 
-async fn detach(
+fn detach(
     State(s): State<S>,
     h: HeaderMap,
     rid: Option<Extension<RequestId>>,

@@ -54,7 +54,7 @@ fn int_field(o: &Map<String, Value>, k: &str, min: i64, default: Option<i64>) ->
     }
 }
 
-pub async fn flavor_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+pub fn flavor_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -119,7 +119,7 @@ pub async fn flavor_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Res
     ok(200, &json!({ "flavor": v }), mv)
 }
 
-pub async fn flavor_delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+pub fn flavor_delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -177,7 +177,7 @@ fn keypair_user(c: &Caller, mv: (u32, u32), raw_q: Option<&str>) -> Result<Strin
     }
 }
 
-pub async fn keypairs(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn keypairs(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -196,7 +196,7 @@ pub async fn keypairs(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -
     ok(200, &json!({ "keypairs": kps }), mv)
 }
 
-pub async fn keypair(State(s): State<S>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
+pub fn keypair(State(s): State<S>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -212,7 +212,7 @@ pub async fn keypair(State(s): State<S>, h: HeaderMap, Path(name): Path<String>,
     }
 }
 
-pub async fn keypair_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+pub fn keypair_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -283,12 +283,7 @@ pub async fn keypair_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Re
     ok(if ge(mv, 2, 2) { 201 } else { 200 }, &json!({ "keypair": v }), mv)
 }
 
-pub async fn keypair_delete(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub fn keypair_delete(State(s): State<S>, h: HeaderMap, Path(name): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -469,20 +464,15 @@ fn hypervisor_list(s: &SimShared, h: &HeaderMap, raw_q: Option<&str>, detail: bo
     ok(200, &json!({ "hypervisors": list }), mv)
 }
 
-pub async fn hypervisors(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn hypervisors(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     hypervisor_list(&s, &h, q.as_deref(), false)
 }
 
-pub async fn hypervisors_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn hypervisors_detail(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     hypervisor_list(&s, &h, q.as_deref(), true)
 }
 
-pub async fn hypervisor_show(
-    State(s): State<S>,
-    h: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(q): RawQuery,
-) -> Response {
+pub fn hypervisor_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -504,7 +494,7 @@ pub async fn hypervisor_show(
     }
 }
 
-pub async fn hypervisor_stats(State(s): State<S>, h: HeaderMap) -> Response {
+pub fn hypervisor_stats(State(s): State<S>, h: HeaderMap) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -537,7 +527,7 @@ fn service_state(up: bool, enabled: bool, now: &str) -> Value {
     json!({"available": up, "active": enabled, "updated_at": now})
 }
 
-pub async fn azs(State(s): State<S>, h: HeaderMap) -> Response {
+pub fn azs(State(s): State<S>, h: HeaderMap) -> Response {
     let (_, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -553,7 +543,7 @@ pub async fn azs(State(s): State<S>, h: HeaderMap) -> Response {
 
 /// `os-availability-zone/detail`: the enabled services by zone and host, as
 /// Nova lists them (admins only).
-pub async fn azs_detail(State(s): State<S>, h: HeaderMap) -> Response {
+pub fn azs_detail(State(s): State<S>, h: HeaderMap) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -583,7 +573,7 @@ pub async fn azs_detail(State(s): State<S>, h: HeaderMap) -> Response {
     )
 }
 
-pub async fn aggregates(State(s): State<S>, h: HeaderMap) -> Response {
+pub fn aggregates(State(s): State<S>, h: HeaderMap) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -613,7 +603,7 @@ pub async fn aggregates(State(s): State<S>, h: HeaderMap) -> Response {
 }
 
 /// `os-hosts` (gone from 2.43): every service's host, with its zone.
-pub async fn hosts(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn hosts(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -747,7 +737,7 @@ fn usages(w: &World, project: Option<&str>, q: &UsageQuery, now: Timestamp) -> R
     Ok(out.into_iter().map(|(_, m)| Value::Object(m)).collect())
 }
 
-pub async fn usage_list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn usage_list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -767,7 +757,7 @@ pub async fn usage_list(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery)
     }
 }
 
-pub async fn usage_show(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Response {
+pub fn usage_show(State(s): State<S>, h: HeaderMap, Path(pid): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -808,7 +798,7 @@ fn group_json(g: &ServerGroup, mv: (u32, u32)) -> Value {
     v
 }
 
-pub async fn groups(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
+pub fn groups(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -829,7 +819,7 @@ pub async fn groups(State(s): State<S>, h: HeaderMap, RawQuery(q): RawQuery) -> 
     ok(200, &json!({ "server_groups": list }), mv)
 }
 
-pub async fn group_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
+pub fn group_create(State(s): State<S>, h: HeaderMap, body: Bytes) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -896,7 +886,7 @@ fn group_of<'a>(w: &'a World, c: &Caller, id: &str) -> Result<&'a ServerGroup, S
         .ok_or_else(|| SimError::not_found(format!("Instance group {id} could not be found.")))
 }
 
-pub async fn group_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+pub fn group_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -908,7 +898,7 @@ pub async fn group_show(State(s): State<S>, h: HeaderMap, Path(id): Path<String>
     }
 }
 
-pub async fn group_delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
+pub fn group_delete(State(s): State<S>, h: HeaderMap, Path(id): Path<String>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -942,7 +932,7 @@ fn action_json(sv: &Server, a: &InstanceAction, mv: (u32, u32)) -> Value {
     v
 }
 
-pub async fn actions(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
+pub fn actions(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, RawQuery(q): RawQuery) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
@@ -972,7 +962,7 @@ pub async fn actions(State(s): State<S>, h: HeaderMap, Path(id): Path<String>, R
     ok(200, &json!({ "instanceActions": list }), mv)
 }
 
-pub async fn action_show(State(s): State<S>, h: HeaderMap, Path((id, rid)): Path<(String, String)>) -> Response {
+pub fn action_show(State(s): State<S>, h: HeaderMap, Path((id, rid)): Path<(String, String)>) -> Response {
     let (c, mv) = match ctx(&s, &h) {
         Ok(x) => x,
         Err(r) => return r,
