@@ -1180,18 +1180,33 @@ struct ChangeLog {
 }
 
 impl ChangeLog {
+    /// The plan lines of `s` not in the app's plan logged last, as (cloud, app,
+    /// line): a step that stays in the plan while others come and go (an
+    /// adoption waiting for its server) is said once, not at every change.
+    fn new_plan_lines(&mut self, s: &crate::engine::EngineStatus) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for p in &s.plans {
+            let key = format!("{}/{}", p.cloud, p.app);
+            let before = self.plans.get(&key);
+            if before == Some(&p.lines) {
+                continue;
+            }
+            for l in &p.lines {
+                if before.is_none_or(|b| !b.contains(l)) {
+                    out.push((p.cloud.clone(), p.app.clone(), l.clone()));
+                }
+            }
+            self.plans.insert(key, p.lines.clone());
+        }
+        out
+    }
+
     fn log(&mut self, s: &crate::engine::EngineStatus) {
         if s.observer {
             return;
         }
-        for p in &s.plans {
-            let key = format!("{}/{}", p.cloud, p.app);
-            if self.plans.get(&key) != Some(&p.lines) {
-                for l in &p.lines {
-                    tracing::info!(cloud = %p.cloud, app = %p.app, "plan: {l}");
-                }
-                self.plans.insert(key, p.lines.clone());
-            }
+        for (cloud, app, l) in self.new_plan_lines(s) {
+            tracing::info!(cloud = %cloud, app = %app, "plan: {l}");
         }
         let now: std::collections::BTreeSet<String> = s
             .policy_errors
@@ -1290,6 +1305,25 @@ async fn engine(cli: &Cli, a: &EngineArgs) -> CliResult<()> {
 mod tests {
     use super::log_filter;
     use tracing::Level;
+
+    #[test]
+    fn a_plan_step_that_stays_is_logged_once() {
+        use crate::engine::status::PlanLines;
+        use crate::engine::EngineStatus;
+        let status = |lines: &[&str]| EngineStatus {
+            plans: vec![PlanLines::new("c", "web", lines.iter().map(|l| l.to_string()).collect())],
+            ..Default::default()
+        };
+        let mut log = super::ChangeLog::default();
+        let said = |log: &mut super::ChangeLog, lines: &[&str]| -> Vec<String> {
+            log.new_plan_lines(&status(lines)).into_iter().map(|(c, a, l)| format!("{c}/{a}: {l}")).collect()
+        };
+        assert_eq!(said(&mut log, &["adopt op-1", "create slot 2"]), ["c/web: adopt op-1", "c/web: create slot 2"]);
+        assert!(said(&mut log, &["adopt op-1", "create slot 2"]).is_empty(), "nothing changed");
+        assert_eq!(said(&mut log, &["adopt op-1", "wait for slot 2"]), ["c/web: wait for slot 2"]);
+        assert_eq!(said(&mut log, &["adopt op-1", "create slot 2"]), ["c/web: create slot 2"], "a step back is news");
+        assert!(said(&mut log, &["adopt op-1"]).is_empty(), "a step gone says nothing");
+    }
 
     #[test]
     fn rust_log_sets_levels_per_target_and_falls_back_when_unset_or_unreadable() {
