@@ -129,7 +129,7 @@ async fn a_missing_policy_or_directory_holds_the_app_until_an_operator_retires_i
 
     std::fs::create_dir_all(rig.policies()).unwrap();
     retire().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = rig.deadline(30);
     while !rig.members("web").await.is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "retired members are removed: {}", rig.journal(20));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -275,7 +275,7 @@ async fn slow_probes_never_stall_the_tick() {
         .replace("cloud_init_marker = \"Cloud-init v. * finished\"", "cloud_init_marker = \"never printed\"");
     std::fs::write(&path, t).unwrap();
     let eng = rig.start(rig.engine_cfg());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let deadline = rig.deadline(60);
     while rig.members("web").await.iter().filter(|s| s.status == ServerStatus::Active).count() < 8 {
         assert!(tokio::time::Instant::now() < deadline, "8 members booted");
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -346,7 +346,7 @@ async fn the_startup_grace_of_the_policy_is_honoured() {
     );
     std::fs::write(&path, t).unwrap();
     let eng = rig.start(rig.engine_cfg());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    let deadline = rig.deadline(40);
     loop {
         let drained: Vec<_> =
             eng.store.recent_events(1000).unwrap().into_iter().filter(|e| e.action == "drain").collect();

@@ -175,6 +175,14 @@ min_ready_seconds = 0
         std::fs::rename(tmp, path).unwrap();
     }
 
+    /// When a wait of `secs` ends. A real Nova on two shared cores can take tens
+    /// of seconds for one request (the engine's timeout, then its retry next
+    /// tick), so a wait for the real services is three times as long.
+    pub fn deadline(&self, secs: u64) -> tokio::time::Instant {
+        let factor = if self.side == Side::Real { 3 } else { 1 };
+        tokio::time::Instant::now() + Duration::from_secs(secs * factor)
+    }
+
     /// Creates on the real Nova take seconds under load; the simulator answers at once.
     pub fn visibility_timeout(&self) -> u64 {
         match self.side {
